@@ -1,0 +1,1 @@
+"""Byte-level encoding: vocabulary, the one serialization function, and the pretraining corpus."""
