@@ -1,0 +1,195 @@
+"""Metrics against hand-computed values and sklearn; confusion matrix; prediction files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from aegir.evaluation import (
+    NONE_LABEL,
+    OTHER_LABEL,
+    Prediction,
+    classification_report,
+    confusion_matrix,
+    format_classification_report,
+    indicator_matrix,
+    multilabel_report,
+    multilabel_report_from_indicators,
+    plot_confusion_matrix,
+    read_predictions,
+    report_from_predictions,
+    write_predictions,
+)
+from aegir.tables import TableError
+
+GOLD = ["a", "a", "a", "b", "b", "c"]
+PRED = ["a", "a", "b", "b", "c", "c"]
+
+
+def test_single_label_hand_computed():
+    r = classification_report(GOLD, PRED)
+    # a: tp2 fp0 fn1 -> P1 R2/3 F0.8 ; b: tp1 fp1 fn1 -> .5 .5 .5 ; c: tp1 fp1 fn0 -> .5 1 2/3
+    assert r.label("a").f1 == pytest.approx(0.8)
+    assert r.label("b").f1 == pytest.approx(0.5)
+    assert r.label("c").f1 == pytest.approx(2 / 3)
+    assert r.macro_f1 == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert r.macro_precision == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert r.macro_recall == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert r.micro_f1 == pytest.approx(4 / 6) == r.accuracy
+    assert r.label("a").support == 3 and r.label("c").predicted == 2
+    assert [s.label for s in r.per_label] == ["a", "b", "c"]
+
+
+def test_macro_only_over_gold_labels_and_unpredicted_gold_scores_zero():
+    gold = ["a", "a", "b"]
+    pred = ["a", "x", "a"]  # x never in gold; b never predicted
+    r = classification_report(gold, pred)
+    # a: tp1 fp1 fn1 -> F 0.5 ; b: F 0 ; x excluded from macro, but costs micro precision
+    assert r.macro_labels == ("a", "b")
+    assert r.macro_f1 == pytest.approx(0.25)
+    assert r.micro_f1 == pytest.approx(1 / 3)
+    assert r.label("x").fp == 1
+    sk = skm.f1_score(gold, pred, labels=sorted(set(gold)), average="macro", zero_division=0)
+    assert r.macro_f1 == pytest.approx(sk)
+
+
+def test_abstention_costs_recall_not_precision():
+    gold = ["a", "b", "b", "c"]
+    pred = ["a", None, "b", ""]
+    r = classification_report(gold, pred)
+    assert r.n_abstained == 2
+    assert r.micro_precision == pytest.approx(1.0)
+    assert r.micro_recall == pytest.approx(0.5)
+    assert r.micro_f1 == pytest.approx(2 / 3)
+    # sklearn: an abstention sentinel outside `labels` is exactly "no prediction".
+    skp = ["__none__" if p in (None, "") else p for p in pred]
+    assert r.micro_f1 == pytest.approx(skm.f1_score(gold, skp, labels=["a", "b", "c"], average="micro"))
+
+
+def test_given_label_list_for_macro():
+    r = classification_report(GOLD, PRED, labels=["a", "b", "c", "d"])
+    assert r.macro_over == "given" and len(r.macro_labels) == 4
+    assert r.macro_f1 == pytest.approx((0.8 + 0.5 + 2 / 3) / 4)
+
+
+def test_random_cross_check_with_sklearn():
+    rng = np.random.default_rng(0)
+    labs = [f"L{i}" for i in range(12)]
+    gold = [labs[i] for i in rng.integers(0, 10, 400)]
+    pred = [labs[i] for i in rng.integers(0, 12, 400)]
+    r = classification_report(gold, pred)
+    ls = sorted(set(gold))
+    assert r.macro_f1 == pytest.approx(skm.f1_score(gold, pred, labels=ls, average="macro", zero_division=0), abs=1e-12)
+    assert r.macro_precision == pytest.approx(
+        skm.precision_score(gold, pred, labels=ls, average="macro", zero_division=0), abs=1e-12)
+    assert r.micro_f1 == pytest.approx(skm.f1_score(gold, pred, average="micro"), abs=1e-12)
+    p, rec, f, sup = skm.precision_recall_fscore_support(gold, pred, labels=ls, zero_division=0)
+    for i, lab in enumerate(ls):
+        s = r.label(lab)
+        assert (s.precision, s.recall, s.f1, s.support) == pytest.approx((p[i], rec[i], f[i], sup[i]))
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="gold has 2 columns"):
+        classification_report(["a", "b"], ["a"])
+    with pytest.raises(ValueError, match="gold label #1"):
+        classification_report(["a", ""], ["a", "a"])
+
+
+def test_multilabel_hand_and_sklearn():
+    gold = [{"a", "b"}, {"b"}, {"c"}, {"a"}]
+    pred = [{"a"}, {"b", "c"}, set(), {"a", "b"}]
+    r = multilabel_report(gold, pred)
+    # a: tp2 fp0 fn0 -> 1 ; b: tp1 fp1 fn1 -> .5 ; c: tp0 fp1 fn1 -> 0
+    assert r.label("a").f1 == pytest.approx(1.0)
+    assert r.label("b").f1 == pytest.approx(0.5)
+    assert r.macro_f1 == pytest.approx(0.5)
+    assert r.micro_precision == pytest.approx(3 / 5) and r.micro_recall == pytest.approx(3 / 5)
+    assert r.n_abstained == 1 and r.accuracy == 0.0
+    labs = ["a", "b", "c"]
+    yt, yp = indicator_matrix(gold, labs), indicator_matrix(pred, labs)
+    assert r.micro_f1 == pytest.approx(skm.f1_score(yt, yp, average="micro"))
+    assert r.macro_f1 == pytest.approx(skm.f1_score(yt, yp, average="macro", zero_division=0))
+    r2 = multilabel_report_from_indicators(yt.astype(int), yp.astype(int), labs)
+    assert r2.macro_f1 == r.macro_f1 and r2.micro_f1 == r.micro_f1
+
+
+def test_multilabel_macro_ignores_labels_absent_from_gold():
+    labs = ["a", "b", "z"]
+    yt = np.array([[1, 0, 0], [0, 1, 0]])
+    yp = np.array([[1, 0, 1], [0, 1, 0]])
+    r = multilabel_report_from_indicators(yt, yp, labs)
+    assert r.macro_labels == ("a", "b") and r.macro_f1 == pytest.approx(1.0)
+    assert r.micro_precision == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="indicator matrices"):
+        multilabel_report_from_indicators(yt, yp[:, :2], labs)
+
+
+def test_confusion_matrix_matches_sklearn_and_top_n(tmp_path):
+    cm = confusion_matrix(GOLD, PRED)
+    assert cm.row_labels == ("a", "b", "c") == cm.col_labels
+    np.testing.assert_array_equal(cm.matrix, skm.confusion_matrix(GOLD, PRED, labels=["a", "b", "c"]))
+    cm2 = confusion_matrix(GOLD + ["d"], PRED + [None], top_n=2)
+    assert cm2.row_labels == ("a", "b", OTHER_LABEL)
+    assert cm2.col_labels == ("a", "b", OTHER_LABEL, NONE_LABEL)
+    # gold c and d fall into the (other) row: c->c lands in (other, other), d->None in (other, none)
+    np.testing.assert_array_equal(cm2.matrix, [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 1]])
+    assert cm2.matrix.sum() == 7 and cm2.n_labels_total == 4
+    out = plot_confusion_matrix(cm2, tmp_path / "cm.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Many labels: the top-N view stays readable and the file is written.
+    rng = np.random.default_rng(1)
+    g = [f"label{i}" for i in rng.integers(0, 80, 500)]
+    big = confusion_matrix(g, list(reversed(g)), top_n=20)
+    assert big.matrix.shape == (21, 21) and big.matrix.sum() == 500
+    assert plot_confusion_matrix(big, tmp_path / "big.png").stat().st_size > 1000
+
+
+def _preds():
+    return [
+        Prediction("t1.json.gz", 0, ("Book/name",), 0.9, ("Book/name",), None, (("Book/name", 0.9), ("x=y", 0.05))),
+        Prediction("t1.json.gz", 2, ("Date",), 0.4, ("Duration",)),
+        Prediction("t2.json.gz", 1, (), None, ("Date",)),
+        Prediction("t3.json.gz", 3, ("Place",), 0.7, (), 0),
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_predictions_round_trip(tmp_path, suffix):
+    path = write_predictions(tmp_path / f"preds.{suffix}", _preds())
+    back = read_predictions(path)
+    assert back == _preds()
+    r = report_from_predictions(back)
+    assert r.n == 3 and r.n_abstained == 1  # unlabelled t3 skipped
+    assert r.micro_precision == pytest.approx(0.5) and r.micro_recall == pytest.approx(1 / 3)
+    if suffix == "csv":
+        header = path.read_text().splitlines()[0].split(",")
+        assert header[:2] == ["table_name", "column_index"] and "label" in header
+    else:
+        first = json.loads(path.read_text().splitlines()[0])
+        assert first["correct"] is True and first["top_k"][0] == ["Book/name", 0.9]
+
+
+def test_predictions_bad_files(tmp_path):
+    with pytest.raises(ValueError, match="unknown predictions format"):
+        write_predictions(tmp_path / "p.txt", _preds())
+    with pytest.raises(ValueError, match="contains '\\|'"):
+        write_predictions(tmp_path / "p.csv", [Prediction("t", 0, ("a|b",))])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("table_name,column_index,label\nt1,zero,Date\n")
+    with pytest.raises(TableError, match=r"bad.csv:2: field 'column_index'"):
+        read_predictions(bad)
+    badj = tmp_path / "bad.jsonl"
+    badj.write_text('{"table_name": "t", "column_index": 1}\n{oops\n')
+    with pytest.raises(TableError, match=r"bad.jsonl:2: not valid JSON"):
+        read_predictions(badj)
+    with pytest.raises(TableError, match="not found"):
+        read_predictions(tmp_path / "missing.csv")
+
+
+def test_format_report_mentions_numbers():
+    text = format_classification_report(classification_report(GOLD, PRED))
+    assert "0.6667" in text and "per label" in text and "a" in text
