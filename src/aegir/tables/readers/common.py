@@ -1,0 +1,57 @@
+"""Helpers every reader shares: safe names from data files, cell normalisation, skip accounting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aegir.tables.table import TableError
+
+log = logging.getLogger("aegir.tables")
+
+
+def safe_member_name(name: str, where: str) -> str:
+    """A file name read from a data file, guaranteed to stay inside its folder.
+
+    Names come from gold CSVs written by other people: a separator or `..` could make us read any
+    file on the machine, so such names are rejected rather than resolved.
+    """
+    if not name or "/" in name or "\\" in name or name in (".", "..") or ".." in Path(name).parts or "\x00" in name:
+        raise TableError(f"{where}: table name {name!r} is not a plain file name (path separators and '..' are rejected)")
+    if name.startswith(".."):
+        raise TableError(f"{where}: table name {name!r} starts with '..'")
+    return name
+
+
+def cell_text(v: Any) -> str:
+    """One cell as text: None -> "", strings as-is, other JSON values compactly serialised."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v) if isinstance(v, float) else str(v)
+    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+class SkipCounter:
+    """Counts skipped records and warns once per reason, so a big file does not flood the log."""
+
+    def __init__(self, on_error: str):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.count = 0
+        self._seen: set[str] = set()
+
+    def __call__(self, message: str, reason: str) -> None:
+        if self.on_error == "raise":
+            raise TableError(message)
+        self.count += 1
+        if reason not in self._seen:
+            self._seen.add(reason)
+            log.warning("skipping: %s (further '%s' skips are counted, not logged)", message, reason)

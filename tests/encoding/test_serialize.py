@@ -1,0 +1,121 @@
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aegir.encoding.serialize import SerializeConfig, mmr_order, serialize, _profile
+from aegir.encoding.vocab import CELL, CLS, COLON, CTX, MAIN, N_ACTIVE, NULL, SEP, TGT, decode_ids
+from aegir.tables import Table, TableError
+
+cell = st.text(min_size=0, max_size=80)  # includes control chars, surrogates, emoji
+
+
+@st.composite
+def tables(draw):
+    n_cols = draw(st.integers(1, 7))
+    n_rows = draw(st.integers(1, 12))
+    cols = [draw(st.lists(cell, min_size=n_rows, max_size=n_rows)) for _ in range(n_cols)]
+    header = draw(st.one_of(st.none(), st.lists(st.text(max_size=50), min_size=n_cols, max_size=n_cols)))
+    return Table(columns=cols, header=header)
+
+
+cfgs = st.builds(SerializeConfig, max_bytes=st.integers(16, 600), max_target_bytes=st.integers(8, 300),
+                 max_column_bytes=st.integers(8, 200), max_cell_bytes=st.integers(1, 64),
+                 max_rows=st.integers(1, 40), mmr_lambda=st.floats(0, 1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(tables(), cfgs, st.data())
+def test_budget_layout_determinism(table, cfg, data):
+    target = data.draw(st.integers(0, table.n_cols - 1))
+    s = serialize(table, target, cfg)
+    assert len(s.ids) <= cfg.max_bytes
+    assert all(0 <= i < N_ACTIVE for i in s.ids)
+    assert len(s.target_mask) == len(s.ids)
+    # target-first layout: CLS, then the TGT segment, closed by SEP, marked by the mask
+    assert s.ids[0] == CLS and s.ids[1] == TGT
+    first_sep = s.ids.index(SEP)
+    assert s.target_mask == [False] + [True] * first_sep + [False] * (len(s.ids) - first_sep - 1)
+    assert s.ids.count(CTX) == len(s.context) and target not in s.context
+    assert len(set(s.context)) == len(s.context)
+    assert s.ids[-1] == SEP
+    assert serialize(table, target, cfg).ids == s.ids  # deterministic
+    assert s.text()  # always renderable
+
+
+@settings(max_examples=60, deadline=None)
+@given(tables(), st.data())
+def test_cpa_variant(table, data):
+    if table.n_cols < 2:
+        return
+    main, target = data.draw(st.permutations(range(table.n_cols)))[:2]
+    s = serialize(table, target, SerializeConfig(max_bytes=300), main=main)
+    assert s.ids[:2] == [CLS, MAIN] and len(s.ids) <= 300
+    tgt_pos = s.ids.index(TGT)
+    assert s.target_mask[tgt_pos] and not any(s.target_mask[:tgt_pos])
+    assert main not in s.context and target not in s.context
+
+
+def test_one_long_cell_cannot_eat_the_budget():
+    t = Table(columns=[["x" * 10_000, "short"], ["ctx"] * 2], header=["a", "b"])
+    cfg = SerializeConfig(max_bytes=200, max_cell_bytes=20)
+    s = serialize(t, 0, cfg)
+    assert s.truncated and b"short" in bytes(i for i in s.ids if i < 256)
+    assert 1 in s.context  # budget left for the context column
+
+
+def test_utf8_cut_keeps_characters_whole():
+    t = Table(columns=[["€€€€€€"]])  # 3-byte characters
+    s = serialize(t, 0, SerializeConfig(max_cell_bytes=7))
+    body = bytes(i for i in s.ids if i < 256)
+    assert body.decode("utf-8") == "€€"
+
+
+def test_control_bytes_and_invalid_text_are_safe():
+    t = Table(columns=[["a\x00b\nc\td", "\ud800x", ""]], header=["n\x1bame"])
+    s = serialize(t, 0)
+    body = bytes(i for i in s.ids if i < 256)
+    assert b"\x00" not in body and b"\n" not in body and b"\x1b" not in body
+    assert NULL in s.ids  # empty cell marked
+
+
+def test_exact_layout_small_table():
+    t = Table(columns=[["1", ""], ["x", "y"]], header=["id", "name"])
+    s = serialize(t, 1)
+    assert s.ids == [CLS, TGT, *b"name", COLON, *b"x", CELL, *b"y", SEP, CTX, *b"id", COLON, *b"1", CELL, NULL, SEP]
+    assert s.text() == "[CLS][TGT]name: x | y[SEP][CTX]id: 1 | ∅[SEP]"
+    headerless = serialize(Table(columns=[["a"]]), 0)
+    assert headerless.ids == [CLS, TGT, *b"a", SEP]
+
+
+def test_mmr_skips_redundant_column():
+    # Target: city names. Context 1 and 2 are identical country columns (2 is redundant once 1 is
+    # chosen); column 3 (postal codes) is less similar to the target but new information.
+    cities = ["Berlin", "Paris", "Rome", "Madrid", "Vienna", "Lisbon"]
+    countries = ["Germany", "France", "Italy", "Spain", "Austria", "Portugal"]
+    codes = ["10115", "75001", "00118", "28001", "1010", "1100"]
+    t = Table(columns=[cities, countries, list(countries), codes], header=["city", "country", "country", "zip"])
+    seg = 2 + len("country") + sum(len(c) + 1 for c in countries) + 1
+    cfg = SerializeConfig(max_bytes=2 + 4 + 60 + 2 * seg + 6, mmr_lambda=0.5, max_column_bytes=seg + 4, min_context_bytes=8)
+    s = serialize(t, 0, cfg)
+    assert s.context[0] in (1, 2)
+    assert s.context[1] == 3, f"MMR should prefer the new zip column over the duplicate: {s.context}"
+    # Relevance-only ordering (lambda=1) takes the duplicate instead.
+    profiles = {j: _profile(t.column_name(j), t.columns[j]) for j in (1, 2, 3)}
+    tp = _profile("city", cities)
+    assert mmr_order(tp, profiles, 1.0)[:2] in ([1, 2], [2, 1])
+    assert mmr_order(tp, profiles, 0.5)[1] == 3
+
+
+def test_long_tables_sample_rows_evenly():
+    t = Table(columns=[[str(i) for i in range(1000)]])
+    s = serialize(t, 0, SerializeConfig(max_rows=5, max_bytes=512))
+    assert s.rows_used == [0, 250, 500, 749, 999] and s.truncated
+
+
+def test_errors():
+    with pytest.raises(TableError, match="out of range"):
+        serialize(Table(columns=[["a"]]), 3)
+    with pytest.raises(TableError, match="no columns"):
+        serialize(Table(columns=[]), 0)

@@ -1,0 +1,170 @@
+import gzip
+import json
+
+import pandas as pd
+import pytest
+
+from aegir.tables import Table, TableError
+from aegir.tables.labels import LABEL_DIMS, LabelVocab, label_list
+from aegir.tables.readers import (
+    from_dataframe, gittables_folds, read_csv, read_gittables, read_labeled_csv_folder, read_sotab,
+    read_sotab_table, read_turl, sotab_splits,
+)
+
+
+# ---------------------------------------------------------------- real shared data
+def test_sotab_cta_train_counts(shared_data):
+    splits = sotab_splits(shared_data / "sotab_v2_sample")
+    ds = read_sotab(*splits["cta-train"])
+    assert (len(ds.tables), len(ds.targets)) == (1199, 1640)  # the README's figures
+    assert ds.task == "cta" and ds.skipped == 0
+    assert set(ds.label_counts()) <= set(label_list("sotab-cta"))
+    val = read_sotab(*splits["cta-validation"])
+    assert (len(val.tables), len(val.targets)) == (199, 765)
+    assert all(t.header is None for t in val.tables)  # SOTAB is headerless
+
+
+def test_sotab_cpa_train(shared_data):
+    ds = read_sotab(*sotab_splits(shared_data / "sotab_v2_sample")["cpa-train"])
+    assert ds.task == "cpa" and len(ds.targets) == 2154 and len(ds.tables) == 1263
+    assert all(t.main_column == 0 for t in ds.targets)
+    assert set(ds.label_counts()) <= set(label_list("sotab-cpa"))
+
+
+def test_gittables_folds(shared_data):
+    folds = gittables_folds(shared_data / "gittables_semtab22", "dbpedia")
+    assert [p.name for p in folds] == [f"db_semi1_cv_{k}.csv" for k in range(4)]
+    ds = read_gittables(folds[0])
+    assert ds.tables and ds.targets
+    assert set(ds.label_counts()) <= set(label_list("gittables-dbpedia"))
+    # unlabelled context columns are present as columns but are not targets
+    assert sum(t.n_cols for t in ds.tables) > len(ds.targets)
+
+
+def test_label_dims():
+    assert LABEL_DIMS["sotab-cta"] == 82 and LABEL_DIMS["sotab-cpa"] == 108
+    assert LABEL_DIMS["gittables-dbpedia"] == 101 and LABEL_DIMS["gittables-schema"] == 53
+    assert LABEL_DIMS["wikitables-cta"] == 255 and LABEL_DIMS["wikitables-cpa"] == 121
+    with pytest.raises(TableError, match="not shipped"):
+        LabelVocab.benchmark("wikitables-cta")
+    v = LabelVocab.from_labels(["b", "a", "b"])
+    assert v.labels == ["a", "b"] and v.index("b") == 1
+    with pytest.raises(TableError, match="not in"):
+        v.index("zzz")
+
+
+# ---------------------------------------------------------------- files the tests write
+def _write_sotab(tmp_path, rows, gold_lines, name="T_x.json.gz"):
+    d = tmp_path / "Train"
+    d.mkdir()
+    with gzip.open(d / name, "wt") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    gold = tmp_path / "gold.csv"
+    gold.write_text("table_name,column_index,label\n" + "".join(l + "\n" for l in gold_lines))
+    return d, gold
+
+
+def test_sotab_written(tmp_path):
+    d, gold = _write_sotab(tmp_path, [{"0": "a", "1": "b"}, {"0": "c"}], ["T_x.json.gz,1,Thing"])
+    ds = read_sotab(d, gold)
+    assert ds.tables[0].columns == [["a", "c"], ["b", ""]]
+    assert ds.targets[0].labels == ("Thing",) and ds.tables[0].meta["domain"] == "T"
+
+
+def test_sotab_missing_table_and_bad_index(tmp_path):
+    d, gold = _write_sotab(tmp_path, [{"0": "a"}], ["T_x.json.gz,5,Thing", "nope.json.gz,0,X", "T_x.json.gz,0,Y"])
+    ds = read_sotab(d, gold, on_error="skip")
+    assert ds.skipped == 2 and len(ds.targets) == 1
+    with pytest.raises(TableError, match=r"gold.csv, line 2: column index 5 out of range"):
+        read_sotab(d, gold, on_error="raise")
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "a/b.json.gz", "..", "x\\y"])
+def test_sotab_rejects_path_traversal(tmp_path, name):
+    d, gold = _write_sotab(tmp_path, [{"0": "a"}], [f"{name},0,X"])
+    with pytest.raises(TableError, match="not a plain file name"):
+        read_sotab(d, gold)
+
+
+def test_sotab_malformed_json_and_gzip(tmp_path):
+    d = tmp_path / "S"
+    d.mkdir()
+    with gzip.open(d / "bad.json.gz", "wt") as fh:
+        fh.write('{"0": "ok"}\n{"0": broken\n')
+    with pytest.raises(TableError, match=r"bad.json.gz, line 2: invalid JSON"):
+        read_sotab_table(d / "bad.json.gz")
+    (d / "corrupt.json.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(TableError, match="corrupt or unreadable gzip"):
+        read_sotab_table(d / "corrupt.json.gz")
+    with gzip.open(d / "empty.json.gz", "wt") as fh:
+        fh.write("")
+    with pytest.raises(TableError, match="empty table"):
+        read_sotab_table(d / "empty.json.gz")
+
+
+def test_csv_ragged_empty_and_encoding(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_bytes("name,city,zip\nJosé,Köln,50667\nAnn,,\nBob,Paris\n".encode("latin-1"))
+    t = read_csv(p)
+    assert t.header == ["name", "city", "zip"]
+    assert t.columns[0] == ["José", "Ann", "Bob"] and t.columns[1] == ["Köln", "", "Paris"]
+    assert t.columns[2] == ["50667", "", ""]  # ragged row padded
+    assert t.meta["encoding"] != "utf-8"
+
+
+def test_tsv_and_headerless(tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("1\t2\n3\t4\n")
+    t = read_csv(p, header=False)
+    assert t.header is None and t.columns == [["1", "3"], ["2", "4"]]
+    assert read_csv(p).meta["delimiter"] == "\t"
+
+
+def test_csv_errors(tmp_path):
+    with pytest.raises(TableError, match="cannot read file"):
+        read_csv(tmp_path / "missing.csv")
+    (tmp_path / "e.csv").write_text("   \n")
+    with pytest.raises(TableError, match="empty"):
+        read_csv(tmp_path / "e.csv")
+    (tmp_path / "b.csv").write_bytes(b"\x00\x01\x02\x00" * 100)
+    with pytest.raises(TableError, match="binary"):
+        read_csv(tmp_path / "b.csv")
+
+
+def test_dataframe():
+    df = pd.DataFrame({"a": [1, None, 3], "b": ["x", "y", None]})
+    t = from_dataframe(df)
+    assert t.header == ["a", "b"] and t.columns[1] == ["x", "y", ""] and t.columns[0][1] == ""
+
+
+def test_labeled_csv_folder(tmp_path):
+    (tmp_path / "people.csv").write_text("name,age\nAnn,3\nBo,4\n")
+    (tmp_path / "labels.csv").write_text("table_name,column_name,label\npeople.csv,name,Person\npeople.csv,age,Age\n")
+    ds = read_labeled_csv_folder(tmp_path)
+    assert [(t.column, t.label) for t in ds.targets] == [(0, "Person"), (1, "Age")]
+    (tmp_path / "labels.csv").write_text("table_name,column_index,label\n../people.csv,0,X\n")
+    with pytest.raises(TableError, match="line 2"):
+        read_labeled_csv_folder(tmp_path)
+
+
+def test_turl_both_layouts(tmp_path):
+    lst = [["t1", "Page", 0, "Sec", "Cap", ["Player", "Team"],
+            [[[[0, 0], [1, "Ann"]], [[1, 0], [2, "Bo"]]], [[[0, 1], [3, "Reds"]]]],
+            [["people.person", "sports.pro_athlete"], []]]]
+    (tmp_path / "a.json").write_text(json.dumps(lst))
+    ds = read_turl(tmp_path / "a.json")
+    assert ds.multi_label and ds.tables[0].columns == [["Ann", "Bo"], ["Reds", ""]]
+    assert ds.targets[0].labels == ("people.person", "sports.pro_athlete") and len(ds.targets) == 1
+    (tmp_path / "b.jsonl").write_text(json.dumps({"table_id": "x", "headers": ["h"], "columns": [["v"]], "labels": [["T"]]}) + "\n")
+    assert read_turl(tmp_path / "b.jsonl").targets[0].labels == ("T",)
+    (tmp_path / "c.json").write_text('[["too", "short"]]')
+    with pytest.raises(TableError, match="item 0"):
+        read_turl(tmp_path / "c.json")
+
+
+def test_table_validation():
+    with pytest.raises(TableError, match="header has 1 names"):
+        Table(columns=[["a"], ["b"]], header=["x"])
+    t = Table.from_rows([["a", "b"], ["c"]], header=["x", "y"])
+    assert t.columns == [["a", "c"], ["b", ""]] and list(t.rows()) == [["a", "b"], ["c", ""]]
