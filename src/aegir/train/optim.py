@@ -1,0 +1,150 @@
+"""AdamW parameter groups, per-stage learning-rate multipliers and the warmup + cosine schedule.
+
+Generic over models: any `nn.Module` works. A parameter's lr multiplier is read from the attribute
+`param._aegir_lr_mult` (the backbone tags each parameter with its H-Net stage's multiplier, as the
+H-Net reference does with `_optim["lr_multiplier"]`); untagged parameters get 1.0.
+
+Weight decay goes only to tensors with >= 2 dimensions (matrices, embeddings). The H-Net reference
+excludes parameters by name (`.norm.`), which misses `norm1`/`rmsnorm`; RWKV's rule by `ndim` is
+the robust one (architecture.md, pitfall 10).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    total_steps: int = 1000
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak lr
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+
+@dataclass
+class ParamGroupInfo:
+    """One optimizer group, summarised for logs."""
+
+    lr_mult: float
+    decay: bool
+    n_tensors: int
+    n_params: int
+
+
+def lr_mult_of(p: nn.Parameter) -> float:
+    return float(getattr(p, "_aegir_lr_mult", 1.0))
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Group trainable parameters by (lr multiplier, decay?). Shared (tied) tensors appear once.
+
+    Each group carries `lr_mult`, which the scheduler multiplies into its lr.
+    """
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    seen: set[int] = set()
+    for p in model.parameters():
+        if not p.requires_grad or id(p) in seen:
+            continue
+        seen.add(id(p))
+        key = (lr_mult_of(p), p.ndim >= 2)
+        groups.setdefault(key, []).append(p)
+    out = []
+    for (mult, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1])):
+        out.append(
+            {
+                "params": params,
+                "lr_mult": mult,
+                "weight_decay": weight_decay if decay else 0.0,
+                "decay": decay,
+            }
+        )
+    return out
+
+
+def describe_groups(groups: list[dict[str, Any]]) -> list[ParamGroupInfo]:
+    return [
+        ParamGroupInfo(
+            lr_mult=g["lr_mult"],
+            decay=bool(g["decay"]),
+            n_tensors=len(g["params"]),
+            n_params=sum(p.numel() for p in g["params"]),
+        )
+        for g in groups
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over `param_groups`; each group's initial lr is `cfg.lr * lr_mult` (before warmup)."""
+    groups = param_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("model has no trainable parameters")
+    for g in groups:
+        g["lr"] = cfg.lr * g["lr_mult"]
+    # foreach=False keeps the update order identical between runs and ranks (bitwise resume).
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, foreach=False)
+
+
+def lr_factor(progress_step: float, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Linear warmup from 1/warmup to 1, then cosine from 1 down to `min_lr_ratio` at `total_steps`.
+
+    `progress_step` may be fractional (time-budget runs express progress as elapsed/hours*total).
+    Step 0 already gets a non-zero lr: a zero-lr first step would waste a batch.
+    """
+    s = float(progress_step)
+    if warmup_steps > 0 and s < warmup_steps:
+        return (s + 1.0) / (warmup_steps + 1.0)
+    span = max(1.0, float(total_steps - warmup_steps))
+    t = min(1.0, max(0.0, (s - warmup_steps) / span))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+class WarmupCosine:
+    """Sets every group's lr to `base_lr * group['lr_mult'] * lr_factor(step)`.
+
+    A pure function of the step (no hidden state besides it), so resuming needs only the step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> None:
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.step_value: float = 0.0
+        self.set_step(0)
+
+    def factor(self, step: float) -> float:
+        return lr_factor(step, self.cfg.warmup_steps, self.cfg.total_steps, self.cfg.min_lr_ratio)
+
+    def set_step(self, step: float) -> float:
+        """Apply the lr for `step`; returns the base lr (multiplier 1.0)."""
+        self.step_value = float(step)
+        f = self.factor(step)
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.cfg.lr * g.get("lr_mult", 1.0) * f
+        return self.cfg.lr * f
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step_value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.set_step(float(state.get("step", 0.0)))
