@@ -114,6 +114,10 @@ class T2TTrainConfig:
     max_whitespace: int = 1
     # Extraction: documents longer than this many characters are split (on paragraph/sentence ends).
     chunk_chars: int = 4000
+    # Memory/speed trade-offs: on for the 8B/8192 design point (GPU); CPU runs of small models turn it off.
+    gradient_checkpointing: bool = True
+    # "auto": bf16 on a CUDA device that supports it, fp32 elsewhere.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:

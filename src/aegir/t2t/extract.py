@@ -1,0 +1,510 @@
+"""Extraction at inference: document -> pi_1 schema -> pi_2 NDJSON rows, with grammar-constrained decoding.
+
+`extract(text)` runs pi_1 (unless a schema is given) and then pi_2 on every chunk of the document, decoding
+pi_2's answer under an xgrammar EBNF grammar built from the schema: every line is one compact JSON object with
+exactly the schema's keys in schema order (plus `"_table"` first for multi-table schemas), values typed by the
+field (null allowed unless the field is required), and no free whitespace: structural whitespace is fixed by
+the compact format and inside strings at most `max_whitespace` consecutive spaces are allowed. Value lengths
+and the row count are bounded, so a row always has a bounded worst-case length; when a generation still runs
+out of tokens before one row is complete, a second pass with a tight grammar (short values, one row) and a
+token budget that provably fits it is used, so `extract` always returns valid NDJSON with the schema's keys.
+Constraints apply at inference only (see docs/t2t_training.md: never during RL rollouts).
+
+Deviations: a field's `pattern` is not enforced by the grammar (it is kept in the schema and checked by the
+metrics); `date` fields are strings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aegir.t2t.config import T2TTrainConfig
+from aegir.t2t.models import LoadedModel, load_model
+from aegir.t2t.ndjson import parse_ndjson, rows_to_ndjson
+from aegir.t2t.prompts import schema_messages, table_messages
+from aegir.t2t.schema import FIELD_TYPES, STRUCTURES, TABLE_KEY, Field, Schema, SchemaError, unique_field_names
+
+
+class ExtractionError(ValueError):
+    """Extraction could not produce a usable schema (e.g. pi_1 never wrote one) or got bad input."""
+
+
+# ------------------------------------------------------------------------------------------------ grammars
+@dataclass(frozen=True)
+class GrammarLimits:
+    """Bounds that make every row finite. `value_units`: a string value is at most this many units, each one
+    visible character optionally preceded by up to `max_whitespace` spaces."""
+
+    value_units: int = 96
+    max_rows: int = 64
+    max_whitespace: int = 1
+
+
+def _lit(s: str) -> str:
+    """An EBNF string literal matching exactly `s`."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _json_lit(v: str) -> str:
+    """EBNF literal for the compact JSON encoding of string `v` (what json.dumps(ensure_ascii=False) writes)."""
+    return _lit(json.dumps(v, ensure_ascii=False))
+
+
+# Exponents have at most 2 digits: 1e999 would parse as float('inf') and re-serialise as `Infinity`,
+# which is not JSON.
+_COMMON_RULES = r"""
+ch ::= [^"\\\x00-\x20\x7f] | "\\" ["\\/bfnrt]
+int ::= "-"? ("0" | [1-9] [0-9]{0,17})
+num ::= int ("." [0-9]{1,8})? ([eE] [+\-]? [0-9]{1,2})?
+bool ::= "true" | "false"
+"""
+
+
+def ndjson_grammar_ebnf(schema: Schema, limits: GrammarLimits = GrammarLimits()) -> str:
+    """EBNF for pi_2's NDJSON under `schema` (see module doc). Lines are joined by single newlines."""
+    ws = max(1, limits.max_whitespace)
+    rules = [
+        _COMMON_RULES.strip(),
+        f'unit ::= ch | " "{{1,{ws}}} ch',
+        f'str ::= "\\"" unit{{0,{limits.value_units}}} "\\""',
+    ]
+    row_names = []
+    for gi, g in enumerate(schema.groups):
+        parts = []
+        first = True
+        if schema.tables:
+            parts.append(_lit("{") + " " + _lit(json.dumps(TABLE_KEY) + ":") + " " + _json_lit(g.name))
+            first = False
+        for fi, f in enumerate(g.fields):
+            vname = f"v_{gi}_{fi}"
+            rules.append(f"{vname} ::= {_value_rule(f)}")
+            key = ("{" if first else ",") + json.dumps(f.name) + ":"
+            parts.append(_lit(key) + " " + vname)
+            first = False
+        parts.append(_lit("}"))
+        rname = f"row_{gi}"
+        rules.append(f"{rname} ::= " + " ".join(parts))
+        row_names.append(rname)
+    rules.append("row ::= " + " | ".join(row_names))
+    n_rows = limits.max_rows if schema.structure == "multi_row" else 1
+    rules.insert(0, f'root ::= row ("\\n" row){{0,{max(0, n_rows - 1)}}}')
+    return "\n".join(rules) + "\n"
+
+
+def _value_rule(f: Field) -> str:
+    if f.enum:
+        alts = " | ".join(_json_lit(e) for e in f.enum)
+    elif f.type == "integer":
+        alts = "int"
+    elif f.type == "number":
+        alts = "num"
+    elif f.type == "boolean":
+        alts = "bool"
+    else:  # string, date (and patterned strings: pattern not enforced here)
+        alts = "str"
+    return alts if f.required else f'{alts} | "null"'
+
+
+def row_byte_bound(schema: Schema, limits: GrammarLimits) -> int:
+    """Worst-case UTF-8 bytes of one row under the grammar (a token is >= 1 byte, so also a token bound)."""
+    per_str = 2 + limits.value_units * (limits.max_whitespace + 4)  # 4 bytes: longest UTF-8 character
+    worst = 0
+    for g in schema.groups:
+        n = 2 + (len(json.dumps(TABLE_KEY)) + 1 + len(json.dumps(g.name, ensure_ascii=False).encode()) + 1
+                 if schema.tables else 0)
+        for f in g.fields:
+            n += len(json.dumps(f.name).encode()) + 2
+            if f.enum:
+                v = max(len(json.dumps(e, ensure_ascii=False).encode()) for e in f.enum)
+            else:
+                v = {"integer": 19, "number": 19 + 9 + 5, "boolean": 5}.get(f.type, per_str)
+            n += max(v, 4)  # "null"
+        worst = max(worst, n)
+    return worst
+
+
+SCHEMA_NAME_PATTERN = "^[a-z][a-z0-9_]{0,39}$"
+
+
+def schema_json_schema(max_fields: int = 32) -> dict[str, Any]:
+    """JSON Schema of pi_1's answer (the `Schema.to_json(include_id=False)` shape), for constrained pi_1."""
+    fld = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": SCHEMA_NAME_PATTERN},
+            "type": {"enum": list(FIELD_TYPES)},
+            "required": {"type": "boolean"},
+        },
+        "required": ["name", "type", "required"],
+        "additionalProperties": False,
+    }
+    fields = {"type": "array", "items": fld, "minItems": 1, "maxItems": max_fields}
+    name = {"type": "string", "pattern": SCHEMA_NAME_PATTERN}
+    single = {
+        "type": "object",
+        "properties": {"structure": {"enum": list(STRUCTURES)}, "fields": fields, "row_key": name},
+        "required": ["structure", "fields"],
+        "additionalProperties": False,
+    }
+    table = {
+        "type": "object",
+        "properties": {"name": name, "fields": fields, "row_key": name},
+        "required": ["name", "fields"],
+        "additionalProperties": False,
+    }
+    multi = {
+        "type": "object",
+        "properties": {"structure": {"const": "multi_row"},
+                       "tables": {"type": "array", "items": table, "minItems": 1, "maxItems": 8}},
+        "required": ["structure", "tables"],
+        "additionalProperties": False,
+    }
+    return {"anyOf": [single, multi]}
+
+
+class GrammarFactory:
+    """Compiles grammars for one tokenizer (the tokenizer info is built once; compiled grammars are cached)."""
+
+    def __init__(self, loaded: LoadedModel):
+        import xgrammar as xgr
+
+        tok = loaded.tokenizer
+        vocab = getattr(loaded.model.config, "vocab_size", None) or len(tok)
+        info = xgr.TokenizerInfo.from_huggingface(tok, vocab_size=max(vocab, len(tok)), stop_token_ids=[tok.eos_token_id])
+        self._compiler = xgr.GrammarCompiler(info)
+        self._cache: dict[str, Any] = {}
+
+    def ndjson(self, schema: Schema, limits: GrammarLimits) -> Any:
+        ebnf = ndjson_grammar_ebnf(schema, limits)
+        if ebnf not in self._cache:
+            self._cache[ebnf] = self._compiler.compile_grammar(ebnf)
+        return self._cache[ebnf]
+
+    def schema_json(self, max_fields: int) -> Any:
+        key = f"__schema_json_{max_fields}"
+        if key not in self._cache:
+            self._cache[key] = self._compiler.compile_json_schema(
+                json.dumps(schema_json_schema(max_fields)), any_whitespace=False, separators=(",", ":")
+            )
+        return self._cache[key]
+
+
+# ------------------------------------------------------------------------------------------------ generation
+def generate_batch(
+    loaded: LoadedModel,
+    prompts: list[list[dict[str, str]]],
+    max_new_tokens: int,
+    *,
+    grammar: Any | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    batch_size: int = 4,
+) -> list[str]:
+    """Chat prompts -> assistant completions (special tokens stripped); optional xgrammar constraint."""
+    import torch
+
+    tok, model = loaded.tokenizer, loaded.model
+    tok.padding_side = "left"
+    model.eval()
+    outs: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        chunk = prompts[i : i + batch_size]
+        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in chunk]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        kw: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": tok.pad_token_id,
+                              "eos_token_id": tok.eos_token_id, "do_sample": do_sample}
+        if do_sample:
+            kw["temperature"] = temperature
+        else:  # silence "generation flags are not valid" warnings from checkpoints' sampling defaults
+            kw.update(temperature=None, top_p=None, top_k=None)
+        if grammar is not None:
+            import xgrammar as xgr
+
+            kw["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(grammar)]  # one per call (stateful)
+        with torch.no_grad():
+            gen = model.generate(**enc, **kw)
+        new = gen[:, enc["input_ids"].shape[1] :]  # (B, T_new)
+        outs.extend(tok.batch_decode(new, skip_special_tokens=True))
+    return outs
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+def chunk_document(text: str, max_chars: int) -> list[str]:
+    """Split on paragraph, then sentence, then hard boundaries so every chunk has <= max_chars characters."""
+    if max_chars <= 0:
+        raise ExtractionError(f"chunk size must be positive (got {max_chars})")
+    text = text.strip()
+    if len(text) <= max_chars:
+        return [text] if text else []
+    pieces: list[str] = []
+    for para in re.split(r"\n\s*\n", text):
+        if len(para) <= max_chars:
+            pieces.append(para)
+            continue
+        for sent in re.split(r"(?<=[.!?])\s+", para):
+            while len(sent) > max_chars:
+                pieces.append(sent[:max_chars])
+                sent = sent[max_chars:]
+            pieces.append(sent)
+    chunks: list[str] = []
+    cur = ""
+    for p in pieces:
+        p = p.strip()
+        if not p:
+            continue
+        cand = f"{cur}\n\n{p}" if cur else p
+        if len(cand) <= max_chars:
+            cur = cand
+        else:
+            chunks.append(cur)
+            cur = p
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def merge_rows(chunk_rows: list[list[dict[str, Any]]], schema: Schema) -> list[dict[str, Any]]:
+    """Rows from several chunks -> one table. Single-row structures: one row, each key's first non-null value.
+    multi_row: rows sharing a row_key value (per table) are merged the same way; exact duplicates collapse."""
+    flat = [r for rows in chunk_rows for r in rows]
+    if not flat:
+        return []
+    if schema.structure != "multi_row":
+        merged: dict[str, Any] = {}
+        for r in flat:
+            for k, v in r.items():
+                if merged.get(k) is None:
+                    merged[k] = v
+        return [merged]
+    out: list[dict[str, Any]] = []
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    seen: set[str] = set()
+    for r in flat:
+        g = schema.group(r.get(TABLE_KEY)) if schema.tables else schema.groups[0]
+        rk = g.row_key if g is not None else None
+        kv = r.get(rk) if rk else None
+        if rk and kv is not None:
+            key = (str(r.get(TABLE_KEY, "")), json.dumps(kv))
+            if key in by_key:
+                tgt = by_key[key]
+                for k, v in r.items():
+                    if tgt.get(k) is None:
+                        tgt[k] = v
+                continue
+            by_key[key] = dict(r)
+            out.append(by_key[key])
+            continue
+        sig = json.dumps(r, sort_keys=True, ensure_ascii=False)
+        if sig not in seen:
+            seen.add(sig)
+            out.append(dict(r))
+    return out
+
+
+def parse_schema_answer(text: str) -> Schema:
+    """pi_1's answer -> Schema, repairing what grammar-constrained output can still get wrong (duplicate
+    names are made unique; a row_key that is not a field is dropped)."""
+    try:
+        d = json.loads(text.strip())
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"pi_1 answer is not JSON (line {e.lineno} column {e.colno}: {e.msg})") from None
+    if isinstance(d, dict):
+        groups = d.get("tables") if isinstance(d.get("tables"), list) else [d]
+        for g in groups:
+            if isinstance(g, dict) and isinstance(g.get("fields"), list):
+                names = [f.get("name", "") if isinstance(f, dict) else str(f) for f in g["fields"]]
+                for f, n in zip(g["fields"], unique_field_names(names)):
+                    if isinstance(f, dict):
+                        f["name"] = n
+                if g.get("row_key") is not None and g["row_key"] not in unique_field_names(names):
+                    g.pop("row_key")
+        if isinstance(d.get("tables"), list):
+            tn = unique_field_names([t.get("name", "") for t in d["tables"] if isinstance(t, dict)])
+            for t, n in zip([t for t in d["tables"] if isinstance(t, dict)], tn):
+                t["name"] = n
+    return Schema.from_dict(d)
+
+
+# ------------------------------------------------------------------------------------------------ extract
+@dataclass
+class ExtractResult:
+    schema: Schema
+    rows: list[dict[str, Any]]
+    ndjson: str
+    schema_source: str  # "given" | "pi_1"
+    n_chunks: int
+    constrained: bool
+    raw_outputs: list[str] = field(default_factory=list)  # pi_2's raw text per chunk
+    fallback_chunks: int = 0  # chunks that needed the tight second pass
+    schema_raw: str | None = None  # pi_1's raw answer
+
+    @property
+    def schema_json(self) -> str:
+        return self.schema.to_json()
+
+
+def _as_loaded(m: str | LoadedModel | None, default: LoadedModel | None) -> LoadedModel:
+    if isinstance(m, LoadedModel):
+        return m
+    if m is None:
+        if default is None:
+            raise ExtractionError("no model given")
+        return default
+    return load_model(m)
+
+
+def predict_schema(
+    loaded: LoadedModel, document: str, *, cfg: T2TTrainConfig = T2TTrainConfig(), constrained: bool = True,
+    metadata: dict[str, Any] | None = None, retries: int = 2, grammars: GrammarFactory | None = None,
+) -> tuple[Schema, str]:
+    """pi_1: document -> Schema (and its raw answer). Constrained decoding keeps the answer in the schema
+    JSON shape; after `retries` failed attempts (sampled), a clear ExtractionError suggests --schema."""
+    gf = grammars or (GrammarFactory(loaded) if constrained else None)
+    msgs = schema_messages(document, metadata)
+    last = ""
+    for attempt in range(retries + 1):
+        grammar = None
+        budget = cfg.max_new_tokens_schema
+        if gf is not None:
+            # Later attempts use a smaller field cap so the bounded answer fits the budget.
+            grammar = gf.schema_json(32 if attempt == 0 else 8)
+            budget = budget if attempt == 0 else max(budget, 8 * 80 + 64)
+        last = generate_batch(loaded, [msgs], budget, grammar=grammar, do_sample=attempt > 0, temperature=0.7)[0]
+        try:
+            return parse_schema_answer(last), last
+        except SchemaError:
+            continue
+    raise ExtractionError(
+        f"pi_1 did not produce a valid schema after {retries + 1} attempts (last answer: {last[:120]!r}); "
+        "pass a schema with --schema S.json"
+    )
+
+
+def fill_table(
+    loaded: LoadedModel, document: str, schema: Schema, *, cfg: T2TTrainConfig = T2TTrainConfig(),
+    constrained: bool = True, metadata: dict[str, Any] | None = None, grammars: GrammarFactory | None = None,
+    limits: GrammarLimits | None = None,
+) -> tuple[list[dict[str, Any]], str, bool]:
+    """pi_2 on one chunk -> (valid rows, raw text, whether the tight fallback pass was used)."""
+    msgs = table_messages(document, schema, metadata)
+    if not constrained:
+        raw = generate_batch(loaded, [msgs], cfg.max_new_tokens_table)[0]
+        p = parse_ndjson(raw, "strict")
+        return p.rows[: p.valid_prefix], raw, False
+    gf = grammars or GrammarFactory(loaded)
+    lim = limits or GrammarLimits(max_whitespace=cfg.max_whitespace)
+    raw = generate_batch(loaded, [msgs], cfg.max_new_tokens_table, grammar=gf.ndjson(schema, lim))[0]
+    rows = _complete_rows(raw)
+    if rows:
+        return rows, raw, False
+    # Tight pass: one row, short values, and a budget >= its worst-case length, so it always completes.
+    tight = GrammarLimits(value_units=16, max_rows=1, max_whitespace=1)
+    budget = row_byte_bound(schema, tight) + 8
+    raw2 = generate_batch(loaded, [msgs], budget, grammar=gf.ndjson(schema, tight))[0]
+    return _complete_rows(raw2), raw + "\n" + raw2, True
+
+
+def _complete_rows(raw: str) -> list[dict[str, Any]]:
+    """Rows of the valid prefix; a last line cut off by the token budget is dropped."""
+    p = parse_ndjson(raw, "strict")
+    return p.rows[: p.valid_prefix]
+
+
+def extract(
+    text: str,
+    *,
+    schema: Schema | str | dict[str, Any] | None = None,
+    model: str | LoadedModel | None = "smollm2",
+    schema_model: str | LoadedModel | None = None,
+    table_model: str | LoadedModel | None = None,
+    constrained: bool = True,
+    cfg: T2TTrainConfig = T2TTrainConfig(),
+    metadata: dict[str, Any] | None = None,
+) -> ExtractResult:
+    """Document text -> schema + NDJSON rows. pi_1 = `schema_model` (default `model`), pi_2 = `table_model`
+    (default `model`); a given `schema` (Schema, JSON text or dict) skips pi_1."""
+    if not isinstance(text, str) or not text.strip():
+        raise ExtractionError("extract: the document is empty")
+    base = None
+    if schema_model is None or table_model is None:
+        base = _as_loaded(model, None)
+    pi2 = _as_loaded(table_model, base)
+    chunks = chunk_document(text, cfg.chunk_chars)
+    raw_schema = None
+    if schema is None:
+        pi1 = _as_loaded(schema_model, base)
+        sch, raw_schema = predict_schema(pi1, chunks[0], cfg=cfg, constrained=constrained, metadata=metadata)
+        source = "pi_1"
+    else:
+        sch = _coerce_schema(schema)
+        source = "given"
+    gf = GrammarFactory(pi2) if constrained else None
+    per_chunk, raws, fallbacks = [], [], 0
+    for c in chunks:
+        rows, raw, fb = fill_table(pi2, c, sch, cfg=cfg, constrained=constrained, metadata=metadata, grammars=gf)
+        per_chunk.append(rows)
+        raws.append(raw)
+        fallbacks += int(fb)
+    rows = merge_rows(per_chunk, sch)
+    return ExtractResult(
+        schema=sch, rows=rows, ndjson=rows_to_ndjson(rows, sch), schema_source=source, n_chunks=len(chunks),
+        constrained=constrained, raw_outputs=raws, fallback_chunks=fallbacks, schema_raw=raw_schema,
+    )
+
+
+def _coerce_schema(schema: Schema | str | dict[str, Any]) -> Schema:
+    if isinstance(schema, Schema):
+        return schema
+    if isinstance(schema, dict):
+        return Schema.from_dict(schema)
+    if isinstance(schema, str):
+        return Schema.from_json(schema)
+    raise ExtractionError(f"schema must be a Schema, JSON text or dict (got {type(schema).__name__})")
+
+
+@dataclass
+class ExtractFiles:
+    schema_path: str
+    ndjson_path: str
+    result: ExtractResult
+
+
+def extract_file(
+    doc_path: str | Path, out_dir: str | Path | None = None, *, schema_path: str | Path | None = None, **kw: Any
+) -> ExtractFiles:
+    """`aegir extract DOC.txt [--schema S.json]`: writes DOC.schema.json and DOC.ndjson (beside the document
+    unless `out_dir` is given)."""
+    doc = Path(doc_path)
+    if not doc.is_file():
+        raise ExtractionError(f"{doc}: no such file")
+    try:
+        text = doc.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ExtractionError(f"{doc}: not UTF-8 text (byte {e.start})") from None
+    schema = None
+    if schema_path is not None:
+        sp = Path(schema_path)
+        if not sp.is_file():
+            raise ExtractionError(f"{sp}: no such schema file")
+        try:
+            schema = Schema.from_json(sp.read_text(encoding="utf-8"))
+        except SchemaError as e:
+            raise ExtractionError(f"{sp}: {e}") from None
+    res = extract(text, schema=schema, **kw)
+    od = Path(out_dir) if out_dir is not None else doc.parent
+    od.mkdir(parents=True, exist_ok=True)
+    s_out, n_out = od / f"{doc.stem}.schema.json", od / f"{doc.stem}.ndjson"
+    s_out.write_text(json.dumps(res.schema.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    n_out.write_text(res.ndjson + ("\n" if res.ndjson else ""), encoding="utf-8")
+    return ExtractFiles(schema_path=str(s_out), ndjson_path=str(n_out), result=res)
+
+
+__all__ = [
+    "extract", "extract_file", "ExtractResult", "ExtractFiles", "ExtractionError", "GrammarLimits",
+    "GrammarFactory", "ndjson_grammar_ebnf", "schema_json_schema", "row_byte_bound", "generate_batch",
+    "chunk_document", "merge_rows", "predict_schema", "fill_table", "parse_schema_answer",
+]
