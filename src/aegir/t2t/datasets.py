@@ -32,7 +32,8 @@ from aegir.t2t.synthetic import synthetic_examples
 
 __all__ = ["T2TExample", "GoldTable", "load_e2e", "load_wikitabletext", "load_rotowire", "load_instructie",
            "load_user_jsonl", "load_examples", "synthetic_examples", "build_sft_records", "bucket_records",
-           "estimate_tokens", "example_from_record", "SHARED_FILES", "DEFAULT_STAGES"]
+           "estimate_tokens", "example_from_record", "SHARED_FILES", "DEFAULT_STAGES", "build_sft_dataset",
+           "BuildSFTResult"]
 
 SHARED_FILES = {
     "e2e": "t2t/e2e_dev.jsonl",
@@ -261,3 +262,55 @@ def bucket_records(records: Sequence[dict[str, Any]], stages: Sequence[int] = DE
         warnings.warn(f"bucket_records: {dropped} record(s) longer than {stages[-1]} estimated tokens were dropped",
                       stacklevel=2)
     return out
+
+
+# --- writing ---------------------------------------------------------------------------------
+@dataclass
+class BuildSFTResult:
+    out_dir: Path
+    stage: str
+    n_examples: int
+    n_records: int
+    buckets: dict[int, int]  # stage length -> records
+    files: list[Path]
+
+
+def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)  # atomic: a crashed build never leaves a half-written file under the final name
+
+
+def build_sft_dataset(data: str, stage: str, out_dir: str | Path, limit: int | None = None, seed: int = 0,
+                      stages: Sequence[int] = DEFAULT_STAGES, chars_per_token: float = 4.0,
+                      bucket_margin: float = 0.25, progress: Any = None) -> BuildSFTResult:
+    """Load `data`, build `stage` records, check each one, and write `<stage>.jsonl`, one
+    `<stage>_<len>.jsonl` per length bucket and `manifest.json` into `out_dir`."""
+    from aegir.t2t.sanity import check_sft_record
+
+    examples = load_examples(data, limit=limit, seed=seed)
+    records = build_sft_records(examples, stage, chars_per_token=chars_per_token)
+    for i, r in enumerate(records):
+        problems = check_sft_record(r)
+        if problems:
+            raise TableError(f"{data}: example {r['id']!r} builds a bad {stage} record: {'; '.join(problems)}")
+        if progress is not None:
+            progress(i + 1, len(records))
+    buckets = bucket_records(records, stages, chars_per_token, bucket_margin)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / f"{stage}.jsonl"]
+    _write_jsonl(files[0], records)
+    for s, recs in buckets.items():
+        f = out / f"{stage}_{s}.jsonl"
+        _write_jsonl(f, recs)
+        files.append(f)
+    manifest = {"data": data, "stage": stage, "n_examples": len(examples), "n_records": len(records),
+                "buckets": {str(k): len(v) for k, v in buckets.items()}, "chars_per_token": chars_per_token,
+                "bucket_margin": bucket_margin, "seed": seed, "limit": limit,
+                "files": [f.name for f in files]}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return BuildSFTResult(out_dir=out, stage=stage, n_examples=len(examples), n_records=len(records),
+                          buckets={k: len(v) for k, v in buckets.items()}, files=files)
