@@ -1,0 +1,45 @@
+"""`aegir model ...`: inspect model configurations (parameter counts by H-Net stage)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def model_info(size: str, as_json: bool = False) -> str:
+    """The text (or JSON) `aegir model info` prints for a preset."""
+    from aegir.config import ModelConfig
+    from aegir.model.summary import format_parameter_counts, parameter_counts
+
+    cfg = ModelConfig.preset(size)
+    pc = parameter_counts(cfg)
+    if as_json:
+        return json.dumps({"config": cfg.to_dict(), "params": pc.to_dict()}, indent=2)
+    return format_parameter_counts(pc, cfg)
+
+
+def register(app: typer.Typer) -> None:
+    model_app = typer.Typer(help="Inspect backbone configurations.", no_args_is_help=True)
+    app.add_typer(model_app, name="model")
+
+    @model_app.command("info")
+    def info(
+        size: str = typer.Option("tiny", "--size", "-s", help="Preset: nano | tiny | small | base."),
+        as_json: bool = typer.Option(False, "--json", help="Print the config and counts as JSON."),
+    ) -> None:
+        """Parameter counts of a model preset, by H-Net stage and in total."""
+        from aegir.config import ModelConfigError
+
+        try:
+            text = model_info(size, as_json)
+        except ModelConfigError as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
+        if as_json:
+            print(text)
+        else:
+            console.print(text, highlight=False)

@@ -1,0 +1,27 @@
+"""The backbone: RWKV-7 blocks inside an H-Net with dynamic chunking (docs/architecture.md)."""
+
+from aegir.model.aegir import (
+    AegirClassifier,
+    AegirModel,
+    BackboneOutput,
+    ClassifierOutput,
+    LMOutput,
+    ModelInputError,
+    named_lr_multipliers,
+)
+from aegir.model.hnet import StageStats
+from aegir.model.summary import ParamCounts, format_parameter_counts, parameter_counts
+
+__all__ = [
+    "AegirModel",
+    "AegirClassifier",
+    "BackboneOutput",
+    "ClassifierOutput",
+    "LMOutput",
+    "StageStats",
+    "ModelInputError",
+    "named_lr_multipliers",
+    "ParamCounts",
+    "parameter_counts",
+    "format_parameter_counts",
+]

@@ -1,0 +1,191 @@
+"""AegirModel (embedding + nested H-Net of RWKV-7 stacks) and AegirClassifier (CTA/CPA head).
+
+Pure single-device PyTorch: no I/O, no optimizer. CPU fp32 is the reference; on CUDA the forward
+pass runs under bf16 autocast (cfg.bf16_autocast) with the decay, WKV, router, dechunk and
+residual projection kept in fp32 (see rwkv7.py / hnet.py).
+
+Every parameter carries `_aegir_stage` (int) and `_aegir_lr_mult` (cfg.lr_multipliers[stage]);
+the embedding, its LayerNorm and the heads belong to stage 0. Use `named_lr_multipliers(model)`
+where attributes may have been lost (e.g. after copy.deepcopy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aegir.config import ModelConfig
+from aegir.model.heads import ClassificationHead, byte_lm_logits, pool_column
+from aegir.model.hnet import HNetStage, StageStats
+
+
+class ModelInputError(ValueError):
+    """Malformed model input (shape, dtype, id range, padding layout)."""
+
+
+@dataclass
+class BackboneOutput:
+    hidden: Tensor  # (B, T, d_model[0]) after the outer decoder's final norm
+    stages: list[StageStats]  # one per router, outer first
+    ratio_loss: Tensor  # scalar, already multiplied by cfg.ratio_loss_weight: add it to the task loss
+
+
+@dataclass
+class LMOutput:
+    loss: Tensor  # next-byte cross-entropy in nats, mean over non-pad targets
+    ratio_loss: Tensor  # weighted, as in BackboneOutput
+    n_tokens: int  # number of predicted (non-pad) targets
+    stages: list[StageStats]
+
+    @property
+    def bits_per_byte(self) -> float:
+        return float(self.loss) / float(torch.log(torch.tensor(2.0)))
+
+
+@dataclass
+class ClassifierOutput:
+    logits: Tensor  # (B, n_labels)
+    pooled: Tensor  # (B, 2 * d_model[0]) pooled column embedding
+    stages: list[StageStats]
+    ratio_loss: Tensor  # weighted
+
+
+def _tag(params, stage: int, mult: float) -> None:
+    for p in params:
+        p._aegir_stage = stage
+        p._aegir_lr_mult = mult
+
+
+def check_inputs(ids: Tensor, mask: Tensor | None, vocab_size: int) -> Tensor:
+    """Validate (ids, mask) and return the bool mask (all True when None)."""
+    if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype not in (torch.long, torch.int32, torch.int64):
+        raise ModelInputError(f"ids must be an integer tensor of shape (B, T), got {getattr(ids, 'shape', type(ids))}")
+    if ids.shape[1] == 0 or ids.shape[0] == 0:
+        raise ModelInputError(f"ids must be non-empty, got shape {tuple(ids.shape)}")
+    if mask is None:
+        mask = torch.ones_like(ids, dtype=torch.bool)
+    if mask.shape != ids.shape:
+        raise ModelInputError(f"mask shape {tuple(mask.shape)} does not match ids shape {tuple(ids.shape)}")
+    mask = mask.bool()
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ModelInputError(f"ids must be in [0, {vocab_size}), found values in [{lo}, {hi}]")
+    if not bool(mask[:, 0].all()):
+        raise ModelInputError("every row needs at least one valid position (mask[:, 0] must be True)")
+    if bool((mask[:, 1:] & ~mask[:, :-1]).any()):
+        raise ModelInputError("mask must be right-padded (True then False in each row)")
+    return mask
+
+
+class AegirModel(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        d0 = cfg.d_model[0]
+        # One 65,536-row table, tied with the LM head (only rows < n_active are ever scored).
+        self.embedding = nn.Embedding(cfg.vocab_size, d0)
+        self.ln_in = nn.LayerNorm(d0, eps=cfg.norm_eps)  # RWKV's ln0: block input scale independent of the table
+        self.hnet = HNetStage(cfg, 0)
+        with torch.no_grad():
+            if not self.embedding.weight.is_meta:
+                # Small init because the table doubles as the LM head (logit std ~ 0.02 * sqrt(d0)).
+                nn.init.normal_(self.embedding.weight, std=0.02)
+        self._tag_parameters()
+
+    def _tag_parameters(self) -> None:
+        mults = self.cfg.lr_multipliers
+        _tag(list(self.embedding.parameters()) + list(self.ln_in.parameters()), 0, mults[0])
+        stage = self.hnet
+        while True:
+            _tag(stage.own_parameters(), stage.stage, mults[stage.stage])
+            if stage.is_innermost:
+                break
+            if stage.pad_dimension is not None:  # the pad lives at the inner stage's width
+                _tag([stage.pad_dimension], stage.stage + 1, mults[stage.stage + 1])
+            stage = stage.inner
+
+    @property
+    def pooled_dim(self) -> int:
+        return 2 * self.cfg.d_model[0]
+
+    def _autocast(self, ids: Tensor):
+        if ids.is_cuda and self.cfg.bf16_autocast:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> BackboneOutput:
+        mask = check_inputs(ids, mask, self.cfg.vocab_size)
+        with self._autocast(ids):
+            x = self.ln_in(self.embedding(ids.long()))  # (B, T, d0), fp32 residual stream
+            hidden, stages = self.hnet(x, mask)
+        w = self.cfg.ratio_loss_weight
+        rl = sum((s.ratio_loss for s in stages), hidden.new_zeros((), dtype=torch.float32))
+        return BackboneOutput(hidden=hidden, stages=stages, ratio_loss=w * rl)
+
+    def lm_logits(self, hidden: Tensor) -> Tensor:
+        return byte_lm_logits(hidden, self.embedding.weight, self.cfg.n_active)  # (B, T, n_active)
+
+    def lm_loss(self, ids: Tensor, mask: Tensor | None = None) -> LMOutput:
+        """Next-byte cross-entropy: position t predicts ids[t+1] where both are non-pad."""
+        mask = check_inputs(ids, mask, self.cfg.vocab_size)
+        if ids.shape[1] < 2:
+            raise ModelInputError("lm_loss needs sequences of at least 2 positions")
+        tgt_ok = mask[:, 1:] & mask[:, :-1]  # (B, T-1)
+        targets = ids[:, 1:].long()
+        if bool((targets[tgt_ok] >= self.cfg.n_active).any()):
+            raise ModelInputError(f"LM targets must be < n_active={self.cfg.n_active} (bytes + specials)")
+        out = self(ids, mask)
+        with self._autocast(ids):
+            logits = self.lm_logits(out.hidden[:, :-1])  # (B, T-1, n_active)
+        n = int(tgt_ok.sum())
+        ce = F.cross_entropy(logits.float()[tgt_ok], targets[tgt_ok], reduction="sum")  # gather (N, n_active)
+        loss = ce / max(n, 1)
+        return LMOutput(loss=loss, ratio_loss=out.ratio_loss, n_tokens=n, stages=out.stages)
+
+    def pool(self, hidden: Tensor, mask: Tensor, target_mask: Tensor) -> Tensor:
+        return pool_column(hidden, mask.bool(), target_mask.bool())  # (B, 2 * d0)
+
+
+class AegirClassifier(nn.Module):
+    """Backbone + pooled column embedding + linear head. multi_label selects BCE over CE."""
+
+    def __init__(self, cfg: ModelConfig, n_labels: int, multi_label: bool = False) -> None:
+        super().__init__()
+        self.backbone = AegirModel(cfg)
+        self.n_labels, self.multi_label = n_labels, multi_label
+        self.head = ClassificationHead(self.backbone.pooled_dim, n_labels)
+        _tag(self.head.parameters(), 0, cfg.lr_multipliers[0])
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.backbone.cfg
+
+    def forward(self, ids: Tensor, mask: Tensor | None, target_mask: Tensor) -> ClassifierOutput:
+        if mask is None:
+            mask = torch.ones_like(ids, dtype=torch.bool)
+        if target_mask.shape != ids.shape:
+            raise ModelInputError(f"target_mask shape {tuple(target_mask.shape)} does not match ids {tuple(ids.shape)}")
+        out = self.backbone(ids, mask)
+        pooled = self.backbone.pool(out.hidden, mask, target_mask)  # (B, 2 * d0)
+        logits = self.head(pooled.float())  # (B, n_labels)
+        return ClassifierOutput(logits=logits, pooled=pooled, stages=out.stages, ratio_loss=out.ratio_loss)
+
+    def loss(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """CE on class indices (B,), or BCE-with-logits on {0,1} targets (B, n_labels) if multi_label."""
+        if self.multi_label:
+            if targets.shape != logits.shape:
+                raise ModelInputError(f"multi-label targets must be (B, {self.n_labels}), got {tuple(targets.shape)}")
+            return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        if targets.dim() != 1 or targets.shape[0] != logits.shape[0]:
+            raise ModelInputError(f"targets must be class indices of shape (B,), got {tuple(targets.shape)}")
+        return F.cross_entropy(logits.float(), targets.long())
+
+
+def named_lr_multipliers(model: nn.Module) -> dict[str, float]:
+    """name -> lr multiplier for every parameter (falls back to 1.0 for untagged ones)."""
+    return {n: float(getattr(p, "_aegir_lr_mult", 1.0)) for n, p in model.named_parameters()}

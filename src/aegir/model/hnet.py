@@ -1,0 +1,231 @@
+"""H-Net dynamic chunking around RWKV-7 stacks: router, chunk, parallel dechunk, STE, ratio loss,
+and the nested stages built from `arch_layout` (grammar: aegir.config / docs/architecture.md).
+
+One non-innermost stage s (width d_s), as in goombalab/hnet (architecture.md section 1):
+    h   = encoder(x)
+    res = residual_proj(h)                   fp32, weight zero-initialised
+    p,b = router(h)                          fp32 cosine of adjacent states; p_0 = 1; b = p > 0.5
+    hc  = chunk(h, b) ++ pad                 keep boundary positions; widen with a learned pad
+    z   = inner(hc)[..., :d_s]               recursive; truncate back to d_s
+    u   = dechunk(z, b, p)                   EMA over chunks, computed in parallel (segment sums)
+    y   = decoder(u * STE(c) + res)          c = max(p, 1 - p); STE is 1 forward, identity backward
+
+Deviations: batches are right-padded (never packed), so inner sequences are padded to the longest
+chunk sequence in the batch and every statistic (boundary fraction, mean p, ratio loss) is taken
+over valid positions only; the dechunk EMA runs in fp32 as a (Tc x Tc) matrix built from segment
+sums instead of Mamba-2's SSD kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aegir.config import ModelConfig, ParsedLayout, parse_layout  # noqa: F401  (parse_layout re-exported)
+from aegir.model.rwkv7 import RWKV7Stack, _fp32_off, _hi
+
+P_CLAMP = 1e-4  # dechunk clamps p to [1e-4, 1 - 1e-4] so log(1 - p) stays finite
+
+
+@dataclass
+class StageStats:
+    """Routing statistics of one router (stage s -> s+1), on that stage's positions."""
+
+    stage: int
+    boundary_mask: Tensor  # (B, T_s) bool, False on padding
+    boundary_prob: Tensor  # (B, T_s) float, 0 on padding
+    valid_mask: Tensor  # (B, T_s) bool
+    ratio_loss: Tensor  # scalar, unweighted (AegirModel applies ratio_loss_weight)
+    target_ratio: float
+
+    def n_valid(self) -> int:
+        return int(self.valid_mask.sum())
+
+    def boundary_fraction(self) -> float:
+        """F = boundaries / valid positions (padding excluded)."""
+        return float((self.boundary_mask & self.valid_mask).sum()) / max(self.n_valid(), 1)
+
+    def mean_prob(self) -> float:
+        """G = mean boundary probability over valid positions."""
+        return float((self.boundary_prob.detach() * self.valid_mask).sum()) / max(self.n_valid(), 1)
+
+    def compression(self) -> float:
+        """Valid positions per boundary (the achieved N; inf if no boundary)."""
+        f = self.boundary_fraction()
+        return 1.0 / f if f > 0 else float("inf")
+
+
+@dataclass
+class RouterOutput:
+    prob: Tensor  # (B, T) fp32
+    boundary: Tensor  # (B, T) bool
+
+
+class Router(nn.Module):
+    """p_t = clamp((1 - cos(W_q h_{t-1}, W_k h_t)) / 2, 0, 1), p_0 = 1, boundary iff p > 0.5."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.q = nn.Linear(width, width, bias=False)
+        self.k = nn.Linear(width, width, bias=False)
+        with torch.no_grad():  # identity: at init p measures how much adjacent states differ
+            self.q.weight.copy_(torch.eye(width))
+            self.k.weight.copy_(torch.eye(width))
+
+    def forward(self, h: Tensor, mask: Tensor) -> RouterOutput:
+        with _fp32_off(h):  # p sits near 0.5: bf16 rounding would flip boundaries
+            hf = _hi(h)
+            cos = F.cosine_similarity(self.q(hf[:, :-1]), self.k(hf[:, 1:]), dim=-1)  # (B, T-1)
+            p = ((1 - cos) / 2).clamp(0.0, 1.0)
+            p = torch.cat([torch.ones_like(p[:, :1]), p], dim=1)  # (B, T): first position forced
+            p = p * mask
+        return RouterOutput(prob=p, boundary=(p > 0.5) & mask)
+
+
+@dataclass
+class Chunked:
+    hidden: Tensor  # (B, Tc, D) boundary positions in order, zero on padding
+    mask: Tensor  # (B, Tc) bool
+    index: Tensor  # (B, Tc) long: source position of each kept element
+
+
+def chunk(h: Tensor, boundary: Tensor) -> Chunked:
+    """Keep the boundary positions (a boundary is a chunk's first byte), right-padded."""
+    B, T, D = h.shape
+    nb = boundary.sum(dim=1)  # (B,)
+    Tc = max(int(nb.max()), 1)
+    pos = torch.arange(T, device=h.device)
+    key = pos[None, :] + (~boundary).long() * T  # (B, T): boundaries sort first, in order
+    index = key.argsort(dim=1)[:, :Tc]  # (B, Tc)
+    cmask = torch.arange(Tc, device=h.device)[None, :] < nb[:, None]  # (B, Tc)
+    hc = h.gather(1, index[:, :, None].expand(B, Tc, D))  # (B, Tc, D)
+    return Chunked(hidden=hc * cmask[:, :, None].to(hc.dtype), mask=cmask, index=index)
+
+
+def ema_weights(P: Tensor) -> Tensor:
+    """(B, Tc, Tc) lower-triangular weights of zbar_j = sum_{i<=j} P_i prod_{i<m<=j} (1-P_m) z_i.
+
+    The products come from segment sums of log(1-P) (cumsum of a strictly-lower masked matrix),
+    never from e^{A} * e^{-A}, which would overflow/underflow (pitfall 6)."""
+    B, Tc = P.shape
+    logq = torch.log1p(-P)  # (B, Tc)
+    tri_strict = torch.ones(Tc, Tc, dtype=torch.bool, device=P.device).tril(-1)  # [j, i]: j > i
+    X = logq[:, :, None].expand(B, Tc, Tc).masked_fill(~tri_strict, 0.0)  # (B, Tc, Tc): X[j, i] = logq_j
+    seg = X.cumsum(dim=1)  # (B, Tc, Tc): sum_{i<m<=j} logq_m
+    seg = seg.masked_fill(~torch.ones_like(tri_strict).tril(), float("-inf"))  # j < i: no weight
+    return seg.exp() * P[:, None, :]  # (B, Tc, Tc)
+
+
+def dechunk(z: Tensor, boundary: Tensor, prob: Tensor, index: Tensor) -> Tensor:
+    """Upsample chunk outputs z (B, Tc, D) back to (B, T, D): EMA over chunks with the boundary
+    probabilities, then byte t takes the smoothed value of the chunk it belongs to."""
+    with _fp32_off(z):
+        P = prob.gather(1, index).clamp(P_CLAMP, 1 - P_CLAMP)  # (B, Tc)
+        zf = _hi(z)
+        zbar = ema_weights(P.to(zf.dtype)) @ zf  # (B, Tc, D)
+        which = (boundary.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T): chunk of each byte
+        return zbar.gather(1, which[:, :, None].expand(-1, -1, z.shape[-1]))  # (B, T, D)
+
+
+def dechunk_sequential(z: Tensor, boundary: Tensor, prob: Tensor, index: Tensor) -> Tensor:
+    """Reference loop over chunks (used by tests to check `dechunk`)."""
+    P = prob.gather(1, index).clamp(P_CLAMP, 1 - P_CLAMP)  # (B, Tc)
+    prev = torch.zeros_like(z[:, 0])
+    rows = []
+    for j in range(z.shape[1]):
+        prev = P[:, j, None] * z[:, j] + (1 - P[:, j, None]) * prev  # (B, D)
+        rows.append(prev)
+    zbar = torch.stack(rows, dim=1)  # (B, Tc, D)
+    which = (boundary.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+    return zbar.gather(1, which[:, :, None].expand(-1, -1, z.shape[-1]))  # (B, T, D)
+
+
+class _STE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
+        return torch.ones_like(x)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:  # type: ignore[override]
+        return g
+
+
+def ste(x: Tensor) -> Tensor:
+    """Straight-through: exactly 1 in the forward pass, identity gradient."""
+    return _STE.apply(x)
+
+
+def ratio_loss(boundary: Tensor, prob: Tensor, valid: Tensor, target: float) -> Tensor:
+    """H-Net's load-balancing loss, over valid positions only. F (hard fraction) carries no
+    gradient; G (mean p) does. Equals 1 at F = G = 1/N."""
+    n = valid.sum().clamp(min=1)
+    Fr = ((boundary & valid).sum() / n).detach()
+    G = (prob * valid).sum() / n
+    N = target
+    return N / (N - 1) * ((N - 1) * Fr * G + (1 - Fr) * (1 - G))
+
+
+class HNetStage(nn.Module):
+    """Stage `stage` of the nested H-Net; holds the inner stage recursively."""
+
+    def __init__(self, cfg: ModelConfig, stage: int = 0) -> None:
+        super().__init__()
+        lay: ParsedLayout = cfg.layout
+        self.stage = stage
+        self.is_innermost = stage == lay.n_stages - 1
+        d = cfg.d_model[stage]
+        self.width = d
+
+        def stack(n: int) -> RWKV7Stack:
+            return RWKV7Stack(d, n, cfg.head_size, cfg.lora_dims(d), cfg.ffn_mult, cfg.norm_eps,
+                              cfg.wkv_impl, cfg.wkv_chunk)
+
+        if self.is_innermost:
+            self.main = stack(lay.main)
+            return
+        self.target_ratio = cfg.ratio_targets[stage]
+        self.encoder = stack(lay.encoders[stage])
+        self.router = Router(d)
+        self.residual_proj = nn.Linear(d, d)  # bias keeps its default init, as the reference
+        with torch.no_grad():
+            self.residual_proj.weight.zero_()
+        d_next = cfg.d_model[stage + 1]
+        # Zero-init learned pad: entering a wider stage concatenates it (no projection).
+        self.pad_dimension = nn.Parameter(torch.zeros(d_next - d)) if d_next > d else None
+        self.inner = HNetStage(cfg, stage + 1)
+        self.decoder = stack(lay.decoders[stage])
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        """Parameters of this stage, excluding the inner stages (for lr multipliers / counts)."""
+        inner = {id(p) for p in self.inner.parameters()} if not self.is_innermost else set()
+        return [p for p in self.parameters() if id(p) not in inner]
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[StageStats]]:
+        if self.is_innermost:
+            return self.main(x, mask), []
+        h = self.encoder(x, mask)  # (B, T, d)
+        with _fp32_off(h):
+            res = self.residual_proj(_hi(h))  # (B, T, d) fp32 residual path
+        route = self.router(h, mask)
+        ch = chunk(h, route.boundary)
+        hc = ch.hidden
+        if self.pad_dimension is not None:
+            pad = self.pad_dimension.to(hc.dtype).expand(*hc.shape[:2], -1)  # (B, Tc, d_next - d)
+            hc = torch.cat([hc, pad * ch.mask[:, :, None].to(hc.dtype)], dim=-1)  # (B, Tc, d_next)
+        z, inner_stats = self.inner(hc, ch.mask)
+        z = z[..., : self.width]  # (B, Tc, d)
+        u = dechunk(z, route.boundary, route.prob, ch.index)  # (B, T, d) fp32
+        conf = torch.where(route.boundary, route.prob, 1 - route.prob)  # (B, T)
+        y = self.decoder(u * ste(conf)[:, :, None] + res, mask)
+        stats = StageStats(
+            stage=self.stage,
+            boundary_mask=route.boundary,
+            boundary_prob=route.prob,
+            valid_mask=mask,
+            ratio_loss=ratio_loss(route.boundary, route.prob, mask, self.target_ratio),
+            target_ratio=self.target_ratio,
+        )
+        return y, [stats] + inner_stats

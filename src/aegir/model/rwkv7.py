@@ -1,0 +1,208 @@
+"""RWKV-7 ("x070") blocks: time-mix, channel-mix, block, and a stack of blocks.
+
+One `w` in an arch_layout = `RWKV7Block` = LayerNorm -> time-mix -> residual, LayerNorm ->
+channel-mix (4x hidden) -> residual. Written from the equations in architecture.md section 2.
+
+Deviations from the reference (BlinkDL/RWKV-LM train_temp):
+- head size is configurable (the reference asserts 64); `nano` uses 32 so a 96-wide stage works;
+- `v_first` (value residual) is per stack, not per model: H-Net stacks differ in length and width;
+- there is no `ln0` per stack; AegirModel applies one LayerNorm after the embedding;
+- padded positions are identity steps of the WKV state (see wkv.py), so inner H-Net stages can be
+  right-padded to the batch's longest chunk sequence.
+Precision: the decay (log w) and the WKV op always run in fp32 with autocast off; on CUDA the
+projections run under bf16 autocast and the residual stream stays fp32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aegir.model.wkv import wkv, wkv_chunked, wkv_naive  # noqa: F401  (re-exported)
+
+LOG_W_SCALE = -math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(.) in (-0.6065, 0): bounded decay
+
+
+def _orthogonal_(w: Tensor, gain: float = 1.0) -> None:
+    if w.is_meta:  # parameter counting builds on the meta device: no values to initialise
+        return
+    nn.init.orthogonal_(w, gain=gain)
+
+
+def _hi(x: Tensor) -> Tensor:
+    """fp32, or float64 when the model runs in float64 (equivalence tests); never bf16/fp16."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def _fp32_off(x: Tensor):
+    """An autocast-off context on x's device type (decay, WKV and router math stay fp32)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+class RWKV7TimeMix(nn.Module):
+    def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
+                 wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+        super().__init__()
+        C, N = width, head_size
+        self.width, self.head_size, self.n_heads = C, N, C // N
+        self.layer = layer  # index within its stack: layer 0 defines v_first
+        self.wkv_impl, self.wkv_chunk = wkv_impl, wkv_chunk
+        # Static token-shift lerps for r, w, k, v, a, g (rows in that order).
+        self.mu = nn.Parameter(torch.empty(6, C))
+        self.w0 = nn.Parameter(torch.empty(C))
+        self.w1 = nn.Parameter(torch.empty(C, lora["w"]))
+        self.w2 = nn.Parameter(torch.empty(lora["w"], C))
+        self.a0 = nn.Parameter(torch.empty(C))
+        self.a1 = nn.Parameter(torch.empty(C, lora["a"]))
+        self.a2 = nn.Parameter(torch.empty(lora["a"], C))
+        if layer > 0:  # value residual towards the stack's first-layer v
+            self.v0 = nn.Parameter(torch.empty(C))
+            self.v1 = nn.Parameter(torch.empty(C, lora["v"]))
+            self.v2 = nn.Parameter(torch.empty(lora["v"], C))
+        self.g1 = nn.Parameter(torch.empty(C, lora["g"]))
+        self.g2 = nn.Parameter(torch.empty(lora["g"], C))
+        self.k_k = nn.Parameter(torch.empty(C))
+        self.k_a = nn.Parameter(torch.empty(C))
+        self.r_k = nn.Parameter(torch.empty(self.n_heads, N))
+        self.receptance = nn.Linear(C, C, bias=False)
+        self.key = nn.Linear(C, C, bias=False)
+        self.value = nn.Linear(C, C, bias=False)
+        self.output = nn.Linear(C, C, bias=False)
+        # eps = 1e-5 * head_size, as the reference (64e-5 for N = 64); do not "fix" it to 1e-5.
+        self.ln_x = nn.GroupNorm(self.n_heads, C, eps=1e-5 * N)
+        self._n_layers = n_layers
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.w0.is_meta:
+            return
+        C, N, L, l = self.width, self.head_size, self._n_layers, self.layer
+        r01 = l / (L - 1) if L > 1 else 0.0
+        r10 = 1.0 - l / L
+        i = torch.arange(C, dtype=torch.float64)
+        ddd = i / C
+        expo = torch.tensor([0.2, 0.9, 0.7, 0.7, 0.9, 0.2], dtype=torch.float64) * r10  # r w k v a g
+        self.mu.copy_(1.0 - ddd[None, :] ** expo[:, None])
+        lin = i / (C - 1) - 0.5
+        zig = ((i % N) - (N - 1) / 2) / ((N - 1) / 2)
+        zig = zig * zig.abs()
+        decay = -6 + 6 * (i / (C - 1)) ** (1 + r01**0.3)
+        self.w0.copy_(decay + 0.5 + 2.5 * zig)
+        self.a0.copy_(-0.19 + 0.3 * zig + 0.4 * lin)
+        self.k_k.copy_(0.71 - 0.1 * lin)
+        self.k_a.fill_(1.02)
+        self.r_k.fill_(-0.04)
+        for first, second in ((self.w1, self.w2), (self.a1, self.a2), (self.g1, self.g2)):
+            first.zero_()
+            _orthogonal_(second, 0.1)
+        if self.layer > 0:
+            self.v0.copy_(0.73 - 0.4 * lin)
+            self.v1.zero_()
+            _orthogonal_(self.v2, 0.1)
+        _orthogonal_(self.receptance.weight)
+        _orthogonal_(self.key.weight, 0.1)
+        _orthogonal_(self.value.weight)
+        self.output.weight.zero_()  # every block starts as the identity
+        self.ln_x.weight.fill_(((l + 1) / L) ** 0.7)
+        self.ln_x.bias.zero_()
+
+    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        B, T, C = x.shape
+        H, N = self.n_heads, self.head_size
+        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
+        mu = self.mu.to(x.dtype)
+        xr, xw, xk, xv, xa, xg = (x + xx * mu[j] for j in range(6))
+        r = self.receptance(xr)
+        k = self.key(xk)
+        v = self.value(xv)
+        with _fp32_off(x):
+            # Decay in fp32: the chunk factors exponentiate cumulative sums of log w.
+            w_hat = self.w0 + torch.tanh(_hi(xw) @ self.w1) @ self.w2
+            log_w = LOG_W_SCALE * torch.sigmoid(w_hat)  # (B, T, C)
+        if self.layer == 0:
+            v_first = v
+        else:
+            if v_first is None:
+                raise ValueError("RWKV7TimeMix: layers after the first need the stack's v_first")
+            v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
+        iclr = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)  # in-context learning rate a
+        g = torch.sigmoid(xg @ self.g1) @ self.g2
+        kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, eps=1e-12)  # (B, T, H, N)
+        k = k * (1 + (iclr - 1) * self.k_a)
+        with _fp32_off(x):
+            shape = (B, T, H, N)
+            r32, k32, v32 = _hi(r).view(shape), _hi(k).view(shape), _hi(v).view(shape)  # (B, T, H, N)
+            kk32, iclr32 = _hi(kk), _hi(iclr).view(shape)
+            y = wkv(r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask,
+                    impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
+            y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)  # (B*T, C) -> (B, T, C)
+            bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (B, T, H, N)
+            y = y + bonus.view(B, T, C)  # (B, T, C)
+        return self.output(y.to(g.dtype) * g), v_first
+
+
+class RWKV7ChannelMix(nn.Module):
+    def __init__(self, width: int, layer: int, n_layers: int, ffn_mult: int = 4) -> None:
+        super().__init__()
+        self.width, self.layer, self._n_layers = width, layer, n_layers
+        self.mu_k = nn.Parameter(torch.empty(width))
+        self.key = nn.Linear(width, ffn_mult * width, bias=False)
+        self.value = nn.Linear(ffn_mult * width, width, bias=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if self.mu_k.is_meta:
+            return
+        C = self.width
+        r10 = 1.0 - self.layer / self._n_layers
+        i = torch.arange(C, dtype=torch.float64)
+        self.mu_k.copy_(1.0 - (i / C) ** (r10**4))
+        nn.init.uniform_(self.key.weight, -0.5 / C**0.5, 0.5 / C**0.5)
+        self.value.weight.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
+        h = torch.relu(self.key(x + xx * self.mu_k.to(x.dtype))) ** 2  # (B, T, 4C)
+        return self.value(h)
+
+
+class RWKV7Block(nn.Module):
+    """Pre-norm block; the residual stream is kept in the dtype it arrives in (fp32)."""
+
+    def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
+                 ffn_mult: int = 4, eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width, eps=eps)
+        self.ln2 = nn.LayerNorm(width, eps=eps)
+        self.att = RWKV7TimeMix(width, head_size, layer, n_layers, lora, wkv_impl, wkv_chunk)
+        self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult)
+
+    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        dx, v_first = self.att(self.ln1(x), v_first, mask)
+        x = x + dx
+        x = x + self.ffn(self.ln2(x))
+        return x, v_first
+
+
+class RWKV7Stack(nn.Module):
+    """A run of blocks ending in a LayerNorm (H-Net's Isotropic: every stack ends with a norm).
+    Layer indices for init restart at 0 in every stack, and so does v_first."""
+
+    def __init__(self, width: int, n_layers: int, head_size: int, lora: dict[str, int], ffn_mult: int = 4,
+                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk) for l in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
+        v_first = None
+        for blk in self.blocks:
+            x, v_first = blk(x, v_first, mask)
+        return self.norm(x)

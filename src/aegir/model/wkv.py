@@ -1,0 +1,143 @@
+"""The RWKV-7 WKV operator: a chunked parallel form (default) and a naive recurrent reference.
+
+Per head, with the state M = S^T of shape (K, V) (key rows, value columns):
+    M_t = diag(w_t) M_{t-1} + b_t^T (a_t M_{t-1}) + k_t^T v_t,        o_t = r_t M_t
+which is RWKV-7's S_t = S_{t-1}(diag(w_t) + a_t^T b_t) + v_t^T k_t, y_t = S_t r_t transposed.
+The time-mix calls it with a = -kk and b = kk * iclr (normalised removal key).
+
+All inputs are (B, T, H, N) and `log_w` is the log-decay (<= 0). The math runs in the dtype it is
+given; callers pass fp32 (or float64 in tests): the state and the decay exponentials must never
+be bf16 (architecture.md pitfall 4).
+
+Padding: positions where `mask` is False become identity steps (log w = 0, k = v = a = b = 0),
+so the state passes through them unchanged wherever they are; the output there is meaningless
+and must be masked by the caller.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _mask_inputs(log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, mask: Tensor | None):
+    if mask is None:
+        return log_w, k, v, a, b
+    m = mask[:, :, None, None].to(k.dtype)  # (B, T, 1, 1)
+    return log_w * m, k * m, v * m, a * m, b * m
+
+
+def wkv_naive(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+              mask: Tensor | None = None) -> Tensor:
+    """Reference recurrence, one Python step per position. Returns o (B, T, H, N)."""
+    log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
+    B, T, H, N = r.shape
+    M = r.new_zeros(B, H, N, v.shape[-1])  # (B, H, K, V)
+    w = log_w.exp()
+    outs = []
+    for t in range(T):
+        u = torch.einsum("bhk,bhkv->bhv", a[:, t], M)  # (B, H, V): a_t M_{t-1}
+        M = (w[:, t, :, :, None] * M  # (B, H, K, 1) * (B, H, K, V)
+             + b[:, t, :, :, None] * u[:, :, None, :]
+             + k[:, t, :, :, None] * v[:, t, :, None, :])
+        outs.append(torch.einsum("bhk,bhkv->bhv", r[:, t], M))  # (B, H, V)
+    return torch.stack(outs, dim=1)  # (B, T, H, V)
+
+
+def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+                mask: Tensor | None = None, chunk: int = 64) -> Tensor:
+    """Chunked parallel form: all chunk-local (c x c) work is batched over chunks; only a
+    (K x K)-by-(K x V) product per chunk is sequential (T/c steps).
+
+    Within a chunk, with G = inclusive cumsum of log w and G- = G - log w (exclusive):
+        u = U0 + W M0,  o = O0 + Qe M0,  M_end = P M0 + Q
+    where (I - A_ab)[U0 | W] = [A_ak V | a e^{G-}] is a unit-lower-triangular solve. The decay
+    factors are centred on the chunk midpoint (`ref`) so e^{+-(G-ref)} stays within e^{+-c/2*0.61}
+    for c = 64 in fp32; products of a pair (t, s) then equal e^{G_t - G_s} up to rounding.
+    Derivation: architecture.md section 2; tests check it against `wkv_naive` to 1e-10 in float64.
+    """
+    log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
+    B, T, H, K = r.shape
+    V = v.shape[-1]
+    c = max(1, min(chunk, T))
+    n = -(-T // c)
+    pad = n * c - T
+
+    def prep(x: Tensor) -> Tensor:
+        x = x.transpose(1, 2)  # (B, H, T, N)
+        if pad:
+            # Ragged tail: identity steps (zeros for log w, k, v, a, b; r is irrelevant there).
+            x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+        return x.reshape(B, H, n, c, x.shape[-1])  # (B, H, n, c, N)
+
+    r, log_w, k, v, a, b = (prep(x) for x in (r, log_w, k, v, a, b))
+    G = log_w.cumsum(dim=-2)  # (B, H, n, c, K) inclusive
+    Gm = G - log_w  # exclusive
+    ref = G[..., c // 2 : c // 2 + 1, :]  # (B, H, n, 1, K)
+    a_s = a * (Gm - ref).exp()
+    r_s = r * (G - ref).exp()
+    inv = (ref - G).exp()
+    k_s = k * inv
+    b_s = b * inv
+
+    kT = k_s.transpose(-1, -2)  # (B, H, n, K, c)
+    bT = b_s.transpose(-1, -2)  # (B, H, n, K, c)
+    A_ak = (a_s @ kT).tril(-1)  # (B, H, n, c, c) strictly lower: u_t sees s < t
+    A_ab = (a_s @ bT).tril(-1)
+    A_rk = (r_s @ kT).tril()  # lower incl. diagonal: o_t sees s <= t
+    A_rb = (r_s @ bT).tril()
+
+    eye = torch.eye(c, dtype=r.dtype, device=r.device)
+    rhs = torch.cat([A_ak @ v, a * Gm.exp()], dim=-1)  # (B, H, n, c, V + K)
+    sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)
+    U0, W = sol.split([V, K], dim=-1)  # (B, H, n, c, V), (B, H, n, c, K)
+
+    O0 = A_rk @ v + A_rb @ U0  # (B, H, n, c, V)
+    Qe = r * G.exp() + A_rb @ W  # (B, H, n, c, K)
+    Gc = G[..., -1:, :]  # (B, H, n, 1, K) decay over the whole chunk
+    tail = (Gc - G).exp()  # (B, H, n, c, K) decay from each step to the chunk end
+    bdT = (b * tail).transpose(-1, -2)  # (B, H, n, K, c)
+    kdT = (k * tail).transpose(-1, -2)  # (B, H, n, K, c)
+    P = torch.diag_embed(Gc.squeeze(-2).exp()) + bdT @ W  # (B, H, n, K, K)
+    Q = kdT @ v + bdT @ U0  # (B, H, n, K, V)
+
+    M = r.new_zeros(B, H, K, V)  # (B, H, K, V)
+    outs = []
+    for i in range(n):
+        outs.append(O0[:, :, i] + Qe[:, :, i] @ M)  # (B, H, c, V)
+        M = P[:, :, i] @ M + Q[:, :, i]
+    o = torch.stack(outs, dim=2).reshape(B, H, n * c, V)[:, :, :T]  # (B, H, T, V)
+    return o.transpose(1, 2)  # (B, T, H, V)
+
+
+def fla_available() -> bool:
+    try:
+        import fla.ops.rwkv7  # noqa: F401
+    except Exception:  # ImportError, or triton failing to find a driver
+        return False
+    return True
+
+
+def wkv_fla(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+            mask: Tensor | None = None) -> Tensor:
+    """fla's Triton chunk kernel (CUDA only; opt-in with wkv_impl="fla"). Untested here: no GPU
+    was available while writing it. fla takes the same (r, log w, k, v, a, b) convention."""
+    if not r.is_cuda:
+        raise ValueError("wkv_impl='fla' needs CUDA tensors; use 'chunked' on CPU")
+    from fla.ops.rwkv7 import chunk_rwkv7
+
+    log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
+    o, _ = chunk_rwkv7(r=r, w=log_w, k=k, v=v, a=a, b=b, scale=1.0, initial_state=None,
+                       output_final_state=False)
+    return o  # (B, T, H, V)
+
+
+def wkv(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+        mask: Tensor | None = None, impl: str = "chunked", chunk: int = 64) -> Tensor:
+    if impl == "chunked":
+        return wkv_chunked(r, log_w, k, v, a, b, mask, chunk)
+    if impl == "naive":
+        return wkv_naive(r, log_w, k, v, a, b, mask)
+    if impl == "fla":
+        return wkv_fla(r, log_w, k, v, a, b, mask)
+    raise ValueError(f"unknown wkv impl {impl!r}")
