@@ -1,0 +1,158 @@
+"""Enumeration-like value generators (Schema.org enums, formats, lists) for `synth.py`.
+
+Same contract as `synth_values.py`: `gen(c: ValueContext, n) -> list[str]`, one style per column.
+Schema.org enumerations appear on the web as bare terms (`InStock`), or with an `http://` or
+`https://schema.org/` prefix, chosen once per column (one site, one template).
+"""
+
+from __future__ import annotations
+
+from aegir.tables.synth_text import _w
+from aegir.tables.synth_values import ValueContext, _enum, _many, _schema_url
+
+
+# --- enumerations -----------------------------------------------------------------------------
+def gen_boolean(c: ValueContext, n: int) -> list[str]:
+    t, f = c.rng.choice((("true", "false"), ("True", "False"), ("yes", "no"), ("1", "0")))
+    p = c.rng.choice((0.9, 0.7, 0.5))
+    return _many(n, lambda: t if c.rng.random() < p else f)
+
+
+def gen_gender(c: ValueContext, n: int) -> list[str]:
+    pool = c.rng.choice((("Male", "Female"), ("male", "female"), ("M", "F"), ("Männlich", "Weiblich"),
+                         ("https://schema.org/Male", "https://schema.org/Female")))
+    return _many(n, lambda: c.rng.choice(pool))
+
+
+_LANG_NAMES = {
+    "en": _w("English|German|French|Spanish|Italian|Japanese"), "de": _w("Deutsch|Englisch|Französisch"),
+    "fr": _w("Français|Anglais|Allemand"), "es": _w("Español|Inglés|Francés"), "it": _w("Italiano|Inglese"),
+    "pt": _w("Português|Inglês"), "nl": _w("Nederlands|Engels|Niet gedefinieerd"), "ja": _w("日本語|英語"),
+}
+
+
+def gen_language(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(3)
+    if style == 0:
+        return _enum(c, n, _LANG_NAMES.get(c.lang, _LANG_NAMES["en"]), p_same=0.8)
+    if style == 1:
+        return _enum(c, n, _w("en|de|fr|es|it|pt|nl|ja|ar"), p_same=0.8)
+    return _enum(c, n, _w("en-US|en-GB|pt-BR|de-DE|fr-FR|es-ES"), p_same=0.6)
+
+
+def gen_book_format(c: ValueContext, n: int) -> list[str]:
+    pool = {"es": _w("Tapa blanda|Tapa dura|Rústica|eBook"), "de": _w("Taschenbuch|Gebundene Ausgabe|E-Book"),
+            "fr": _w("Broché|Relié|Poche|eBook")}.get(c.lang) if c.rng.random() < 0.5 else None
+    pool = pool or _w("Hardcover|Paperback|ebook|Ebook|PDF|Kindle Edition|Audiobook|EBook|Mass Market Paperback")
+    if c.rng.random() < 0.2:
+        return _enum(c, n, _schema_url(c, _w("Hardcover|Paperback|EBook|AudiobookFormat")))
+    return _enum(c, n, pool, p_same=0.5)
+
+
+def gen_availability(c: ValueContext, n: int) -> list[str]:
+    if c.rng.random() < 0.15:
+        return _enum(c, n, _w("Delivery usually in 2-6 working days.|Usually ships in 24 hours|Auf Lager|En stock|Disponible"))
+    return _enum(c, n, _schema_url(c, _w("InStock|InStock|InStock|OutOfStock|PreOrder|OnlineOnly|LimitedAvailability")), 0.7)
+
+
+def gen_condition(c: ValueContext, n: int) -> list[str]:
+    if c.rng.random() < 0.1:
+        return _enum(c, n, _w("New|Used|Neu|Nuovo"))
+    return _enum(c, n, _schema_url(c, _w("NewCondition|NewCondition|UsedCondition|RefurbishedCondition|DamagedCondition")), 0.8)
+
+
+def gen_attendance(c: ValueContext, n: int) -> list[str]:
+    return _enum(c, n, _schema_url(c, _w("OfflineEventAttendanceMode|OnlineEventAttendanceMode|MixedEventAttendanceMode")), 0.8)
+
+
+def gen_event_status(c: ValueContext, n: int) -> list[str]:
+    return _enum(c, n, _schema_url(c, _w("EventScheduled|EventScheduled|EventScheduled|EventCancelled|EventPostponed|EventMovedOnline|EventRescheduled")), 0.8)
+
+
+def gen_delivery(c: ValueContext, n: int) -> list[str]:
+    modes = _w("DeliveryModeFreight|DeliveryModeOwnFleet|DeliveryModeMail|DeliveryModePickUp|DHL|UPS|FederalExpress")
+    pre = c.rng.choice(("http://purl.org/goodrelations/v1#", "http://purl.org/goodrelations/v1#", ""))
+    k = c.rng.choice((1, 1, 2))
+    v = " ".join(pre + m for m in c.rng.sample(modes, k))
+    return [v if c.rng.random() < 0.85 else pre + c.rng.choice(modes) for _ in range(n)]
+
+
+def gen_diet(c: ValueContext, n: int) -> list[str]:
+    diets = _w("GlutenFreeDiet|VeganDiet|VegetarianDiet|LowLactoseDiet|LowCalorieDiet|DiabeticDiet|LowFatDiet|HalalDiet|KosherDiet")
+    pre = c.rng.choice(("", "", "http://schema.org/", "https://schema.org/"))
+    sep = c.rng.choice((" ", ", "))
+    return _many(n, lambda: sep.join(pre + d for d in c.rng.sample(diets, c.rng.choice((1, 1, 2)))))
+
+
+def gen_rating(c: ValueContext, n: int) -> list[str]:
+    pool = _w("R|PG|PG-13|G|NC-17|TV-14|TV-MA|TV-PG|Not Rated|Unrated|N/A|M|PG-V|R 16")
+    if c.locale in ("de_DE",):
+        pool = _w("FSK 12|FSK 16|FSK 6|FSK 18|FSK 0")
+    elif c.locale in ("en_GB", "en_AU"):
+        pool = _w("12A|15|18|PG|U|M|MA15+")
+    return _many(n, lambda: c.rng.choice(pool))
+
+
+def gen_payment(c: ValueContext, n: int) -> list[str]:
+    pools = {
+        "en": _w("Visa|MasterCard|American Express|Cash|Diners Club|Discover|ATM|JCB|PayPal|Bank transfer"),
+        "de": _w("Bar|EC-Karte|Visa|Mastercard|Überweisung|PayPal"), "it": _w("Contanti|Bonifico|Carta di credito|Visa"),
+        "fr": _w("Espèces|Carte bancaire|Chèques vacances|Visa|Virement"), "es": _w("Efectivo|Tarjeta de crédito|Visa|Transferencia"),
+    }
+    pool = pools.get(c.lang, pools["en"]) if c.rng.random() < 0.5 else pools["en"]
+    sep = c.rng.choice((", ", " ", ", "))
+    up = c.rng.random() < 0.15
+    v = sep.join(c.rng.sample(pool, c.rng.randint(1, 4)))
+    v = v.upper() if up else v
+    return [v if c.rng.random() < 0.8 else sep.join(c.rng.sample(pool, 2)) for _ in range(n)]
+
+
+def gen_features(c: ValueContext, n: int) -> list[str]:
+    pools = {
+        "en": _w("Free WiFi|Fitness room|Indoor pool|Outdoor pool|Elevator|Sauna|Meeting room(s)|Restaurant|Bar|"
+                 "Business center|Free parking|Pet friendly|Air conditioning|Minibar|Laundry service|Spa"),
+        "es": _w("Se aceptan mascotas|Piscina exterior|Salas de reuniones|Wifi|Ascensor|Gimnasio|Terraza"),
+        "de": _w("Kostenloses WLAN|Sauna|Parkplatz|Haustiere erlaubt|Fitnessraum|Aufzug"),
+        "fr": _w("Wifi gratuit|Piscine|Parking|Animaux acceptés|Ascenseur|Climatisation"),
+    }
+    pool = pools.get(c.lang, pools["en"]) if c.rng.random() < 0.5 else pools["en"]
+    sep = c.rng.choice((" ", ", "))
+    return _many(n, lambda: sep.join(c.rng.sample(pool, c.rng.randint(2, 6))))
+
+
+def gen_category_code(c: ValueContext, n: int) -> list[str]:
+    jobs = _w("Retail Salespersons 41-2031.00|Nursing Assistants 31-1014.00|Fitness Trainers and Aerobics "
+              "Instructors 39-9031.00|Licensed Practical Nurses 29-2061.00|Software Developers 15-1252.00|"
+              "Heavy Truck Drivers 53-3032.00|Operations|Construction|Sales|Education and Research")
+    return _enum(c, n, jobs, p_same=0.5)
+
+
+def gen_credential(c: ValueContext, n: int) -> list[str]:
+    return _enum(c, n, _w("Masters|Doctorate|4 Year Degree|Bachelor's Degree|High School Diploma|Not Specified|"
+                          "Graduation|UNAVAILABLE|Associate Degree|Diploma|CPA|Professional Certificate"), p_same=0.4)
+
+
+def gen_experience(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(3)
+    return _many(n, lambda: (f"At least {c.rng.randint(1, 8)} years experience.",
+                             f"{c.rng.randint(1, 5)} to {c.rng.randint(6, 12)} years experience.",
+                             c.rng.choice(("2 yrs", "6 months", "Freshers can apply", "No experience required.",
+                                           "Class 1 driver's license", "1+ years")))[style])
+
+
+def gen_work_hours(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(4)
+    return _many(n, lambda: (f"{c.rng.choice((8, 9, 10))}:00 AM - {c.rng.choice((5, 6))}:30 PM(day shift)",
+                             f"{c.rng.choice((35, 37.5, 40))} hours per week", f"Mon - Fri: {c.rng.choice((8, 9))}:00 to 1{c.rng.choice((7, 8))}:00",
+                             c.rng.choice(("Full-time", "Part-time", "UNAVAILABLE", "Flexible", "Shift work")))[style])
+
+
+_CATEGORIES = _w("Hair Accessories|Eyeshadow|Lipstick|Lip Liners|Shorts|Pants|Leotards & Unitards|Scuba Gear|"
+                 "Round Paintbrushes|Protractors|Christmas|Valentine's Day|Kitchen|Garden|Toys|Electronics|"
+                 "Books|Fiction|Shoes|Dog Collars|Fitness|Home Decor|Jewelry|Bakery|Spices")
+
+
+def gen_category(c: ValueContext, n: int) -> list[str]:
+    if c.rng.random() < 0.2:  # the Event pages in SOTAB label their "primary" category slot
+        return _many(n, lambda: " ".join(["primary"] * c.rng.choice((1, 1, 1, 3))))
+    return _many(n, lambda: c.rng.choice(_CATEGORIES))
