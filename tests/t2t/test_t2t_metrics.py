@@ -31,7 +31,7 @@ def test_gold_vs_gold_is_one_everywhere(shared_data):
             assert (c.precision, c.recall, c.f1) == (1.0, 1.0, 1.0)
             assert c.row_header_f1 == 1.0 and c.col_header_f1 == 1.0
             assert c.n_tables == 300 + 10 + 20 + 4  # Rotowire: 2 tables/doc; 4 of 20 synthetic docs are games (2 tables)
-    assert set(c.by_name) == {"", "team", "player", "employee"}
+    assert set(c.by_name) == {"", "team", "player"}  # single-table documents carry no table name
 
 
 def test_wrong_header_zeroes_the_cell_under_exact():
