@@ -46,7 +46,7 @@ class ModelLoadError(ValueError):
 class TinyModelSpec:
     """Sizes of the random test model (a few hundred thousand parameters: SFT/GRPO steps take ~0.1 s)."""
 
-    vocab_size: int = 512
+    vocab_size: int = 2048
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
@@ -109,7 +109,8 @@ def apply_chat_template(tokenizer: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------- tiny model
 def _tiny_corpus() -> list[str]:
-    """Text the tiny tokenizer is trained on: JSON/NDJSON punctuation, chat markers, and some prose."""
+    """Text the tiny tokenizer is trained on: JSON/NDJSON punctuation, chat markers, the t2t prompt texts
+    (so the long policy prompt is a few hundred tokens, not thousands: tests stay fast) and some prose."""
     words = (
         "name area food price rating family friendly near type title subtitle year team player points "
         "assists rebounds the a is in of and with restaurant city centre riverside cheap high moderate yes no "
@@ -119,9 +120,18 @@ def _tiny_corpus() -> list[str]:
     lines = []
     for i, w in enumerate(words):
         nxt = words[(i * 7 + 3) % len(words)]
-        lines.append(f'{{"{w}": "{nxt}", "{nxt}_{i}": {i}, "ok": true}}')
+        lines.append(f'{{"{w}":"{nxt}","{nxt}_{i}":{i},"ok":true,"none":null}}')
         lines.append(f"The {w} is {nxt} near the {words[(i * 3) % len(words)]}. {i} {i * 13}.")
-    lines.append(json.dumps({"fields": [{"name": "name", "type": "string"}], "structure": "kv_single"}))
+    lines.append(json.dumps({"structure": "kv_single", "fields": [{"name": "name", "type": "string", "required": False}]},
+                            separators=(",", ":")))
+    try:  # the prompt texts of part 1 (absent only in a broken checkout; the tokenizer still works without)
+        from aegir.t2t import prompts as P
+        from aegir.t2t.policy import DEFAULT_POLICY
+
+        lines += [P.SCHEMA_SYSTEM, P.TABLE_SYSTEM, P.SCHEMA_TASK, P.TABLE_TASK, DEFAULT_POLICY.render()]
+        lines += [m["content"] for m in P.schema_messages("Alimentum is in the city centre.")]
+    except ImportError:
+        pass
     return lines * 4
 
 
@@ -135,7 +145,10 @@ def tiny_test_model(cache_dir: str | Path | None = None, spec: TinyModelSpec = T
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    tag = f"tiny-llama-v{spec.vocab_size}-h{spec.hidden_size}-l{spec.num_hidden_layers}-s{spec.seed}"
+    import hashlib
+
+    corpus_hash = hashlib.sha256("\n".join(_tiny_corpus()).encode()).hexdigest()[:10]
+    tag = f"tiny-llama-v{spec.vocab_size}-h{spec.hidden_size}-l{spec.num_hidden_layers}-s{spec.seed}-{corpus_hash}"
     path = root / tag
     if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
