@@ -133,6 +133,8 @@ def schema_reward_details(completion: str, ground_truth: Any, policy: Policy | N
         type_ok = allowed is None or all(f.type in allowed for g in pred.groups for f in g.fields)
         parts["valid"] = 1.0 if type_ok else 0.5
         parts["structure"] = float(pred.structure == gold.structure)
+        # Shaping on the canonical rendering: ids, whitespace and key order are not content.
+        parts["shaping"] = _shaping(pred.to_json(include_id=False), gold.to_json(include_id=False))
         names = _schema_names(pred)
         content_scale = 1.0
     else:
