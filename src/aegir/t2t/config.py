@@ -88,9 +88,11 @@ class T2TTrainConfig:
     stages: tuple[CurriculumStage, ...] = field(default_factory=_default_stages)
     est_step_seconds: float = 22.0
     global_batch: int = 32
-    # Data -> curriculum bucketing (part 1's bucket_records): chars per token estimate and safety margin.
-    chars_per_token: float = 3.5
-    bucket_margin: float = 0.9
+    # Token estimate without a tokenizer (VERL export): part 1's estimate_tokens with this chars/token, and
+    # a record belongs to a stage when est * (1 + bucket_margin) <= the stage's context (same rule as
+    # part 1's bucket_records). Local SFT counts exact tokens with the model's tokenizer instead.
+    chars_per_token: float = 4.0
+    bucket_margin: float = 0.25
     # pi_2 evaluation cadence during/after SFT.
     per_step_eval_samples: int = 200
     final_eval_samples: int = 1000
