@@ -159,3 +159,21 @@ def test_quick_table_sanity_hand_values():
     assert rep2["type_check_pass_rate"] == pytest.approx(1 / 4)
     with pytest.raises(ValueError, match="2 schemas"):
         quick_table_sanity(["{}"], [schema, schema])
+
+
+def test_sanity_accepts_table_ground_truth_strings():
+    from aegir.t2t.datasets import build_sft_records
+
+    recs = build_sft_records(synthetic_examples(5, seed=4), "table")
+    rep = quick_table_sanity([r["messages"][2]["content"] for r in recs], [r["ground_truth"] for r in recs])
+    assert rep["json_valid_rate"] == rep["key_order_pass_rate"] == rep["type_check_pass_rate"] == 1.0
+
+
+def test_metrics_and_rewards_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, aegir.t2t.metrics, aegir.t2t.rewards, aegir.t2t.datasets, aegir.t2t.scoring;"
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -226,8 +226,9 @@ def score_table(pred: GoldTable | None, gold: GoldTable, sim: str = "exact", nor
             return None
         p_rows = _row_tuples(pred, norm) if pred is not None else []
         if pred is not None and pred.row_header != gold.row_header:
-            # A prediction without the row-header column cannot form 3-tuples; give its rows empty
-            # row headers so they still align (and lose the row-header component).
+            # Tuple arity must match the gold's. A prediction without the row-header column gets empty row
+            # headers (so, as in Wu et al., its cells score 0 against row-headed gold); a row-headed
+            # prediction for gold without row headers drops its row-header component.
             p_rows = [[(("",) + t) if len(t) == 2 else t[1:] for t in r] for r in p_rows]
         p, r = _score_rows(p_rows, g_rows, s)
     else:
@@ -353,20 +354,17 @@ def end_to_end_score(pred_schemas: Sequence[Schema | None], pred_rows: Sequence[
     preds_out: list[list[GoldTable]] = []
     golds_out: list[list[GoldTable]] = []
     aligns: list[dict[str, str]] = []
-    names_p: list[str] = []
-    names_g: list[str] = []
     s_scores: list[PRF] = []
     for schema, rows, gold in zip(pred_schemas, pred_rows, gold_tables):
         g_tabs = canonical_gold(as_table_list(gold) if not isinstance(gold, GoldTable) else [gold])
         golds_out.append(g_tabs)
         g_names = [h for t in g_tabs for h in t.header]
+        p_names = [f.name for g in schema.groups for f in g.fields] if schema is not None else []
+        s_scores.append(schema_f1(p_names, g_names, soft=True))
         if schema is None or rows is None:
             preds_out.append([])
             aligns.append({})
-            s_scores.append(schema_f1([f.name for g in schema.groups for f in g.fields] if schema else [],
-                                      g_names, soft=True))
             continue
-        s_scores.append(schema_f1([f.name for g in schema.groups for f in g.fields], g_names, soft=True))
         p_tabs = rows_to_tables(list(rows), schema)
         # Table pairing: Hungarian on name similarity plus header overlap.
         m = np.array([[0.5 * _name_sim(p.name or "t", g.name or "t")
@@ -381,8 +379,6 @@ def end_to_end_score(pred_schemas: Sequence[Schema | None], pred_rows: Sequence[
             mapped.append(_rename(p_tabs[i], mp, g_tabs[j]))
         preds_out.append(mapped)
         aligns.append(mapping_all)
-        names_p.extend(schema.field_names)
-        names_g.extend(g_names)
     cell = cell_f1(preds_out, golds_out, sim=sim, normalize=normalize)
     sp = PRF(*(float(np.mean([getattr(s, k) for s in s_scores])) if s_scores else 0.0
                for k in ("precision", "recall", "f1")))

@@ -72,6 +72,21 @@ def row_types_ok(row: dict[str, Any], schema: Schema) -> bool:
     return all(value_type_ok(row.get(f.name), f) for f in g.fields)
 
 
+def coerce_schema(x: Schema | str | dict[str, Any]) -> Schema:
+    """A Schema from a Schema, schema JSON (text or dict), or a table-stage ground truth
+    ({"schema": ..., "rows": ...}, text or dict) - callers often hold the SFT record's ground_truth."""
+    if isinstance(x, Schema):
+        return x
+    if isinstance(x, str):
+        try:
+            x = json.loads(x)
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"schema: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if isinstance(x, dict) and "schema" in x and "structure" not in x:
+        x = x["schema"]
+    return Schema.from_dict(x)
+
+
 @dataclass
 class SanityReport:
     n_completions: int
@@ -87,11 +102,11 @@ class SanityReport:
         return dict(self.__dict__)
 
 
-def table_sanity(completions: Sequence[str], schemas: Sequence[Schema | str] | Schema | str) -> SanityReport:
+def table_sanity(completions: Sequence[str], schemas: Any) -> SanityReport:
     """Format checks over a batch. JSON validity is per line in strict mode (an empty completion counts
     as one invalid line, so silence is not "100% valid"); key order and types are per valid row."""
     comps = list(completions)
-    if isinstance(schemas, (Schema, str)):
+    if isinstance(schemas, (Schema, str, dict)):
         schema_list = [schemas] * len(comps)
     else:
         schema_list = list(schemas)
@@ -99,7 +114,7 @@ def table_sanity(completions: Sequence[str], schemas: Sequence[Schema | str] | S
         raise ValueError(f"quick_table_sanity: {len(comps)} completions but {len(schema_list)} schemas")
     n_lines = n_valid = n_rows = n_order = n_types = n_ok = 0
     for text, sch in zip(comps, schema_list):
-        schema = Schema.from_json(sch) if isinstance(sch, str) else sch
+        schema = coerce_schema(sch)
         p = parse_ndjson(text or "", mode="strict")
         n_lines += max(p.n_lines, 1)
         n_valid += p.n_valid
@@ -120,8 +135,11 @@ def table_sanity(completions: Sequence[str], schemas: Sequence[Schema | str] | S
     )
 
 
-def quick_table_sanity(completions: Sequence[str], schemas: Sequence[Schema | str] | Schema | str) -> dict[str, Any]:
-    """`table_sanity` as a plain dict: json_valid_rate, key_order_pass_rate, type_check_pass_rate, ..."""
+def quick_table_sanity(completions: Sequence[str], schemas: Any) -> dict[str, Any]:
+    """`table_sanity` as a plain dict: json_valid_rate, key_order_pass_rate, type_check_pass_rate, ...
+
+    `schemas`: one per completion (or one for all), each a Schema, schema JSON, or a table-stage
+    ground_truth string {"schema", "rows"}."""
     return table_sanity(completions, schemas).to_dict()
 
 
