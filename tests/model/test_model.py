@@ -1,0 +1,199 @@
+"""AegirModel / AegirClassifier: config, parameter counts, gradients, padding, heads, input errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aegir.config import ModelConfig, ModelConfigError
+from aegir.encoding import vocab
+from aegir.model import AegirClassifier, AegirModel, ModelInputError, named_lr_multipliers, parameter_counts
+from aegir.model.heads import pool_column
+
+
+def nano(**kw) -> ModelConfig:
+    return ModelConfig.preset("nano", **kw)
+
+
+def batch(B=3, T=48, lengths=(48, 30, 7), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, 256, (B, T), generator=g)
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    return ids.masked_fill(~mask, vocab.PAD), mask
+
+
+# --- config ------------------------------------------------------------------------------------
+def test_config_round_trip_strict_and_validated():
+    cfg = ModelConfig.preset("tiny", ratio_targets=[4.0, 2.5])
+    d = cfg.to_dict()
+    assert ModelConfig.from_dict(d) == cfg
+    assert d["arch_layout"] == ["w2", ["w2", ["w4"], "w2"], "w2"] and d["d_model"] == [128, 192, 192]
+    with pytest.raises(ModelConfigError, match="unknown keys"):
+        ModelConfig.from_dict({**d, "dropout": 0.1})
+    with pytest.raises(ModelConfigError, match="non-decreasing"):
+        ModelConfig.preset("tiny", d_model=[192, 128, 192])
+    with pytest.raises(ModelConfigError, match="ratio_targets"):
+        ModelConfig.preset("tiny", ratio_targets=[3.0])
+    with pytest.raises(ModelConfigError, match="head_size"):
+        ModelConfig.preset("nano", head_size=64)  # 96 is not a multiple of 64
+    with pytest.raises(ModelConfigError, match="unknown model size"):
+        ModelConfig.preset("huge")
+    assert (cfg.vocab_size, cfg.n_active) == (vocab.VOCAB_SIZE, vocab.N_ACTIVE)
+
+
+def test_parameter_counts_match_the_design():
+    tiny, small = parameter_counts(ModelConfig.preset("tiny")), parameter_counts(ModelConfig.preset("small"))
+    assert abs(tiny.total / 13.5e6 - 1) < 0.02
+    assert abs(small.total / 56e6 - 1) < 0.02
+    assert tiny.embedding == 65536 * 128 + 2 * 128  # tied table + its input LayerNorm
+    assert tiny.total == tiny.embedding + sum(s.params for s in tiny.stages)
+    # The meta-device count agrees with a real model.
+    real = AegirModel(nano())
+    assert parameter_counts(nano()).total == sum(p.numel() for p in real.parameters())
+
+
+# --- training signal ---------------------------------------------------------------------------
+def test_forward_backward_finite_and_every_parameter_reachable():
+    torch.manual_seed(0)
+    model = AegirModel(nano())
+    with torch.no_grad():  # RWKV zero-inits W_o and the channel-mix W_v; perturb so every path carries gradient
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ids, mask = batch()
+    out = model.lm_loss(ids, mask)
+    (out.loss + out.ratio_loss).backward()
+    assert out.n_tokens == 47 + 29 + 6
+    assert len(out.stages) == 2
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        if not name.startswith("embedding."):  # unused vocab rows get zero gradient by design
+            assert p.grad.abs().sum() > 0, name
+    emb_g = model.embedding.weight.grad
+    assert emb_g[vocab.N_ACTIVE :].abs().sum() == 0 and emb_g[:256].abs().sum() > 0
+
+
+def test_initial_loss_is_near_uniform_and_decreases():
+    torch.manual_seed(0)
+    model = AegirModel(nano())
+    ids, mask = batch(B=2, T=40, lengths=(40, 40), seed=1)
+    ids[:, 1::2] = ids[:, 0::2]  # a learnable pattern: every odd byte repeats the previous one
+    first = model.lm_loss(ids, mask)
+    assert first.loss.item() == pytest.approx(math.log(vocab.N_ACTIVE), abs=0.2)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(25):
+        out = model.lm_loss(ids, mask)
+        opt.zero_grad()
+        (out.loss + out.ratio_loss).backward()
+        opt.step()
+    assert out.loss.item() < first.loss.item() - 1.0
+
+
+def test_lr_multipliers_tag_every_parameter_by_stage():
+    cfg = nano(lr_multipliers=[2.0, 1.5, 1.0])
+    clf = AegirClassifier(cfg, n_labels=5)
+    mults = named_lr_multipliers(clf)
+    assert all(hasattr(p, "_aegir_lr_mult") for p in clf.parameters())
+    assert mults["backbone.embedding.weight"] == 2.0 and mults["head.proj.weight"] == 2.0
+    assert mults["backbone.hnet.encoder.blocks.0.att.w0"] == 2.0
+    assert mults["backbone.hnet.router.q.weight"] == 2.0
+    assert mults["backbone.hnet.inner.encoder.blocks.0.att.w0"] == 1.5
+    assert mults["backbone.hnet.pad_dimension"] == 1.5
+    assert mults["backbone.hnet.inner.inner.main.blocks.1.ffn.key.weight"] == 1.0
+
+
+# --- exactness -----------------------------------------------------------------------------------
+def test_padding_does_not_change_valid_outputs_float64():
+    torch.manual_seed(0)
+    model = AegirModel(nano()).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    ids, mask = batch()
+    full = model(ids, mask)
+    for i, L in enumerate((48, 30, 7)):
+        alone = model(ids[i : i + 1, :L])
+        assert torch.allclose(full.hidden[i, :L], alone.hidden[0], atol=1e-10, rtol=0)
+        for s_full, s_alone in zip(full.stages, alone.stages):
+            n = int(s_alone.valid_mask.sum())
+            assert torch.equal(s_full.boundary_mask[i, :n], s_alone.boundary_mask[0])
+            assert not s_full.boundary_mask[i, n:].any()  # padding never routes
+
+
+def test_whole_model_chunked_equals_naive_float64():
+    torch.manual_seed(0)
+    m_chunk = AegirModel(nano(wkv_chunk=8)).double()
+    with torch.no_grad():
+        for p in m_chunk.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    m_naive = AegirModel(nano(wkv_impl="naive")).double()
+    m_naive.load_state_dict(m_chunk.state_dict())
+    ids, mask = batch(B=2, T=30, lengths=(30, 19))
+    outs = [m(ids, mask) for m in (m_chunk, m_naive)]
+    h0, h1 = (o.hidden[mask] for o in outs)
+    assert ((h0 - h1).abs().max() / h1.abs().max()).item() <= 1e-10
+    grads = [torch.autograd.grad(o.hidden[mask].square().sum(), list(m.parameters()), allow_unused=True)
+             for o, m in zip(outs, (m_chunk, m_naive))]
+    for g0, g1 in zip(*grads):
+        if g1 is not None and g1.abs().max() > 0:
+            assert ((g0 - g1).abs().max() / g1.abs().max()).item() <= 1e-10
+
+
+# --- heads -----------------------------------------------------------------------------------------
+def test_pooling_hand_computed():
+    hidden = torch.arange(2 * 4 * 2, dtype=torch.float32).view(2, 4, 2)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    tmask = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)  # pad position 3 ignored; row 1 empty
+    pooled = pool_column(hidden, mask, tmask)
+    # row 0: mean of positions 1, 2 = ([2,3] + [4,5]) / 2; last valid = position 2
+    assert pooled[0].tolist() == [3.0, 4.0, 4.0, 5.0]
+    # row 1: empty target -> zero mean (not NaN); last valid = position 3
+    assert pooled[1].tolist() == [0.0, 0.0, 14.0, 15.0]
+
+
+def test_classifier_outputs_and_losses():
+    torch.manual_seed(0)
+    ids, mask = batch()
+    tmask = mask.clone()
+    tmask[:, 10:] = False
+    clf = AegirClassifier(nano(), n_labels=7)
+    out = clf(ids, mask, tmask)
+    assert out.logits.shape == (3, 7) and out.pooled.shape == (3, clf.backbone.pooled_dim) == (3, 128)
+    assert out.ratio_loss.ndim == 0 and len(out.stages) == 2
+    loss = clf.loss(out.logits, torch.tensor([0, 3, 6]))
+    loss.backward()
+    assert torch.isfinite(loss) and clf.head.proj.weight.grad is not None
+    ml = AegirClassifier(nano(), n_labels=4, multi_label=True)
+    o2 = ml(ids, mask, tmask)
+    assert torch.isfinite(ml.loss(o2.logits, torch.tensor([[1, 0, 1, 0]] * 3)))
+    with pytest.raises(ModelInputError, match="multi-label targets"):
+        ml.loss(o2.logits, torch.tensor([1, 2, 3]))
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = AegirModel(nano())
+    ids, mask = batch()
+    with pytest.raises(ModelInputError, match="right-padded"):
+        model(ids, mask.flip(1) | torch.tensor([[True] + [False] * 47] * 3))
+    with pytest.raises(ModelInputError, match=r"\[0, 65536\)"):
+        model(ids + 70000, mask)
+    with pytest.raises(ModelInputError, match="does not match"):
+        model(ids, mask[:, :10])
+    with pytest.raises(ModelInputError, match="n_active"):
+        model.lm_loss(torch.full((1, 5), 1000), None)
+
+
+def test_model_info_command():
+    import typer
+    from typer.testing import CliRunner
+
+    from aegir.commands.model import register
+
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(app, ["model", "info", "--size", "tiny"])
+    assert res.exit_code == 0, res.output
+    assert "13,516,224" in res.output and "stage 2 (main)" in res.output
+    res = CliRunner().invoke(app, ["model", "info", "--size", "huge"])
+    assert res.exit_code == 2 and "unknown model size" in res.output
