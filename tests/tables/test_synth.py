@@ -198,15 +198,17 @@ def test_speed_1000_tables_in_a_few_seconds():
 
 # --- learnability ----------------------------------------------------------------------------------
 def column_text(t: Table, j: int) -> str:
-    return " | ".join(t.columns[j])
+    # the first cells, each cut short, the way a byte budget sees a column
+    return " | ".join(v[:40] for v in t.columns[j][:6])
 
 
 def test_char_ngram_logreg_learns_the_labels():
     """Sanity check that the labels are learnable from values alone (no header): a character
     n-gram TF-IDF + logistic regression on 600 tables must score well above chance (1/82) on
-    200 held-out tables."""
+    200 held-out tables. The logistic regression is fitted by SGD (log loss): lbfgs on 82
+    classes takes ~30 s here, SGD ~2 s for the same macro-F1 (~0.88 at the time of writing)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import SGDClassifier
     from sklearn.metrics import f1_score
 
     ds = generate_tables(800, seed=5)
@@ -214,8 +216,8 @@ def test_char_ngram_logreg_learns_the_labels():
     test = [g for g in ds.targets if g.table_index >= 600]
     x_tr = [column_text(ds.tables[g.table_index], g.column) for g in train]
     x_te = [column_text(ds.tables[g.table_index], g.column) for g in test]
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), max_features=30000, sublinear_tf=True)
-    clf = LogisticRegression(max_iter=300, C=10.0)
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), max_features=20000, sublinear_tf=True)
+    clf = SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=15, tol=None, random_state=0)
     clf.fit(vec.fit_transform(x_tr), [g.label for g in train])
     pred = clf.predict(vec.transform(x_te))
     gold = [g.label for g in test]
