@@ -135,3 +135,15 @@ def test_verl_compute_score():
         compute_score("x", "y", "{broken")
     with pytest.raises(GroundTruthError, match="unknown stage"):
         compute_score("x", "y", SCHEMA.to_json(), extra_info={"stage": "other"})
+
+
+def test_runaway_outputs_are_capped_and_fast():
+    import time
+
+    line = GOLD_NDJSON
+    t0 = time.perf_counter()
+    r = table_reward("\n".join([line] * 2000), TABLE_GT)
+    names = ",".join(f'{{"name":"f{i}"}}' for i in range(3000))
+    s = schema_reward('{"structure":"kv_single","fields":[' + names + "]}", SCHEMA.to_json())
+    assert time.perf_counter() - t0 < 10.0
+    assert 0.0 < r < table_reward(line, TABLE_GT) and 0.0 < s < 0.5

@@ -28,6 +28,7 @@ SCHEMA_WEIGHTS = {"format": 0.10, "valid": 0.10, "structure": 0.05, "names_ok": 
                   "exact_f1": 0.20, "order": 0.10, "shaping": 0.05}
 TABLE_WEIGHTS = {"json_valid": 0.05, "prefix": 0.05, "strict_ok": 0.05, "key_order": 0.05, "types": 0.05,
                  "cell_exact": 0.40, "cell_chrf": 0.30, "shaping": 0.05}
+_MAX_NAMES = 256  # schema answers beyond this many field names are scored on a prefix
 _SHAPING_CHARS = 4000  # chrF of long texts is slow; the shaping term only needs the beginning
 
 
@@ -142,6 +143,10 @@ def schema_reward_details(completion: str, ground_truth: Any, policy: Policy | N
         names = _NAME_RE.findall(completion)
         content_scale = 0.5
     gold_names = _schema_names(gold)
+    if len(names) > _MAX_NAMES:
+        # A runaway answer: score a prefix (soft F1 is quadratic in chrF calls) and scale content down.
+        content_scale *= _MAX_NAMES / len(names)
+        names = names[:_MAX_NAMES]
     if names:
         parts["names_ok"] = content_scale * sum(
             all(is_snake_case(p) for p in n.split(".")) for n in names) / len(names)
@@ -183,15 +188,21 @@ def table_reward_details(completion: str, ground_truth: Any, schema: Schema | No
         parts["key_order"] = sum(key_order_ok(r, schema) for r in lenient.rows) / len(lenient.rows)
         parts["types"] = sum(row_types_ok(r, schema) for r in lenient.rows) / len(lenient.rows)
     gold_tabs = rows_to_tables(rows, schema)
-    pred_tabs = rows_to_tables(lenient.rows, schema)
+    pred_rows, scale = lenient.rows, 1.0
+    cap = 2 * len(rows) + 16
+    if len(pred_rows) > cap:
+        # A runaway answer: Hungarian row alignment is cubic, so only the first `cap` rows are scored and
+        # the cell terms shrink by the share scored (extra rows could only have cost precision anyway).
+        pred_rows, scale = pred_rows[:cap], cap / len(pred_rows)
+    pred_tabs = rows_to_tables(pred_rows, schema)
     exact = cell_f1([pred_tabs], [gold_tabs], sim="exact", normalize=True)
     if exact.n_tables == 0:
         # Gold states nothing: the right answer is rows without values.
         empty_pred = not any(v != "" for t in pred_tabs for r in t.rows for v in r)
         parts["cell_exact"] = parts["cell_chrf"] = float(empty_pred and strict.ok)
     else:
-        parts["cell_exact"] = exact.f1
-        parts["cell_chrf"] = cell_f1([pred_tabs], [gold_tabs], sim="chrf", normalize=True).f1
+        parts["cell_exact"] = scale * exact.f1
+        parts["cell_chrf"] = scale * cell_f1([pred_tabs], [gold_tabs], sim="chrf", normalize=True).f1
     return RewardBreakdown(score=_weighted(parts, TABLE_WEIGHTS), parts=parts)
 
 
