@@ -362,7 +362,10 @@ def embedded_tables(cfg: CorpusConfig) -> list[Table]:
     except ImportError:
         generate_tables = None
     if generate_tables is not None and cfg.n_synth_tables > 0:
-        tables += generate_tables(cfg.n_synth_tables, seed=cfg.seed)
+        # A seed offset keeps pretraining's synthetic tables apart from the ones fine-tuning and
+        # evaluation draw with small seeds (label leakage through pretraining would flatter them).
+        synth = generate_tables(cfg.n_synth_tables, seed=cfg.seed + 1_000_003)
+        tables += list(getattr(synth, "tables", synth))
     files: list[Path] = []
     for pkg, sub in (("sklearn", "datasets/data"), ("bokeh_sampledata", "_data")):
         spec = importlib.util.find_spec(pkg)  # locates without importing the package

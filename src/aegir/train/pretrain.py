@@ -1,0 +1,496 @@
+"""The pretraining loop: next-byte loss + H-Net ratio loss on the mixed corpus.
+
+One code path for 1 process and for `torchrun` data parallelism. What makes a run reproducible:
+  * the batch at step s is corpus samples [s*B, (s+1)*B) (B = global batch), each rank taking a
+    fixed slice, so the data order needs no sampler state and survives resume and re-sharding;
+  * the objective is normalised by *global* counts: CE summed over this rank's targets / global
+    target count, and the ratio loss uses the global boundary fraction F and mean probability G.
+    (The model's own `ratio_loss` uses per-batch F and G; per-rank F*G products would not add up
+    to the global one, so 2 processes would not match 1.) Its gradient equals the model's:
+    L = N/(N-1)((N-1)FG + (1-F)(1-G)) with F detached is linear in G, dL/dG = N(NF-1)/(N-1);
+  * checkpoints hold weights, optimizer, scheduler step, RNG and data position; resume rewinds
+    metrics.jsonl and TensorBoard to the checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from aegir.checkpoint import (
+    FINAL_NAME,
+    capture_rng_state,
+    git_commit,
+    latest_checkpoint,
+    list_checkpoints,
+    load_weights,
+    new_run_dir,
+    restore_rng_state,
+    save_checkpoint,
+    step_checkpoint_name,
+)
+from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
+from aegir.train import distributed as D
+from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
+
+log = logging.getLogger("aegir.pretrain")
+LN2 = math.log(2.0)
+DEFAULT_STEPS = 1000
+# Fields a resumed run may change; everything else is taken from the checkpoint's run args.
+RESUME_OVERRIDABLE = ("steps", "hours", "out", "progress", "tensorboard", "device", "threads",
+                      "eval_every", "ckpt_every", "log_every", "keep_checkpoints")
+
+
+class TrainingDiverged(RuntimeError):
+    """Loss or gradient became NaN/inf; the message names the step and the last usable checkpoint."""
+
+
+class PretrainConfigError(ValueError):
+    pass
+
+
+@dataclass
+class PretrainConfig:
+    run_name: str = "mixed-v2"
+    corpus: str = "mixed-v2"
+    data: tuple[str, ...] = ()
+    embedded: bool | None = None
+    model_size: str = "nano"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None            # None: 1000 for a fresh run, the stored value on resume
+    hours: float | None = None          # wall-clock budget; the cosine then runs on elapsed time
+    batch_size: int = 8                 # global (all processes together)
+    seq_len: int = 512
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    seed: int = 0
+    out: str = "outputs"
+    resume: str | None = None
+    eval_every: int = 100
+    eval_windows: int = 8               # held-out windows per corpus kind
+    ckpt_every: int = 200
+    log_every: int = 1
+    keep_checkpoints: int = 3           # step files kept (final.pt is always kept)
+    strategy: str = "auto"              # auto (fsdp for base, else ddp) | ddp | fsdp | none
+    device: str = "auto"
+    threads: int | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    corpus_overrides: dict[str, Any] = field(default_factory=dict)  # extra CorpusConfig fields (tests)
+
+    def __post_init__(self) -> None:
+        self.data = tuple(str(d) for d in self.data)
+        for name in ("batch_size", "seq_len", "eval_every", "ckpt_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise PretrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise PretrainConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.hours is not None and not self.hours > 0:
+            raise PretrainConfigError(f"--hours must be > 0, got {self.hours}")
+        if self.strategy not in ("auto", "ddp", "fsdp", "none"):
+            raise PretrainConfigError(f"--strategy must be auto, ddp, fsdp or none, got {self.strategy!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"] = list(self.data)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PretrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def corpus_config(self) -> CorpusConfig:
+        return CorpusConfig(preset=self.corpus, data=self.data, embedded=self.embedded,
+                            seq_len=self.seq_len, seed=self.seed, **self.corpus_overrides)
+
+
+@dataclass
+class PretrainHooks:
+    """Extension points (also how tests inject faults): called on every rank."""
+
+    before_step: Callable[[int, nn.Module], None] | None = None
+    after_step: Callable[[int, dict[str, Any]], None] | None = None
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    final_checkpoint: Path | None
+    steps_done: int
+    last_loss: float
+    initial_bpb: dict[str, float]
+    final_bpb: dict[str, float]
+    train_bytes_per_s: float
+    wall_s: float
+    stopped: str                        # "steps" | "time"
+
+
+@dataclass
+class StepStats:
+    """Globally reduced values of one forward pass."""
+
+    loss: float                          # CE nats per predicted token
+    ratio_loss: float                    # weighted
+    n_tokens: int
+    stages: list[dict[str, float]]       # per router: boundary_fraction, mean_prob, target
+
+
+# --------------------------------------------------------------------------------------------------
+# objective
+# --------------------------------------------------------------------------------------------------
+class LMObjective(nn.Module):
+    """Wraps a model with `lm_loss(ids, mask)` so DDP/FSDP see the whole objective in `forward`.
+
+    Returns (objective to backpropagate on this rank, StepStats of the global batch).
+    """
+
+    def __init__(self, model: nn.Module, info: D.DistInfo) -> None:
+        super().__init__()
+        self.model = model
+        self.info = info
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> tuple[Tensor, StepStats]:
+        out = self.model.lm_loss(ids, mask)
+        info, W = self.info, float(self.info.world_size)
+        ce_local = out.loss * out.n_tokens  # sum over this rank's targets
+        stage_terms = []
+        for s in out.stages:  # local sums; reduced below in one all_reduce
+            v = s.valid_mask
+            stage_terms += [(s.boundary_mask & v).sum().float(), (s.boundary_prob.detach() * v).sum().float(), v.sum().float()]
+        counts = torch.stack([ce_local.detach().float(), torch.tensor(float(out.n_tokens), device=ids.device), *stage_terms])
+        g = D.all_reduce_sum(counts, info)
+        n_glob = g[1].clamp(min=1.0)
+        objective = W * ce_local / n_glob
+        alpha = float(getattr(getattr(self.model, "cfg", None), "ratio_loss_weight", 0.0))
+        ratio_val = 0.0
+        stage_stats = []
+        for i, s in enumerate(out.stages):
+            nb, sp, nv = g[2 + 3 * i], g[3 + 3 * i], g[4 + 3 * i].clamp(min=1.0)
+            Fr, G, N = float(nb / nv), float(sp / nv), float(s.target_ratio)
+            ratio_val += N / (N - 1) * ((N - 1) * Fr * G + (1 - Fr) * (1 - G))
+            dL_dG = N * (N * Fr - 1) / (N - 1)
+            g_local = (s.boundary_prob * s.valid_mask).sum() / nv  # this rank's share of global G
+            objective = objective + alpha * W * dL_dG * g_local
+            stage_stats.append({"boundary_fraction": Fr, "mean_prob": G, "target_ratio": N})
+        stats = StepStats(loss=float(g[0] / n_glob), ratio_loss=alpha * ratio_val, n_tokens=int(g[1]), stages=stage_stats)
+        return objective, stats
+
+
+def build_model(cfg: PretrainConfig) -> nn.Module:
+    from aegir.config import ModelConfig
+    from aegir.model import AegirModel
+
+    return AegirModel(ModelConfig.preset(cfg.model_size, **cfg.model_overrides))
+
+
+@torch.no_grad()
+def evaluate_bpb(obj: nn.Module, corpus, cfg: PretrainConfig, info: D.DistInfo) -> dict[str, float]:
+    """Held-out bits per predicted id, per corpus kind, plus "mixed" (weighted by the mixture).
+
+    Specials (BOS/EOS/CLS/SEP/...) count as predicted ids like bytes: they are a few percent of
+    the stream and are part of what the model must learn. Goes through the (possibly wrapped)
+    objective on every rank in lockstep, so DDP and FSDP need no special case; its statistics
+    are already summed over ranks.
+    """
+    was_training = obj.training
+    obj.eval()
+    out: dict[str, float] = {}
+    W = info.world_size
+    n_win = -(-cfg.eval_windows // W) * W  # round up so every rank runs the same number of batches
+    bs = max(1, cfg.batch_size // W)
+    for kind in corpus.kinds:
+        windows = corpus.heldout_batch(kind, n_win)  # (n_win, T)
+        per = n_win // W
+        mine = windows[info.rank * per : (info.rank + 1) * per]
+        ce, n = 0.0, 0
+        for i in range(0, per, bs):
+            _, st = obj(torch.from_numpy(mine[i : i + bs]).to(info.device))
+            ce += st.loss * st.n_tokens
+            n += st.n_tokens
+        out[kind] = ce / max(n, 1) / LN2
+    out["mixed"] = sum(corpus.weights[k] * out[k] for k in corpus.kinds)
+    obj.train(was_training)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# run folder bookkeeping
+# --------------------------------------------------------------------------------------------------
+class MetricsLog:
+    """metrics.jsonl (+ TensorBoard) on the main rank; rewound to `start_step` on resume."""
+
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if self.path.exists():  # drop records a crashed session wrote after the checkpoint
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) < start_step]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(k + "\n" for k in keep))
+            tmp.replace(self.path)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+            except ImportError:  # tensorboard is a declared dependency; stay usable without it
+                log.warning("tensorboard is not installed: writing metrics.jsonl only")
+
+    def write(self, rec: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
+                    self.tb.add_scalar(k.replace(".", "/"), v, rec["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _health(stats: StepStats, step: int, warned: dict[tuple[int, str], int]) -> list[str]:
+    """Warnings for routers that drifted to all-boundary or no-boundary (at most every 100 steps)."""
+    msgs = []
+    for i, st in enumerate(stats.stages):
+        F = st["boundary_fraction"]
+        what = "all-boundary (no compression)" if F >= 0.95 else "no-boundary (collapsed)" if F <= 0.02 else None
+        if what and step - warned.get((i, what), -10**9) >= 100:
+            warned[(i, what)] = step
+            msgs.append(f"step {step}: router {i} is degenerate, {what}: boundary fraction {F:.3f}, "
+                        f"mean p {st['mean_prob']:.3f} (target 1/{st['target_ratio']:g})")
+    return msgs
+
+
+def _flat(stats: StepStats) -> dict[str, float]:
+    d = {"loss": stats.loss, "bpb": stats.loss / LN2, "ratio_loss": stats.ratio_loss}
+    for i, st in enumerate(stats.stages):
+        d[f"stage{i}.boundary_fraction"] = st["boundary_fraction"]
+        d[f"stage{i}.mean_prob"] = st["mean_prob"]
+    return d
+
+
+def _resolve(cfg: PretrainConfig) -> tuple[PretrainConfig, Any]:
+    """Apply --resume: the stored run args win except for RESUME_OVERRIDABLE fields given now."""
+    if cfg.resume is None:
+        return cfg, None
+    run_dir = Path(cfg.resume)
+    if not run_dir.is_dir():
+        raise PretrainConfigError(f"--resume {run_dir}: no such run folder")
+    ck = latest_checkpoint(run_dir, kind="pretrain")
+    if ck is None:
+        raise PretrainConfigError(f"--resume {run_dir}: no usable checkpoint in this run folder")
+    stored = PretrainConfig.from_dict(ck.run_args)
+    over = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(PretrainConfig(), k)}
+    merged = PretrainConfig.from_dict({**stored.to_dict(), **over, "resume": str(run_dir)})
+    return merged, ck
+
+
+# --------------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------------
+def pretrain(
+    cfg: PretrainConfig,
+    hooks: PretrainHooks | None = None,
+    model_factory: Callable[[PretrainConfig], nn.Module] | None = None,
+    kind: str = "pretrain",
+) -> PretrainResult:
+    """Run (or resume) pretraining; returns where the run lives and what it measured.
+
+    model_factory: build a different model with the same `lm_loss` contract (the benchmark's
+    Transformer baseline); default `AegirModel(ModelConfig.preset(cfg.model_size, ...))`.
+    """
+    hooks = hooks or PretrainHooks()
+    cfg, ck = _resolve(cfg)
+    steps = cfg.steps or DEFAULT_STEPS
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    info = D.init_distributed(cfg.device)
+    try:
+        return _run(cfg, ck, steps, info, hooks, model_factory or build_model, kind)
+    finally:
+        D.teardown(info)
+
+
+def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, kind: str) -> PretrainResult:
+    if cfg.batch_size % info.world_size:
+        raise PretrainConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {info.world_size} processes")
+    corpus = build_corpus(cfg.corpus_config())
+    fingerprint = corpus.fingerprint()
+    torch.manual_seed(cfg.seed)
+    model = factory(cfg).to(info.device)
+    start = 0
+    elapsed_before = 0.0
+    if ck is not None:
+        run_dir = Path(cfg.resume)
+        load_weights(model, ck)
+        start = ck.step
+        elapsed_before = float((ck.data_state or {}).get("elapsed_s", 0.0))
+        if (ck.data_state or {}).get("corpus_fingerprint") != fingerprint:
+            log.warning("the corpus differs from the one this run started with: the data order "
+                        "after resume will not match an uninterrupted run")
+    else:
+        run_dir = D.broadcast_object(new_run_dir(cfg.out, cfg.run_name) if info.is_main else None, info)
+    strategy = cfg.strategy if cfg.strategy != "auto" else ("fsdp" if cfg.model_size == "base" else "ddp")
+    obj = D.wrap_model(LMObjective(model, info), info, strategy)
+    ocfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                       total_steps=steps, min_lr_ratio=cfg.min_lr_ratio)
+    opt = build_optimizer(obj if _is_fsdp(obj) else model, ocfg)
+    sched = WarmupCosine(opt, ocfg)
+    if ck is not None:
+        if ck.optimizer_state is not None:
+            opt.load_state_dict(ck.optimizer_state)
+        restore_rng_state(ck.rng_state)
+    model_cfg = getattr(model, "cfg", None)
+    run_args = {**cfg.to_dict(), "steps": steps, "resume": None}
+    if info.is_main:
+        meta = {"run_args": run_args, "model_config": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else None,
+                "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
+                "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
+                "n_params": sum(p.numel() for p in model.parameters())}
+        (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+    mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
+    say = _printer(info)
+    say(f"run folder {run_dir} | {info.world_size} process(es) on {info.device} | "
+        f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
+
+    def save(path_name: str, step: int, metrics: dict[str, Any]) -> Path | None:
+        state = D.full_state_dict(obj, info) if _is_fsdp(obj) else model.state_dict()
+        if not info.is_main:
+            D.barrier(info)
+            return None
+        p = save_checkpoint(
+            run_dir / path_name, {k.removeprefix("model."): v for k, v in state.items()}, model_cfg or {},
+            kind=kind, step=step, run_args=run_args, metrics=metrics,
+            optimizer_state=None if _is_fsdp(obj) else opt.state_dict(), scheduler_state=sched.state_dict(),
+            rng_state=capture_rng_state(),
+            data_state={"next_sample": step * cfg.batch_size, "elapsed_s": elapsed_before + (time.time() - t0),
+                        "corpus_fingerprint": fingerprint},
+        )
+        steps_files = [q for q in list_checkpoints(run_dir) if q.name != FINAL_NAME]
+        for old in steps_files[: max(0, len(steps_files) - cfg.keep_checkpoints)]:
+            old.unlink(missing_ok=True)
+        D.barrier(info)
+        return p
+
+    t0 = time.time()
+    initial_bpb = evaluate_bpb(obj, corpus, cfg, info) if start == 0 else dict((ck.metrics or {}).get("initial_bpb", {}))
+    if start == 0:
+        mlog.write({"step": 0, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in initial_bpb.items()}})
+    budget_s = cfg.hours * 3600.0 if cfg.hours else None
+    shard = D.shard_range(cfg.batch_size, info.rank, info.world_size)
+    warned: dict[tuple[int, str], int] = {}
+    last_loss, last_bpb = float("nan"), dict(initial_bpb)
+    tokens_done, train_time = 0, 0.0
+    bar = _progress(info, cfg, start, steps)
+    step, stopped = start, "steps"
+    while step < steps:
+        elapsed = elapsed_before + (time.time() - t0)
+        if budget_s is not None and elapsed >= budget_s:
+            stopped = "time"
+            break
+        # Time-budget runs put the cosine on elapsed time, so the lr still decays by the deadline.
+        lr = sched.set_step(step if budget_s is None else max(step, steps * elapsed / budget_s))
+        if hooks.before_step:
+            hooks.before_step(step, model)
+        ts = time.time()
+        ids = torch.from_numpy(corpus.batch([step * cfg.batch_size + i for i in shard])).to(info.device)  # (B/W, T)
+        objective, stats = obj(ids)
+        if not math.isfinite(stats.loss) or not math.isfinite(stats.ratio_loss):
+            _diverged(step, f"loss {stats.loss} (ratio loss {stats.ratio_loss})", model, save, mlog, run_dir, info)
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        gnorm = float(torch.nn.utils.clip_grad_norm_(obj.parameters(), cfg.grad_clip))
+        if not math.isfinite(gnorm):
+            _diverged(step, f"gradient norm {gnorm}", model, save, mlog, run_dir, info)
+        opt.step()
+        dt = time.time() - ts
+        tokens_done += cfg.batch_size * cfg.seq_len
+        train_time += dt
+        rec = {"step": step, "lr": lr, "grad_norm": gnorm, "bytes_per_s": cfg.batch_size * cfg.seq_len / max(dt, 1e-9),
+               "elapsed_s": elapsed_before + time.time() - t0, **_flat(stats)}
+        for msg in _health(stats, step, warned):
+            log.warning(msg)
+            say("warning: " + msg)
+            rec.setdefault("warnings", []).append(msg)
+        if step % cfg.log_every == 0 or step == start or rec.get("warnings"):
+            mlog.write(rec)
+        last_loss = stats.loss
+        step += 1
+        if hooks.after_step:
+            hooks.after_step(step, rec)
+        if step % cfg.eval_every == 0 and step < steps:
+            last_bpb = evaluate_bpb(obj, corpus, cfg, info)
+            mlog.write({"step": step, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in last_bpb.items()}})
+        if step % cfg.ckpt_every == 0 and step < steps:
+            save(step_checkpoint_name(step), step, {"loss": last_loss, "heldout_bpb": last_bpb, "initial_bpb": initial_bpb})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats.loss:.3f}", F0=f"{stats.stages[0]['boundary_fraction']:.2f}" if stats.stages else "-",
+                            Bps=f"{tokens_done / max(train_time, 1e-9):,.0f}")
+    if bar is not None:
+        bar.close()
+    final_bpb = evaluate_bpb(obj, corpus, cfg, info)
+    mlog.write({"step": step, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in final_bpb.items()}})
+    bps = tokens_done / max(train_time, 1e-9)
+    final = save(FINAL_NAME, step, {"loss": last_loss, "heldout_bpb": final_bpb, "initial_bpb": initial_bpb,
+                                    "train_bytes_per_s": bps, "stopped": stopped})
+    mlog.close()
+    say(f"done: {step} steps, held-out bpb {initial_bpb.get('mixed', float('nan')):.3f} -> "
+        f"{final_bpb['mixed']:.3f}, {bps:,.0f} bytes/s, checkpoint {final or run_dir / FINAL_NAME}")
+    return PretrainResult(run_dir=run_dir, final_checkpoint=final, steps_done=step, last_loss=last_loss,
+                          initial_bpb=initial_bpb, final_bpb=final_bpb, train_bytes_per_s=bps,
+                          wall_s=time.time() - t0, stopped=stopped)
+
+
+def _diverged(step: int, what: str, model: nn.Module, save, mlog: MetricsLog, run_dir: Path, info: D.DistInfo):
+    """Stop on NaN/inf. Saves the current weights only if they are still finite (the bad update
+    was not applied); otherwise the newest earlier checkpoint is the one to resume from."""
+    finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    path = save(step_checkpoint_name(step), step, {"stopped": f"non-finite {what}"}) if finite else None
+    if path is None and info.is_main:
+        older = [p for p in list_checkpoints(run_dir)]
+        path = older[-1] if older else None
+    mlog.write({"step": step, "event": "diverged", "what": what})
+    mlog.close()
+    hint = f"last usable checkpoint: {path}" if path else "no usable checkpoint was written before this step"
+    raise TrainingDiverged(f"non-finite {what} at step {step}; training stopped ({hint}). "
+                           f"Try a lower --lr or more --warmup-steps, then --resume {run_dir}")
+
+
+def _printer(info: D.DistInfo) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        if info.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+    return say
+
+
+def _progress(info: D.DistInfo, cfg: PretrainConfig, start: int, steps: int):
+    if not (info.is_main and cfg.progress):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
+
+
+def _is_fsdp(m: nn.Module) -> bool:
+    return type(m).__name__ == "FullyShardedDataParallel"

@@ -1,0 +1,112 @@
+"""The mixed pretraining corpus: sources, mixture weights, determinism, held-out split, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aegir.encoding.corpus import Corpus, CorpusConfig, CorpusError, build_corpus, collect_docs, sql_type, table_ddl
+from aegir.encoding.vocab import BOS, CLS, EOS, decode_ids
+from aegir.tables import Table
+
+
+def test_user_folder_gives_all_three_kinds(corpus_dir: Path) -> None:
+    c = build_corpus(CorpusConfig(data=(str(corpus_dir),), seq_len=64))
+    assert c.kinds == ["text", "ddl", "tables"]
+    assert c.weights == pytest.approx({"text": 0.4, "ddl": 0.2, "tables": 0.4})
+    text = decode_ids(c.train["text"].tolist() + c.heldout["text"].tolist())
+    assert "The " in text and ("chases" in text or "sees" in text)
+    ddl = decode_ids(c.train["ddl"].tolist() + c.heldout["ddl"].tolist()).lower()
+    assert "create table" in ddl and "pets" in ddl and "city" in ddl
+    assert CLS in set(c.train["tables"].tolist())
+    for k in c.kinds:  # documents are delimited and both splits are non-empty
+        assert c.train[k][0] == BOS and c.heldout[k][-1] == EOS and c.heldout[k].size > 0
+
+
+def test_sampling_is_deterministic_and_follows_weights(corpus_dir: Path) -> None:
+    cfg = CorpusConfig(data=(str(corpus_dir),), seq_len=32, seed=3)
+    a, b = build_corpus(cfg), Corpus(cfg, collect_docs(cfg))  # b: rebuilt from the files, not cached
+    assert a is not b
+    assert np.array_equal(a.batch(range(50, 60)), b.batch(range(50, 60)))
+    assert a.fingerprint() == b.fingerprint()
+    other = build_corpus(CorpusConfig(data=(str(corpus_dir),), seq_len=32, seed=4))
+    assert not np.array_equal(a.batch(range(8)), other.batch(range(8)))
+    # the kind of each sample: which stream contains the window
+    n = 3000
+    counts = {k: 0 for k in a.kinds}
+    for i in range(n):
+        r = np.random.default_rng([3, 0, i])
+        u = r.random()
+        k = a.kinds[int(np.searchsorted(a._cum, u, side="right"))]
+        counts[k] += 1
+    for k, w in a.weights.items():
+        assert abs(counts[k] / n - w) < 0.03
+    assert a.batch([5]).shape == (1, 32) and a.batch([5]).dtype == np.int64
+
+
+def test_heldout_documents_are_disjoint_from_train(corpus_dir: Path) -> None:
+    c = build_corpus(CorpusConfig(data=(str(corpus_dir),), seq_len=32, heldout_fraction=0.2))
+    def docs(stream: np.ndarray) -> set[tuple[int, ...]]:
+        out, cur = set(), []
+        for x in stream.tolist():
+            if x == BOS:
+                cur = []
+            elif x == EOS:
+                out.add(tuple(cur))
+            else:
+                cur.append(x)
+        return out
+    for k in c.kinds:
+        assert not (docs(c.train[k]) & docs(c.heldout[k]))
+    h1, h2 = c.heldout_batch("text", 4), c.heldout_batch("text", 4)
+    assert np.array_equal(h1, h2)
+
+
+def test_sql_types_and_ddl() -> None:
+    assert sql_type(["1", "2", "30"]) == "INTEGER"
+    assert sql_type(["1", "99999999999"]) == "BIGINT"
+    assert sql_type(["1.5", "22.25"]) == "DECIMAL(4,2)"
+    assert sql_type(["2024-01-02", ""]) == "DATE"
+    assert sql_type(["2024-01-02 10:11:12"]) == "TIMESTAMP"
+    assert sql_type(["true", "false"]) == "BOOLEAN"
+    assert sql_type(["abc", "defgh"]) == "VARCHAR(8)"
+    assert sql_type(["x" * 300]) == "TEXT"
+    t = Table.from_rows([["1", "Ann", ""], ["2", "Bo", "3.5"]], header=["ID", "Full Name", "score"], meta={"name": "people.csv"})
+    sql = table_ddl(t, np.random.default_rng(0))
+    low = sql.lower()
+    assert low.startswith("create table") and "people" in low
+    assert "id" in low and "primary key" in low and "full_name" in low and "decimal(2,1)" in low
+
+
+def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"text": oops}\n')
+    with pytest.raises(CorpusError, match=r"bad\.jsonl, line 2: invalid JSON"):
+        build_corpus(CorpusConfig(data=(str(bad),)))
+    nofield = tmp_path / "nofield.jsonl"
+    nofield.write_text('{"body": "x"}\n')
+    with pytest.raises(CorpusError, match=r"nofield\.jsonl, line 1: no 'text' field"):
+        build_corpus(CorpusConfig(data=(str(nofield),)))
+    (tmp_path / "x.bin").write_bytes(b"\0")
+    with pytest.raises(CorpusError, match=r"x\.bin: unsupported file type"):
+        build_corpus(CorpusConfig(data=(str(tmp_path / "x.bin"),)))
+    with pytest.raises(CorpusError, match="no such file"):
+        build_corpus(CorpusConfig(data=(str(tmp_path / "missing"),)))
+    with pytest.raises(CorpusError, match="unknown corpus config"):
+        CorpusConfig(preset="nope")
+
+
+def test_single_text_file_still_has_heldout(tmp_path: Path) -> None:
+    f = tmp_path / "one.txt"
+    f.write_text("word " * 500)
+    c = build_corpus(CorpusConfig(preset="text", data=(str(f),), seq_len=16))
+    assert c.kinds == ["text"] and c.heldout["text"].size > 10
+
+
+def test_embedded_text_sources_exist() -> None:
+    from aegir.encoding.corpus import embedded_texts
+
+    texts = embedded_texts(60_000)
+    assert len(texts) >= 3 and 20_000 < sum(map(len, texts)) <= 70_000
