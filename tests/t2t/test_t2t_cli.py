@@ -32,14 +32,14 @@ def test_help_on_every_command():
 def test_score_e2e_gold_against_itself_prints_one_everywhere(shared_data, tmp_path):
     gold = shared_data / "t2t" / "e2e_dev.jsonl"
     out = tmp_path / "report.json"
-    res = runner.invoke(_app(), ["t2t", "score", "--pred", str(gold), "--gold", str(gold), "--out", str(out),
-                                 "--limit", "1500"], terminal_width=120)
+    res = runner.invoke(_app(), ["t2t", "score", "--pred", str(gold), "--gold", str(gold), "--out", str(out)],
+                        terminal_width=120)
     assert res.exit_code == 0, res.output
     values = re.findall(r"│\s*([^│]+?)\s*│\s*([0-9.]+|n/a)\s*│", res.output)
     assert len(values) >= len(_SCORE_ROWS) - 1  # column-header F1 is not printed for key/value gold
     assert all(v == "1.0000" for _, v in values), values
     rep = json.loads(out.read_text())
-    assert rep["n_gold"] == 1500 and rep["n_missing"] == 0
+    assert rep["n_gold"] == 4672 and rep["n_missing"] == 0
     assert all(v == 1.0 for v in rep["metrics"].values() if v is not None)
 
 

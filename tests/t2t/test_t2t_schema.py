@@ -95,6 +95,10 @@ def test_to_json_is_canonical_and_compact():
     ('{"structure":"kv_single","fields":[{"name":"a","pattern":"("}]}', "bad regex"),
     ('{"structure":"kv_single","fields":[{"name":"a"}],"colour":1}', "unknown key"),
     ('{"structure":"multi_row","fields":[{"name":"a"}],"row_key":"b"}', "row_key 'b'"),
+    ('{"structure":"kv_single","tables":[{"name":"t","fields":[{"name":"a"}]}]}', "need structure 'multi_row'"),
+    ('{"structure":"multi_row","tables":[{"name":"t","fields":[{"name":"a"}]},{"name":"t","fields":[{"name":"b"}]}]}',
+     "duplicate table names"),
+    ('{"structure":"multi_row","tables":[{"fields":[{"name":"a"}]}]}', "tables[0]: 'name'"),
 ])
 def test_from_json_errors_are_clear(text, needle):
     with pytest.raises(SchemaError) as e:

@@ -92,7 +92,7 @@ def _max_match(pred: Sequence[Any], gold: Sequence[Any], sim: Callable[[Any, Any
     g_set, p_set = set(gold), set(pred)
     p_best = [1.0 if p in g_set else max(sim(p, g) for g in gold) for p in pred]
     g_best = [1.0 if g in p_set else max(sim(p, g) for p in pred) for g in gold]
-    return float(np.mean(p_best)), float(np.mean(g_best))
+    return sum(p_best) / len(p_best), sum(g_best) / len(g_best)
 
 
 def _f1(p: float, r: float) -> float:

@@ -20,7 +20,8 @@ import hashlib
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from aegir.tables.table import Table, TableError
@@ -40,6 +41,7 @@ class SchemaError(TableError):
 _SYMBOLS = {"%": " percent ", "#": " number ", "&": " and ", "+": " plus ", "@": " at "}
 
 
+@lru_cache(maxsize=65536)  # hot in scoring (every header of every document); a pure function of s
 def normalize_field_name(s: str) -> str:
     """`lower_snake_case`: ASCII-folded, camelCase split, every non-alphanumeric run -> "_".
 
@@ -165,6 +167,8 @@ class Schema:
             raise SchemaError(f"schema: structure {self.structure!r} is not one of {list(STRUCTURES)}")
         if self.tables and self.fields:
             raise SchemaError("schema: give either 'fields' (one table) or 'tables' (several), not both")
+        if self.tables and self.row_key is not None:
+            raise SchemaError("schema: with several 'tables', each table names its own row_key")
         if self.tables and self.structure != "multi_row":
             raise SchemaError("schema: several 'tables' need structure 'multi_row'")
         if not self.tables and not self.fields:
