@@ -387,9 +387,10 @@ def predict_schema(
 def fill_table(
     loaded: LoadedModel, document: str, schema: Schema, *, cfg: T2TTrainConfig = T2TTrainConfig(),
     constrained: bool = True, metadata: dict[str, Any] | None = None, grammars: GrammarFactory | None = None,
-    limits: GrammarLimits | None = None,
+    limits: GrammarLimits | None = None, fallback: bool = True,
 ) -> tuple[list[dict[str, Any]], str, bool]:
-    """pi_2 on one chunk -> (valid rows, raw text, whether the tight fallback pass was used)."""
+    """pi_2 on one chunk -> (valid rows, raw text, whether the tight fallback pass was used).
+    `fallback=False` skips the guaranteed second pass (RL reward loops prefer speed over the guarantee)."""
     msgs = table_messages(document, schema, metadata)
     if not constrained:
         raw = generate_batch(loaded, [msgs], cfg.max_new_tokens_table)[0]
@@ -399,7 +400,7 @@ def fill_table(
     lim = limits or GrammarLimits(max_whitespace=cfg.max_whitespace)
     raw = generate_batch(loaded, [msgs], cfg.max_new_tokens_table, grammar=gf.ndjson(schema, lim))[0]
     rows = _complete_rows(raw)
-    if rows:
+    if rows or not fallback:
         return rows, raw, False
     # Tight pass: one row, short values, and a budget >= its worst-case length, so it always completes.
     tight = GrammarLimits(value_units=16, max_rows=1, max_whitespace=1)

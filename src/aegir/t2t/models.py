@@ -53,6 +53,9 @@ class TinyModelSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     max_position_embeddings: int = 2048
+    # Larger than HF's 0.02: with tied 64-d embeddings at 0.02 the logits stay ~0 whatever LoRA does to the
+    # hidden states (the loss is stuck near log(vocab)); 0.2 lets a LoRA-only SFT actually fit its targets.
+    initializer_range: float = 0.2
     seed: int = 0
 
 
@@ -148,7 +151,8 @@ def tiny_test_model(cache_dir: str | Path | None = None, spec: TinyModelSpec = T
     import hashlib
 
     corpus_hash = hashlib.sha256("\n".join(_tiny_corpus()).encode()).hexdigest()[:10]
-    tag = f"tiny-llama-v{spec.vocab_size}-h{spec.hidden_size}-l{spec.num_hidden_layers}-s{spec.seed}-{corpus_hash}"
+    tag = (f"tiny-llama-v{spec.vocab_size}-h{spec.hidden_size}-l{spec.num_hidden_layers}-i{spec.initializer_range:g}"
+           f"-s{spec.seed}-{corpus_hash}")
     path = root / tag
     if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +171,7 @@ def tiny_test_model(cache_dir: str | Path | None = None, spec: TinyModelSpec = T
             eos_token_id=tok.convert_tokens_to_ids(IM_END),
             pad_token_id=tok.pad_token_id,
             tie_word_embeddings=True,
+            initializer_range=spec.initializer_range,
         )
         torch.manual_seed(spec.seed)
         LlamaForCausalLM(cfg).save_pretrained(tmp)

@@ -54,9 +54,9 @@ def default_reward(task: str) -> RewardFn:
     return trl_schema_reward if check_task(task) == "schema" else trl_table_reward
 
 
-def grpo_dataset(records: list[dict[str, Any]]) -> Any:
-    """Chat records -> a TRL conversational prompt dataset: `prompt` (messages without the answer) and the
-    `ground_truth` column, which TRL passes to the reward function as a keyword argument."""
+def grpo_dataset(records: list[dict[str, Any]], extra_columns: tuple[str, ...] = ()) -> Any:
+    """Chat records -> a TRL conversational prompt dataset: `prompt` (messages without the answer), the
+    `ground_truth` column and `extra_columns`; TRL passes every column to the reward function by name."""
     from datasets import Dataset
 
     rows = []
@@ -68,7 +68,12 @@ def grpo_dataset(records: list[dict[str, Any]]) -> Any:
         gt = r.get("ground_truth")
         if not isinstance(gt, str):
             raise SFTDataError(f"record {r.get('id', i)}: field 'ground_truth' must be a JSON string")
-        rows.append({"prompt": prompt, "ground_truth": gt})
+        row = {"prompt": prompt, "ground_truth": gt}
+        for c in extra_columns:
+            if c not in r:
+                raise SFTDataError(f"record {r.get('id', i)}: missing field {c!r}")
+            row[c] = r[c]
+        rows.append(row)
     return Dataset.from_list(rows)
 
 
@@ -96,6 +101,7 @@ def run_grpo(
     max_completion_length: int | None = None,
     learning_rate: float | None = None,
     reward_fn: RewardFn | None = None,
+    extra_columns: tuple[str, ...] = (),
     save: bool = True,
 ) -> RLResult:
     """GRPO on `records` (part 1's chat records with `ground_truth`). Returns per-step reward statistics."""
@@ -134,7 +140,7 @@ def run_grpo(
         model=loaded.model,
         reward_funcs=[reward_fn or default_reward(task)],
         args=args,
-        train_dataset=grpo_dataset(records),
+        train_dataset=grpo_dataset(records, extra_columns),
         processing_class=tok,
     )
     t0 = time.perf_counter()
