@@ -177,3 +177,11 @@ def test_metrics_and_rewards_import_no_torch():
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_key_value_row_headers_do_not_depend_on_prediction_shape():
+    # two predicted rows for key/value gold: cells pool (Wu's sets), keys still count as row headers
+    pred = GoldTable("", ["name", "area", "family_friendly"], [["Alimentum", "", ""], ["", "City centre", ""]])
+    c = cell_f1([pred], [GOLD])
+    assert c.precision == 1.0 and c.recall == pytest.approx(2 / 3)
+    assert c.row_header_f1 == pytest.approx(0.8)  # keys {name, area} vs {name, area, family_friendly}

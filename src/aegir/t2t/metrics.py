@@ -203,16 +203,25 @@ def _score_rows(pred: list[list[tuple[str, ...]]], gold: list[list[tuple[str, ..
     return p_sum / n_pt, g_sum / n_gt
 
 
-def _header_sets(t: GoldTable, norm: Callable[[str], str]) -> tuple[list[str] | None, list[str] | None]:
-    """(row headers, column headers) with at least one non-empty body cell; None when the table has none."""
-    if t.kv:
-        return sorted({norm(h) for h, v in zip(t.header, t.rows[0]) if v != ""}), None
+def _value_headers(t: GoldTable, norm: Callable[[str], str]) -> list[str]:
+    """Column headers (the row-header column excluded) with at least one non-empty body cell."""
     cols = range(1, len(t.header)) if t.row_header else range(len(t.header))
-    col_h = sorted({norm(t.header[j]) for j in cols if any(r[j] != "" for r in t.rows)})
-    if t.row_header:
-        rows_h = sorted({norm(r[0]) for r in t.rows if r[0] != ""})
-        return rows_h, col_h
-    return None, col_h
+    return sorted({norm(t.header[j]) for j in cols if any(r[j] != "" for r in t.rows)})
+
+
+def _header_sets(pred: GoldTable | None, gold: GoldTable, norm: Callable[[str], str]
+                 ) -> tuple[list[str], list[str] | None, list[str], list[str] | None]:
+    """(pred row headers, gold row headers, pred column headers, gold column headers), each read in the
+    role the *gold* gives it; a gold side of None means the gold has no such headers (not scored).
+    Key/value gold: its keys are row headers (Wu et al.'s E2E row-header F1) and there are no column headers."""
+    if gold.kv:
+        return (_value_headers(pred, norm) if pred is not None else []), _value_headers(gold, norm), [], None
+    p_ch = _value_headers(pred, norm) if pred is not None else []
+    if gold.row_header:
+        g_rh = sorted({norm(r[0]) for r in gold.rows if r[0] != ""})
+        p_rh = sorted({norm(r[0]) for r in pred.rows if r[0] != ""}) if pred is not None and pred.row_header else []
+        return p_rh, g_rh, p_ch, _value_headers(gold, norm)
+    return [], None, p_ch, _value_headers(gold, norm)
 
 
 def score_table(pred: GoldTable | None, gold: GoldTable, sim: str = "exact", normalize: bool = False
@@ -238,10 +247,9 @@ def score_table(pred: GoldTable | None, gold: GoldTable, sim: str = "exact", nor
         p_t = _flat_tuples(pred, norm) if pred is not None else []
         p_t = [t[1:] if len(t) == 3 else t for t in p_t]
         p, r = _max_match(p_t, g_t, lambda a, b: tuple_sim(a, b, s))
-    g_rh, g_ch = _header_sets(gold, norm)
-    p_rh, p_ch = _header_sets(pred, norm) if pred is not None else ([], [])
-    rh = _f1(*_max_match(p_rh or [], g_rh, s)) if g_rh else None
-    ch = _f1(*_max_match(p_ch or [], g_ch, s)) if g_ch else None
+    p_rh, g_rh, p_ch, g_ch = _header_sets(pred, gold, norm)
+    rh = _f1(*_max_match(p_rh, g_rh, s)) if g_rh else None
+    ch = _f1(*_max_match(p_ch, g_ch, s)) if g_ch else None
     return p, r, _f1(p, r), rh, ch
 
 
