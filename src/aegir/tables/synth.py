@@ -219,6 +219,7 @@ class SynthConfig:
     max_rows: int = 20
     p_unannotated_domain_column: float = 0.3  # a context column of a domain type left unlabelled
     p_multi_value: float = 0.04  # "; "-joined multi-value cells, as in SOTAB's Train/Validation files
+    p_html_escaped: float = 0.06  # columns scraped with HTML entities left in ("&amp;", "&#8217;")
     domains: tuple[Domain, ...] = field(default=DOMAINS)
 
     def __post_init__(self) -> None:
@@ -232,6 +233,12 @@ class SynthConfig:
             raise ValueError("synthetic tables: locales must be a non-empty list with positive weights")
         for loc, _ in self.locales:
             check_locale(loc)
+
+
+def _html_escape(col: list[str], rng: random.Random) -> list[str]:
+    """Web extractions often keep HTML entities; one column (one site) does it one way."""
+    apos = rng.choice(("&#8217;", "&#39;", "&rsquo;", "'"))
+    return [v.replace("&", "&amp;").replace("'", apos).replace('"', rng.choice(('&quot;', '\\"'))) for v in col]
 
 
 def _missing(col: list[str], rate: float, rng: random.Random, keep: int) -> list[str]:
@@ -283,6 +290,8 @@ def _make_table(index: int, seed: int, cfg: SynthConfig) -> tuple[Table, list[La
             col = generate_column(kind[7:], n_rows, rng, locale)
         else:
             col = _context_column(kind, n_rows, rng)
+        if rng.random() < cfg.p_html_escaped:
+            col = _html_escape(col, rng)
         if rng.random() < cfg.p_multi_value:
             col = ["; ".join([v] * rng.randint(2, 3)) for v in col]
         if rng.random() < 0.5:

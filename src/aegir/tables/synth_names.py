@@ -46,7 +46,8 @@ _PUBLISHERS = _w("Penguin Random House|HarperCollins|Little Tiger Press|B Jain P
 
 def gen_organization(c: V.ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
-    return V._many(n, lambda: (c.rng.choice(_PUBLISHERS), c.fake.company(), c.fake.name())[style])
+    fn = (lambda: c.rng.choice(_PUBLISHERS), c.fake.company, c.fake.name)[style]
+    return V._many(n, fn)
 
 
 def _named(template_pool: tuple[str, ...], extra: dict[str, tuple[str, ...]]):
@@ -66,9 +67,12 @@ gen_hotel = _named(_w("Hotel {last}|{city} Grand Hotel|{brand} {city} {kind}|{ad
                                 "Radisson|Somerset"), "kind": _w("Hotel|Suites|Resort & Spa|Inn|Apartments|Hostel"),
                     "stars": _w("3|4|5")})
 gen_restaurant = _named(_w("{last}'s {kind}|The {noun} {kind}|{adj} {noun}|Osteria {noun}|{first}'s {cuisine} {kind}|"
-                           "{cuisine} Kitchen|Café {last}|{kind} {last}"),
+                           "{cuisine} Kitchen|Café {last}|{kind} {last}|{last}'s Pizza|{noun}|{noun} {dish} House|"
+                           "{cuisine} {kind} & Bar|{noun} Sushi Bar|Sapori di {city}|{first}'s Kitchen|"
+                           "{noun} Food and Beverage|{n} Corners Grill & Tap|{last}'s Pizza & Pasta"),
                         {"kind": _w("Restaurant|Grill|Bistro|Pub and Grill|Cafe|Trattoria|Diner|Brasserie"),
-                         "cuisine": _w("Thai|Texas Style|Italian|Sushi|Mexican|Greek|Indian|Vegan")})
+                         "cuisine": _w("Thai|Texas Style|Italian|Sushi|Mexican|Greek|Indian|Vegan|Chinese"),
+                         "dish": _w("Noodle|Seafood|Burger|Taco|Dumpling|Steak|Waffle"), "n": _w("3|4|5|7")})
 gen_local_business = _named(_w("{last} {trade}|{city} {trade}|{adj} {noun} {trade}|{first} {last}, {trade}|"
                                "Access Storage - {city}|{last} & Sons {trade}|A1 {trade}"),
                             {"trade": _w("Plumbing|Bail Bonds|Dental Care|Law Firm|Auto Repair|Hair Salon|Storage|"
@@ -96,7 +100,11 @@ gen_sports_team = _named(_w("{team}|{team} {team}|{country}"),
                          {"team": _w("Real Salt Lake|Minnesota United|Philadelphia Union|Levante|Ludogorets|"
                                      "Weston Workers|Newcastle Jets|Team Solo Mid|Counter Logic Gaming|Chicago Bulls"),
                           "country": _w("Jamaica|Brazil|Tanzania|Andorra|Germany|Japan|Argentina")})
-gen_brand = _named(_w("{brand}|{last}|{last} & Co|{adj} {noun}"), {"brand": T.PRODUCT_BRAND})
+gen_brand = _named(_w("{brand}|{brand}|{chain}|{chain}|{last}|{last} & Co|{adj} {noun}|{city} {trade}"),
+                   {"brand": T.PRODUCT_BRAND, "trade": _w("Pool Service|Funeralcare|Handmade|Tyres|Motors"),
+                    "chain": _w("Somerset Serviced Residence|FabHotels|Extended Stay America|Ascott The Residence|"
+                                "Greene King Inns|Citadines Apart'hotel|Evenia Hotels|Marriott|Hilton|Accor|"
+                                "Best Western|IHG|Maytag|Budget|Hertz|Premier Inn|Travelodge|Holiday Extras")})
 gen_artist = _named(_w("{first} {last}|{first} {last}|The {adj} {noun}s|{last}|Various"), {})
 gen_creative_name = _named(_w("{adj} {noun}|{topic} in {city}, {state}|{first} {last}|Board Meeting|"
                               "{noun} # {num}|I would like a peer support person"),

@@ -105,11 +105,16 @@ def movie_title(rng: random.Random, locale: str) -> str:
         t = fill(rng.choice((
             "The {adj} {noun}", "{noun}", "{adj} {noun}", "{noun} {n}", "{noun}: {adj} {noun}",
             "The {noun} {extra}", "{place} {noun}", "Escape from {place}", "Return to {noun} {noun}",
-            "{noun} of the {adj} {noun}",
+            "{noun} of the {adj} {noun}", "{noun}s", "{first} and the {noun}", "Kings of {place}",
+            "Behind the {noun}: Escape to {place}", "{adj} Little {noun}s", "{noun} {num}",
         )), rng, {"adj": ADJ, "noun": NOUN, "n": lambda: str(rng.randint(2, 4)),
-                  "extra": MOVIE_EXTRA, "place": PLACE_WORD})
+                  "extra": MOVIE_EXTRA, "place": PLACE_WORD,
+                  "first": _w("Harry|Emma|Jumanji|Mulan|Onward|Coriolanus|Dolphin|Sniper|Emperor"),
+                  "num": lambda: str(rng.choice((2, 3, 1917, 2067, 300)))})
     if rng.random() < 0.25:  # many movie sites append the release year
         t += f" ({rng.randint(1970, 2021)})"
+    if rng.random() < 0.08:  # streaming-site boilerplate seen in SOTAB Movie tables
+        t += rng.choice((" 123Movies Online Free", " Stream Online Free - 123 Movies", " Full Movie"))
     return t
 
 
@@ -153,7 +158,11 @@ def product_name(rng: random.Random) -> str:
     return fill(rng.choice((
         "{brand} {thing}", "{brand} {thing} {model}", "{color} {thing}", "{thing} - {color}",
         "{brand} {adj2} {thing}", "{thing} Size {size}", "{brand}; {thing}", "{model}: {thing}",
+        "{color} {mat} {thing} - {size}mm", "{adj2} {thing} ({qty} Pack)", "{thing} {size} oz",
+        "{mat} {thing} with {extra}", "{model}#{size} {adj2} {mat} {thing}",
     )), rng, {
+        "mat": _w("Leather|Cotton|Stainless Steel|Ceramic|Bamboo|Silicone|Wool|Oak|Nylon"),
+        "qty": _w("2|3|4|6|10|12"), "extra": _w("Chrome Studs|Gift Box|USB-C|Lid|Handle|Zipper"),
         "brand": PRODUCT_BRAND, "thing": PRODUCT_THING,
         "color": _w("Navy|Black|Silver|Pink|Stealth Black|Dark Grey|Red|Olive|White|Rose Gold"),
         "adj2": _w("Premium|Classic|Portable|Compact|Heavy Duty|Professional|Deluxe|Wireless"),
@@ -171,19 +180,30 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "Since she was fourteen, {who2} has dreamed of {goal}. Now she has one summer to do it.|"
         "From the bestselling author of {series} comes a {adj2} new {kind} of love and loss.|"
         "Useful reference that gives brief sketches of {topic} for students and teachers alike.|"
-        "In this {kind}, {who2} tells the story of a family torn apart by war and secrets."),
+        "In this {kind}, {who2} tells the story of a family torn apart by war and secrets.|"
+        "{topic_cap}: everything you need to know, from the basics to advanced techniques.|"
+        "Learn about {topic} with more than {n} full-colour illustrations and step-by-step projects.|"
+        "Focus on {topic}; {adj} {noun}s and the people who made them.|"
+        "This historic book may have numerous typos and missing text.|"
+        "The {adj} {noun} is the {ordinal} book in the {series} series."),
         {"kind": _w("novel|memoir|guide|collection of stories|textbook|thriller|handbook|picture book"),
          "adj2": _w("heartwarming|gripping|moving|hilarious|haunting|timely|beautifully written"),
          "who": _w("woman|boy|detective|soldier|princess|teacher|widow|scientist"),
          "who2": _w("Sophie James|Jean Sanders|Josephine Wilder|the narrator|Anna|Tom Becker"),
          "goal": _w("save her family|find the truth|win back his home|escape the city|solve the murder"),
-         "edition": _w("third|second|revised|updated|new")}),
+         "edition": _w("third|second|revised|updated|new"),
+         "topic_cap": TOPIC, "n": _w("50|100|200|300"), "ordinal": _w("first|second|third|final")}),
     "Movie": (_w(
         "{star} and {star} star in this {adj2} {genre} about {plot}.|"
         "A {adj2} {genre} about a {who} whose {life} is turned upside down when {event}.|"
         "While on a family trip, a {who} discovers {plot}.|"
         "Thirty years ago, {event}. Now a {who} must {goal}.|"
-        "Watch {title} online. A {who} and his daughter disappear into the wilderness."),
+        "Watch {title} online. A {who} and his daughter disappear into the wilderness.|"
+        "Watch {adj} {noun} ({year}) Full Movie Online free in HD. {plot_cap}.|"
+        "Movie was released on {year}-0{m}-1{m}, the IMDB rating is {r} and lasts {mins} minutes.|"
+        "The story of a {who} who {goal2}.|During the {era}, a {who} must {goal}.|"
+        "When {person} sets sail with a group of friends, she cannot shake the feeling that {plot}.|"
+        "Five friends reunite in an attempt to {goal}."),
         {"star": _w("Emma Stone|Steve Carell|David Oyelowo|Rosamund Pike|Tom Hardy|Viola Davis|Idris Elba|Zoe Kazan"),
          "adj2": _w("heartfelt|thrilling|darkly comic|action-packed|chilling|inspiring|crowd-pleasing"),
          "genre": _w("drama|comedy|thriller|adventure|horror film|documentary|romance"),
@@ -192,19 +212,31 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
          "event": _w("aliens arrive on Earth|a stranger knocks on the door|his father is murdered|the storm hits"),
          "plot": _w("a conspiracy at the heart of the city|a secret that could change everything|the power of friendship"),
          "goal": _w("stop the invasion|clear his name|find her brother|survive the night"),
-         "title": _w("now|in HD|free")}),
+         "title": _w("now|in HD|free"), "year": _w("2001|2010|2016|2019|2020"), "m": _w("1|2|3|4|5|6|7|8|9"),
+         "r": _w("6,4|7.1|5.8|8.2"), "mins": _w("79|94|101|118|132"),
+         "plot_cap": _w("A behind the scenes look at the team|A family is torn apart|Nothing is what it seems"),
+         "goal2": _w("loses everything|finds love in Paris|is transported out of his body|joins a gang of bikers"),
+         "era": _w("Roman Empire|Cold War|Great Depression|last ice age"),
+         "person": _w("Jess|Anna|Mary Jane|Natalie|Hannah")}),
     "Recipe": (_w(
         "{adj2} {dish} that is ready in {n} minutes and perfect for {occasion}!|"
         "Quick and easy, no bake, homemade {dish} made with {ing} and {ing}.|"
         "This {dish} is a great alternative for {occasion}. Made with {ing}, it is {adj2}.|"
         "A twist on classic {dish} using {ing} and a splash of {ing}.|"
-        "All my years living abroad, this {dish} is still my favourite {occasion} treat."),
+        "All my years living abroad, this {dish} is still my favourite {occasion} treat.|"
+        "{flavor} {dish} – an easy, healthy, and nutritious recipe for {occasion}.|"
+        "Serve this zesty {dish} with mixed greens, sliced avocado or green beans.|"
+        "This {dish} is great for any party and looks especially festive on the table.|"
+        "Makes around {n} servings. Keeps in the fridge for {n} days.|"
+        "There is nothing like a juicy {dish}, properly cooked and properly seasoned.|"
+        "I recently read that {dish} was the most frequently made recipe of the year.|"
+        "My easy and delicious {dish} recipe uses just {n} ingredients."),
         {"adj2": _w("Delicious|Healthy|Creamy|Crispy|Comforting|Light and bubbly|Kid-friendly"),
          "dish": tuple(d.lower() for d in DISH),
          "ing": _w("rice flakes|soy milk|peanut butter|fresh basil|coconut milk|goat cheese|walnuts|"
                    "balsamic vinegar|buckwheat|white chocolate|garlic|lime juice|maple syrup"),
          "occasion": _w("breakfast|a weeknight dinner|dessert|the holidays|meal prep|a party|brunch"),
-         "n": _w("10|15|20|30|45")}),
+         "n": _w("10|15|20|30|45|4|6"), "flavor": FLAVOR}),
     "Hotel": (_w(
         "Located in the heart of {city}, the hotel offers {amen} and {amen}.|"
         "Book {hotel} in {city}. Save talking direct with online management.|"
@@ -222,7 +254,12 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "Product Description: constructed of {mat}, this {thing} is built to last.|"
         "{mat_cap}. Made in {origin}. {care}.|"
         "A compact model recommended for smaller groups. Perfect for {use}.|"
-        "Signature {thing} with {feat}. Ideal for {use}."),
+        "Signature {thing} with {feat}. Ideal for {use}.|"
+        "Features: - {feat_cap} - {feat_cap} - {mat_cap} Standard.|"
+        "This package features our {n} most popular {thing}s in the {size} size.|"
+        "Custom {thing} design is easy and inexpensive. Design yours today for friends or family.|"
+        "Beds:{b} Baths:{b} Sq. Feet:{sq}|The perfect wardrobe staple. Our {color} {thing} looks great with {thing}s.|"
+        "Soft and robust {thing} with {feat}. Pack size: {b}."),
         {"thing": tuple(p.lower() for p in PRODUCT_THING),
          "feat": _w("a no-slip grip|cushion padding|a moisture-wicking fabric|a rechargeable battery|"
                     "adjustable straps|a stainless steel body|LED display"),
@@ -230,7 +267,10 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
          "mat_cap": _w("100% gabardine|100% wood (ash tree)|Genuine leather|Organic cotton"),
          "origin": _w("Europe|Italy|Germany|the USA|Portugal|Japan"),
          "care": _w("Hand wash only|Machine washable|Wipe clean|Dishwasher safe"),
-         "use": _w("home workouts|travel|everyday use|the kitchen|outdoor adventures")}),
+         "use": _w("home workouts|travel|everyday use|the kitchen|outdoor adventures"),
+         "feat_cap": _w("Two-Piece Forged Aluminum|Full Polish Finish|Anti-Slip Sole|Water Resistant|Adjustable Strap"),
+         "n": _w("three|two|five"), "size": _w("4 oz|24 oz|16 oz|1 kg|500 ml"), "b": _w("1|2|3|4"),
+         "sq": _w("695|751|809|1200|1450"), "color": _w("black|navy|white|grey|olive")}),
     "Event": (_w(
         "Join us for {an_event} featuring {who}. {extra}|"
         "We meet at the {spot} around {time} and are ready to go by {time}.|"

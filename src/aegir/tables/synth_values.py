@@ -410,9 +410,11 @@ def gen_monetary_amount(c: ValueContext, n: int) -> list[str]:
 
 # --- numbers and quantities -----------------------------------------------------------------------
 def gen_number(c: ValueContext, n: int) -> list[str]:
-    style = c.rng.randrange(4)
-    return _many(n, lambda: (str(c.rng.choice((1, 1, 4, 5, 5))), f"{c.rng.uniform(1, 5):.1f}",
-                             str(c.rng.randint(50, 900)), f"{c.rng.uniform(0, 10):.1f}")[style])
+    # SOTAB's Number columns are mostly rating values, counts, page numbers and years-as-floats
+    style = c.rng.randrange(6)
+    return _many(n, lambda: (str(c.rng.choice((1, 1, 4, 5, 5, 10, 0))), f"{c.rng.uniform(1, 5):.1f}",
+                             str(c.rng.randint(50, 900)), f"{c.rng.uniform(0, 10):.1f}",
+                             f"{c.rng.uniform(3, 5):.2f}", f"{c.rng.randint(1990, 2020)}.0")[style])
 
 
 def gen_quantitative(c: ValueContext, n: int) -> list[str]:
@@ -465,13 +467,14 @@ def gen_unit_text(c: ValueContext, n: int) -> list[str]:
 
 
 def gen_identifier(c: ValueContext, n: int) -> list[str]:
-    style = c.rng.randrange(4)
+    style = c.rng.randrange(7)
 
-    def one() -> str:
-        isbn = c.fake.isbn13()
-        return (isbn, isbn.replace("-", ""), f"{float(isbn.replace('-', '')):.5e}",  # spreadsheet-mangled ISBNs, as in SOTAB
-                c.fake.ean13())[style]
+    def isbn() -> str:
+        return c.fake.isbn13()
 
+    one = (isbn, lambda: isbn().replace("-", ""),
+           lambda: f"{float(isbn().replace('-', '')):.5e}",  # spreadsheet-mangled ISBNs, as in SOTAB
+           c.fake.ean13, lambda: f"ISBN: {isbn()}", c.fake.isbn10, lambda: f"{c.fake.isbn10()} (pbk.)")[style]
     return _many(n, one)
 
 
