@@ -431,7 +431,7 @@ def extract(
     if not isinstance(text, str) or not text.strip():
         raise ExtractionError("extract: the document is empty")
     base = None
-    if schema_model is None or table_model is None:
+    if (schema is None and schema_model is None) or table_model is None:
         base = _as_loaded(model, None)
     pi2 = _as_loaded(table_model, base)
     chunks = chunk_document(text, cfg.chunk_chars)
