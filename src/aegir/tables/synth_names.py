@@ -52,7 +52,8 @@ def gen_organization(c: V.ValueContext, n: int) -> list[str]:
 
 def _named(template_pool: tuple[str, ...], extra: dict[str, tuple[str, ...]]):
     def gen(c: V.ValueContext, n: int) -> list[str]:
-        slots = {"last": lambda: c.fake.last_name(), "city": lambda: V._city(c), "first": lambda: c.fake.first_name(),
+        slots = {"job": lambda: c.fake.job(), "last": lambda: c.fake.last_name(), "city": lambda: V._city(c), "first": lambda: c.fake.first_name(),
+                 "last_up": lambda: c.fake.last_name().upper(),
                  "noun": T.NOUN, "adj": T.ADJ, **extra}
         # one site tends to share a naming scheme: restrict the column to 1-3 templates
         tpls = c.rng.sample(template_pool, min(len(template_pool), c.rng.randint(1, 3)))
@@ -76,7 +77,9 @@ gen_restaurant = _named(_w("{last}'s {kind}|The {noun} {kind}|{adj} {noun}|Oster
 gen_local_business = _named(_w("{last} {trade}|{city} {trade}|{adj} {noun} {trade}|{first} {last}, {trade}|"
                                "Access Storage - {city}|{last} & Sons {trade}|A1 {trade}"),
                             {"trade": _w("Plumbing|Bail Bonds|Dental Care|Law Firm|Auto Repair|Hair Salon|Storage|"
-                                         "Realty|Fitness|Carpet Cleaning|Insurance Agency|Pharmacy|Bakery")})
+                                         "Realty|Fitness|Carpet Cleaning|Insurance Agency|Pharmacy|Bakery|Roofing|"
+                                         "Pest Control|Veterinary Clinic|Tattoo Studio|Florist|Daycare|Movers|"
+                                         "Chiropractic|Locksmith|Photography|Productions|Accounting|Landscaping")})
 gen_museum = _named(_w("{city} Museum|National Museum of {country}|Museum of {topic}|{last} Castle|{city} Art Gallery|"
                        "The {last} Collection|{city} Historical Society Museum|Musée {last}"),
                     {"country": _w("Singapore|Denmark|Scotland|Ireland|Mexico|Japan"),
@@ -91,7 +94,8 @@ gen_sports_event = _named(_w("{team} vs. {team}|{team} v {team}|{first} {last} v
                              "{city} Marathon|{team} at {team}|{city} {noun} 5K|Rugged Maniac - {city}"),
                           {"team": _w("Toronto|Pittsburgh|Weston Bears|Newcastle Jets|Real Salt Lake|NY Red Bulls|"
                                       "Partizan|Levante|Red Sox Uden|Lake Macquarie Roosters|Chicago Fire|Ajax")})
-gen_job_title = _named(_w("{level} {role}|{role}|{role} - {city}|{role} ({spec})|{level} {role} - {spec}"),
+gen_job_title = _named(_w("{level} {role}|{role}|{role} - {city}|{role} ({spec})|{level} {role} - {spec}|{job}|{job}|"
+                          "{job} - {city}|{job} (m/w/d)"),
                        {"level": _w("Senior|Junior|Lead|Principal|Trainee|Apprentice|Journeyman|Assistant"),
                         "role": _w("Software Engineer|Data Scientist|Registered Nurse|Plumber|Account Manager|"
                                    "Dental Assistant|Tax Manager|Electrician|Truck Driver|Sales Associate|Barista"),
@@ -105,7 +109,9 @@ gen_brand = _named(_w("{brand}|{brand}|{chain}|{chain}|{last}|{last} & Co|{adj} 
                     "chain": _w("Somerset Serviced Residence|FabHotels|Extended Stay America|Ascott The Residence|"
                                 "Greene King Inns|Citadines Apart'hotel|Evenia Hotels|Marriott|Hilton|Accor|"
                                 "Best Western|IHG|Maytag|Budget|Hertz|Premier Inn|Travelodge|Holiday Extras")})
-gen_artist = _named(_w("{first} {last}|{first} {last}|The {adj} {noun}s|{last}|Various"), {})
+gen_artist = _named(_w("{first} {last}|{first} {last}|The {adj} {noun}s|{last}|Various|{mono}|{first} {last} {first} {last}|"
+                       "{first} {last_up}|{noun} {noun} Orchestra"),
+                    {"mono": _w("Ilaiyaraaja|Moby|Vangelis|Enya|Yanni|Kitaro|Sade|Björk|Rihanna|Shakira|Adele|Drake")})
 gen_creative_name = _named(_w("{adj} {noun}|{topic} in {city}, {state}|{first} {last}|Board Meeting|"
                               "{noun} # {num}|I would like a peer support person"),
                            {"topic": _w("Furnace Installation|Sales and Installation|Roof Repair"),

@@ -242,13 +242,21 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "Book {hotel} in {city}. Save talking direct with online management.|"
         "The hotel is situated {dist} from the {poi}. All rooms feature {amen}.|"
         "A {floor} apartment offering panoramic views of {poi}, close to the harbour.|"
-        "Only steps away from {poi}, our {stars}-star hotel features {amen} and a rooftop bar."),
+        "Only steps away from {poi}, our {stars}-star hotel features {amen} and a rooftop bar.|"
+        "{lodge} in the heart of {city}. {amen_cap}, shuttle. Rooms in main lodge and cabins.|"
+        "Dating back to the {decade}, the {hotel} is located in downtown {city}.|"
+        "The {hotel} was recently named one of the best hotels in {city}. Check in from {t}.|"
+        "A {floor} apartment with {amen}, close to {poi}. Sleeps {b}.|"
+        "Remote fly-in lodge located on a private lake. Meals, guided fishing and {amen} included.|"
+        "Set in {city}, {dist} from {poi}, the property offers rooms with {amen} and {amen}."),
         {"amen": _w("free WiFi|an outdoor pool|a fitness centre|air conditioning|a spa|free parking|a restaurant"),
          "dist": _w("80 m|5 minutes|2 km|a short walk|10 minutes"),
          "poi": _w("ski lift|beach|old town|airport|train station|Union Square|the bay|city centre"),
          "floor": _w("first floor|ground floor|top floor|three-storey"),
          "stars": _w("3|4|5"), "hotel": _w("Pavilion Hotel|Tabulam Hotel|Harbour Lodge|Grand Palace Hotel"),
-         "city": PLACE_WORD}),
+         "city": PLACE_WORD, "lodge": _w("Wilderness lodge|Boutique hotel|Family-run guesthouse|Resort"),
+         "amen_cap": _w("Free wireless|Free breakfast|Heated pool|Free parking"),
+         "decade": _w("1920s|1890s|1960s|19th century"), "t": _w("14:00|15:00|3 pm"), "b": _w("2|4|6")}),
     "Product": (_w(
         "The {thing} features {feat} and {feat}. {care}.|"
         "Product Description: constructed of {mat}, this {thing} is built to last.|"

@@ -479,10 +479,17 @@ def gen_identifier(c: ValueContext, n: int) -> list[str]:
 
 
 def gen_product_model(c: ValueContext, n: int) -> list[str]:
-    style = c.rng.randrange(3)
-    pre = c.fake.pystr_format("??").upper()
-    return _many(n, lambda: (str(c.rng.randint(1000, 9999)), f"{pre}{c.rng.randint(10, 999)}-{c.fake.pystr_format('??##').upper()}",
-                             f"{pre}-{c.rng.randint(100, 9999)}")[style])
+    rng = c.rng
+    style = rng.randrange(6)
+    pre = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXZ") for _ in range(rng.randint(1, 4)))
+    things = _w("Leather Leash|Dog Collar|Fur Saver|Bottle|Coupler|Muzzle|Filter|Wheel|Cartridge")
+    one = (lambda: str(rng.randint(1000, 9999)),
+           lambda: f"{pre}{rng.randint(10, 9999)}{rng.choice(('', '-', '/'))}{rng.choice(('', 'A', 'TW', 'PES', 'B'))}",
+           lambda: f"{pre}-{rng.randint(100, 9999)}",
+           lambda: f"{pre[:1]}{rng.randint(1, 999)}#{rng.randint(1000, 1200)} {rng.choice(T.ADJ)} {rng.choice(things)}",
+           lambda: f"{rng.choice((4, 8, 16, 32))} oz{rng.choice(('', ' Bottle', '.'))}",
+           lambda: f"{pre}{rng.randint(1, 9)} {pre}{rng.randint(1000, 9999)}{rng.choice(('', '-01'))}")[style]
+    return _many(n, one)
 
 
 def gen_youtube_id(c: ValueContext, n: int) -> list[str]:
