@@ -383,6 +383,7 @@ def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
     return Path(tmp)
 
 
@@ -424,8 +425,12 @@ def plot_confusion_matrix(
                             color="white" if shown[i, j] > 0.5 else "black")
     fig.tight_layout()
     tmp = _atomic_target(path)
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
 
