@@ -223,3 +223,17 @@ def test_char_ngram_logreg_learns_the_labels():
     gold = [g.label for g in test]
     macro = f1_score(gold, pred, average="macro", labels=sorted(set(gold)), zero_division=0)
     assert macro > 0.3, f"macro-F1 {macro:.3f}"
+
+
+def test_synthetic_tables_serialize_target_first():
+    """The synthetic tables go through the one serialization function like real ones do."""
+    from aegir.encoding.serialize import SerializeConfig, serialize
+    from aegir.encoding.vocab import CLS
+
+    cfg = SerializeConfig()
+    ds = generate_tables(30, seed=4)
+    for g in ds.targets:
+        s = serialize(ds.tables[g.table_index], g.column, cfg)
+        assert s.ids[0] == CLS and len(s.ids) <= cfg.max_bytes
+        assert any(s.target_mask) and g.column not in s.context
+        assert s.target_mask.index(True) == 1  # the target segment comes right after CLS
