@@ -71,3 +71,47 @@ def format_parameter_counts(pc: ParamCounts, cfg: ModelConfig | None = None) -> 
     lines.append(f"{'backbone':<22}{'':>7}{'':>8}{pc.backbone:>14,}  ({_m(pc.backbone)})")
     lines.append(f"{'total':<22}{'':>7}{'':>8}{pc.total:>14,}  ({_m(pc.total)})")
     return "\n".join(lines)
+
+
+@dataclass
+class FlopsPerByte:
+    """Analytic forward FLOPs per input byte (2 x matmul MACs + 9*N*C per token for the recurrent
+    WKV, the convention of ../shared/docs/architecture.md section 3), at given compression ratios."""
+
+    name: str
+    compression: list[float]  # per router, relative to that stage's input
+    stages: list[float]  # per stage, already scaled by the fraction of bytes that reach it
+    head: float  # the 268-way tied LM head
+    backbone_forward: float = 0.0
+    train: float = 0.0  # 3 x (backbone + head): forward + backward
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def block_flops_per_token(width: int, cfg: ModelConfig, first_in_stack: bool) -> float:
+    lora = cfg.lora_dims(width)
+    macs = 4 * width * width  # r, k, v, o
+    macs += 2 * width * (lora["w"] + lora["a"] + lora["g"]) + (0 if first_in_stack else 2 * width * lora["v"])
+    macs += 2 * cfg.ffn_mult * width * width  # channel-mix key + value
+    return 2.0 * macs + 9.0 * cfg.head_size * width
+
+
+def flops_per_byte(cfg: ModelConfig, compression: list[float] | None = None) -> FlopsPerByte:
+    lay = cfg.layout
+    comp = list(compression) if compression is not None else list(cfg.ratio_targets)
+    if len(comp) != lay.n_stages - 1:
+        raise ValueError(f"compression: expected {lay.n_stages - 1} ratios, got {comp}")
+    stages, reach = [], 1.0
+    for s in range(lay.n_stages):
+        d = cfg.d_model[s]
+        stacks = [lay.main] if s == lay.n_stages - 1 else [lay.encoders[s], lay.decoders[s]]
+        per_tok = sum(block_flops_per_token(d, cfg, l == 0) for n in stacks for l in range(n))
+        if s < lay.n_stages - 1:
+            per_tok += 2.0 * 3 * d * d  # router q, k and residual_proj
+        stages.append(per_tok * reach)
+        if s < lay.n_stages - 1:
+            reach /= comp[s]
+    head = 2.0 * cfg.n_active * cfg.d_model[0]
+    fwd = sum(stages)
+    return FlopsPerByte(cfg.name, comp, stages, head, fwd, 3.0 * (fwd + head))

@@ -1,0 +1,233 @@
+"""Backbone throughput on CPU: writes docs/results/backbone.md and docs/results/backbone.json.
+
+    .venv/bin/python benchmarks/backbone.py            # full run (B=8, T=1024, 2 threads), ~5-10 min
+    .venv/bin/python benchmarks/backbone.py --quick    # smoke run with tiny sizes (writes to /tmp)
+
+Measures (fp32, torch.set_num_threads(2), min over repetitions):
+- GEMM GFLOP/s of the machine on the model's matmul shapes (the ceiling),
+- chunked (c=64) vs naive WKV, fwd+bwd, B=8, T=1024,
+- training bytes/s (lm_loss + ratio loss, fwd+bwd, no optimizer step) and inference bytes/s
+  (forward + LM logits under no_grad) for nano/tiny/small on real text bytes,
+- analytic FLOPs per byte (nominal and achieved compression) and bytes/s as a share of the ceiling,
+- the compression ratios the (untrained) routers produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+# Passive OpenMP waiting: when other processes share the cores, spinning worker threads make a
+# 2-thread run several times slower (measured here: GEMM 16 -> 35 GFLOP/s median under load).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from aegir.config import ModelConfig  # noqa: E402
+from aegir.model import AegirModel  # noqa: E402
+from aegir.model.summary import flops_per_byte, parameter_counts  # noqa: E402
+from aegir.model.wkv import wkv_chunked, wkv_naive  # noqa: E402
+
+
+def timeit(fn, reps: int, warmup: int = 1) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def text_batch(B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real text bytes (the repo's docs and sources), so the routers see natural input."""
+    buf = bytearray()
+    for p in sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "src" / "aegir").rglob("*.py")):
+        buf += p.read_bytes()
+        if len(buf) >= B * T:
+            break
+    while len(buf) < B * T:
+        buf += buf
+    ids = torch.tensor(list(buf[: B * T]), dtype=torch.long).view(B, T)
+    return ids, torch.ones(B, T, dtype=torch.bool)
+
+
+def bench_gemm(reps: int) -> dict:
+    shapes = [(8192, 128, 512), (8192, 192, 768), (8192, 384, 1536), (8192, 128, 128)]
+    res = {}
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        t = min(timeit(lambda: a @ b, reps, warmup=2))
+        res[f"{m}x{k}@{k}x{n}"] = 2 * m * k * n / t / 1e9
+    return res
+
+
+def bench_wkv(B: int, T: int, width: int, reps: int, naive_reps: int) -> dict:
+    H, N = width // 64, 64
+    g = torch.Generator().manual_seed(0)
+    r, k, v = (torch.randn(B, T, H, N, generator=g) for _ in range(3))
+    log_w = -0.6065 * torch.rand(B, T, H, N, generator=g)
+    kk = torch.nn.functional.normalize(torch.randn(B, T, H, N, generator=g), dim=-1)
+    a, b = -kk, kk * torch.rand(B, T, H, N, generator=g)
+    inputs = [x.requires_grad_() for x in (r, log_w, k, v, a, b)]
+
+    def run(fn):
+        def step():
+            o = fn(*inputs)
+            o.sum().backward()
+        return step
+
+    tc = min(timeit(run(lambda *x: wkv_chunked(*x, chunk=64)), reps))
+    tn = min(timeit(run(wkv_naive), naive_reps, warmup=0))
+    return {"width": width, "heads": H, "chunked_ms": tc * 1e3, "naive_ms": tn * 1e3, "speedup": tn / tc,
+            "chunked_bytes_per_s": B * T / tc, "naive_bytes_per_s": B * T / tn}
+
+
+def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> dict:
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset(name)
+    model = AegirModel(cfg)
+    ids, mask = text_batch(B, T)
+    stats = {}
+
+    def train_step():
+        model.zero_grad(set_to_none=True)
+        out = model.lm_loss(ids, mask)
+        (out.loss + out.ratio_loss).backward()
+        stats["stages"] = out.stages
+
+    def infer():
+        with torch.no_grad():
+            h = model(ids, mask).hidden
+            model.lm_logits(h)
+
+    t_train = min(timeit(train_step, reps))
+    t_inf = min(timeit(infer, reps))
+    comp = [s.compression() for s in stats["stages"]]
+    fl_nom = flops_per_byte(cfg)
+    fl_act = flops_per_byte(cfg, comp)
+    bps_train, bps_inf = B * T / t_train, B * T / t_inf
+    return {
+        "name": name,
+        "params_total": parameter_counts(cfg).total,
+        "train_s": t_train,
+        "infer_s": t_inf,
+        "train_bytes_per_s": bps_train,
+        "infer_bytes_per_s": bps_inf,
+        "compression": comp,
+        "boundary_fraction": [s.boundary_fraction() for s in stats["stages"]],
+        "flops_nominal": fl_nom.to_dict(),
+        "flops_achieved": fl_act.to_dict(),
+        "train_gflops_achieved": bps_train * fl_act.train / 1e9,
+        "train_pct_of_ceiling": 100 * bps_train * fl_act.train / (gemm_ceiling * 1e9),
+        "infer_pct_of_ceiling": 100 * bps_inf * (fl_act.backbone_forward + fl_act.head) / (gemm_ceiling * 1e9),
+        "ceiling_train_bytes_per_s": gemm_ceiling * 1e9 / fl_act.train,
+    }
+
+
+def write_results(res: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2))
+    g = res["gemm_gflops"]
+    L = ["# Backbone throughput (CPU)", ""]
+    L.append(f"Written by `benchmarks/backbone.py` on {res['date']}. {res['machine']}; torch {res['torch']}, "
+             f"{res['threads']} threads (OMP_WAIT_POLICY={res['omp_wait_policy']}), fp32, B={res['B']}, T={res['T']}, min over {res['reps']} repetitions "
+             f"(after a warm-up). Load average before/after: {res['load_before']} / {res['load_after']}.")
+    if res["shared"]:
+        L.append("")
+        L.append("**The machine was shared** with other jobs during this run (load average above the 2 cores), "
+                 "so every number here is pessimistic and noisy; compare ratios, not absolute speeds.")
+    L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s |", "|---|---|"]
+    L += [f"| {k} | {v:.1f} |" for k, v in g.items()]
+    L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape)."]
+    L += ["", "## WKV operator: chunked (c=64) vs naive recurrence, fwd+bwd", "",
+          "| width (heads) | naive | chunked | speedup |", "|---|---|---|---|"]
+    for w in res["wkv"]:
+        L.append(f"| {w['width']} ({w['heads']}) | {w['naive_ms']:.0f} ms | {w['chunked_ms']:.0f} ms | "
+                 f"**{w['speedup']:.1f}x** |")
+    L += ["", "Target: >= 10x.", "", "## Models: training and inference bytes/s", "",
+          "| preset | params | train bytes/s | infer bytes/s | router compression (stage 0, 1) | "
+          "train FLOP/B (achieved) | train FLOP/B (nominal 3,2) | train % of ceiling | ceiling bytes/s |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for m in res["models"]:
+        comp = ", ".join(f"{c:.2f}" for c in m["compression"])
+        L.append(f"| {m['name']} | {m['params_total'] / 1e6:.2f}M | {m['train_bytes_per_s']:,.0f} | "
+                 f"{m['infer_bytes_per_s']:,.0f} | {comp} | {m['flops_achieved']['train'] / 1e6:.1f}M | "
+                 f"{m['flops_nominal']['train'] / 1e6:.1f}M | {m['train_pct_of_ceiling']:.0f}% | "
+                 f"{m['ceiling_train_bytes_per_s']:,.0f} |")
+    n = res.get("nano_small_batch")
+    if n:
+        L += ["", f"nano, B=4, T=256, fwd+bwd: **{n['train_s'] * 1e3:.0f} ms** per step (target: well under 1 s)."]
+    L += ["", "FLOPs per byte are analytic (2 x matmul MACs + 9·N·C per token for the recurrent WKV, "
+          "x3 for training, LM head over 268 ids included), scaled by the compression the routers "
+          "actually produced on this input (real text; untrained routers). The chunked WKV does ~3x "
+          "the recurrent FLOPs and routing/dechunk/elementwise work is not counted, so the % of ceiling "
+          "is a model-FLOPs utilisation, not a hardware one.",
+          "", "Targets from the issue: tiny >= 50% of the ceiling for training (about 7k bytes/s on an "
+          "unloaded 2-core machine)."]
+    for m in res["models"]:
+        if m["name"] == "tiny":
+            ok = m["train_pct_of_ceiling"] >= 50
+            L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% -> target {'met' if ok else 'NOT met'}.")
+    out.with_suffix(".md").write_text("\n".join(L) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, writes to /tmp (smoke test)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--models", default="nano,tiny,small")
+    ap.add_argument("--out", default=None, help="output path without suffix (default docs/results/backbone)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    B, T = (2, 128) if args.quick else (8, 1024)
+    out = Path(args.out) if args.out else (Path("/tmp/backbone_quick") if args.quick else ROOT / "docs/results/backbone")
+    t0 = time.time()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
+                 "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
+                 "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "B": B, "T": T, "reps": args.reps, "load_before": load_before}
+    print("gemm ...", flush=True)
+    res["gemm_gflops"] = bench_gemm(5)
+    res["gemm_ceiling"] = max(res["gemm_gflops"].values())
+    print(res["gemm_gflops"], flush=True)
+    res["wkv"] = []
+    for width in (128, 256):
+        print(f"wkv d={width} ...", flush=True)
+        res["wkv"].append(bench_wkv(B, T, width, args.reps, naive_reps=args.reps))
+        print(res["wkv"][-1], flush=True)
+    res["models"] = []
+    for name in args.models.split(","):
+        print(f"model {name} ...", flush=True)
+        res["models"].append(bench_model(name, B, T, args.reps, res["gemm_ceiling"]))
+        m = res["models"][-1]
+        print({k: m[k] for k in ("train_bytes_per_s", "infer_bytes_per_s", "compression", "train_pct_of_ceiling")},
+              flush=True)
+    nano = AegirModel(ModelConfig.preset("nano"))
+    ids, mask = text_batch(4, 256)
+
+    def nano_step():
+        nano.zero_grad(set_to_none=True)
+        o = nano.lm_loss(ids, mask)
+        (o.loss + o.ratio_loss).backward()
+
+    res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(nano_step, args.reps))}
+    res["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
+    res["wall_s"] = time.time() - t0
+    write_results(res, out)
+    print(f"wrote {out.with_suffix('.md')} and .json in {res['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
