@@ -41,9 +41,9 @@ DEFAULT_LOCALES: tuple[tuple[str, float], ...] = (
     ("en_US", 0.40), ("en_GB", 0.08), ("de_DE", 0.09), ("fr_FR", 0.08), ("es_ES", 0.07),
     ("it_IT", 0.06), ("pt_BR", 0.05), ("nl_NL", 0.05), ("ja_JP", 0.04), ("en_AU", 0.04), ("en_CA", 0.04),
 )
-# "" dominates because most scraped tables leave the cell empty; the rest are the tokens seen in
-# SOTAB/GitTables ("null" appears verbatim in SOTAB V2 validation tables).
-MISSING_TOKENS: tuple[str, ...] = ("", "", "", "", "N/A", "-", "null", "NaN", "n/a", "None", "\u2014")
+# The spellings of "missing" seen in SOTAB/GitTables ("null" appears verbatim in SOTAB V2 tables);
+# `_missing` picks "" for most columns because most scraped tables leave the cell empty.
+MISSING_TOKENS: tuple[str, ...] = ("", "N/A", "-", "null", "NaN", "n/a", "None", "\u2014")
 
 
 @dataclass(frozen=True)
@@ -51,53 +51,53 @@ class Domain:
     """A Schema.org table class: its main (name) column label and the labels its tables carry."""
 
     name: str
-    weight: float  # sampling weight, roughly SOTAB V2's CTA training mix
+    weight: float  # sampling weight: SOTAB's mix, flattened so that small domains' labels are not rare
     main: str
     labels: tuple[str, ...]
 
 
 DOMAINS: tuple[Domain, ...] = (
-    Domain("Book", 3.0, "Book/name", ("Person/name", "Organization", "Date", "BookFormatType", "Language",
+    Domain("Book", 2.0, "Book/name", ("Person/name", "Organization", "Date", "BookFormatType", "Language",
            "IdentifierAT", "price", "currency", "ItemAvailability", "OfferItemCondition", "Number",
            "Book/description", "Review", "Boolean", "DateTime", "CreativeWork", "Photograph", "URL")),
-    Domain("Event", 2.0, "Event/name", ("Event/description", "DateTime", "Date", "Place/name", "PostalAddress",
+    Domain("Event", 1.6, "Event/name", ("Event/description", "DateTime", "Date", "Place/name", "PostalAddress",
            "streetAddress", "addressLocality", "telephone", "email", "URL", "EventStatusType",
            "EventAttendanceModeEnumeration", "Duration", "category", "price", "currency", "Organization")),
-    Domain("LocalBusiness", 2.0, "LocalBusiness/name", ("streetAddress", "addressLocality", "addressRegion",
+    Domain("LocalBusiness", 1.6, "LocalBusiness/name", ("streetAddress", "addressLocality", "addressRegion",
            "postalCode", "Country", "telephone", "faxNumber", "openingHours", "DayOfWeek", "priceRange",
            "Photograph", "Brand", "email", "URL", "CoordinateAT", "paymentAccepted")),
     Domain("JobPosting", 1.3, "JobPosting/name", ("JobPosting/description", "Organization", "DateTime", "Date",
            "CategoryCode", "MonetaryAmount", "workHours", "OccupationalExperienceRequirements",
            "EducationalOccupationalCredential", "addressLocality", "addressRegion", "postalCode", "Country",
            "currency")),
-    Domain("Product", 2.5, "Product/name", ("Product/description", "Brand", "ProductModel", "price", "currency",
+    Domain("Product", 2.0, "Product/name", ("Product/description", "Brand", "ProductModel", "price", "currency",
            "ItemAvailability", "OfferItemCondition", "DeliveryMethod", "unitCode", "unitText", "weight",
            "QuantitativeValue", "category", "IdentifierAT", "Photograph", "URL", "Review")),
     Domain("Hotel", 1.3, "Hotel/name", ("Hotel/description", "streetAddress", "addressLocality", "addressRegion",
            "postalCode", "Country", "telephone", "faxNumber", "priceRange", "paymentAccepted",
            "LocationFeatureSpecification", "CoordinateAT", "Time", "Brand", "Photograph", "email")),
-    Domain("Recipe", 1.5, "Recipe/name", ("Recipe/description", "Person/name", "Duration", "Energy", "Mass",
+    Domain("Recipe", 1.4, "Recipe/name", ("Recipe/description", "Person/name", "Duration", "Energy", "Mass",
            "RestrictedDiet", "ItemList", "QuantitativeValue", "Date", "DateTime", "category", "Review",
            "Photograph", "Time", "Number")),
-    Domain("Movie", 1.3, "Movie/name", ("Movie/description", "Date", "Duration", "Rating", "MusicArtistAT",
+    Domain("Movie", 1.2, "Movie/name", ("Movie/description", "Date", "Duration", "Rating", "MusicArtistAT",
            "Person/name", "Language", "Photograph", "URL", "Number", "Review")),
-    Domain("Person", 0.7, "Person/name", ("GenderType", "Distance", "weight", "Date", "addressLocality", "Country",
+    Domain("Person", 0.8, "Person/name", ("GenderType", "Distance", "weight", "Date", "addressLocality", "Country",
            "Organization", "email", "telephone", "unitCode")),
-    Domain("TVEpisode", 0.5, "TVEpisode/name", ("CreativeWorkSeries", "Date", "Duration", "Number", "Photograph",
+    Domain("TVEpisode", 0.6, "TVEpisode/name", ("CreativeWorkSeries", "Date", "Duration", "Number", "Photograph",
            "URL")),
-    Domain("SportsEvent", 0.5, "SportsEvent/name", ("SportsTeam", "DateTime", "Date", "Place/name",
+    Domain("SportsEvent", 0.6, "SportsEvent/name", ("SportsTeam", "DateTime", "Date", "Place/name",
            "addressLocality", "EventStatusType", "URL", "price")),
-    Domain("MusicRecording", 0.5, "MusicRecording/name", ("MusicAlbum/name", "MusicArtistAT", "Duration", "Date",
+    Domain("MusicRecording", 0.7, "MusicRecording/name", ("MusicAlbum/name", "MusicArtistAT", "Duration", "Date",
            "URL")),
-    Domain("MusicAlbum", 0.3, "MusicAlbum/name", ("ItemList", "MusicArtistAT", "Date", "Number", "URL")),
-    Domain("CreativeWork", 0.4, "CreativeWork/name", ("DateTime", "Boolean", "Person/name", "URL", "Photograph",
+    Domain("MusicAlbum", 0.5, "MusicAlbum/name", ("ItemList", "MusicArtistAT", "Date", "Number", "URL")),
+    Domain("CreativeWork", 0.6, "CreativeWork/name", ("DateTime", "Boolean", "Person/name", "URL", "Photograph",
            "Organization")),
-    Domain("Restaurant", 0.8, "Restaurant/name", ("streetAddress", "addressLocality", "postalCode", "telephone",
+    Domain("Restaurant", 0.9, "Restaurant/name", ("streetAddress", "addressLocality", "postalCode", "telephone",
            "priceRange", "openingHours", "Review", "PostalAddress", "Time", "paymentAccepted", "Photograph",
            "URL")),
-    Domain("Museum", 0.4, "Museum/name", ("addressLocality", "streetAddress", "Country", "telephone",
+    Domain("Museum", 0.6, "Museum/name", ("addressLocality", "streetAddress", "Country", "telephone",
            "openingHours", "Photograph", "URL", "CoordinateAT")),
-    Domain("Place", 0.3, "Place/name", ("PostalAddress", "addressLocality", "CoordinateAT", "telephone", "URL",
+    Domain("Place", 0.5, "Place/name", ("PostalAddress", "addressLocality", "CoordinateAT", "telephone", "URL",
            "Photograph")),
 )
 
@@ -241,12 +241,33 @@ def _html_escape(col: list[str], rng: random.Random) -> list[str]:
     return [v.replace("&", "&amp;").replace("'", apos).replace('"', rng.choice(('&quot;', '\\"'))) for v in col]
 
 
+def _weighted_sample(items: list[str], weights: list[float], k: int, rng: random.Random) -> list[str]:
+    """k distinct items, item i drawn with weight w_i (Efraimidis-Spirakis keys u**(1/w))."""
+    keyed = sorted(((rng.random() ** (1.0 / w), it) for it, w in zip(items, weights)), reverse=True)
+    return [it for _, it in keyed[: max(0, k)]]
+
+
+def _label_weights(domains: tuple[Domain, ...]) -> dict[str, float]:
+    """Inverse of each label's expected share, so that labels found in one small domain (Energy
+    in Recipe) are not 25x rarer than labels every domain has (URL, Date). SOTAB's training
+    split is balanced per label, and so should the default training data be, roughly."""
+    total = sum(d.weight for d in domains)
+    share: dict[str, float] = {}
+    for d in domains:
+        for lab in d.labels:
+            share[lab] = share.get(lab, 0.0) + d.weight / total / len(d.labels)
+    return {lab: 1.0 / v for lab, v in share.items()}
+
+
+_LABEL_WEIGHT = _label_weights(DOMAINS)
+
+
 def _missing(col: list[str], rate: float, rng: random.Random, keep: int) -> list[str]:
     """Blank out cells at `rate`, but keep at least `keep` real values (a labelled column must
     still show its type)."""
     out = list(col)
     idx = [i for i in range(len(out)) if rng.random() < rate]
-    token = rng.choice(MISSING_TOKENS)  # one site writes "missing" one way ...
+    token = "" if rng.random() < 0.6 else rng.choice(MISSING_TOKENS)  # one site writes "missing" one way ...
     for i in idx[: max(0, len(out) - keep)]:
         out[i] = token if rng.random() < 0.85 else rng.choice(MISSING_TOKENS)  # ... mostly
     return out
@@ -268,7 +289,7 @@ def _make_table(index: int, seed: int, cfg: SynthConfig) -> tuple[Table, list[La
     labels: list[str] = []
     if rng.random() < 0.85:
         labels.append(dom.main)
-    labels += rng.sample(pool, min(len(pool), n_lab - len(labels)))
+    labels += _weighted_sample(pool, [_LABEL_WEIGHT[lab] for lab in pool], n_lab - len(labels), rng)
     specs: list[tuple[str | None, str]] = [(lab, "label") for lab in labels]
     for _ in range(n_cols - len(specs)):
         if rng.random() < cfg.p_unannotated_domain_column:
