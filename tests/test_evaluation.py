@@ -19,8 +19,10 @@ from aegir.evaluation import (
     multilabel_report,
     multilabel_report_from_indicators,
     plot_confusion_matrix,
+    predictions_from_scores,
     read_predictions,
     report_from_predictions,
+    write_evaluation,
     write_predictions,
 )
 from aegir.tables import TableError
@@ -193,3 +195,45 @@ def test_predictions_bad_files(tmp_path):
 def test_format_report_mentions_numbers():
     text = format_classification_report(classification_report(GOLD, PRED))
     assert "0.6667" in text and "per label" in text and "a" in text
+
+
+def test_predictions_from_scores_single_label_top_k_and_subset():
+    labels = ["Date", "Place", "Book/name", "Duration"]
+    scores = np.array([[0.1, 0.6, 0.2, 0.1], [0.5, 0.1, 0.1, 0.3], [0.25, 0.25, 0.4, 0.1]])
+    keys = [("t1", 0), ("t1", 1), ("t2", 3)]
+    preds = predictions_from_scores(scores, labels, keys, gold=["Place", "Duration", None], top_k=2)
+    assert [p.predicted for p in preds] == [("Place",), ("Date",), ("Book/name",)]
+    assert preds[0].score == pytest.approx(0.6) and preds[0].candidates == (("Place", 0.6), ("Book/name", 0.2))
+    assert preds[2].gold == () and preds[1].correct is False
+    r = report_from_predictions(preds)
+    assert r.n == 2 and r.accuracy == pytest.approx(0.5)
+    sub = predictions_from_scores(scores, labels, keys, allowed={"Date", "Duration"}, top_k=5)
+    assert [p.predicted[0] for p in sub] == ["Date", "Date", "Date"]
+    assert len(sub[0].candidates) == 2 and sub[1].score == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="not in the model's label set"):
+        predictions_from_scores(scores, labels, keys, allowed={"Nope"})
+    with pytest.raises(ValueError, match=r"scores must be \(N=3, L=4\)"):
+        predictions_from_scores(scores[:, :3], labels, keys)
+
+
+def test_predictions_from_scores_multi_label_threshold():
+    labels = ["a", "b", "c"]
+    sig = np.array([[0.9, 0.7, 0.1], [0.2, 0.3, 0.4]])
+    preds = predictions_from_scores(sig, labels, [("t", 0), ("t", 1)], gold=[("a", "b"), ("c",)], multi_label=True)
+    assert preds[0].predicted == ("a", "b") and preds[0].score == pytest.approx(0.9)
+    assert preds[1].predicted == () and preds[1].score is None
+    r = report_from_predictions(preds)
+    assert r.multi_label and r.micro_precision == 1.0 and r.micro_recall == pytest.approx(2 / 3)
+
+
+def test_write_evaluation_files(tmp_path):
+    preds = _preds()
+    out = write_evaluation(tmp_path / "eval", preds, meta={"checkpoint": "x.pt"})
+    names = sorted(p.name for p in (tmp_path / "eval").iterdir())
+    assert names == ["confusion.json", "confusion.png", "metrics.json", "per_label.csv", "predictions.csv", "report.txt"]
+    doc = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert doc["summary"]["micro_recall"] == pytest.approx(1 / 3) and doc["meta"]["checkpoint"] == "x.pt"
+    rows = (tmp_path / "eval" / "per_label.csv").read_text().splitlines()
+    assert rows[0].startswith("label,support") and len(rows) == 1 + len(out.report.per_label)
+    assert out.confusion is not None and out.confusion.matrix.sum() == 3
+    assert read_predictions(out.files["predictions"]) == preds
