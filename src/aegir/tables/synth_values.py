@@ -37,6 +37,17 @@ class ValueContext:
 Gen = Callable[[ValueContext, int], list[str]]
 
 
+def _provider(fake: Faker, *names: str) -> Callable[[], str] | None:
+    """The first Faker method of `names` this locale has (locales differ: en_NZ has no
+    `administrative_unit`, en_PH no `phone_number`)."""
+    for name in names:
+        try:
+            return getattr(fake, name)
+        except AttributeError:
+            continue
+    return None
+
+
 def _many(n: int, fn: Callable[[], str]) -> list[str]:
     return [fn() for _ in range(n)]
 
@@ -204,8 +215,8 @@ def _phone_style(c: ValueContext) -> Callable[[], str]:
             lambda: f"{area()}.{d(3)}.{d(4)}", lambda: f"+1 {area()}-{d(3)}-{d(4)}",
             lambda: f"{area()}{d(7)}", lambda: f"{area()} {d(3)} {d(4)}", lambda: f"1-800-{d(3)}-{d(4)}",
         ))
-    fake = c.fake
-    return rng.choice((fake.phone_number, fake.phone_number,
+    fake_phone = _provider(c.fake, "phone_number") or (lambda: f"0{d(2)} {d(3)} {d(4)}")
+    return rng.choice((fake_phone, fake_phone,
                        lambda: "+" + rng.choice(("33", "49", "34", "39", "44", "61", "81", "31")) + " " + d(3) + " " + d(6),
                        lambda: " ".join(d(2) for _ in range(5))))
 
@@ -249,8 +260,8 @@ def gen_locality(c: ValueContext, n: int) -> list[str]:
 
 def gen_region(c: ValueContext, n: int) -> list[str]:
     abbr = c.locale in ("en_US", "en_AU", "pt_BR", "it_IT") and c.rng.random() < 0.5
-    f = c.fake.state_abbr if abbr else c.fake.administrative_unit
-    return _many(n, f)
+    f = _provider(c.fake, *(("state_abbr",) if abbr else ()), "administrative_unit", "state", "region", "province", "city")
+    return _many(n, f or (lambda: _city(c)))
 
 
 def gen_postal_code(c: ValueContext, n: int) -> list[str]:
