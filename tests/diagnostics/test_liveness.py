@@ -12,6 +12,7 @@ import pytest
 from aegir.diagnostics import (
     GateConfig,
     LivenessInputs,
+    MCLConfig,
     StageBoundaryCounts,
     evaluate_liveness,
     format_report,
@@ -178,3 +179,65 @@ def test_diagnostics_import_no_model_train_or_torch():
             "'aegir.checkpoint'))]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_gate_config_round_trip_and_strictness(tmp_path):
+    cfg = GateConfig(min_macro_f1=0.2, mcl=MCLConfig(inflations=(1.5, 2.5), k=7))
+    assert GateConfig.from_dict(cfg.to_dict()) == cfg
+    # The config written into liveness.json reads back too.
+    run_liveness(_live_inputs(), cfg, out_dir=tmp_path)
+    d = json.loads((tmp_path / "liveness.json").read_text())
+    assert GateConfig.from_dict(d["config"]) == cfg
+    with pytest.raises(ValueError, match="unknown field"):
+        GateConfig.from_dict({"min_clusterz": 3})
+    with pytest.raises(ValueError, match="GateConfig.mcl: unknown"):
+        GateConfig.from_dict({"mcl": {"kk": 3}})
+
+
+def _sotab_validation_columns():
+    import csv
+    import gzip
+
+    from aegir.paths import shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "sotab_v2_sample" / "CTA" / "CTA_validation_gt.csv").is_file():
+        pytest.skip("../shared/data/sotab_v2_sample not present")
+    cta = root / "sotab_v2_sample" / "CTA"
+    tables: dict[str, list[dict]] = {}
+    texts, gold = [], []
+    with open(cta / "CTA_validation_gt.csv", newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            name = r["table_name"]
+            if name not in tables:
+                with gzip.open(cta / "Validation" / name, "rt", encoding="utf-8") as g:
+                    tables[name] = [json.loads(line) for line in g if line.strip()]
+            texts.append(" ".join(str(row.get(r["column_index"], "")) for row in tables[name])[:400])
+            gold.append(r["label"])
+    return texts, gold
+
+
+def test_real_sotab_columns_live_representation_vs_collapse():
+    """On real SOTAB V2 validation columns: a simple live representation (character n-gram
+    TF-IDF + SVD, nearest-centroid labels fitted on half the columns) passes the geometry,
+    diversity and quality checks; the same columns collapsed to one vector fail them."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts, gold = _sotab_validation_columns()
+    x = TruncatedSVD(32, random_state=0).fit_transform(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2).fit_transform(texts))
+    fit = np.arange(len(gold)) % 2 == 0
+    labs = sorted(set(np.asarray(gold)[fit]))
+    cent = np.stack([x[fit & (np.asarray(gold) == lab)].mean(axis=0) for lab in labs])
+    cn = cent / np.linalg.norm(cent, axis=1, keepdims=True)
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    pred = [labs[i] for i in np.argmax(xn @ cn.T, axis=1)]
+    ev = ~fit
+    g_ev, p_ev = [g for g, m in zip(gold, ev) if m], [p for p, m in zip(pred, ev) if m]
+    stages = _healthy_stages(int(ev.sum()))
+    rep = evaluate_liveness(LivenessInputs(x[ev], p_ev, g_ev, stages))
+    assert rep.passed, rep.failures
+    assert rep.check("mcl_clusters").figure >= 10
+    collapsed = evaluate_liveness(LivenessInputs(np.ones_like(x[ev]), [p_ev[0]] * len(p_ev), g_ev, stages))
+    assert {c.name for c in collapsed.checks if c.passed is False} == {"mcl_clusters", "macro_f1", "distinct_predicted"}

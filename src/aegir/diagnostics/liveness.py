@@ -57,6 +57,32 @@ class GateConfig:
     mcl: MCLConfig = field(default_factory=MCLConfig)
     boundary: BoundaryConfig = field(default_factory=BoundaryConfig)
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GateConfig":
+        """Strict inverse of to_dict (e.g. from a run's liveness.json): unknown keys raise."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"GateConfig: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        kw = dict(d)
+        if isinstance(kw.get("mcl"), dict):
+            bad = set(kw["mcl"]) - set(MCLConfig.__dataclass_fields__)
+            if bad:
+                raise ValueError(f"GateConfig.mcl: unknown field(s) {sorted(bad)}")
+            m = dict(kw["mcl"])
+            if "inflations" in m:
+                m["inflations"] = tuple(m["inflations"])
+            kw["mcl"] = MCLConfig(**m)
+        if isinstance(kw.get("boundary"), dict):
+            bad = set(kw["boundary"]) - set(BoundaryConfig.__dataclass_fields__)
+            if bad:
+                raise ValueError(f"GateConfig.boundary: unknown field(s) {sorted(bad)}")
+            kw["boundary"] = BoundaryConfig(**kw["boundary"])
+        return cls(**kw)
+
 
 @dataclass
 class LivenessInputs:
