@@ -61,7 +61,8 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 
 
 def write_report_json(report: LivenessReport, path: str | Path) -> Path:
-    text = json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+    # default=str: free-form meta (paths, enums) must never make the report unwritable.
+    text = json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False, allow_nan=False, default=str)
     return _write_atomic(Path(path), (text + "\n").encode("utf-8"))
 
 
