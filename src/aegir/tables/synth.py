@@ -18,7 +18,7 @@ main job trains on when `../shared` is absent, so the tables imitate the real be
   the labelled ones.
 
 Module layout: `synth_values.py` (dates, phones, addresses, money, quantities), `synth_enums.py`
-(Schema.org enumerations and list-like values), `synth_text.py` (titles, descriptions, reviews),
+(Schema.org enumerations, identifiers, list-like values), `synth_text.py` (titles, descriptions, reviews),
 `synth_names.py` (entity names, the label -> generator registry, `generate_column`), and this
 file (domains, headers, missing values, table assembly).
 
@@ -34,7 +34,7 @@ import random
 from dataclasses import dataclass, field
 
 from aegir.tables.synth_names import GENERATORS, SUPPORTED_LABELS, check_locale, generate_column
-from aegir.tables.synth_text import _w
+from aegir.tables.synth_text import words
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table
 
 DEFAULT_LOCALES: tuple[tuple[str, float], ...] = (
@@ -103,39 +103,39 @@ DOMAINS: tuple[Domain, ...] = (
 
 # --- headers --------------------------------------------------------------------------------------
 _HEADERS: dict[str, tuple[str, ...]] = {
-    "addressLocality": _w("city|locality|town|City"), "postalCode": _w("zip|postal code|zipcode|postcode|ZIP"),
-    "addressRegion": _w("state|region|province"), "Country": _w("country|nation|country code"),
-    "priceRange": _w("price range|price level|cost"), "telephone": _w("phone|telephone|tel|phone number|contact"),
-    "faxNumber": _w("fax|fax number|fax no"), "Date": _w("date|published|release date|date published|start date"),
-    "DateTime": _w("datetime|date modified|timestamp|start|posted|last updated"),
-    "paymentAccepted": _w("payment|payment accepted|payment methods"), "DayOfWeek": _w("days|day of week|open days"),
-    "Review": _w("review|reviews|review text|comment"), "Organization": _w("publisher|organization|company|organizer"),
-    "MusicArtistAT": _w("artist|composer|music by|band"), "Photograph": _w("image|photo|picture|thumbnail|img url"),
-    "CoordinateAT": _w("latitude|longitude|lat|lng|geo"), "EventAttendanceModeEnumeration": _w("attendance mode|mode"),
-    "EventStatusType": _w("status|event status"), "currency": _w("currency|price currency|cur"),
-    "email": _w("email|e-mail|contact email|mail"), "Time": _w("time|check-in|checkout time|start time"),
-    "LocationFeatureSpecification": _w("amenities|features|facilities"), "Duration": _w("duration|runtime|cook time|total time|length"),
-    "Rating": _w("rating|content rating|rated|certificate"), "CreativeWork": _w("video|video id|youtube"),
-    "RestrictedDiet": _w("diet|suitable for diet|dietary"), "GenderType": _w("gender|sex"),
-    "CreativeWorkSeries": _w("series|show|part of series"), "DeliveryMethod": _w("delivery|shipping|delivery method"),
-    "Boolean": _w("available|is free|flag|isFamilyFriendly"), "MonetaryAmount": _w("salary|base salary|pay|compensation"),
-    "workHours": _w("hours|work hours|schedule"), "OccupationalExperienceRequirements": _w("experience|experience required"),
-    "unitText": _w("unit|unit text|uom"), "SportsTeam": _w("team|teams|competitor|home team"),
-    "ProductModel": _w("model|model number|mpn|sku"), "openingHours": _w("opening hours|hours|open"),
-    "Language": _w("language|lang|in language"), "BookFormatType": _w("format|binding|book format"),
-    "CategoryCode": _w("category|occupational category|job category"), "OfferItemCondition": _w("condition|item condition"),
-    "EducationalOccupationalCredential": _w("education|qualifications|degree"), "Energy": _w("calories|energy|kcal"),
-    "PostalAddress": _w("address|location|venue address"), "Brand": _w("brand|manufacturer|chain"),
-    "ItemList": _w("instructions|steps|tracks|tracklist"), "unitCode": _w("unit code|unit|uom code"),
-    "Distance": _w("height|distance|size"), "category": _w("category|section|tags|type"),
-    "QuantitativeValue": _w("yield|servings|quantity|qty"), "weight": _w("weight|shipping weight|wt"),
-    "ItemAvailability": _w("availability|stock|in stock"), "streetAddress": _w("street|address|street address|address line 1"),
-    "URL": _w("url|link|website|page"), "IdentifierAT": _w("isbn|gtin|ean|identifier|isbn13"),
-    "price": _w("price|cost|amount|sale price"), "Number": _w("number|rating value|count|pages|episode number"),
-    "Mass": _w("fat|sugar|protein|carbs|sodium|nutrition"), "Person/name": _w("author|name|director|by|person"),
+    "addressLocality": words("city|locality|town|City"), "postalCode": words("zip|postal code|zipcode|postcode|ZIP"),
+    "addressRegion": words("state|region|province"), "Country": words("country|nation|country code"),
+    "priceRange": words("price range|price level|cost"), "telephone": words("phone|telephone|tel|phone number|contact"),
+    "faxNumber": words("fax|fax number|fax no"), "Date": words("date|published|release date|date published|start date"),
+    "DateTime": words("datetime|date modified|timestamp|start|posted|last updated"),
+    "paymentAccepted": words("payment|payment accepted|payment methods"), "DayOfWeek": words("days|day of week|open days"),
+    "Review": words("review|reviews|review text|comment"), "Organization": words("publisher|organization|company|organizer"),
+    "MusicArtistAT": words("artist|composer|music by|band"), "Photograph": words("image|photo|picture|thumbnail|img url"),
+    "CoordinateAT": words("latitude|longitude|lat|lng|geo"), "EventAttendanceModeEnumeration": words("attendance mode|mode"),
+    "EventStatusType": words("status|event status"), "currency": words("currency|price currency|cur"),
+    "email": words("email|e-mail|contact email|mail"), "Time": words("time|check-in|checkout time|start time"),
+    "LocationFeatureSpecification": words("amenities|features|facilities"), "Duration": words("duration|runtime|cook time|total time|length"),
+    "Rating": words("rating|content rating|rated|certificate"), "CreativeWork": words("video|video id|youtube"),
+    "RestrictedDiet": words("diet|suitable for diet|dietary"), "GenderType": words("gender|sex"),
+    "CreativeWorkSeries": words("series|show|part of series"), "DeliveryMethod": words("delivery|shipping|delivery method"),
+    "Boolean": words("available|is free|flag|isFamilyFriendly"), "MonetaryAmount": words("salary|base salary|pay|compensation"),
+    "workHours": words("hours|work hours|schedule"), "OccupationalExperienceRequirements": words("experience|experience required"),
+    "unitText": words("unit|unit text|uom"), "SportsTeam": words("team|teams|competitor|home team"),
+    "ProductModel": words("model|model number|mpn|sku"), "openingHours": words("opening hours|hours|open"),
+    "Language": words("language|lang|in language"), "BookFormatType": words("format|binding|book format"),
+    "CategoryCode": words("category|occupational category|job category"), "OfferItemCondition": words("condition|item condition"),
+    "EducationalOccupationalCredential": words("education|qualifications|degree"), "Energy": words("calories|energy|kcal"),
+    "PostalAddress": words("address|location|venue address"), "Brand": words("brand|manufacturer|chain"),
+    "ItemList": words("instructions|steps|tracks|tracklist"), "unitCode": words("unit code|unit|uom code"),
+    "Distance": words("height|distance|size"), "category": words("category|section|tags|type"),
+    "QuantitativeValue": words("yield|servings|quantity|qty"), "weight": words("weight|shipping weight|wt"),
+    "ItemAvailability": words("availability|stock|in stock"), "streetAddress": words("street|address|street address|address line 1"),
+    "URL": words("url|link|website|page"), "IdentifierAT": words("isbn|gtin|ean|identifier|isbn13"),
+    "price": words("price|cost|amount|sale price"), "Number": words("number|rating value|count|pages|episode number"),
+    "Mass": words("fat|sugar|protein|carbs|sodium|nutrition"), "Person/name": words("author|name|director|by|person"),
 }
-_NAME_HEADERS = _w("name|title|item|{d} name|{d}|{d} title|headline")
-_DESC_HEADERS = _w("description|summary|about|details|text|{d} description")
+_NAME_HEADERS = words("name|title|item|{d} name|{d}|{d} title|headline")
+_DESC_HEADERS = words("description|summary|about|details|text|{d} description")
 _LOCAL_HEADERS: dict[str, dict[str, str]] = {
     "de": {"price": "Preis", "telephone": "Telefon", "Date": "Datum", "addressLocality": "Ort", "postalCode": "PLZ",
            "streetAddress": "Straße", "Country": "Land", "Language": "Sprache", "name": "Name", "description": "Beschreibung"},
@@ -144,14 +144,14 @@ _LOCAL_HEADERS: dict[str, dict[str, str]] = {
     "es": {"price": "precio", "telephone": "teléfono", "Date": "fecha", "addressLocality": "ciudad", "postalCode": "código postal",
            "streetAddress": "dirección", "Country": "país", "Language": "idioma", "name": "nombre", "description": "descripción"},
 }
-_CONTEXT_HEADERS = {"id": _w("id|ID|#|row|item id"), "count": _w("count|reviews|votes|views|qty sold"),
-                    "slug": _w("slug|path|handle|key"), "percent": _w("discount|percent|share"),
-                    "code": _w("code|ref|reference|sku"), "flag": _w("featured|active|visible")}
+_CONTEXT_HEADERS = {"id": words("id|ID|#|row|item id"), "count": words("count|reviews|votes|views|qty sold"),
+                    "slug": words("slug|path|handle|key"), "percent": words("discount|percent|share"),
+                    "code": words("code|ref|reference|sku"), "flag": words("featured|active|visible")}
 
 
 def _header_for(label: str | None, kind: str, domain: str, lang: str, rng: random.Random) -> str:
     if label is None:
-        base = rng.choice(_CONTEXT_HEADERS.get(kind, _w("col|field|value|info")))
+        base = rng.choice(_CONTEXT_HEADERS.get(kind, words("col|field|value|info")))
     elif label.endswith("/name"):
         base = _LOCAL_HEADERS[lang]["name"] if lang in _LOCAL_HEADERS and rng.random() < 0.5 else rng.choice(_NAME_HEADERS)
     elif label.endswith("/description"):
@@ -193,8 +193,8 @@ def _context_column(kind: str, n: int, rng: random.Random) -> list[str]:
     if kind == "count":
         return [str(rng.randint(0, 5000)) for _ in range(n)]
     if kind == "slug":
-        words = _w("blue|sale|item|new|classic|summer|home|best|mini|pro|xl|set|pack")
-        return ["-".join(rng.sample(words, rng.randint(2, 4))) for _ in range(n)]
+        pool = words("blue|sale|item|new|classic|summer|home|best|mini|pro|xl|set|pack")
+        return ["-".join(rng.sample(pool, rng.randint(2, 4))) for _ in range(n)]
     if kind == "percent":
         return [f"{rng.randint(0, 70)}%" for _ in range(n)]
     if kind == "code":

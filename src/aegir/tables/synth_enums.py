@@ -1,4 +1,5 @@
-"""Enumeration-like value generators (Schema.org enums, formats, lists) for `synth.py`.
+"""Enumeration-like and code-like value generators (Schema.org enums, identifiers, model
+numbers, lists) for `synth.py`.
 
 Same contract as `synth_values.py`: `gen(c: ValueContext, n) -> list[str]`, one style per column.
 Schema.org enumerations appear on the web as bare terms (`InStock`), or with an `http://` or
@@ -7,70 +8,71 @@ Schema.org enumerations appear on the web as bare terms (`InStock`), or with an 
 
 from __future__ import annotations
 
-from aegir.tables.synth_text import _w
-from aegir.tables.synth_values import ValueContext, _enum, _many, _schema_url
+from aegir.tables import synth_text as T
+from aegir.tables.synth_text import words
+from aegir.tables.synth_values import ValueContext, enum_column, many, schema_url
 
 
 # --- enumerations -----------------------------------------------------------------------------
 def gen_boolean(c: ValueContext, n: int) -> list[str]:
     t, f = c.rng.choice((("true", "false"), ("True", "False"), ("yes", "no"), ("1", "0")))
     p = c.rng.choice((0.9, 0.7, 0.5))
-    return _many(n, lambda: t if c.rng.random() < p else f)
+    return many(n, lambda: t if c.rng.random() < p else f)
 
 
 def gen_gender(c: ValueContext, n: int) -> list[str]:
     pool = c.rng.choice((("Male", "Female"), ("male", "female"), ("M", "F"), ("Männlich", "Weiblich"),
                          ("https://schema.org/Male", "https://schema.org/Female")))
-    return _many(n, lambda: c.rng.choice(pool))
+    return many(n, lambda: c.rng.choice(pool))
 
 
 _LANG_NAMES = {
-    "en": _w("English|German|French|Spanish|Italian|Japanese"), "de": _w("Deutsch|Englisch|Französisch"),
-    "fr": _w("Français|Anglais|Allemand"), "es": _w("Español|Inglés|Francés"), "it": _w("Italiano|Inglese"),
-    "pt": _w("Português|Inglês"), "nl": _w("Nederlands|Engels|Niet gedefinieerd"), "ja": _w("日本語|英語"),
+    "en": words("English|German|French|Spanish|Italian|Japanese"), "de": words("Deutsch|Englisch|Französisch"),
+    "fr": words("Français|Anglais|Allemand"), "es": words("Español|Inglés|Francés"), "it": words("Italiano|Inglese"),
+    "pt": words("Português|Inglês"), "nl": words("Nederlands|Engels|Niet gedefinieerd"), "ja": words("日本語|英語"),
 }
 
 
 def gen_language(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
     if style == 0:
-        return _enum(c, n, _LANG_NAMES.get(c.lang, _LANG_NAMES["en"]), p_same=0.8)
+        return enum_column(c, n, _LANG_NAMES.get(c.lang, _LANG_NAMES["en"]), p_same=0.8)
     if style == 1:
-        return _enum(c, n, _w("en|de|fr|es|it|pt|nl|ja|ar"), p_same=0.8)
-    return _enum(c, n, _w("en-US|en-GB|pt-BR|de-DE|fr-FR|es-ES"), p_same=0.6)
+        return enum_column(c, n, words("en|de|fr|es|it|pt|nl|ja|ar"), p_same=0.8)
+    return enum_column(c, n, words("en-US|en-GB|pt-BR|de-DE|fr-FR|es-ES"), p_same=0.6)
 
 
 def gen_book_format(c: ValueContext, n: int) -> list[str]:
-    pool = {"es": _w("Tapa blanda|Tapa dura|Rústica|eBook"), "de": _w("Taschenbuch|Gebundene Ausgabe|E-Book"),
-            "fr": _w("Broché|Relié|Poche|eBook")}.get(c.lang) if c.rng.random() < 0.5 else None
-    pool = pool or _w("Hardcover|Paperback|ebook|Ebook|PDF|Kindle Edition|Audiobook|EBook|Mass Market Paperback")
+    pool = {"es": words("Tapa blanda|Tapa dura|Rústica|eBook"), "de": words("Taschenbuch|Gebundene Ausgabe|E-Book"),
+            "fr": words("Broché|Relié|Poche|eBook")}.get(c.lang) if c.rng.random() < 0.5 else None
+    pool = pool or words("Hardcover|Paperback|ebook|Ebook|PDF|Kindle Edition|Audiobook|EBook|Mass Market Paperback")
     if c.rng.random() < 0.2:
-        return _enum(c, n, _schema_url(c, _w("Hardcover|Paperback|EBook|AudiobookFormat")))
-    return _enum(c, n, pool, p_same=0.5)
+        return enum_column(c, n, schema_url(c, words("Hardcover|Paperback|EBook|AudiobookFormat")))
+    return enum_column(c, n, pool, p_same=0.5)
 
 
 def gen_availability(c: ValueContext, n: int) -> list[str]:
     if c.rng.random() < 0.15:
-        return _enum(c, n, _w("Delivery usually in 2-6 working days.|Usually ships in 24 hours|Auf Lager|En stock|Disponible"))
-    return _enum(c, n, _schema_url(c, _w("InStock|InStock|InStock|OutOfStock|PreOrder|OnlineOnly|LimitedAvailability")), 0.7)
+        return enum_column(c, n, words("Delivery usually in 2-6 working days.|Usually ships in 24 hours|Auf Lager|En stock|Disponible"))
+    return enum_column(c, n, schema_url(c, words("InStock|InStock|InStock|OutOfStock|PreOrder|OnlineOnly|LimitedAvailability")), 0.7)
 
 
 def gen_condition(c: ValueContext, n: int) -> list[str]:
     if c.rng.random() < 0.1:
-        return _enum(c, n, _w("New|Used|Neu|Nuovo"))
-    return _enum(c, n, _schema_url(c, _w("NewCondition|NewCondition|UsedCondition|RefurbishedCondition|DamagedCondition")), 0.8)
+        return enum_column(c, n, words("New|Used|Neu|Nuovo"))
+    return enum_column(c, n, schema_url(c, words("NewCondition|NewCondition|UsedCondition|RefurbishedCondition|DamagedCondition")), 0.8)
 
 
 def gen_attendance(c: ValueContext, n: int) -> list[str]:
-    return _enum(c, n, _schema_url(c, _w("OfflineEventAttendanceMode|OnlineEventAttendanceMode|MixedEventAttendanceMode")), 0.8)
+    return enum_column(c, n, schema_url(c, words("OfflineEventAttendanceMode|OnlineEventAttendanceMode|MixedEventAttendanceMode")), 0.8)
 
 
 def gen_event_status(c: ValueContext, n: int) -> list[str]:
-    return _enum(c, n, _schema_url(c, _w("EventScheduled|EventScheduled|EventScheduled|EventCancelled|EventPostponed|EventMovedOnline|EventRescheduled")), 0.8)
+    return enum_column(c, n, schema_url(c, words("EventScheduled|EventScheduled|EventScheduled|EventCancelled|EventPostponed|EventMovedOnline|EventRescheduled")), 0.8)
 
 
 def gen_delivery(c: ValueContext, n: int) -> list[str]:
-    modes = _w("DeliveryModeFreight|DeliveryModeOwnFleet|DeliveryModeMail|DeliveryModePickUp|DHL|UPS|FederalExpress")
+    modes = words("DeliveryModeFreight|DeliveryModeOwnFleet|DeliveryModeMail|DeliveryModePickUp|DHL|UPS|FederalExpress")
     pre = c.rng.choice(("http://purl.org/goodrelations/v1#", "http://purl.org/goodrelations/v1#", ""))
     k = c.rng.choice((1, 1, 2))
     v = " ".join(pre + m for m in c.rng.sample(modes, k))
@@ -78,26 +80,26 @@ def gen_delivery(c: ValueContext, n: int) -> list[str]:
 
 
 def gen_diet(c: ValueContext, n: int) -> list[str]:
-    diets = _w("GlutenFreeDiet|VeganDiet|VegetarianDiet|LowLactoseDiet|LowCalorieDiet|DiabeticDiet|LowFatDiet|HalalDiet|KosherDiet")
+    diets = words("GlutenFreeDiet|VeganDiet|VegetarianDiet|LowLactoseDiet|LowCalorieDiet|DiabeticDiet|LowFatDiet|HalalDiet|KosherDiet")
     pre = c.rng.choice(("", "", "http://schema.org/", "https://schema.org/"))
     sep = c.rng.choice((" ", ", "))
-    return _many(n, lambda: sep.join(pre + d for d in c.rng.sample(diets, c.rng.choice((1, 1, 2)))))
+    return many(n, lambda: sep.join(pre + d for d in c.rng.sample(diets, c.rng.choice((1, 1, 2)))))
 
 
 def gen_rating(c: ValueContext, n: int) -> list[str]:
-    pool = _w("R|PG|PG-13|G|NC-17|TV-14|TV-MA|TV-PG|Not Rated|Unrated|N/A|M|PG-V|R 16")
+    pool = words("R|PG|PG-13|G|NC-17|TV-14|TV-MA|TV-PG|Not Rated|Unrated|N/A|M|PG-V|R 16")
     if c.locale in ("de_DE",):
-        pool = _w("FSK 12|FSK 16|FSK 6|FSK 18|FSK 0")
+        pool = words("FSK 12|FSK 16|FSK 6|FSK 18|FSK 0")
     elif c.locale in ("en_GB", "en_AU"):
-        pool = _w("12A|15|18|PG|U|M|MA15+")
-    return _many(n, lambda: c.rng.choice(pool))
+        pool = words("12A|15|18|PG|U|M|MA15+")
+    return many(n, lambda: c.rng.choice(pool))
 
 
 def gen_payment(c: ValueContext, n: int) -> list[str]:
     pools = {
-        "en": _w("Visa|MasterCard|American Express|Cash|Diners Club|Discover|ATM|JCB|PayPal|Bank transfer"),
-        "de": _w("Bar|EC-Karte|Visa|Mastercard|Überweisung|PayPal"), "it": _w("Contanti|Bonifico|Carta di credito|Visa"),
-        "fr": _w("Espèces|Carte bancaire|Chèques vacances|Visa|Virement"), "es": _w("Efectivo|Tarjeta de crédito|Visa|Transferencia"),
+        "en": words("Visa|MasterCard|American Express|Cash|Diners Club|Discover|ATM|JCB|PayPal|Bank transfer"),
+        "de": words("Bar|EC-Karte|Visa|Mastercard|Überweisung|PayPal"), "it": words("Contanti|Bonifico|Carta di credito|Visa"),
+        "fr": words("Espèces|Carte bancaire|Chèques vacances|Visa|Virement"), "es": words("Efectivo|Tarjeta de crédito|Visa|Transferencia"),
     }
     pool = pools.get(c.lang, pools["en"]) if c.rng.random() < 0.5 else pools["en"]
     sep = c.rng.choice((", ", " ", ", "))
@@ -109,32 +111,32 @@ def gen_payment(c: ValueContext, n: int) -> list[str]:
 
 def gen_features(c: ValueContext, n: int) -> list[str]:
     pools = {
-        "en": _w("Free WiFi|Fitness room|Indoor pool|Outdoor pool|Elevator|Sauna|Meeting room(s)|Restaurant|Bar|"
+        "en": words("Free WiFi|Fitness room|Indoor pool|Outdoor pool|Elevator|Sauna|Meeting room(s)|Restaurant|Bar|"
                  "Business center|Free parking|Pet friendly|Air conditioning|Minibar|Laundry service|Spa"),
-        "es": _w("Se aceptan mascotas|Piscina exterior|Salas de reuniones|Wifi|Ascensor|Gimnasio|Terraza"),
-        "de": _w("Kostenloses WLAN|Sauna|Parkplatz|Haustiere erlaubt|Fitnessraum|Aufzug"),
-        "fr": _w("Wifi gratuit|Piscine|Parking|Animaux acceptés|Ascenseur|Climatisation"),
+        "es": words("Se aceptan mascotas|Piscina exterior|Salas de reuniones|Wifi|Ascensor|Gimnasio|Terraza"),
+        "de": words("Kostenloses WLAN|Sauna|Parkplatz|Haustiere erlaubt|Fitnessraum|Aufzug"),
+        "fr": words("Wifi gratuit|Piscine|Parking|Animaux acceptés|Ascenseur|Climatisation"),
     }
     pool = pools.get(c.lang, pools["en"]) if c.rng.random() < 0.5 else pools["en"]
     sep = c.rng.choice((" ", ", "))
-    return _many(n, lambda: sep.join(c.rng.sample(pool, c.rng.randint(2, 6))))
+    return many(n, lambda: sep.join(c.rng.sample(pool, c.rng.randint(2, 6))))
 
 
 def gen_category_code(c: ValueContext, n: int) -> list[str]:
-    jobs = _w("Retail Salespersons 41-2031.00|Nursing Assistants 31-1014.00|Fitness Trainers and Aerobics "
+    jobs = words("Retail Salespersons 41-2031.00|Nursing Assistants 31-1014.00|Fitness Trainers and Aerobics "
               "Instructors 39-9031.00|Licensed Practical Nurses 29-2061.00|Software Developers 15-1252.00|"
               "Heavy Truck Drivers 53-3032.00|Operations|Construction|Sales|Education and Research")
-    return _enum(c, n, jobs, p_same=0.5)
+    return enum_column(c, n, jobs, p_same=0.5)
 
 
 def gen_credential(c: ValueContext, n: int) -> list[str]:
-    return _enum(c, n, _w("Masters|Doctorate|4 Year Degree|Bachelor's Degree|High School Diploma|Not Specified|"
+    return enum_column(c, n, words("Masters|Doctorate|4 Year Degree|Bachelor's Degree|High School Diploma|Not Specified|"
                           "Graduation|UNAVAILABLE|Associate Degree|Diploma|CPA|Professional Certificate"), p_same=0.4)
 
 
 def gen_experience(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
-    return _many(n, lambda: (f"At least {c.rng.randint(1, 8)} years experience.",
+    return many(n, lambda: (f"At least {c.rng.randint(1, 8)} years experience.",
                              f"{c.rng.randint(1, 5)} to {c.rng.randint(6, 12)} years experience.",
                              c.rng.choice(("2 yrs", "6 months", "Freshers can apply", "No experience required.",
                                            "Class 1 driver's license", "1+ years")))[style])
@@ -142,17 +144,49 @@ def gen_experience(c: ValueContext, n: int) -> list[str]:
 
 def gen_work_hours(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(4)
-    return _many(n, lambda: (f"{c.rng.choice((8, 9, 10))}:00 AM - {c.rng.choice((5, 6))}:30 PM(day shift)",
+    return many(n, lambda: (f"{c.rng.choice((8, 9, 10))}:00 AM - {c.rng.choice((5, 6))}:30 PM(day shift)",
                              f"{c.rng.choice((35, 37.5, 40))} hours per week", f"Mon - Fri: {c.rng.choice((8, 9))}:00 to 1{c.rng.choice((7, 8))}:00",
                              c.rng.choice(("Full-time", "Part-time", "UNAVAILABLE", "Flexible", "Shift work")))[style])
 
 
-_CATEGORIES = _w("Hair Accessories|Eyeshadow|Lipstick|Lip Liners|Shorts|Pants|Leotards & Unitards|Scuba Gear|"
+_CATEGORIES = words("Hair Accessories|Eyeshadow|Lipstick|Lip Liners|Shorts|Pants|Leotards & Unitards|Scuba Gear|"
                  "Round Paintbrushes|Protractors|Christmas|Valentine's Day|Kitchen|Garden|Toys|Electronics|"
                  "Books|Fiction|Shoes|Dog Collars|Fitness|Home Decor|Jewelry|Bakery|Spices")
 
 
 def gen_category(c: ValueContext, n: int) -> list[str]:
     if c.rng.random() < 0.2:  # the Event pages in SOTAB label their "primary" category slot
-        return _many(n, lambda: " ".join(["primary"] * c.rng.choice((1, 1, 1, 3))))
-    return _many(n, lambda: c.rng.choice(_CATEGORIES))
+        return many(n, lambda: " ".join(["primary"] * c.rng.choice((1, 1, 1, 3))))
+    return many(n, lambda: c.rng.choice(_CATEGORIES))
+
+
+# --- identifiers and codes ---------------------------------------------------------------------
+def gen_identifier(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(7)
+
+    def isbn() -> str:
+        return c.fake.isbn13()
+
+    one = (isbn, lambda: isbn().replace("-", ""),
+           lambda: f"{float(isbn().replace('-', '')):.5e}",  # spreadsheet-mangled ISBNs, as in SOTAB
+           c.fake.ean13, lambda: f"ISBN: {isbn()}", c.fake.isbn10, lambda: f"{c.fake.isbn10()} (pbk.)")[style]
+    return many(n, one)
+
+
+def gen_product_model(c: ValueContext, n: int) -> list[str]:
+    rng = c.rng
+    style = rng.randrange(6)
+    pre = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXZ") for _ in range(rng.randint(1, 4)))
+    things = words("Leather Leash|Dog Collar|Fur Saver|Bottle|Coupler|Muzzle|Filter|Wheel|Cartridge")
+    one = (lambda: str(rng.randint(1000, 9999)),
+           lambda: f"{pre}{rng.randint(10, 9999)}{rng.choice(('', '-', '/'))}{rng.choice(('', 'A', 'TW', 'PES', 'B'))}",
+           lambda: f"{pre}-{rng.randint(100, 9999)}",
+           lambda: f"{pre[:1]}{rng.randint(1, 999)}#{rng.randint(1000, 1200)} {rng.choice(T.ADJ)} {rng.choice(things)}",
+           lambda: f"{rng.choice((4, 8, 16, 32))} oz{rng.choice(('', ' Bottle', '.'))}",
+           lambda: f"{pre}{rng.randint(1, 9)} {pre}{rng.randint(1000, 9999)}{rng.choice(('', '-01'))}")[style]
+    return many(n, one)
+
+
+def gen_youtube_id(c: ValueContext, n: int) -> list[str]:
+    alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return many(n, lambda: "".join(c.rng.choice(alpha) for _ in range(11)))

@@ -16,7 +16,7 @@ from faker.config import AVAILABLE_LOCALES
 from aegir.tables import synth_enums as E
 from aegir.tables import synth_text as T
 from aegir.tables import synth_values as V
-from aegir.tables.synth_text import _w
+from aegir.tables.synth_text import words
 
 
 # --- entity names (label generators that are names rather than formats) ---------------------
@@ -36,10 +36,10 @@ def gen_person(c: V.ValueContext, n: int) -> list[str]:
             return f"{c.fake.first_name()[0]}. {c.fake.last_name()}"
         return c.fake.name()
 
-    return V._many(n, one)
+    return V.many(n, one)
 
 
-_PUBLISHERS = _w("Penguin Random House|HarperCollins|Little Tiger Press|B Jain Publishers|Simon & Schuster|"
+_PUBLISHERS = words("Penguin Random House|HarperCollins|Little Tiger Press|B Jain Publishers|Simon & Schuster|"
                  "Macmillan|Hachette|Gallimard|Suhrkamp|Editorial Planeta|Mondadori|Companhia das Letras|"
                  "Oxford University Press|Cambridge University Press|Wiley|Springer|O'Reilly Media|Scholastic")
 
@@ -47,99 +47,99 @@ _PUBLISHERS = _w("Penguin Random House|HarperCollins|Little Tiger Press|B Jain P
 def gen_organization(c: V.ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
     fn = (lambda: c.rng.choice(_PUBLISHERS), c.fake.company, c.fake.name)[style]
-    return V._many(n, fn)
+    return V.many(n, fn)
 
 
 def _named(template_pool: tuple[str, ...], extra: dict[str, tuple[str, ...]]):
     def gen(c: V.ValueContext, n: int) -> list[str]:
-        slots = {"job": lambda: c.fake.job(), "last": lambda: c.fake.last_name(), "city": lambda: V._city(c), "first": lambda: c.fake.first_name(),
+        slots = {"job": lambda: c.fake.job(), "last": lambda: c.fake.last_name(), "city": lambda: V.city(c), "first": lambda: c.fake.first_name(),
                  "last_up": lambda: c.fake.last_name().upper(),
                  "noun": T.NOUN, "adj": T.ADJ, **extra}
         # one site tends to share a naming scheme: restrict the column to 1-3 templates
         tpls = c.rng.sample(template_pool, min(len(template_pool), c.rng.randint(1, 3)))
-        return V._many(n, lambda: T.fill(c.rng.choice(tpls), c.rng, slots))
+        return V.many(n, lambda: T.fill(c.rng.choice(tpls), c.rng, slots))
 
     return gen
 
 
-gen_hotel = _named(_w("Hotel {last}|{city} Grand Hotel|{brand} {city} {kind}|{adj} {noun} {kind}|"
+gen_hotel = _named(words("Hotel {last}|{city} Grand Hotel|{brand} {city} {kind}|{adj} {noun} {kind}|"
                       "{last} House Hotel {city}|Abades {city} {stars}* Hotel|{noun} Lodge|{city} Marriott"),
-                   {"brand": _w("Holiday Inn Express|Aloft|La Quinta Inn|Best Western|Ibis|Novotel|Hilton Garden Inn|"
-                                "Radisson|Somerset"), "kind": _w("Hotel|Suites|Resort & Spa|Inn|Apartments|Hostel"),
-                    "stars": _w("3|4|5")})
-gen_restaurant = _named(_w("{last}'s {kind}|The {noun} {kind}|{adj} {noun}|Osteria {noun}|{first}'s {cuisine} {kind}|"
+                   {"brand": words("Holiday Inn Express|Aloft|La Quinta Inn|Best Western|Ibis|Novotel|Hilton Garden Inn|"
+                                "Radisson|Somerset"), "kind": words("Hotel|Suites|Resort & Spa|Inn|Apartments|Hostel"),
+                    "stars": words("3|4|5")})
+gen_restaurant = _named(words("{last}'s {kind}|The {noun} {kind}|{adj} {noun}|Osteria {noun}|{first}'s {cuisine} {kind}|"
                            "{cuisine} Kitchen|Café {last}|{kind} {last}|{last}'s Pizza|{noun}|{noun} {dish} House|"
                            "{cuisine} {kind} & Bar|{noun} Sushi Bar|Sapori di {city}|{first}'s Kitchen|"
                            "{noun} Food and Beverage|{n} Corners Grill & Tap|{last}'s Pizza & Pasta"),
-                        {"kind": _w("Restaurant|Grill|Bistro|Pub and Grill|Cafe|Trattoria|Diner|Brasserie"),
-                         "cuisine": _w("Thai|Texas Style|Italian|Sushi|Mexican|Greek|Indian|Vegan|Chinese"),
-                         "dish": _w("Noodle|Seafood|Burger|Taco|Dumpling|Steak|Waffle"), "n": _w("3|4|5|7")})
-gen_local_business = _named(_w("{last} {trade}|{city} {trade}|{adj} {noun} {trade}|{first} {last}, {trade}|"
+                        {"kind": words("Restaurant|Grill|Bistro|Pub and Grill|Cafe|Trattoria|Diner|Brasserie"),
+                         "cuisine": words("Thai|Texas Style|Italian|Sushi|Mexican|Greek|Indian|Vegan|Chinese"),
+                         "dish": words("Noodle|Seafood|Burger|Taco|Dumpling|Steak|Waffle"), "n": words("3|4|5|7")})
+gen_local_business = _named(words("{last} {trade}|{city} {trade}|{adj} {noun} {trade}|{first} {last}, {trade}|"
                                "Access Storage - {city}|{last} & Sons {trade}|A1 {trade}"),
-                            {"trade": _w("Plumbing|Bail Bonds|Dental Care|Law Firm|Auto Repair|Hair Salon|Storage|"
+                            {"trade": words("Plumbing|Bail Bonds|Dental Care|Law Firm|Auto Repair|Hair Salon|Storage|"
                                          "Realty|Fitness|Carpet Cleaning|Insurance Agency|Pharmacy|Bakery|Roofing|"
                                          "Pest Control|Veterinary Clinic|Tattoo Studio|Florist|Daycare|Movers|"
                                          "Chiropractic|Locksmith|Photography|Productions|Accounting|Landscaping")})
-gen_museum = _named(_w("{city} Museum|National Museum of {country}|Museum of {topic}|{last} Castle|{city} Art Gallery|"
+gen_museum = _named(words("{city} Museum|National Museum of {country}|Museum of {topic}|{last} Castle|{city} Art Gallery|"
                        "The {last} Collection|{city} Historical Society Museum|Musée {last}"),
-                    {"country": _w("Singapore|Denmark|Scotland|Ireland|Mexico|Japan"),
-                     "topic": _w("Natural History|Modern Art|Fashion|Science|Transport|Childhood|Fine Arts")})
-gen_place = _named(_w("{city} Stadium|{last} Park|{city} Community Hall|St. {first}'s Church|{last} Auditorium|"
+                    {"country": words("Singapore|Denmark|Scotland|Ireland|Mexico|Japan"),
+                     "topic": words("Natural History|Modern Art|Fashion|Science|Transport|Childhood|Fine Arts")})
+gen_place = _named(words("{city} Stadium|{last} Park|{city} Community Hall|St. {first}'s Church|{last} Auditorium|"
                       "ONLINE|{city} Public Library|{noun} Theatre|{last} Convention Center"), {})
-gen_event_name = _named(_w("{adj} {noun} Festival|Board Meeting|Game Night|{city} Jazz Night|Memorial Service|"
+gen_event_name = _named(words("{adj} {noun} Festival|Board Meeting|Game Night|{city} Jazz Night|Memorial Service|"
                            "{topic} Workshop|Yoga in the Park|Annual {noun} Gala|{city} Farmers Market|"
                            "Live Music: {first} {last}|Story Time|{noun} Concert|Workforce Development: Drop-in Job Help"),
                         {"topic": T.TOPIC})
-gen_sports_event = _named(_w("{team} vs. {team}|{team} v {team}|{first} {last} vs {first} {last}|"
+gen_sports_event = _named(words("{team} vs. {team}|{team} v {team}|{first} {last} vs {first} {last}|"
                              "{city} Marathon|{team} at {team}|{city} {noun} 5K|Rugged Maniac - {city}"),
-                          {"team": _w("Toronto|Pittsburgh|Weston Bears|Newcastle Jets|Real Salt Lake|NY Red Bulls|"
+                          {"team": words("Toronto|Pittsburgh|Weston Bears|Newcastle Jets|Real Salt Lake|NY Red Bulls|"
                                       "Partizan|Levante|Red Sox Uden|Lake Macquarie Roosters|Chicago Fire|Ajax")})
-gen_job_title = _named(_w("{level} {role}|{role}|{role} - {city}|{role} ({spec})|{level} {role} - {spec}|{job}|{job}|"
+gen_job_title = _named(words("{level} {role}|{role}|{role} - {city}|{role} ({spec})|{level} {role} - {spec}|{job}|{job}|"
                           "{job} - {city}|{job} (m/w/d)"),
-                       {"level": _w("Senior|Junior|Lead|Principal|Trainee|Apprentice|Journeyman|Assistant"),
-                        "role": _w("Software Engineer|Data Scientist|Registered Nurse|Plumber|Account Manager|"
+                       {"level": words("Senior|Junior|Lead|Principal|Trainee|Apprentice|Journeyman|Assistant"),
+                        "role": words("Software Engineer|Data Scientist|Registered Nurse|Plumber|Account Manager|"
                                    "Dental Assistant|Tax Manager|Electrician|Truck Driver|Sales Associate|Barista"),
-                        "spec": _w("Remote|NLP|Backend|Night Shift|Computer Vision|Part-time|iOS")})
-gen_sports_team = _named(_w("{team}|{team} {team}|{country}"),
-                         {"team": _w("Real Salt Lake|Minnesota United|Philadelphia Union|Levante|Ludogorets|"
+                        "spec": words("Remote|NLP|Backend|Night Shift|Computer Vision|Part-time|iOS")})
+gen_sports_team = _named(words("{team}|{team} {team}|{country}"),
+                         {"team": words("Real Salt Lake|Minnesota United|Philadelphia Union|Levante|Ludogorets|"
                                      "Weston Workers|Newcastle Jets|Team Solo Mid|Counter Logic Gaming|Chicago Bulls"),
-                          "country": _w("Jamaica|Brazil|Tanzania|Andorra|Germany|Japan|Argentina")})
-gen_brand = _named(_w("{brand}|{brand}|{chain}|{chain}|{last}|{last} & Co|{adj} {noun}|{city} {trade}"),
-                   {"brand": T.PRODUCT_BRAND, "trade": _w("Pool Service|Funeralcare|Handmade|Tyres|Motors"),
-                    "chain": _w("Somerset Serviced Residence|FabHotels|Extended Stay America|Ascott The Residence|"
+                          "country": words("Jamaica|Brazil|Tanzania|Andorra|Germany|Japan|Argentina")})
+gen_brand = _named(words("{brand}|{brand}|{chain}|{chain}|{last}|{last} & Co|{adj} {noun}|{city} {trade}"),
+                   {"brand": T.PRODUCT_BRAND, "trade": words("Pool Service|Funeralcare|Handmade|Tyres|Motors"),
+                    "chain": words("Somerset Serviced Residence|FabHotels|Extended Stay America|Ascott The Residence|"
                                 "Greene King Inns|Citadines Apart'hotel|Evenia Hotels|Marriott|Hilton|Accor|"
                                 "Best Western|IHG|Maytag|Budget|Hertz|Premier Inn|Travelodge|Holiday Extras")})
-gen_artist = _named(_w("{first} {last}|{first} {last}|The {adj} {noun}s|{last}|Various|{mono}|{first} {last} {first} {last}|"
+gen_artist = _named(words("{first} {last}|{first} {last}|The {adj} {noun}s|{last}|Various|{mono}|{first} {last} {first} {last}|"
                        "{first} {last_up}|{noun} {noun} Orchestra"),
-                    {"mono": _w("Ilaiyaraaja|Moby|Vangelis|Enya|Yanni|Kitaro|Sade|Björk|Rihanna|Shakira|Adele|Drake")})
-gen_creative_name = _named(_w("{adj} {noun}|{topic} in {city}, {state}|{first} {last}|Board Meeting|"
+                    {"mono": words("Ilaiyaraaja|Moby|Vangelis|Enya|Yanni|Kitaro|Sade|Björk|Rihanna|Shakira|Adele|Drake")})
+gen_creative_name = _named(words("{adj} {noun}|{topic} in {city}, {state}|{first} {last}|Board Meeting|"
                               "{noun} # {num}|I would like a peer support person"),
-                           {"topic": _w("Furnace Installation|Sales and Installation|Roof Repair"),
-                            "state": _w("MI|OH|TX|CA"), "num": _w("12|30|7|101")})
+                           {"topic": words("Furnace Installation|Sales and Installation|Roof Repair"),
+                            "state": words("MI|OH|TX|CA"), "num": words("12|30|7|101")})
 
 
 def gen_series(c: V.ValueContext, n: int) -> list[str]:
-    return V._many(n, lambda: c.rng.choice(T.TV_SERIES))
+    return V.many(n, lambda: c.rng.choice(T.TV_SERIES))
 
 
 def gen_episode(c: V.ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
-    return V._many(n, lambda: (f"{c.rng.choice(T.TV_SERIES)} Season {c.rng.randint(1, 15)} Episode {c.rng.randint(1, 24)}",
+    return V.many(n, lambda: (f"{c.rng.choice(T.TV_SERIES)} Season {c.rng.randint(1, 15)} Episode {c.rng.randint(1, 24)}",
                                f"Episode {c.rng.randint(1, 24)}: The {c.rng.choice(T.ADJ)} {c.rng.choice(T.NOUN)}",
                                f"{c.rng.randint(1, 24)} серия")[style])
 
 
 def _text(fn):
-    return lambda c, n: V._many(n, lambda: fn(c))
+    return lambda c, n: V.many(n, lambda: fn(c))
 
 
 def _desc(domain: str):
-    return lambda c, n: V._many(n, lambda: T.description(domain, c.rng, c.rng.choice((1, 1, 2))))
+    return lambda c, n: V.many(n, lambda: T.description(domain, c.rng, c.rng.choice((1, 1, 2))))
 
 
 def gen_item_list(c: V.ValueContext, n: int) -> list[str]:
     fn = T.recipe_steps if c.rng.random() < 0.6 else T.track_list
-    return V._many(n, lambda: fn(c.rng))
+    return V.many(n, lambda: fn(c.rng))
 
 
 GENERATORS: dict[str, V.Gen] = {
@@ -152,14 +152,14 @@ GENERATORS: dict[str, V.Gen] = {
     "CoordinateAT": V.gen_coordinate, "Event/name": gen_event_name, "EventAttendanceModeEnumeration": E.gen_attendance,
     "EventStatusType": E.gen_event_status, "currency": V.gen_currency, "email": V.gen_email, "Time": V.gen_time,
     "LocationFeatureSpecification": E.gen_features, "Duration": V.gen_duration, "Event/description": _desc("Event"),
-    "Rating": E.gen_rating, "Hotel/description": _desc("Hotel"), "CreativeWork": V.gen_youtube_id,
+    "Rating": E.gen_rating, "Hotel/description": _desc("Hotel"), "CreativeWork": E.gen_youtube_id,
     "JobPosting/name": gen_job_title, "Museum/name": gen_museum, "Movie/description": _desc("Movie"),
     "JobPosting/description": _desc("JobPosting"), "Book/description": _desc("Book"),
     "Recipe/description": _desc("Recipe"), "Product/description": _desc("Product"), "RestrictedDiet": E.gen_diet,
     "GenderType": E.gen_gender, "CreativeWorkSeries": gen_series, "DeliveryMethod": E.gen_delivery,
     "Boolean": E.gen_boolean, "MonetaryAmount": V.gen_monetary_amount, "TVEpisode/name": gen_episode,
     "workHours": E.gen_work_hours, "OccupationalExperienceRequirements": E.gen_experience,
-    "unitText": V.gen_unit_text, "SportsTeam": gen_sports_team, "ProductModel": V.gen_product_model,
+    "unitText": V.gen_unit_text, "SportsTeam": gen_sports_team, "ProductModel": E.gen_product_model,
     "openingHours": V.gen_opening_hours, "Language": E.gen_language, "CreativeWork/name": gen_creative_name,
     "SportsEvent/name": gen_sports_event, "BookFormatType": E.gen_book_format, "CategoryCode": E.gen_category_code,
     "OfferItemCondition": E.gen_condition, "EducationalOccupationalCredential": E.gen_credential,
@@ -169,7 +169,7 @@ GENERATORS: dict[str, V.Gen] = {
     "Movie/name": _text(lambda c: T.movie_title(c.rng, c.locale)), "Product/name": _text(lambda c: T.product_name(c.rng)),
     "QuantitativeValue": V.gen_quantitative, "Book/name": _text(lambda c: T.book_title(c.rng, c.locale, lambda: _person(c))),
     "weight": V.gen_weight, "ItemAvailability": E.gen_availability, "streetAddress": V.gen_street, "URL": V.gen_url,
-    "IdentifierAT": V.gen_identifier, "price": V.gen_price, "Place/name": gen_place, "Number": V.gen_number,
+    "IdentifierAT": E.gen_identifier, "price": V.gen_price, "Place/name": gen_place, "Number": V.gen_number,
     "Mass": V.gen_mass, "Person/name": gen_person,
 }
 SUPPORTED_LABELS: tuple[str, ...] = tuple(sorted(GENERATORS))

@@ -17,7 +17,7 @@ import re
 from typing import Callable, Mapping, Sequence
 
 
-def _w(s: str) -> tuple[str, ...]:
+def words(s: str) -> tuple[str, ...]:
     """Pipe-separated vocabulary (pipes, not spaces, so entries may contain spaces)."""
     return tuple(x.strip() for x in s.split("|") if x.strip())
 
@@ -36,38 +36,38 @@ def fill(template: str, rng: random.Random, slots: Mapping[str, Sequence[str] | 
 
 
 # --- shared slot vocabularies --------------------------------------------------------------
-ADJ = _w("Silent|Hidden|Last|Lost|Golden|Broken|Secret|Dark|Little|Great|Wild|Midnight|Forgotten|"
+ADJ = words("Silent|Hidden|Last|Lost|Golden|Broken|Secret|Dark|Little|Great|Wild|Midnight|Forgotten|"
          "Crimson|Endless|Quiet|Brave|Burning|Frozen|Invisible|Sweet|Bitter|Perfect|Final|Eternal|"
          "Savage|Gentle|Restless|Scarlet|Hollow|Wicked|Lonely|Shining|Stolen|Distant|Iron")
-NOUN = _w("Garden|River|House|Kingdom|Promise|Shadow|Road|Winter|Summer|Empire|Island|Letter|"
+NOUN = words("Garden|River|House|Kingdom|Promise|Shadow|Road|Winter|Summer|Empire|Island|Letter|"
           "Daughter|Heart|Storm|Mirror|Forest|City|Journey|Bridge|Crown|Voice|Dream|Witness|Ocean|"
           "Key|Mountain|Game|War|Night|Harbor|Orchard|Lighthouse|Secret|Fire|Sky|Tide|Valley|Queen")
-TOPIC = _w("Python Programming|Organic Chemistry|Microeconomics|Project Management|Digital "
+TOPIC = words("Python Programming|Organic Chemistry|Microeconomics|Project Management|Digital "
            "Photography|Yoga|Watercolor Painting|Machine Learning|Spanish Grammar|World History|"
            "Human Anatomy|Financial Accounting|Gardening|Bread Baking|Statistics|Leadership|"
            "Marketing|Calculus|Nutrition|Mindfulness|Operating Systems|Criminal Law|Astronomy|"
            "Bird Watching|Jazz Piano|Public Speaking|Beekeeping|Data Science|Knitting|Chess")
-PLACE_WORD = _w("Paris|Berlin|Tokyo|Rome|Lisbon|Vienna|Chicago|Sydney|Havana|Cairo|Dublin|"
+PLACE_WORD = words("Paris|Berlin|Tokyo|Rome|Lisbon|Vienna|Chicago|Sydney|Havana|Cairo|Dublin|"
                 "Brooklyn|Kyoto|Madrid|Prague|Oslo|Bombay|Texas|Montana|Provence|Tuscany|Bali")
-SERIES = _w("Chronicles of the North|The Riverbend Mysteries|Dragon Academy|Harbor Lights|"
+SERIES = words("Chronicles of the North|The Riverbend Mysteries|Dragon Academy|Harbor Lights|"
             "The Kingdom Saga|Detective Maren|Star Rangers|Blackwood Manor|Hearts of Texas")
 LOCAL_TITLE = {
-    "de": _w("Der stille Garten|Das verlorene Haus|Die letzte Reise|Im Schatten des Waldes|"
+    "de": words("Der stille Garten|Das verlorene Haus|Die letzte Reise|Im Schatten des Waldes|"
              "Das Geheimnis der Insel|Kochen für Anfänger|Die Tochter des Kapitäns|Nachtzug nach Lissabon|"
              "Grundlagen der Statistik|Der Winter in Wien|Die Erben des Sturms"),
-    "fr": _w("Le jardin secret|La maison perdue|Le dernier voyage|L'ombre de la forêt|Les enfants "
+    "fr": words("Le jardin secret|La maison perdue|Le dernier voyage|L'ombre de la forêt|Les enfants "
              "du silence|Cuisine facile|La fille du capitaine|Une saison à Paris|Petit traité de "
              "statistique|Le roi des montagnes|La mer et les étoiles"),
-    "es": _w("El jardín secreto|La casa perdida|El último viaje|La sombra del bosque|Cocina fácil|"
+    "es": words("El jardín secreto|La casa perdida|El último viaje|La sombra del bosque|Cocina fácil|"
              "La hija del capitán|Cien noches en Madrid|El secreto de la isla|Historia de España|"
              "La ciudad de los sueños"),
-    "it": _w("Il giardino segreto|La casa perduta|L'ultimo viaggio|L'ombra del bosco|Cucina facile|"
+    "it": words("Il giardino segreto|La casa perduta|L'ultimo viaggio|L'ombra del bosco|Cucina facile|"
              "La figlia del capitano|Un'estate a Roma|Il segreto dell'isola|Storia d'Italia"),
-    "pt": _w("O jardim secreto|A casa perdida|A última viagem|A sombra da floresta|Cozinha fácil|"
+    "pt": words("O jardim secreto|A casa perdida|A última viagem|A sombra da floresta|Cozinha fácil|"
              "A filha do capitão|Um verão em Lisboa|O segredo da ilha|Viva, Ame, Lidere"),
-    "nl": _w("De stille tuin|Het verloren huis|De laatste reis|In de schaduw van het bos|Koken voor "
+    "nl": words("De stille tuin|Het verloren huis|De laatste reis|In de schaduw van het bos|Koken voor "
              "beginners|De dochter van de kapitein"),
-    "ja": _w("静かな庭|失われた家|最後の旅|森の影|はじめての料理|船長の娘|東京の夏|島の秘密"),
+    "ja": words("静かな庭|失われた家|最後の旅|森の影|はじめての料理|船長の娘|東京の夏|島の秘密"),
 }
 
 
@@ -90,11 +90,11 @@ def book_title(rng: random.Random, locale: str, person: Callable[[], str]) -> st
         "adj": ADJ, "noun": NOUN, "place": PLACE_WORD, "topic": TOPIC, "series": SERIES,
         "n": lambda: str(rng.randint(1, 12)), "year": lambda: str(rng.randint(1995, 2021)),
         "person": lambda: person().split()[-1], "first": lambda: person().split()[0],
-        "edition": _w("2nd|3rd|4th|Revised|Illustrated|Anniversary"),
+        "edition": words("2nd|3rd|4th|Revised|Illustrated|Anniversary"),
     })
 
 
-MOVIE_EXTRA = _w("Returns|Rising|Reloaded|Begins|Forever|Unleashed|Redemption|Origins")
+MOVIE_EXTRA = words("Returns|Rising|Reloaded|Begins|Forever|Unleashed|Redemption|Origins")
 
 
 def movie_title(rng: random.Random, locale: str) -> str:
@@ -109,7 +109,7 @@ def movie_title(rng: random.Random, locale: str) -> str:
             "Behind the {noun}: Escape to {place}", "{adj} Little {noun}s", "{noun} {num}",
         )), rng, {"adj": ADJ, "noun": NOUN, "n": lambda: str(rng.randint(2, 4)),
                   "extra": MOVIE_EXTRA, "place": PLACE_WORD,
-                  "first": _w("Harry|Emma|Jumanji|Mulan|Onward|Coriolanus|Dolphin|Sniper|Emperor"),
+                  "first": words("Harry|Emma|Jumanji|Mulan|Onward|Coriolanus|Dolphin|Sniper|Emperor"),
                   "num": lambda: str(rng.choice((2, 3, 1917, 2067, 300)))})
     if rng.random() < 0.25:  # many movie sites append the release year
         t += f" ({rng.randint(1970, 2021)})"
@@ -118,19 +118,19 @@ def movie_title(rng: random.Random, locale: str) -> str:
     return t
 
 
-TV_SERIES = _w("Hannibal|Outlander|Rick and Morty|Ink Master|All American|Narcos: Mexico|The Unicorn|"
+TV_SERIES = words("Hannibal|Outlander|Rick and Morty|Ink Master|All American|Narcos: Mexico|The Unicorn|"
                "Ballers|Power|Beat Bobby Flay|Bluestone 42|Days of Our Lives|Murdoch Mysteries|"
                "Riverdale|grown-ish|Scream Queens|Malcolm in the Middle|The Crown|Dark|Money Heist|"
                "Vikings|Peaky Blinders|The Office|Grey's Anatomy|Chicago Fire|Doctor Who|Bones|"
                "Suits|Lucifer|The Expanse|Fargo|Ozark|Shameless|Better Call Saul|Sherlock")
 
-DISH = _w("Chicken Wings|Burgers|Salmon|Lentil Soup|Banana Bread|Pancakes|Granola Bars|Chili|"
+DISH = words("Chicken Wings|Burgers|Salmon|Lentil Soup|Banana Bread|Pancakes|Granola Bars|Chili|"
           "Tacos|Risotto|Lasagna|Brownies|Cheesecake|Stir Fry|Curry|Muffins|Meatballs|Quiche|"
           "Enchiladas|Smoothie|Pad Thai|Fried Rice|Pot Roast|Cookies|Scones|Gnocchi|Dumplings")
-FLAVOR = _w("Honey Sriracha|Lemon Garlic|Creamy|Easy|Vegan|Gluten-Free|Slow Cooker|Air Fryer|"
+FLAVOR = words("Honey Sriracha|Lemon Garlic|Creamy|Easy|Vegan|Gluten-Free|Slow Cooker|Air Fryer|"
             "One-Pot|Spicy|Smoky|Rosemary Thyme|Maple Pecan|Chocolate Chip|Healthy|Homemade|"
             "Instant Pot|Keto|Sheet Pan|Crispy|Coconut|Peanut Butter|Pumpkin Spice")
-COCKTAIL = _w("Lemon Drop|California Mule|Moscow Mule|Negroni|Aperol Spritz|Old Fashioned|Mojito|"
+COCKTAIL = words("Lemon Drop|California Mule|Moscow Mule|Negroni|Aperol Spritz|Old Fashioned|Mojito|"
               "Paloma|Whiskey Sour|Espresso Martini|Dark and Stormy|Tom Collins")
 
 
@@ -140,16 +140,16 @@ def recipe_name(rng: random.Random) -> str:
         return rng.choice(COCKTAIL)
     name = fill(rng.choice(("{flavor} {dish}", "The Best {flavor} {dish}", "{flavor} {dish} with {side}",
                             "Easy {dish}", "{flavor} {dish} ({method})")), rng,
-                {"flavor": FLAVOR, "dish": DISH, "side": _w("Spinach|Mushrooms|Feta|Rice|Avocado|Herbs"),
-                 "method": _w("Air Fryer|Instant Pot|No Bake|30 Minutes|Freezer Friendly")})
+                {"flavor": FLAVOR, "dish": DISH, "side": words("Spinach|Mushrooms|Feta|Rice|Avocado|Herbs"),
+                 "method": words("Air Fryer|Instant Pot|No Bake|30 Minutes|Freezer Friendly")})
     return name.upper() if r > 0.93 else name
 
 
-PRODUCT_THING = _w("Spin Bike|Treadmill|Beanie|Hoodie|Sneaker|Dog Collar|Leather Leash|Coffee Mug|"
+PRODUCT_THING = words("Spin Bike|Treadmill|Beanie|Hoodie|Sneaker|Dog Collar|Leather Leash|Coffee Mug|"
                    "Casserole Dish|Shower Chair|Battery Charger|Air Fryer|Yoga Mat|Backpack|Desk Lamp|"
                    "Bluetooth Speaker|Phone Case|Water Bottle|Face Serum|Lipstick|Paintbrush Set|"
                    "Wall Tile|Throw Pillow|Headphones|Kitchen Scale|Garden Hose|Flywheel|Control Valve")
-PRODUCT_BRAND = _w("YOSUDA|Proform|UMAY|Bobby|Drive Medical|K&K Keramik|NutriChef|BISSELL|JBL|Sony|"
+PRODUCT_BRAND = words("YOSUDA|Proform|UMAY|Bobby|Drive Medical|K&K Keramik|NutriChef|BISSELL|JBL|Sony|"
                    "Philips|Bosch|Makita|Lil Nood|Gigacer|CIELO|Anker|Logitech|Tefal|Nike|Adidas|"
                    "Innovative Products|Wall & Deco|Tornado|Kärcher|Samsung|Apple|Braun|OXO")
 
@@ -161,11 +161,11 @@ def product_name(rng: random.Random) -> str:
         "{color} {mat} {thing} - {size}mm", "{adj2} {thing} ({qty} Pack)", "{thing} {size} oz",
         "{mat} {thing} with {extra}", "{model}#{size} {adj2} {mat} {thing}",
     )), rng, {
-        "mat": _w("Leather|Cotton|Stainless Steel|Ceramic|Bamboo|Silicone|Wool|Oak|Nylon"),
-        "qty": _w("2|3|4|6|10|12"), "extra": _w("Chrome Studs|Gift Box|USB-C|Lid|Handle|Zipper"),
+        "mat": words("Leather|Cotton|Stainless Steel|Ceramic|Bamboo|Silicone|Wool|Oak|Nylon"),
+        "qty": words("2|3|4|6|10|12"), "extra": words("Chrome Studs|Gift Box|USB-C|Lid|Handle|Zipper"),
         "brand": PRODUCT_BRAND, "thing": PRODUCT_THING,
-        "color": _w("Navy|Black|Silver|Pink|Stealth Black|Dark Grey|Red|Olive|White|Rose Gold"),
-        "adj2": _w("Premium|Classic|Portable|Compact|Heavy Duty|Professional|Deluxe|Wireless"),
+        "color": words("Navy|Black|Silver|Pink|Stealth Black|Dark Grey|Red|Olive|White|Rose Gold"),
+        "adj2": words("Premium|Classic|Portable|Compact|Heavy Duty|Professional|Deluxe|Wireless"),
         "model": lambda: f"{rng.choice('ABCDEFGHKLMNPRSTX')}{rng.randint(10, 999)}",
         "size": lambda: str(rng.randint(5, 46)),
     })
@@ -173,7 +173,7 @@ def product_name(rng: random.Random) -> str:
 
 # --- descriptions, reviews, steps ------------------------------------------------------------
 _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
-    "Book": (_w(
+    "Book": (words(
         "Explore the {adj} world of {topic} in this {kind} by an award-winning author.|"
         "A {adj2} {kind} about a young {who} who must {goal} before it is too late.|"
         "This {edition} edition covers {topic} with clear examples, exercises and review questions.|"
@@ -186,14 +186,14 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "Focus on {topic}; {adj} {noun}s and the people who made them.|"
         "This historic book may have numerous typos and missing text.|"
         "The {adj} {noun} is the {ordinal} book in the {series} series."),
-        {"kind": _w("novel|memoir|guide|collection of stories|textbook|thriller|handbook|picture book"),
-         "adj2": _w("heartwarming|gripping|moving|hilarious|haunting|timely|beautifully written"),
-         "who": _w("woman|boy|detective|soldier|princess|teacher|widow|scientist"),
-         "who2": _w("Sophie James|Jean Sanders|Josephine Wilder|the narrator|Anna|Tom Becker"),
-         "goal": _w("save her family|find the truth|win back his home|escape the city|solve the murder"),
-         "edition": _w("third|second|revised|updated|new"),
-         "topic_cap": TOPIC, "n": _w("50|100|200|300"), "ordinal": _w("first|second|third|final")}),
-    "Movie": (_w(
+        {"kind": words("novel|memoir|guide|collection of stories|textbook|thriller|handbook|picture book"),
+         "adj2": words("heartwarming|gripping|moving|hilarious|haunting|timely|beautifully written"),
+         "who": words("woman|boy|detective|soldier|princess|teacher|widow|scientist"),
+         "who2": words("Sophie James|Jean Sanders|Josephine Wilder|the narrator|Anna|Tom Becker"),
+         "goal": words("save her family|find the truth|win back his home|escape the city|solve the murder"),
+         "edition": words("third|second|revised|updated|new"),
+         "topic_cap": TOPIC, "n": words("50|100|200|300"), "ordinal": words("first|second|third|final")}),
+    "Movie": (words(
         "{star} and {star} star in this {adj2} {genre} about {plot}.|"
         "A {adj2} {genre} about a {who} whose {life} is turned upside down when {event}.|"
         "While on a family trip, a {who} discovers {plot}.|"
@@ -204,21 +204,21 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "The story of a {who} who {goal2}.|During the {era}, a {who} must {goal}.|"
         "When {person} sets sail with a group of friends, she cannot shake the feeling that {plot}.|"
         "Five friends reunite in an attempt to {goal}."),
-        {"star": _w("Emma Stone|Steve Carell|David Oyelowo|Rosamund Pike|Tom Hardy|Viola Davis|Idris Elba|Zoe Kazan"),
-         "adj2": _w("heartfelt|thrilling|darkly comic|action-packed|chilling|inspiring|crowd-pleasing"),
-         "genre": _w("drama|comedy|thriller|adventure|horror film|documentary|romance"),
-         "who": _w("milquetoast accountant|retired cop|young autistic woman|teenage hacker|small-town mayor"),
-         "life": _w("quiet life|marriage|career|perfect plan"),
-         "event": _w("aliens arrive on Earth|a stranger knocks on the door|his father is murdered|the storm hits"),
-         "plot": _w("a conspiracy at the heart of the city|a secret that could change everything|the power of friendship"),
-         "goal": _w("stop the invasion|clear his name|find her brother|survive the night"),
-         "title": _w("now|in HD|free"), "year": _w("2001|2010|2016|2019|2020"), "m": _w("1|2|3|4|5|6|7|8|9"),
-         "r": _w("6,4|7.1|5.8|8.2"), "mins": _w("79|94|101|118|132"),
-         "plot_cap": _w("A behind the scenes look at the team|A family is torn apart|Nothing is what it seems"),
-         "goal2": _w("loses everything|finds love in Paris|is transported out of his body|joins a gang of bikers"),
-         "era": _w("Roman Empire|Cold War|Great Depression|last ice age"),
-         "person": _w("Jess|Anna|Mary Jane|Natalie|Hannah")}),
-    "Recipe": (_w(
+        {"star": words("Emma Stone|Steve Carell|David Oyelowo|Rosamund Pike|Tom Hardy|Viola Davis|Idris Elba|Zoe Kazan"),
+         "adj2": words("heartfelt|thrilling|darkly comic|action-packed|chilling|inspiring|crowd-pleasing"),
+         "genre": words("drama|comedy|thriller|adventure|horror film|documentary|romance"),
+         "who": words("milquetoast accountant|retired cop|young autistic woman|teenage hacker|small-town mayor"),
+         "life": words("quiet life|marriage|career|perfect plan"),
+         "event": words("aliens arrive on Earth|a stranger knocks on the door|his father is murdered|the storm hits"),
+         "plot": words("a conspiracy at the heart of the city|a secret that could change everything|the power of friendship"),
+         "goal": words("stop the invasion|clear his name|find her brother|survive the night"),
+         "title": words("now|in HD|free"), "year": words("2001|2010|2016|2019|2020"), "m": words("1|2|3|4|5|6|7|8|9"),
+         "r": words("6,4|7.1|5.8|8.2"), "mins": words("79|94|101|118|132"),
+         "plot_cap": words("A behind the scenes look at the team|A family is torn apart|Nothing is what it seems"),
+         "goal2": words("loses everything|finds love in Paris|is transported out of his body|joins a gang of bikers"),
+         "era": words("Roman Empire|Cold War|Great Depression|last ice age"),
+         "person": words("Jess|Anna|Mary Jane|Natalie|Hannah")}),
+    "Recipe": (words(
         "{adj2} {dish} that is ready in {n} minutes and perfect for {occasion}!|"
         "Quick and easy, no bake, homemade {dish} made with {ing} and {ing}.|"
         "This {dish} is a great alternative for {occasion}. Made with {ing}, it is {adj2}.|"
@@ -231,13 +231,13 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "There is nothing like a juicy {dish}, properly cooked and properly seasoned.|"
         "I recently read that {dish} was the most frequently made recipe of the year.|"
         "My easy and delicious {dish} recipe uses just {n} ingredients."),
-        {"adj2": _w("Delicious|Healthy|Creamy|Crispy|Comforting|Light and bubbly|Kid-friendly"),
+        {"adj2": words("Delicious|Healthy|Creamy|Crispy|Comforting|Light and bubbly|Kid-friendly"),
          "dish": tuple(d.lower() for d in DISH),
-         "ing": _w("rice flakes|soy milk|peanut butter|fresh basil|coconut milk|goat cheese|walnuts|"
+         "ing": words("rice flakes|soy milk|peanut butter|fresh basil|coconut milk|goat cheese|walnuts|"
                    "balsamic vinegar|buckwheat|white chocolate|garlic|lime juice|maple syrup"),
-         "occasion": _w("breakfast|a weeknight dinner|dessert|the holidays|meal prep|a party|brunch"),
-         "n": _w("10|15|20|30|45|4|6"), "flavor": FLAVOR}),
-    "Hotel": (_w(
+         "occasion": words("breakfast|a weeknight dinner|dessert|the holidays|meal prep|a party|brunch"),
+         "n": words("10|15|20|30|45|4|6"), "flavor": FLAVOR}),
+    "Hotel": (words(
         "Located in the heart of {city}, the hotel offers {amen} and {amen}.|"
         "Book {hotel} in {city}. Save talking direct with online management.|"
         "The hotel is situated {dist} from the {poi}. All rooms feature {amen}.|"
@@ -249,15 +249,15 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "A {floor} apartment with {amen}, close to {poi}. Sleeps {b}.|"
         "Remote fly-in lodge located on a private lake. Meals, guided fishing and {amen} included.|"
         "Set in {city}, {dist} from {poi}, the property offers rooms with {amen} and {amen}."),
-        {"amen": _w("free WiFi|an outdoor pool|a fitness centre|air conditioning|a spa|free parking|a restaurant"),
-         "dist": _w("80 m|5 minutes|2 km|a short walk|10 minutes"),
-         "poi": _w("ski lift|beach|old town|airport|train station|Union Square|the bay|city centre"),
-         "floor": _w("first floor|ground floor|top floor|three-storey"),
-         "stars": _w("3|4|5"), "hotel": _w("Pavilion Hotel|Tabulam Hotel|Harbour Lodge|Grand Palace Hotel"),
-         "city": PLACE_WORD, "lodge": _w("Wilderness lodge|Boutique hotel|Family-run guesthouse|Resort"),
-         "amen_cap": _w("Free wireless|Free breakfast|Heated pool|Free parking"),
-         "decade": _w("1920s|1890s|1960s|19th century"), "t": _w("14:00|15:00|3 pm"), "b": _w("2|4|6")}),
-    "Product": (_w(
+        {"amen": words("free WiFi|an outdoor pool|a fitness centre|air conditioning|a spa|free parking|a restaurant"),
+         "dist": words("80 m|5 minutes|2 km|a short walk|10 minutes"),
+         "poi": words("ski lift|beach|old town|airport|train station|Union Square|the bay|city centre"),
+         "floor": words("first floor|ground floor|top floor|three-storey"),
+         "stars": words("3|4|5"), "hotel": words("Pavilion Hotel|Tabulam Hotel|Harbour Lodge|Grand Palace Hotel"),
+         "city": PLACE_WORD, "lodge": words("Wilderness lodge|Boutique hotel|Family-run guesthouse|Resort"),
+         "amen_cap": words("Free wireless|Free breakfast|Heated pool|Free parking"),
+         "decade": words("1920s|1890s|1960s|19th century"), "t": words("14:00|15:00|3 pm"), "b": words("2|4|6")}),
+    "Product": (words(
         "The {thing} features {feat} and {feat}. {care}.|"
         "Product Description: constructed of {mat}, this {thing} is built to last.|"
         "{mat_cap}. Made in {origin}. {care}.|"
@@ -269,41 +269,41 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "Beds:{b} Baths:{b} Sq. Feet:{sq}|The perfect wardrobe staple. Our {color} {thing} looks great with {thing}s.|"
         "Soft and robust {thing} with {feat}. Pack size: {b}."),
         {"thing": tuple(p.lower() for p in PRODUCT_THING),
-         "feat": _w("a no-slip grip|cushion padding|a moisture-wicking fabric|a rechargeable battery|"
+         "feat": words("a no-slip grip|cushion padding|a moisture-wicking fabric|a rechargeable battery|"
                     "adjustable straps|a stainless steel body|LED display"),
-         "mat": _w("100% cotton|genuine leather|recycled plastic|solid oak|aluminium|100% gabardine"),
-         "mat_cap": _w("100% gabardine|100% wood (ash tree)|Genuine leather|Organic cotton"),
-         "origin": _w("Europe|Italy|Germany|the USA|Portugal|Japan"),
-         "care": _w("Hand wash only|Machine washable|Wipe clean|Dishwasher safe"),
-         "use": _w("home workouts|travel|everyday use|the kitchen|outdoor adventures"),
-         "feat_cap": _w("Two-Piece Forged Aluminum|Full Polish Finish|Anti-Slip Sole|Water Resistant|Adjustable Strap"),
-         "n": _w("three|two|five"), "size": _w("4 oz|24 oz|16 oz|1 kg|500 ml"), "b": _w("1|2|3|4"),
-         "sq": _w("695|751|809|1200|1450"), "color": _w("black|navy|white|grey|olive")}),
-    "Event": (_w(
+         "mat": words("100% cotton|genuine leather|recycled plastic|solid oak|aluminium|100% gabardine"),
+         "mat_cap": words("100% gabardine|100% wood (ash tree)|Genuine leather|Organic cotton"),
+         "origin": words("Europe|Italy|Germany|the USA|Portugal|Japan"),
+         "care": words("Hand wash only|Machine washable|Wipe clean|Dishwasher safe"),
+         "use": words("home workouts|travel|everyday use|the kitchen|outdoor adventures"),
+         "feat_cap": words("Two-Piece Forged Aluminum|Full Polish Finish|Anti-Slip Sole|Water Resistant|Adjustable Strap"),
+         "n": words("three|two|five"), "size": words("4 oz|24 oz|16 oz|1 kg|500 ml"), "b": words("1|2|3|4"),
+         "sq": words("695|751|809|1200|1450"), "color": words("black|navy|white|grey|olive")}),
+    "Event": (words(
         "Join us for {an_event} featuring {who}. {extra}|"
         "We meet at the {spot} around {time} and are ready to go by {time}.|"
         "&lt;p&gt;This class combines {activity} and {activity}. {extra}&lt;/p&gt;|"
         "Enjoy a brief presentation, refreshments, and relaxed networking. {extra}|"
         "{club} meeting to be held at {spot}. {extra}"),
-        {"an_event": _w("an awesome night of live music|our monthly book club|a free workshop|a family fun day"),
-         "who": _w("local talent|guest speakers|the city orchestra|award-winning chefs"),
-         "extra": _w("All welcome.|Registration required.|Free entry.|Tickets at the door.|Bring a friend!"),
-         "spot": _w("back parking lot|community hall|Alexandra Park|main library|town square"),
-         "time": _w("5:45|6:00|7:30|9:00"),
-         "activity": _w("traditional calisthenics|Tai Chi|Qi Gong|weight training|yoga|stretching"),
-         "club": _w("Auckland Trotting Club|Rotary Club|Chamber of Commerce|Garden Society")}),
-    "JobPosting": (_w(
+        {"an_event": words("an awesome night of live music|our monthly book club|a free workshop|a family fun day"),
+         "who": words("local talent|guest speakers|the city orchestra|award-winning chefs"),
+         "extra": words("All welcome.|Registration required.|Free entry.|Tickets at the door.|Bring a friend!"),
+         "spot": words("back parking lot|community hall|Alexandra Park|main library|town square"),
+         "time": words("5:45|6:00|7:30|9:00"),
+         "activity": words("traditional calisthenics|Tai Chi|Qi Gong|weight training|yoga|stretching"),
+         "club": words("Auckland Trotting Club|Rotary Club|Chamber of Commerce|Garden Society")}),
+    "JobPosting": (words(
         "We are currently recruiting a {role} to join our {team} team in {city}.|"
         "The {role} is responsible for {duty} and {duty}. {req}|"
         "About the Role: we are looking for a {role} to {duty}. {req}|"
         "&lt;p&gt;Job Description&lt;BR&gt;Role: {role}&lt;BR&gt;Location: {city}&lt;BR&gt;|"
         "Looking for individuals to train into {role}s. No experience necessary. {req}"),
-        {"role": _w("Technical Account Handler|Process Operator|Clinic Nurse|Software Engineer|"
+        {"role": words("Technical Account Handler|Process Operator|Clinic Nurse|Software Engineer|"
                     "Sales Representative|Machine Operator|Account Executive|Warehouse Associate"),
-         "team": _w("growing|sales|engineering|clinical|operations|customer success"),
-         "duty": _w("receiving and storing materials|managing key accounts|supporting patients|"
+         "team": words("growing|sales|engineering|clinical|operations|customer success"),
+         "duty": words("receiving and storing materials|managing key accounts|supporting patients|"
                     "writing clean code|meeting sales targets|maintaining equipment"),
-         "req": _w("Must possess a valid driver's license.|Competitive salary and benefits.|"
+         "req": words("Must possess a valid driver's license.|Competitive salary and benefits.|"
                    "Full training provided.|Apply today!|Shift work required."),
          "city": PLACE_WORD}),
 }
@@ -316,7 +316,7 @@ def description(domain: str, rng: random.Random, n_sent: int = 1) -> str:
     return " ".join(fill(rng.choice(templates), rng, all_slots) for _ in range(n_sent))
 
 
-_REVIEW = _w(
+_REVIEW = words(
     "I really enjoyed this {thing}. {opinion}|{opinion} Would {rec} it to anyone.|"
     "This is honestly one of the most {adj2} {thing}s I have ever {verb}.|"
     "Great {thing}, great service! {opinion}|"
@@ -325,20 +325,20 @@ _REVIEW = _w(
     "Very pleasant experience. All was very good. Will come back.|"
     "The author clearly {complaint2}. {opinion}|\u201c{adj2_cap} and unforgettable.\u201d \u2014 {paper}")
 _REVIEW_SLOTS = {
-    "thing": _w("book|product|place|series|recipe|restaurant|movie|soap"),
-    "opinion": _w("Loved every page.|The characters felt real.|Five stars!|Not worth the money.|"
+    "thing": words("book|product|place|series|recipe|restaurant|movie|soap"),
+    "opinion": words("Loved every page.|The characters felt real.|Five stars!|Not worth the money.|"
                   "The food was excellent.|Arrived quickly and well packaged.|My kids loved it."),
-    "rec": _w("recommend|gift"), "adj2": _w("heartbreaking|useful|delicious|boring|inspiring|overrated"),
-    "adj2_cap": _w("Gripping|Tender|Brilliant|Moving"), "verb": _w("read|bought|tried|watched"),
-    "complaint": _w("the steak was overcooked|the delivery took three weeks|the ending made no sense"),
-    "complaint2": _w("did the research|lacks the patience to edit|knows the subject well"),
-    "paper": _w("The Guardian|Kirkus Reviews|Publishers Weekly|The New York Times"),
+    "rec": words("recommend|gift"), "adj2": words("heartbreaking|useful|delicious|boring|inspiring|overrated"),
+    "adj2_cap": words("Gripping|Tender|Brilliant|Moving"), "verb": words("read|bought|tried|watched"),
+    "complaint": words("the steak was overcooked|the delivery took three weeks|the ending made no sense"),
+    "complaint2": words("did the research|lacks the patience to edit|knows the subject well"),
+    "paper": words("The Guardian|Kirkus Reviews|Publishers Weekly|The New York Times"),
 }
 _REVIEW_LOCAL = {
-    "de": _w("Sehr gutes Buch, klare Empfehlung!|Schnelle Lieferung, alles bestens.|Leider enttäuschend."),
-    "fr": _w("Très bon livre, je recommande !|Livraison rapide, produit conforme.|Un peu décevant."),
-    "es": _w("Muy buen libro, lo recomiendo.|Entrega rápida, todo perfecto.|Un poco decepcionante."),
-    "sv": _w("Har än så länge bara ätit på terrassen som är öppen på sommaren."),
+    "de": words("Sehr gutes Buch, klare Empfehlung!|Schnelle Lieferung, alles bestens.|Leider enttäuschend."),
+    "fr": words("Très bon livre, je recommande !|Livraison rapide, produit conforme.|Un peu décevant."),
+    "es": words("Muy buen libro, lo recomiendo.|Entrega rápida, todo perfecto.|Un poco decepcionante."),
+    "sv": words("Har än så länge bara ätit på terrassen som är öppen på sommaren."),
 }
 
 
@@ -349,7 +349,7 @@ def review(rng: random.Random, locale: str) -> str:
     return fill(rng.choice(_REVIEW), rng, _REVIEW_SLOTS)
 
 
-_STEP = _w("Preheat oven to {temp}.|Mix all the {what} ingredients together in a large bowl.|"
+_STEP = words("Preheat oven to {temp}.|Mix all the {what} ingredients together in a large bowl.|"
            "Add the {ing} and stir until combined.|Whisk together the {ing} and the {ing}.|"
            "Bake for {n} minutes until golden.|Refrigerate for at least {n} minutes.|"
            "Combine ingredients in a mixing glass filled with ice. Shake and strain.|"
@@ -358,9 +358,9 @@ _STEP = _w("Preheat oven to {temp}.|Mix all the {what} ingredients together in a
 
 
 def recipe_steps(rng: random.Random) -> str:
-    slots = {"temp": _w("350° F|180 degrees|200°C|400 degrees Fahrenheit"),
-             "what": _w("dry|wet|marinade|dressing"), "n": _w("5|10|20|30|45"),
-             "ing": _w("butter|sugar|eggs|flour|garlic|cacao nibs|broth|milk|oats|banana")}
+    slots = {"temp": words("350° F|180 degrees|200°C|400 degrees Fahrenheit"),
+             "what": words("dry|wet|marinade|dressing"), "n": words("5|10|20|30|45"),
+             "ing": words("butter|sugar|eggs|flour|garlic|cacao nibs|broth|milk|oats|banana")}
     k = rng.randint(1, 3)
     sep = rng.choice((" ", "; "))
     return sep.join(fill(rng.choice(_STEP), rng, slots) for _ in range(k))
@@ -374,11 +374,11 @@ def song_title(rng: random.Random) -> str:
     return fill(rng.choice(("{adj} {noun}", "{noun}", "The {noun} Needs a {noun}", "{noun} Blues",
                             "{adj} {noun} (Live)", "{noun} (Remix)", "What do You Say?", "{noun} ft. {ft}",
                             "Suddenly {adj}", "{adj} Dreams")), rng,
-                {"adj": ADJ, "noun": NOUN, "ft": _w("KNNess|Lil Joe|MC Ray|Dana")})
+                {"adj": ADJ, "noun": NOUN, "ft": words("KNNess|Lil Joe|MC Ray|Dana")})
 
 
 def album_title(rng: random.Random) -> str:
     return fill(rng.choice(("{adj} {noun}", "Rhythm and {x}", "Simple Things In Life", "Singles",
                             "The {noun} Sessions", "{noun} (Deluxe Edition)", "Greatest Hits",
                             "Live at the {noun}", "Relax and Sleep: {x} Sounds")), rng,
-                {"adj": ADJ, "noun": NOUN, "x": _w("Soul|Dance|Ocean|Rain|Blues|Jazz")})
+                {"adj": ADJ, "noun": NOUN, "x": words("Soul|Dance|Ocean|Rain|Blues|Jazz")})

@@ -18,7 +18,7 @@ from typing import Callable
 from faker import Faker
 
 from aegir.tables import synth_text as T
-from aegir.tables.synth_text import _w
+from aegir.tables.synth_text import words
 
 
 @dataclass
@@ -48,19 +48,19 @@ def _provider(fake: Faker, *names: str) -> Callable[[], str] | None:
     return None
 
 
-def _many(n: int, fn: Callable[[], str]) -> list[str]:
+def many(n: int, fn: Callable[[], str]) -> list[str]:
     return [fn() for _ in range(n)]
 
 
-def _enum(c: ValueContext, n: int, pool: tuple[str, ...], p_same: float = 0.6) -> list[str]:
+def enum_column(c: ValueContext, n: int, pool: tuple[str, ...], p_same: float = 0.6) -> list[str]:
     """Enumeration-like columns: often one value repeated (one site, one status), sometimes mixed."""
     if c.rng.random() < p_same:
         v = c.rng.choice(pool)
         return [v if c.rng.random() < 0.85 else c.rng.choice(pool) for _ in range(n)]
-    return _many(n, lambda: c.rng.choice(pool))
+    return many(n, lambda: c.rng.choice(pool))
 
 
-def _schema_url(c: ValueContext, terms: tuple[str, ...], base: str = "schema.org") -> list[str]:
+def schema_url(c: ValueContext, terms: tuple[str, ...], base: str = "schema.org") -> list[str]:
     """One site writes an enumeration one way: bare term, http:// or https:// prefixed."""
     pre = c.rng.choice(("", "", f"http://{base}/", f"https://{base}/"))
     return [pre + t for t in terms]
@@ -68,13 +68,13 @@ def _schema_url(c: ValueContext, terms: tuple[str, ...], base: str = "schema.org
 
 # --- dates and times ------------------------------------------------------------------------
 _MONTHS = {
-    "en": _w("January|February|March|April|May|June|July|August|September|October|November|December"),
-    "de": _w("Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"),
-    "fr": _w("janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre"),
-    "es": _w("enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"),
-    "it": _w("gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre"),
-    "pt": _w("janeiro|fevereiro|março|abril|maio|junho|julho|agosto|setembro|outubro|novembro|dezembro"),
-    "nl": _w("januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december"),
+    "en": words("January|February|March|April|May|June|July|August|September|October|November|December"),
+    "de": words("Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"),
+    "fr": words("janvier|février|mars|avril|mai|juin|juillet|août|septembre|octobre|novembre|décembre"),
+    "es": words("enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"),
+    "it": words("gennaio|febbraio|marzo|aprile|maggio|giugno|luglio|agosto|settembre|ottobre|novembre|dicembre"),
+    "pt": words("janeiro|fevereiro|março|abril|maio|junho|julho|agosto|setembro|outubro|novembro|dezembro"),
+    "nl": words("januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december"),
 }
 
 
@@ -114,7 +114,7 @@ def _date_fmt(c: ValueContext) -> Callable[[dt.date], str]:
 def gen_date(c: ValueContext, n: int) -> list[str]:
     f = _date_fmt(c)
     lo = c.rng.choice((1950, 1990, 2010, 2018))
-    return _many(n, lambda: f(_rand_date(c.rng, lo, 2022)))
+    return many(n, lambda: f(_rand_date(c.rng, lo, 2022)))
 
 
 def gen_datetime(c: ValueContext, n: int) -> list[str]:
@@ -134,7 +134,7 @@ def gen_datetime(c: ValueContext, n: int) -> list[str]:
             return f"{d.isoformat()} {h:02d}:{m:02d}:{s:02d}"
         return f"{d.isoformat()}T{h:02d}:{m:02d}{tz if tz != '.000Z' else 'Z'}"
 
-    return _many(n, one)
+    return many(n, one)
 
 
 def gen_time(c: ValueContext, n: int) -> list[str]:
@@ -148,7 +148,7 @@ def gen_time(c: ValueContext, n: int) -> list[str]:
                 f"{(h % 12) or 12}:{m:02d} {'AM' if h < 12 else 'PM'}", f"To {h:02d}:{m:02d}",
                 f"{h:02d}:{m:02d}:00-05:00")[style]
 
-    return _many(n, one)
+    return many(n, one)
 
 
 def gen_duration(c: ValueContext, n: int) -> list[str]:
@@ -162,14 +162,14 @@ def gen_duration(c: ValueContext, n: int) -> list[str]:
         return (f"PT{mins}M", (f"PT{h}H{m}M" if m else f"PT{h}H") if h else f"PT{m}M", f"{mins} min",
                 str(mins), f"{mins} Min.", f"PD{rng.randint(1, 3)}TH0M0", f"{h}h {m:02d}min" if h else f"{m} min")[style]
 
-    return _many(n, one)
+    return many(n, one)
 
 
 _DAYS = {
-    "en": _w("Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"),
-    "de": _w("Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag|Sonntag"),
-    "fr": _w("lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche"),
-    "es": _w("lunes|martes|miércoles|jueves|viernes|sábado|domingo"),
+    "en": words("Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"),
+    "de": words("Montag|Dienstag|Mittwoch|Donnerstag|Freitag|Samstag|Sonntag"),
+    "fr": words("lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche"),
+    "es": words("lunes|martes|miércoles|jueves|viernes|sábado|domingo"),
 }
 
 
@@ -232,20 +232,20 @@ def gen_phone(c: ValueContext, n: int) -> list[str]:
 def gen_fax(c: ValueContext, n: int) -> list[str]:
     f = _phone_style(c)
     pre = c.rng.choice(("", "", "Fax: ", "F. ", "Fax "))
-    return _many(n, lambda: pre + f())
+    return many(n, lambda: pre + f())
 
 
 _REAL_CITIES = {
-    "en_US": _w("Denver|Portland|Los Angeles|Peachtree City|Prescott|Las Vegas|Niagara Falls|Austin|"
+    "en_US": words("Denver|Portland|Los Angeles|Peachtree City|Prescott|Las Vegas|Niagara Falls|Austin|"
                 "Chicago|Boston|Abilene|Fort Pierce|Longview|Saint Louis|Winchester|Island Lake|Seattle|"
                 "Nashville|Phoenix|Miami|Raleigh|Albany|Saginaw|Hemlock|Scottsdale|Arlington|Tampa"),
-    "en_GB": _w("London|Manchester|Bristol|Leeds|Torquay|Falmouth|Bath|Poole|Ferndown|York|Glasgow|Cardiff"),
-    "en_AU": _w("Sydney|Melbourne|Benowa|Canberra|Port Hedland|Cairns|Perth|Adelaide|Hobart|Darwin"),
-    "en_CA": _w("Toronto|Mississauga|Moose Jaw|Calgary|Edmonton|Vancouver|Québec|Montreal|Ottawa"),
+    "en_GB": words("London|Manchester|Bristol|Leeds|Torquay|Falmouth|Bath|Poole|Ferndown|York|Glasgow|Cardiff"),
+    "en_AU": words("Sydney|Melbourne|Benowa|Canberra|Port Hedland|Cairns|Perth|Adelaide|Hobart|Darwin"),
+    "en_CA": words("Toronto|Mississauga|Moose Jaw|Calgary|Edmonton|Vancouver|Québec|Montreal|Ottawa"),
 }
 
 
-def _city(c: ValueContext) -> str:
+def city(c: ValueContext) -> str:
     real = _REAL_CITIES.get(c.locale)
     if real and c.rng.random() < 0.8:  # Faker's en_* cities are invented ("New Melanie")
         return c.rng.choice(real)
@@ -253,15 +253,15 @@ def _city(c: ValueContext) -> str:
 
 
 def gen_locality(c: ValueContext, n: int) -> list[str]:
-    v = _city(c)
+    v = city(c)
     same = c.rng.random() < 0.4
-    return [v if same else _city(c) for _ in range(n)]
+    return [v if same else city(c) for _ in range(n)]
 
 
 def gen_region(c: ValueContext, n: int) -> list[str]:
     abbr = c.locale in ("en_US", "en_AU", "pt_BR", "it_IT") and c.rng.random() < 0.5
     f = _provider(c.fake, *(("state_abbr",) if abbr else ()), "administrative_unit", "state", "region", "province", "city")
-    return _many(n, f or (lambda: _city(c)))
+    return many(n, f or (lambda: city(c)))
 
 
 def gen_postal_code(c: ValueContext, n: int) -> list[str]:
@@ -270,7 +270,7 @@ def gen_postal_code(c: ValueContext, n: int) -> list[str]:
     return [v if same else c.fake.postcode() for _ in range(n)]
 
 
-_COUNTRY_NAMES = _w("United States|Canada|France|Germany|Spain|Italy|Australia|United Kingdom|USA|"
+_COUNTRY_NAMES = words("United States|Canada|France|Germany|Spain|Italy|Australia|United Kingdom|USA|"
                     "Deutschland|España|Brasil|Nederland|Japan|Schweiz|Österreich|Ireland|South Africa")
 
 
@@ -281,13 +281,13 @@ def gen_country(c: ValueContext, n: int) -> list[str]:
     if style == 0:
         return [home if c.rng.random() < 0.8 else c.fake.country_code() for _ in range(n)]
     if style == 1:
-        return _enum(c, n, _COUNTRY_NAMES, p_same=0.7)
-    return _many(n, c.fake.country)
+        return enum_column(c, n, _COUNTRY_NAMES, p_same=0.7)
+    return many(n, c.fake.country)
 
 
 def gen_street(c: ValueContext, n: int) -> list[str]:
     suffix = c.rng.choice(("", "", "", ","))
-    return _many(n, lambda: c.fake.street_address() + suffix)
+    return many(n, lambda: c.fake.street_address() + suffix)
 
 
 def gen_postal_address(c: ValueContext, n: int) -> list[str]:
@@ -306,7 +306,7 @@ def gen_coordinate(c: ValueContext, n: int) -> list[str]:
     lat = c.rng.random() < 0.5
     center = c.rng.uniform(-60, 60) if lat else c.rng.uniform(-150, 150)
     digits = c.rng.choice((4, 4, 5, 6, 7))
-    return _many(n, lambda: f"{center + c.rng.uniform(-3, 3):.{digits}f}".rstrip("0"))
+    return many(n, lambda: f"{center + c.rng.uniform(-3, 3):.{digits}f}".rstrip("0"))
 
 
 def gen_email(c: ValueContext, n: int) -> list[str]:
@@ -318,10 +318,10 @@ def gen_email(c: ValueContext, n: int) -> list[str]:
             e = "".join(f"&#{ord(ch)};" if c.rng.random() < 0.4 else ch for ch in e)
         return e
 
-    return _many(n, one)
+    return many(n, one)
 
 
-_SLUG_WORDS = tuple(w.lower() for w in T.ADJ + T.NOUN) + _w(
+_SLUG_WORDS = tuple(w.lower() for w in T.ADJ + T.NOUN) + words(
     "event|workshop|sale|summer|class|night|live|tour|open|day|meeting|festival|2020|2019|free|kids|art")
 
 
@@ -339,7 +339,7 @@ def gen_url(c: ValueContext, n: int) -> list[str]:
         slug = _slug(c.rng, c.rng.randint(2, 5))
         return f"{scheme}{dom}/{path}/{slug}/" if c.rng.random() < 0.6 else f"{scheme}{dom}/{path}/{c.rng.randint(100, 99999)}-{slug}.html"
 
-    return _many(n, one)
+    return many(n, one)
 
 
 def gen_photo(c: ValueContext, n: int) -> list[str]:
@@ -355,7 +355,7 @@ def gen_photo(c: ValueContext, n: int) -> list[str]:
             return f"https://images-na.ssl-images-amazon.com/images/I/{c.fake.pystr(9, 11)}._SL{c.rng.choice((500, 1500, 3000))}_.jpg"
         return f"{scheme}{dom}/media/cache/{c.rng.randint(100, 900)}x{c.rng.randint(100, 900)}/{name}"
 
-    return _many(n, one)
+    return many(n, one)
 
 
 # --- money ------------------------------------------------------------------------------------
@@ -384,17 +384,17 @@ def _money_fmt(c: ValueContext) -> Callable[[float], str]:
 def gen_price(c: ValueContext, n: int) -> list[str]:
     f = _money_fmt(c)
     scale = c.rng.choice((10, 30, 100, 1000))
-    return _many(n, lambda: f(round(c.rng.uniform(0.5, 1.0) * scale * c.rng.choice((0.3, 0.6, 1.0)), 2) + 0.99 * (c.rng.random() < 0.3)))
+    return many(n, lambda: f(round(c.rng.uniform(0.5, 1.0) * scale * c.rng.choice((0.3, 0.6, 1.0)), 2) + 0.99 * (c.rng.random() < 0.3)))
 
 
 def gen_price_range(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
     sym = _SYM.get(_LOCALE_CUR.get(c.locale, "USD"), "$")
     if style == 0:
-        return _enum(c, n, (sym * 1, sym * 2, sym * 3, sym * 4), p_same=0.8)
+        return enum_column(c, n, (sym * 1, sym * 2, sym * 3, sym * 4), p_same=0.8)
     if style == 1:
-        return _many(n, lambda: f"{sym}{c.rng.randint(10, 40)} - {sym}{c.rng.randint(50, 200)}")
-    return _enum(c, n, _w("Negotiable|Moderate|Inexpensive|Expensive|Budget|Mid-range"))
+        return many(n, lambda: f"{sym}{c.rng.randint(10, 40)} - {sym}{c.rng.randint(50, 200)}")
+    return enum_column(c, n, words("Negotiable|Moderate|Inexpensive|Expensive|Budget|Mid-range"))
 
 
 def gen_currency(c: ValueContext, n: int) -> list[str]:
@@ -416,14 +416,14 @@ def gen_monetary_amount(c: ValueContext, n: int) -> list[str]:
                 f"{yr:,} - {sym}{yr + 2000:,}", str(yr), f"{yr:,} + Bonus",
                 rng.choice(("Competitive", "Pay depends on your level of experience and education.", "DOE")))[style]
 
-    return _many(n, one)
+    return many(n, one)
 
 
 # --- numbers and quantities -----------------------------------------------------------------------
 def gen_number(c: ValueContext, n: int) -> list[str]:
     # SOTAB's Number columns are mostly rating values, counts, page numbers and years-as-floats
     style = c.rng.randrange(6)
-    return _many(n, lambda: (str(c.rng.choice((1, 1, 4, 5, 5, 10, 0))), f"{c.rng.uniform(1, 5):.1f}",
+    return many(n, lambda: (str(c.rng.choice((1, 1, 4, 5, 5, 10, 0))), f"{c.rng.uniform(1, 5):.1f}",
                              str(c.rng.randint(50, 900)), f"{c.rng.uniform(0, 10):.1f}",
                              f"{c.rng.uniform(3, 5):.2f}", f"{c.rng.randint(1990, 2020)}.0")[style])
 
@@ -431,20 +431,20 @@ def gen_number(c: ValueContext, n: int) -> list[str]:
 def gen_quantitative(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(3)
     unit = c.rng.choice(("servings", "Servings", "cookies", "Pancakes", "Biscuits"))
-    return _many(n, lambda: (str(c.rng.choice((1, 1, 2, 5, 25))), f"{c.rng.randint(2, 24)} {unit}",
+    return many(n, lambda: (str(c.rng.choice((1, 1, 2, 5, 25))), f"{c.rng.randint(2, 24)} {unit}",
                              str(c.rng.randint(1, 200)))[style])
 
 
 def gen_energy(c: ValueContext, n: int) -> list[str]:
     unit = c.rng.choice(("", " calories", " kcal", " Calories", " cal"))
-    return _many(n, lambda: f"{c.rng.randint(60, 700)}{unit}")
+    return many(n, lambda: f"{c.rng.randint(60, 700)}{unit}")
 
 
 def gen_mass(c: ValueContext, n: int) -> list[str]:
     nut = c.rng.choice(("", "", " sugar", " fat", " carbohydrates", " protein", " sodium", " fiber"))
     long_unit = c.rng.random() < 0.4
     dec = c.rng.random() < 0.4
-    return _many(n, lambda: (f"{c.rng.uniform(0, 60):.1f}" if dec else str(c.rng.randint(0, 60)))
+    return many(n, lambda: (f"{c.rng.uniform(0, 60):.1f}" if dec else str(c.rng.randint(0, 60)))
                  + (" grams" if long_unit else c.rng.choice((" g", "g"))) + nut)
 
 
@@ -459,50 +459,19 @@ def gen_weight(c: ValueContext, n: int) -> list[str]:
              f"{small:.2f} lb", f"{small:.3f} Kg.")[style]
         return s.replace(".", ",", 1) if comma and style >= 3 else s
 
-    return _many(n, one)
+    return many(n, one)
 
 
 def gen_distance(c: ValueContext, n: int) -> list[str]:
     style = c.rng.randrange(4)
-    return _many(n, lambda: (f"{c.rng.randint(150, 205)} cm", f"1.{c.rng.randint(50, 99)} m",
+    return many(n, lambda: (f"{c.rng.randint(150, 205)} cm", f"1.{c.rng.randint(50, 99)} m",
                              f"{c.rng.randint(4, 6)} Feet {c.rng.randint(0, 11)} Inch",
                              f"{c.rng.randint(1, 40)} km")[style])
 
 
 def gen_unit_code(c: ValueContext, n: int) -> list[str]:
-    return _enum(c, n, _w("CMT|KGM|INH|LBR|GRM|MTR|C62|ONZ"), p_same=0.9)
+    return enum_column(c, n, words("CMT|KGM|INH|LBR|GRM|MTR|C62|ONZ"), p_same=0.9)
 
 
 def gen_unit_text(c: ValueContext, n: int) -> list[str]:
-    return _enum(c, n, _w("lbs|grams|Kg|kg|cm|inches|CMT|oz|g|pcs"), p_same=0.9)
-
-
-def gen_identifier(c: ValueContext, n: int) -> list[str]:
-    style = c.rng.randrange(7)
-
-    def isbn() -> str:
-        return c.fake.isbn13()
-
-    one = (isbn, lambda: isbn().replace("-", ""),
-           lambda: f"{float(isbn().replace('-', '')):.5e}",  # spreadsheet-mangled ISBNs, as in SOTAB
-           c.fake.ean13, lambda: f"ISBN: {isbn()}", c.fake.isbn10, lambda: f"{c.fake.isbn10()} (pbk.)")[style]
-    return _many(n, one)
-
-
-def gen_product_model(c: ValueContext, n: int) -> list[str]:
-    rng = c.rng
-    style = rng.randrange(6)
-    pre = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXZ") for _ in range(rng.randint(1, 4)))
-    things = _w("Leather Leash|Dog Collar|Fur Saver|Bottle|Coupler|Muzzle|Filter|Wheel|Cartridge")
-    one = (lambda: str(rng.randint(1000, 9999)),
-           lambda: f"{pre}{rng.randint(10, 9999)}{rng.choice(('', '-', '/'))}{rng.choice(('', 'A', 'TW', 'PES', 'B'))}",
-           lambda: f"{pre}-{rng.randint(100, 9999)}",
-           lambda: f"{pre[:1]}{rng.randint(1, 999)}#{rng.randint(1000, 1200)} {rng.choice(T.ADJ)} {rng.choice(things)}",
-           lambda: f"{rng.choice((4, 8, 16, 32))} oz{rng.choice(('', ' Bottle', '.'))}",
-           lambda: f"{pre}{rng.randint(1, 9)} {pre}{rng.randint(1000, 9999)}{rng.choice(('', '-01'))}")[style]
-    return _many(n, one)
-
-
-def gen_youtube_id(c: ValueContext, n: int) -> list[str]:
-    alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    return _many(n, lambda: "".join(c.rng.choice(alpha) for _ in range(11)))
+    return enum_column(c, n, words("lbs|grams|Kg|kg|cm|inches|CMT|oz|g|pcs"), p_same=0.9)
