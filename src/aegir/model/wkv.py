@@ -21,7 +21,7 @@ from torch import Tensor
 
 
 def _mask_inputs(log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, mask: Tensor | None):
-    if mask is None:
+    if mask is None or bool(mask.all()):  # nothing to mask: skip five full-size multiplies
         return log_w, k, v, a, b
     m = mask[:, :, None, None].to(k.dtype)  # (B, T, 1, 1)
     return log_w * m, k * m, v * m, a * m, b * m
@@ -101,12 +101,15 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
     P = torch.diag_embed(Gc.squeeze(-2).exp()) + bdT @ W  # (B, H, n, K, K)
     Q = kdT @ v + bdT @ U0  # (B, H, n, K, V)
 
-    M = r.new_zeros(B, H, K, V)  # (B, H, K, V)
+    # Sequential part: one (K x K) @ (K x V) per chunk, on (B*H)-batched 3-D views.
+    O0, Qe = O0.reshape(B * H, n, c, V), Qe.reshape(B * H, n, c, K)  # (BH, n, c, V), (BH, n, c, K)
+    P, Q = P.reshape(B * H, n, K, K), Q.reshape(B * H, n, K, V)  # (BH, n, K, K), (BH, n, K, V)
+    M = r.new_zeros(B * H, K, V)  # (BH, K, V)
     outs = []
     for i in range(n):
-        outs.append(O0[:, :, i] + Qe[:, :, i] @ M)  # (B, H, c, V)
-        M = P[:, :, i] @ M + Q[:, :, i]
-    o = torch.stack(outs, dim=2).reshape(B, H, n * c, V)[:, :, :T]  # (B, H, T, V)
+        outs.append(torch.baddbmm(O0[:, i], Qe[:, i], M))  # (BH, c, V)
+        M = torch.baddbmm(Q[:, i], P[:, i], M)  # (BH, K, V)
+    o = torch.stack(outs, dim=1).reshape(B, H, n * c, V)[:, :, :T]  # (BH, n, c, V) -> (B, H, T, V)
     return o.transpose(1, 2)  # (B, T, H, V)
 
 
