@@ -204,6 +204,9 @@ def _context_column(kind: str, n: int, rng: random.Random) -> list[str]:
 
 
 _CONTEXT_KINDS = tuple(_CONTEXT_HEADERS)
+# Labels whose SOTAB cells sometimes hold several "; "-joined values (one product, several offers).
+_MULTI_VALUE_LABELS = frozenset({"price", "currency", "ItemAvailability", "OfferItemCondition", "Number",
+                                 "category", "Review", "QuantitativeValue", "DeliveryMethod"})
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class SynthConfig:
     min_rows: int = 3
     max_rows: int = 20
     p_unannotated_domain_column: float = 0.3  # a context column of a domain type left unlabelled
-    p_multi_value: float = 0.04  # "; "-joined multi-value cells, as in SOTAB's Train/Validation files
+    p_multi_value: float = 0.15  # "; "-joined offer values (of _MULTI_VALUE_LABELS columns), as in SOTAB
     p_html_escaped: float = 0.06  # columns scraped with HTML entities left in ("&amp;", "&#8217;")
     domains: tuple[Domain, ...] = field(default=DOMAINS)
 
@@ -305,22 +308,22 @@ def _make_table(index: int, seed: int, cfg: SynthConfig) -> tuple[Table, list[La
     header: list[str] = []
     targets: list[LabeledColumn] = []
     for j, (label, kind) in enumerate(specs):
-        if label is not None:
-            col = generate_column(label, n_rows, rng, locale)
-        elif kind.startswith("domain:"):
-            col = generate_column(kind[7:], n_rows, rng, locale)
+        # the type the values have: the label, or for an unannotated domain column its hidden type
+        value_type = label if label is not None else (kind[7:] if kind.startswith("domain:") else None)
+        if value_type is not None:
+            col = generate_column(value_type, n_rows, rng, locale, domain=dom.name)
         else:
             col = _context_column(kind, n_rows, rng)
         if rng.random() < cfg.p_html_escaped:
             col = _html_escape(col, rng)
-        if rng.random() < cfg.p_multi_value:
-            col = ["; ".join([v] * rng.randint(2, 3)) for v in col]
+        if value_type in _MULTI_VALUE_LABELS and rng.random() < cfg.p_multi_value:
+            # one entity with several offers: "InStock; InStock", "30.4; 27.57; 43.32"
+            col = ["; ".join([v] + rng.sample(col, min(len(col), rng.randint(1, 3)))) for v in col]
         if rng.random() < 0.5:
             rate = rng.uniform(0.0, 2.0 * cfg.missing_rate)
             col = _missing(col, rate, rng, keep=(n_rows + 1) // 2 if label is not None else 0)
         columns.append(col)
-        hdr_label = label if label is not None else (kind[7:] if kind.startswith("domain:") else None)
-        header.append(_header_for(hdr_label, kind, dom.name, lang, rng))
+        header.append(_header_for(value_type, kind, dom.name, lang, rng))
         if label is not None:
             targets.append(LabeledColumn(table_index=index, column=j, labels=(label,)))
 

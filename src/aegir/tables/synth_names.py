@@ -138,7 +138,8 @@ def _desc(domain: str):
 
 
 def gen_item_list(c: V.ValueContext, n: int) -> list[str]:
-    fn = T.recipe_steps if c.rng.random() < 0.6 else T.track_list
+    steps = {"Recipe": True, "MusicAlbum": False}.get(c.domain, c.rng.random() < 0.6)
+    fn = T.recipe_steps if steps else T.track_list
     return V.many(n, lambda: fn(c.rng))
 
 
@@ -197,12 +198,12 @@ def check_locale(locale: str) -> None:
         raise ValueError(f"synthetic tables: unknown Faker locale {locale!r} (e.g. en_US, de_DE, fr_FR, ja_JP)")
 
 
-def generate_column(label: str, n: int, rng: random.Random, locale: str = "en_US") -> list[str]:
+def generate_column(label: str, n: int, rng: random.Random, locale: str = "en_US", *, domain: str = "") -> list[str]:
     """n credible cell values for one column of SOTAB CTA type `label`, in one column style."""
     if label not in GENERATORS:
         raise ValueError(f"synthetic tables: no generator for label {label!r}; supported: {', '.join(SUPPORTED_LABELS)}")
     if n < 0:
         raise ValueError(f"synthetic tables: n must be >= 0, got {n}")
     check_locale(locale)
-    ctx = V.ValueContext(rng=rng, locale=locale, fake=_faker(locale, rng.getrandbits(63)))
+    ctx = V.ValueContext(rng=rng, locale=locale, fake=_faker(locale, rng.getrandbits(63)), domain=domain)
     return [str(v) for v in GENERATORS[label](ctx, n)]

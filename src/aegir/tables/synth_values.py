@@ -23,11 +23,14 @@ from aegir.tables.synth_text import words
 
 @dataclass
 class ValueContext:
-    """What a generator may use: the column's rng, locale and a Faker seeded from that rng."""
+    """What a generator may use: the column's rng, locale, a Faker seeded from that rng, and the
+    table's domain ("" when unknown) for labels whose values depend on it (ItemList: recipe
+    steps in a Recipe table, a track list in a MusicAlbum table)."""
 
     rng: random.Random
     locale: str
     fake: Faker
+    domain: str = ""
 
     @property
     def lang(self) -> str:
