@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 # Mirrors aegir.encoding.vocab (tests assert they agree); duplicated as literals so this module
@@ -107,19 +107,31 @@ class ModelConfig:
     head_size: int = 64  # RWKV-7 head size N; every d_model must be a multiple
     ffn_mult: int = 4  # channel-mix hidden = ffn_mult * width
     # Target compression N per router (one per outer stage), relative to that stage's input.
-    ratio_targets: list[float] = field(default_factory=lambda: [3.0, 2.0])
+    # None -> 3 for the outer router and 2 for the others, e.g. (3, 2) for three stages.
+    ratio_targets: list[float] | None = None
     ratio_loss_weight: float = 0.03
-    lr_multipliers: list[float] = field(default_factory=lambda: [2.0, 1.5, 1.0])
+    # Per-stage learning-rate multipliers; None -> evenly from 2.0 (outer) to 1.0 (innermost),
+    # e.g. [2.0, 1.5, 1.0]: outer stages see fewer, noisier gradient paths (H-Net uses [3.0, 1.7, 0.9]).
+    lr_multipliers: list[float] | None = None
     wkv_chunk: int = 64
     wkv_impl: str = "chunked"  # "chunked" (default), "naive" (reference loop), "fla" (CUDA only)
     bf16_autocast: bool = True  # only ever applied on CUDA; CPU runs fp32
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        self.d_model = [int(d) for d in self.d_model] if isinstance(self.d_model, (list, tuple)) else self.d_model
         self.arch_layout = _as_lists(self.arch_layout)
-        self.ratio_targets = [float(x) for x in self.ratio_targets]
-        self.lr_multipliers = [float(x) for x in self.lr_multipliers]
+        S = parse_layout(self.arch_layout).n_stages
+        if self.ratio_targets is None:
+            self.ratio_targets = [3.0] + [2.0] * (S - 2) if S > 1 else []
+        if self.lr_multipliers is None:
+            self.lr_multipliers = [2.0 - i / (S - 1) for i in range(S)] if S > 1 else [1.0]
+        for name in ("d_model", "ratio_targets", "lr_multipliers"):
+            val = getattr(self, name)
+            conv = int if name == "d_model" else float
+            try:
+                setattr(self, name, [conv(x) for x in val])
+            except (TypeError, ValueError):
+                raise ModelConfigError(f"{name}: expected a list of numbers, got {val!r}") from None
         self.validate()
 
     # --- validation ----------------------------------------------------------------------

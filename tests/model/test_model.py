@@ -228,3 +228,16 @@ def test_lm_loss_equals_hand_computed_cross_entropy():
     assert out.n_tokens == len(terms) == 19 + 11
     assert out.loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
     assert out.bits_per_byte == pytest.approx(out.loss.item() / math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("layout,d_model", [(["w2"], [64]), (["w1", ["w2"], "w1"], [32, 64])])
+def test_other_stage_counts_build_and_train(layout, d_model):
+    cfg = ModelConfig(d_model=d_model, arch_layout=layout, head_size=32)
+    assert len(cfg.ratio_targets) == len(d_model) - 1 and len(cfg.lr_multipliers) == len(d_model)
+    model = AegirModel(cfg)
+    ids, mask = batch(B=2, T=16, lengths=(16, 9))
+    out = model.lm_loss(ids, mask)
+    (out.loss + out.ratio_loss).backward()
+    assert len(out.stages) == len(d_model) - 1 and torch.isfinite(out.loss)
+    with pytest.raises(ModelConfigError, match="d_model"):
+        ModelConfig(d_model="wide", arch_layout=layout)

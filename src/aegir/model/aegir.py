@@ -12,6 +12,7 @@ where attributes may have been lost (e.g. after copy.deepcopy).
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ class LMOutput:
 
     @property
     def bits_per_byte(self) -> float:
-        return float(self.loss) / float(torch.log(torch.tensor(2.0)))
+        return float(self.loss.detach()) / math.log(2.0)
 
 
 @dataclass
