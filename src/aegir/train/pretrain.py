@@ -407,7 +407,7 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
             stopped = "time"
             break
         # Time-budget runs put the cosine on elapsed time, so the lr still decays by the deadline.
-        lr = sched.set_step(step if budget_s is None else max(step, steps * elapsed / budget_s))
+        lr = sched.set_step(step, None if budget_s is None else elapsed / budget_s)
         if hooks.before_step:
             hooks.before_step(step, model)
         ts = time.time()
