@@ -1,0 +1,1 @@
+"""Training: optimizer groups and schedule, pretraining, fine-tuning, data-parallel wiring."""
