@@ -72,32 +72,34 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
 
     r, log_w, k, v, a, b = (prep(x) for x in (r, log_w, k, v, a, b))
     G = log_w.cumsum(dim=-2)  # (B, H, n, c, K) inclusive
-    Gm = G - log_w  # exclusive
     ref = G[..., c // 2 : c // 2 + 1, :]  # (B, H, n, 1, K)
-    a_s = a * (Gm - ref).exp()
-    r_s = r * (G - ref).exp()
-    inv = (ref - G).exp()
+    e = (G - ref).exp()  # e^{G - ref}; e^{G- - ref} = e / w
+    inv = e.reciprocal()  # e^{ref - G}
+    r_s = r * e
+    a_s = a * e / log_w.exp()
     k_s = k * inv
     b_s = b * inv
 
     kT = k_s.transpose(-1, -2)  # (B, H, n, K, c)
     bT = b_s.transpose(-1, -2)  # (B, H, n, K, c)
-    A_ak = (a_s @ kT).tril(-1)  # (B, H, n, c, c) strictly lower: u_t sees s < t
-    A_ab = (a_s @ bT).tril(-1)
-    A_rk = (r_s @ kT).tril()  # lower incl. diagonal: o_t sees s <= t
-    A_rb = (r_s @ bT).tril()
+    # In-place tril: matmul's backward does not need its output, so autograd allows it.
+    A_ak = (a_s @ kT).tril_(-1)  # (B, H, n, c, c) strictly lower: u_t sees s < t
+    A_ab = (a_s @ bT).tril_(-1)
+    A_rk = (r_s @ kT).tril_()  # lower incl. diagonal: o_t sees s <= t
+    A_rb = (r_s @ bT).tril_()
 
     eye = torch.eye(c, dtype=r.dtype, device=r.device)
-    rhs = torch.cat([A_ak @ v, a * Gm.exp()], dim=-1)  # (B, H, n, c, V + K)
+    e_ref = ref.exp()  # (B, H, n, 1, K): small broadcasts instead of full-size exps below
+    rhs = torch.cat([A_ak @ v, a_s * e_ref], dim=-1)  # (B, H, n, c, V + K); a_s e^{ref} = a e^{G-}
     sol = torch.linalg.solve_triangular(eye - A_ab, rhs, upper=False, unitriangular=True)
     U0, W = sol.split([V, K], dim=-1)  # (B, H, n, c, V), (B, H, n, c, K)
 
     O0 = A_rk @ v + A_rb @ U0  # (B, H, n, c, V)
-    Qe = r * G.exp() + A_rb @ W  # (B, H, n, c, K)
+    Qe = r_s * e_ref + A_rb @ W  # (B, H, n, c, K); r_s e^{ref} = r e^{G}
     Gc = G[..., -1:, :]  # (B, H, n, 1, K) decay over the whole chunk
-    tail = (Gc - G).exp()  # (B, H, n, c, K) decay from each step to the chunk end
-    bdT = (b * tail).transpose(-1, -2)  # (B, H, n, K, c)
-    kdT = (k * tail).transpose(-1, -2)  # (B, H, n, K, c)
+    e_end = (Gc - ref).exp()  # (B, H, n, 1, K)
+    bdT = (b_s * e_end).transpose(-1, -2)  # (B, H, n, K, c): b e^{Gc - G}
+    kdT = (k_s * e_end).transpose(-1, -2)  # (B, H, n, K, c): k e^{Gc - G}
     P = torch.diag_embed(Gc.squeeze(-2).exp()) + bdT @ W  # (B, H, n, K, K)
     Q = kdT @ v + bdT @ U0  # (B, H, n, K, V)
 
