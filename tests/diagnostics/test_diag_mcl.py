@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
-from aegir.diagnostics.mcl import MCLConfig, knn_cosine_graph, mcl, mcl_audit
+from aegir.diagnostics.mcl import MCLConfig, auto_k, knn_cosine_graph, mcl, mcl_audit
 
 
 def _blobs(n_blobs: int, per: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -20,17 +20,30 @@ def _blobs(n_blobs: int, per: int, dim: int, seed: int = 0) -> tuple[np.ndarray,
 @pytest.mark.parametrize("n_blobs", [3, 4])
 def test_gaussian_blobs_recovered_at_coarse_and_medium_inflation(n_blobs):
     x, y = _blobs(n_blobs, 40, 16, seed=n_blobs)
-    audit = mcl_audit(x)
-    assert [r.inflation for r in audit.results] == [1.4, 2.0, 3.0, 5.0]
-    for r in audit.results[:2]:
-        assert r.converged and r.n_clusters == n_blobs and r.sizes == (40,) * n_blobs
-        assert adjusted_rand_score(y, r.labels) == pytest.approx(1.0)
+    audit = mcl_audit(x)  # auto k for 120-160 points: 4-5 neighbours
+    assert audit.k == auto_k(len(x)) and [r.inflation for r in audit.results] == [1.4, 2.0, 3.0, 5.0]
+    c = audit.coarse
+    assert c.converged and c.n_clusters == n_blobs and c.sizes == (40,) * n_blobs
+    assert adjusted_rand_score(y, c.labels) == pytest.approx(1.0)
+    # A denser graph (k = 10) keeps the blobs whole at inflation 2.0 as well.
+    dense = mcl_audit(x, MCLConfig(k=10))
+    for r in dense.results[:2]:
+        assert r.n_clusters == n_blobs and adjusted_rand_score(y, r.labels) == pytest.approx(1.0)
     # Finer inflations only split further, never merge blobs (kNN has no cross-blob edges here).
-    counts = [r.n_clusters for r in audit.results]
-    assert counts == sorted(counts)
-    for r in audit.results:
-        for c in np.unique(r.labels):
-            assert len(set(y[r.labels == c])) == 1
+    for a in (audit, dense):
+        counts = [r.n_clusters for r in a.results]
+        assert counts == sorted(counts)
+        for r in a.results:
+            for lab in np.unique(r.labels):
+                assert len(set(y[r.labels == lab])) == 1
+
+
+def test_auto_k_grows_with_sample_size():
+    assert [auto_k(n) for n in (10, 50, 100, 200, 400, 765, 5000)] == [3, 3, 4, 6, 8, 10, 10]
+    # Small sample, many small classes: k = 10 would chain the classes into one coarse cluster.
+    x, _ = _blobs(25, 2, 24, seed=11)
+    assert mcl_audit(x).coarse.count(2) >= 3
+    assert mcl_audit(x, MCLConfig(k=10)).coarse.count(2) < mcl_audit(x).coarse.count(2)
 
 
 def test_planted_block_graph():

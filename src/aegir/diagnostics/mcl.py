@@ -2,7 +2,8 @@
 
 Written from the algorithm's description, not from any implementation:
 
-1. graph: a cosine k-nearest-neighbour graph over the embeddings, symmetrised (an edge when
+1. graph: a cosine k-nearest-neighbour graph over the embeddings (k grows with sqrt(N), see
+   `auto_k`), symmetrised (an edge when
    either end chose the other), weight = cosine similarity (floored at a small positive value
    so a chosen neighbour is never dropped), plus a self-loop on every node (weight = the node's
    strongest edge, van Dongen's recommendation: without self-loops MCL oscillates on bipartite
@@ -30,6 +31,7 @@ Deviations / choices worth knowing:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,13 +40,13 @@ from scipy.sparse.csgraph import connected_components
 
 from aegir.diagnostics.collapse import as_numpy
 
-__all__ = ["MCLConfig", "MCLResult", "MCLAudit", "knn_cosine_graph", "mcl", "mcl_audit"]
+__all__ = ["MCLConfig", "MCLResult", "MCLAudit", "auto_k", "knn_cosine_graph", "mcl", "mcl_audit"]
 
 
 @dataclass(frozen=True)
 class MCLConfig:
     inflations: tuple[float, ...] = (1.4, 2.0, 3.0, 5.0)  # coarse -> fine; the first is "coarse"
-    k: int = 10  # neighbours per node in the cosine kNN graph
+    k: int | None = None  # neighbours per node in the cosine kNN graph; None = auto_k(N)
     expansion: int = 2
     self_loop: float | None = None  # None: each node's strongest edge weight
     prune_threshold: float = 1e-5
@@ -59,7 +61,7 @@ class MCLConfig:
     def __post_init__(self) -> None:
         if not self.inflations or any(r <= 1.0 for r in self.inflations):
             raise ValueError(f"MCL inflations must be > 1, got {self.inflations}")
-        if self.k < 1 or self.expansion < 2:
+        if (self.k is not None and self.k < 1) or self.expansion < 2:
             raise ValueError(f"MCL needs k >= 1 and expansion >= 2 (got k={self.k}, e={self.expansion})")
 
 
@@ -95,6 +97,17 @@ class MCLAudit:
     @property
     def coarse(self) -> MCLResult:
         return self.results[0]
+
+
+def auto_k(n: int) -> int:
+    """kNN degree for n points: round(0.4 * sqrt(n)) clipped to [3, 10].
+
+    A fixed k = 10 over-connects small validation sets: measured on 50 random SOTAB validation
+    columns (TF-IDF vectors) the coarse MCL count falls from 5 clusters at k = 3 to 2 at k = 10,
+    and on 50 points from 25 separated blobs from 7 to 1; from about 600 points on k = 10 is
+    harmless (765 columns: 28 coarse clusters at k = 10). So k grows with sqrt(n) up to 10.
+    """
+    return int(min(10, max(3, round(0.4 * math.sqrt(max(n, 1))))))
 
 
 def knn_cosine_graph(embeddings: object, k: int = 10, tie_tol: float = 1e-6, min_weight: float = 1e-3) -> sp.csr_matrix:
@@ -233,8 +246,9 @@ def mcl_audit(embeddings: object, cfg: MCLConfig | None = None) -> MCLAudit:
     if n_total > cfg.max_points:
         idx = np.sort(np.random.default_rng(cfg.seed).choice(n_total, size=cfg.max_points, replace=False))
         x = x[idx]
-    g = knn_cosine_graph(x, cfg.k, cfg.tie_tol, cfg.min_weight)
     n = x.shape[0]
+    k = cfg.k if cfg.k is not None else auto_k(n)
+    g = knn_cosine_graph(x, k, cfg.tie_tol, cfg.min_weight)
     if n > 1 and g.nnz == n * (n - 1) and np.ptp(g.data) <= cfg.tie_tol:
         # Every point is indistinguishable from every other (a collapsed model): the graph is
         # complete with equal weights, the uniform matrix is already MCL's fixed point at any
@@ -243,4 +257,4 @@ def mcl_audit(embeddings: object, cfg: MCLConfig | None = None) -> MCLAudit:
         results = tuple(MCLResult(r, one.labels, one.sizes, 0, True) for r in cfg.inflations)
     else:
         results = tuple(mcl(g, r, cfg) for r in cfg.inflations)
-    return MCLAudit(n_total=n_total, n_points=x.shape[0], k=cfg.k, n_edges=int(g.nnz // 2), results=results)
+    return MCLAudit(n_total=n_total, n_points=n, k=k, n_edges=int(g.nnz // 2), results=results)
