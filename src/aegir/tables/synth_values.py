@@ -288,9 +288,29 @@ def gen_country(c: ValueContext, n: int) -> list[str]:
     return many(n, c.fake.country)
 
 
+_EN_STREETS = words("Main|Oak|Pine Island|Maple|Washington|Park|Aerowood|Innovation|Melbourne|Guildford|Bute|"
+                    "Cleary|Patricia|Middlefield|Old Vic|Edinburgh|Portside|Eastern|Beth Nealson|Kapp|Adams Waite|"
+                    "Lake|Hill|Church|Mill|Cedar|Elm|Sunset|Highland|Broadway|2nd|3rd|30th|12th|Market|King|Queen")
+_EN_SUFFIX = words("St|St.|Street|Ave|Avenue|Rd|Road|Dr|Dr.|Drive|Blvd|Ln|Way|Pike|Line|Ct|Pl")
+
+
+def _en_street(c: ValueContext) -> str:
+    rng = c.rng
+    num = str(rng.choice((rng.randint(1, 99), rng.randint(100, 9999), rng.randint(10000, 99999))))
+    if rng.random() < 0.1:
+        num += rng.choice("AB") if rng.random() < 0.5 else f"-{int(num) + 2}"
+    d = rng.choice(("", "", "", "", "N ", "S ", "E ", "W ", "SW ", "North "))
+    unit = rng.choice(("",) * 6 + (f" #{rng.randint(1, 400)}", f" Suite {rng.randint(100, 900)}", f", Unit {rng.randint(1, 20)}"))
+    return f"{num} {d}{rng.choice(_EN_STREETS)} {rng.choice(_EN_SUFFIX)}{unit}"
+
+
 def gen_street(c: ValueContext, n: int) -> list[str]:
     suffix = c.rng.choice(("", "", "", ","))
-    return many(n, lambda: c.fake.street_address() + suffix)
+    # Faker's English street names are invented ("Tony Village"); real-looking ones are built here.
+    own = c.lang == "en" and c.rng.random() < 0.7
+    po_box = c.lang == "en" and c.rng.random() < 0.1
+    return many(n, lambda: ("PO BOX " + str(c.rng.randint(1, 999)) if po_box and c.rng.random() < 0.3
+                            else _en_street(c) if own else c.fake.street_address()) + suffix)
 
 
 def gen_postal_address(c: ValueContext, n: int) -> list[str]:
@@ -386,8 +406,19 @@ def _money_fmt(c: ValueContext) -> Callable[[float], str]:
 
 def gen_price(c: ValueContext, n: int) -> list[str]:
     f = _money_fmt(c)
-    scale = c.rng.choice((10, 30, 100, 1000))
-    return many(n, lambda: f(round(c.rng.uniform(0.5, 1.0) * scale * c.rng.choice((0.3, 0.6, 1.0)), 2) + 0.99 * (c.rng.random() < 0.3)))
+    scale = c.rng.choice((10, 30, 100, 1000, 10000))
+    # shops price either in whole units (45, 3790), at .95/.99 endings, or at arbitrary cents
+    ending = c.rng.choice(("whole", "95", "99", "cents", "cents"))
+
+    def one() -> float:
+        x = c.rng.uniform(0.05, 1.0) * scale
+        if ending == "whole":
+            return float(round(x / 5) * 5 or 5) if c.rng.random() < 0.6 else float(round(x) or 1)
+        if ending in ("95", "99"):
+            return int(x) + int(ending) / 100
+        return round(x, 2)
+
+    return many(n, lambda: f(one()))
 
 
 def gen_price_range(c: ValueContext, n: int) -> list[str]:
@@ -466,10 +497,17 @@ def gen_weight(c: ValueContext, n: int) -> list[str]:
 
 
 def gen_distance(c: ValueContext, n: int) -> list[str]:
-    style = c.rng.randrange(4)
-    return many(n, lambda: (f"{c.rng.randint(150, 205)} cm", f"1.{c.rng.randint(50, 99)} m",
-                             f"{c.rng.randint(4, 6)} Feet {c.rng.randint(0, 11)} Inch",
-                             f"{c.rng.randint(1, 40)} km")[style])
+    # SOTAB's Distance columns are mostly people's heights, in every notation there is
+    style = c.rng.randrange(9)
+
+    def one() -> str:
+        cm = c.rng.randint(150, 205)
+        ft, inch = divmod(round(cm / 2.54), 12)
+        return (f"{cm} cm", f"{cm / 100:.2f} m", f"{ft} Feet {inch} Inch", f"{c.rng.randint(1, 40)} km",
+                f"{ft}' {inch}\\\" ({cm} cm)", f"{ft}\u2032 {inch}\u2033 ({cm}cm)", f"{ft} ft {inch} in",
+                f"{ft}'{inch}", f"{ft}-{inch}")[style]
+
+    return many(n, one)
 
 
 def gen_unit_code(c: ValueContext, n: int) -> list[str]:
