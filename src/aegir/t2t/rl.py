@@ -131,7 +131,7 @@ def run_grpo(
         save_strategy="no",
         report_to="none",
         seed=cfg.seed,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
         disable_tqdm=False,
         **_precision_flags(cfg),
         **_dataloader_kwargs(cfg),

@@ -215,7 +215,7 @@ def run_sft(
             save_strategy="no",  # adapters are saved explicitly per stage below
             report_to="none",
             seed=cfg.seed,
-            gradient_checkpointing=cfg.gradient_checkpointing,
+            activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5 name of gradient checkpointing
             include_num_input_tokens_seen="non_padding",
             disable_tqdm=False,
             **_precision_flags(cfg),
