@@ -47,7 +47,7 @@ def test_two_process_gloo_run_matches_one_process(corpus_dir: Path, tmp_path: Pa
     args = ["--data", str(corpus_dir), "--model-size", "nano", "--set", "vocab_size=268", "--steps", str(steps),
             "--batch-size", str(B), "--seq-len", str(T), "--lr", "3e-3", "--warmup-steps", "1",
             "--eval-every", "1000", "--ckpt-every", "1000", "--no-progress", "--no-tensorboard", "--threads", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(_free_port()), "-m", "aegir", "pretrain", *args, "--out", str(tmp_path / "two")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

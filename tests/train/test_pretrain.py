@@ -19,13 +19,13 @@ from aegir.train.pretrain import (
     pretrain,
 )
 
-STEPS = 12
+STEPS = 24
 
 
 def tiny_cfg(data: Path, out: Path, **kw) -> PretrainConfig:
     base = dict(
         data=(str(data),), model_size="nano", model_overrides={"vocab_size": 268}, steps=STEPS,
-        batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, eval_every=1000, ckpt_every=4,
+        batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, eval_every=1000, ckpt_every=8,
         eval_windows=4, out=str(out), progress=False, tensorboard=False,
         corpus_overrides={"heldout_fraction": 0.2},
     )
@@ -57,7 +57,7 @@ def test_pretrain_lowers_heldout_bpb_and_writes_run_folder(reference) -> None:
     assert ck.step == STEPS and ck.config.name == "nano" and ck.run_args["seq_len"] == 32
     assert ck.metrics["heldout_bpb"]["mixed"] == pytest.approx(r.final_bpb["mixed"])
     assert ck.optimizer_state is not None and ck.data_state["next_sample"] == STEPS * 4
-    assert sorted(p.name for p in d.glob("step-*.pt")) == ["step-00000004.pt", "step-00000008.pt"]
+    assert sorted(p.name for p in d.glob("step-*.pt")) == ["step-00000008.pt", "step-00000016.pt"]
     recs = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
     first = next(x for x in recs if x["step"] == 0 and "loss" in x)
     # chunker health is logged from step 0, for both routers of nano
@@ -70,7 +70,7 @@ def test_kill_and_resume_reproduces_the_loss_curve(reference, corpus_dir: Path, 
         pass
 
     def die(step: int, rec: dict) -> None:
-        if step == 5:  # after 5 updates; the last checkpoint is step 4
+        if step == 11:  # after 11 updates; the last checkpoint is step 8
             raise Killed
 
     with pytest.raises(Killed):
@@ -80,7 +80,7 @@ def test_kill_and_resume_reproduces_the_loss_curve(reference, corpus_dir: Path, 
     res = pretrain(PretrainConfig(resume=str(run_dir), progress=False))
     assert res.run_dir == run_dir and res.steps_done == STEPS
     got, want = losses(run_dir), losses(reference.run_dir)
-    assert sorted(got) == list(range(STEPS))  # rewound: no duplicate records for step 4
+    assert sorted(got) == list(range(STEPS))  # rewound: no duplicate records for steps 8-10
     for s in range(STEPS):
         assert got[s] == pytest.approx(want[s], rel=1e-6, abs=1e-7), s
     a = load_checkpoint(run_dir / "final.pt").model_state
