@@ -130,8 +130,16 @@ def gen_category_code(c: ValueContext, n: int) -> list[str]:
 
 
 def gen_credential(c: ValueContext, n: int) -> list[str]:
-    return enum_column(c, n, words("Masters|Doctorate|4 Year Degree|Bachelor's Degree|High School Diploma|Not Specified|"
-                          "Graduation|UNAVAILABLE|Associate Degree|Diploma|CPA|Professional Certificate"), p_same=0.4)
+    if c.rng.random() < 0.25:  # free-text requirement lists, as many job boards export them
+        items = words("High School Diploma|Degree holder in Accounting or equivalent|DVM or equivalent|"
+                      "Bachelor's degree in Computer Science|Valid driver's license|CPR certification|"
+                      "Degree/Diploma in Marketing|Master's degree preferred|DEP in Mechanics")
+        bullet = c.rng.choice(("\u2022 ", "* ", "- "))
+        return many(n, lambda: " ".join(bullet + x for x in c.rng.sample(items, c.rng.randint(1, 3))))
+    pool = words("Masters|Doctorate|4 Year Degree|Bachelor's Degree|High School Diploma|Not Specified|"
+                 "Graduation|UNAVAILABLE|Associate Degree|Diploma|CPA|Professional Certificate|High School|"
+                 "DVM or equivalent|Haupt / -Realschulabschluss|Abitur|Licence|Baccalauréat|Título universitario")
+    return enum_column(c, n, pool, p_same=0.4)
 
 
 def gen_experience(c: ValueContext, n: int) -> list[str]:

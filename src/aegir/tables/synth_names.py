@@ -50,13 +50,16 @@ def gen_organization(c: V.ValueContext, n: int) -> list[str]:
     return V.many(n, fn)
 
 
-def _named(template_pool: tuple[str, ...], extra: dict[str, tuple[str, ...]]):
+def _named(template_pool: tuple[str, ...], extra: dict[str, T.Slot], schemes: tuple[int, int] = (1, 3)) -> V.Gen:
+    """A name generator from `{slot}` templates. `schemes`: how many templates one column uses."""
+
     def gen(c: V.ValueContext, n: int) -> list[str]:
-        slots = {"job": lambda: c.fake.job(), "last": lambda: c.fake.last_name(), "city": lambda: V.city(c), "first": lambda: c.fake.first_name(),
-                 "last_up": lambda: c.fake.last_name().upper(),
-                 "noun": T.NOUN, "adj": T.ADJ, **extra}
-        # one site tends to share a naming scheme: restrict the column to 1-3 templates
-        tpls = c.rng.sample(template_pool, min(len(template_pool), c.rng.randint(1, 3)))
+        slots: dict[str, T.Slot] = {
+            "job": lambda: c.fake.job(), "last": lambda: c.fake.last_name(), "city": lambda: V.city(c),
+            "first": lambda: c.fake.first_name(), "last_up": lambda: c.fake.last_name().upper(),
+            "noun": T.NOUN, "adj": T.ADJ, **extra}
+        # one site tends to share a naming scheme: restrict the column to a few templates
+        tpls = c.rng.sample(template_pool, min(len(template_pool), c.rng.randint(*schemes)))
         return V.many(n, lambda: T.fill(c.rng.choice(tpls), c.rng, slots))
 
     return gen
@@ -88,8 +91,14 @@ gen_place = _named(words("{city} Stadium|{last} Park|{city} Community Hall|St. {
                       "ONLINE|{city} Public Library|{noun} Theatre|{last} Convention Center"), {})
 gen_event_name = _named(words("{adj} {noun} Festival|Board Meeting|Game Night|{city} Jazz Night|Memorial Service|"
                            "{topic} Workshop|Yoga in the Park|Annual {noun} Gala|{city} Farmers Market|"
-                           "Live Music: {first} {last}|Story Time|{noun} Concert|Workforce Development: Drop-in Job Help"),
-                        {"topic": T.TOPIC})
+                           "Live Music: {first} {last}|Story Time|{noun} Concert|Workforce Development: Drop-in Job Help|"
+                           "{first} {last} at The {noun} in {city}|{adj} {noun} {dow} {mon} {d}, {h}:00 PM|"
+                           "{city} Open House|Postponed: {adj} {noun} The Musical|Virtual Event: {topic} Webinar|"
+                           "{topic} Self-Study Program|{noun} Chili Supper|Open Day {mon} {year}|{dow} Run Club"),
+                        {"topic": T.TOPIC, "dow": words("Mon|Tue|Wed|Thu|Fri|Sat|Sun"),
+                         "mon": words("Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"),
+                         "d": words("1|4|9|12|15|20|24|28"), "h": words("6|7|8"), "year": words("2019|2020|2021")},
+                        schemes=(2, 6))  # a calendar lists unrelated events
 gen_sports_event = _named(words("{team} vs. {team}|{team} v {team}|{first} {last} vs {first} {last}|"
                              "{city} Marathon|{team} at {team}|{city} {noun} 5K|Rugged Maniac - {city}"),
                           {"team": words("Toronto|Pittsburgh|Weston Bears|Newcastle Jets|Real Salt Lake|NY Red Bulls|"
@@ -133,8 +142,17 @@ def _text(fn):
     return lambda c, n: V.many(n, lambda: fn(c))
 
 
-def _desc(domain: str):
-    return lambda c, n: V.many(n, lambda: T.description(domain, c.rng, c.rng.choice((1, 1, 2))))
+_HTML_WRAPS = (("<p>", "</p>"), ("&lt;p&gt;", "&lt;/p&gt;"), ("<p><strong>", "</strong></p>"),
+               ('<p><span style=\\"font-size: 10pt;\\">', "</span></p>"), ("<h2>Summary:</h2>", "<br>"))
+
+
+def _desc(domain: str) -> V.Gen:
+    def gen(c: V.ValueContext, n: int) -> list[str]:
+        # CMS-exported descriptions often keep their markup, raw or entity-escaped (one per site)
+        pre, post = c.rng.choice(_HTML_WRAPS) if c.rng.random() < 0.2 else ("", "")
+        return V.many(n, lambda: pre + T.description(domain, c.rng, c.rng.choice((1, 1, 2))) + post)
+
+    return gen
 
 
 def gen_item_list(c: V.ValueContext, n: int) -> list[str]:

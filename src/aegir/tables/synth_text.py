@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 
 def words(s: str) -> tuple[str, ...]:
@@ -23,9 +23,10 @@ def words(s: str) -> tuple[str, ...]:
 
 
 _SLOT = re.compile(r"\{(\w+)\}")
+Slot = Union[Sequence[str], Callable[[], str]]  # a vocabulary to choose from, or a value maker
 
 
-def fill(template: str, rng: random.Random, slots: Mapping[str, Sequence[str] | Callable[[], str]]) -> str:
+def fill(template: str, rng: random.Random, slots: Mapping[str, Slot]) -> str:
     """Replace every `{slot}` with an independent random choice (or the result of a callable)."""
 
     def sub(m: re.Match[str]) -> str:

@@ -142,14 +142,16 @@ def gen_datetime(c: ValueContext, n: int) -> list[str]:
 
 def gen_time(c: ValueContext, n: int) -> list[str]:
     rng = c.rng
-    style = rng.randrange(7)
+    style = rng.randrange(10)
     hours = (11, 12, 14, 15, 10, 9, 20, 22, 7, 16)
 
     def one() -> str:
         h, m = rng.choice(hours), rng.choice((0, 0, 0, 30, 15))
+        h12, ap = (h % 12) or 12, ("am" if h < 12 else "pm")
         return (f"{h:02d}:{m:02d}:00", f"{h:02d}:{m:02d}", f"T{h:02d}:{m:02d}", f"{h:02d}:{m:02d} HRS",
-                f"{(h % 12) or 12}:{m:02d} {'AM' if h < 12 else 'PM'}", f"To {h:02d}:{m:02d}",
-                f"{h:02d}:{m:02d}:00-05:00")[style]
+                f"{h12}:{m:02d} {ap.upper()}", f"To {h:02d}:{m:02d}", f"{h:02d}:{m:02d}:00-05:00",
+                f"Check In - {h12}.{m:02d} {ap.upper()}", f"Check Out: {h12}.{m:02d}{ap}",
+                f"{h12}.{m:02d}{ap} to {rng.randint(4, 8)}.00pm")[style]
 
     return many(n, one)
 
