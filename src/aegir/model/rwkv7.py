@@ -115,7 +115,7 @@ class RWKV7TimeMix(nn.Module):
         H, N = self.n_heads, self.head_size
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
         mu = self.mu.to(x.dtype)
-        xr, xw, xk, xv, xa, xg = (torch.addcmul(x, xx, mu[j]) for j in range(6))  # fused lerps
+        xr, xw, xk, xv, xa, xg = (x + xx * mu[j] for j in range(6))  # (measured faster than addcmul here)
         r = self.receptance(xr)
         k = self.key(xk)
         v = self.value(xv)
@@ -167,7 +167,7 @@ class RWKV7ChannelMix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
-        h = torch.relu(self.key(torch.addcmul(x, xx, self.mu_k.to(x.dtype)))).square()  # (B, T, 4C)
+        h = torch.relu(self.key(x + xx * self.mu_k.to(x.dtype))).square()  # (B, T, 4C)
         return self.value(h)
 
 

@@ -106,11 +106,13 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
     # Sequential part: one (K x K) @ (K x V) per chunk, on (B*H)-batched 3-D views.
     O0, Qe = O0.reshape(B * H, n, c, V), Qe.reshape(B * H, n, c, K)  # (BH, n, c, V), (BH, n, c, K)
     P, Q = P.reshape(B * H, n, K, K), Q.reshape(B * H, n, K, V)  # (BH, n, K, K), (BH, n, K, V)
+    # unbind, not O0[:, i]: the backward of n separate index ops would zero-fill n full-size
+    # gradient buffers; unbind's backward is a single stack.
     M = r.new_zeros(B * H, K, V)  # (BH, K, V)
     outs = []
-    for i in range(n):
-        outs.append(torch.baddbmm(O0[:, i], Qe[:, i], M))  # (BH, c, V)
-        M = torch.baddbmm(Q[:, i], P[:, i], M)  # (BH, K, V)
+    for O0_i, Qe_i, P_i, Q_i in zip(O0.unbind(1), Qe.unbind(1), P.unbind(1), Q.unbind(1)):
+        outs.append(torch.baddbmm(O0_i, Qe_i, M))  # (BH, c, V)
+        M = torch.baddbmm(Q_i, P_i, M)  # (BH, K, V)
     o = torch.stack(outs, dim=1).reshape(B, H, n * c, V)[:, :, :T]  # (BH, n, c, V) -> (B, H, T, V)
     return o.transpose(1, 2)  # (B, T, H, V)
 
