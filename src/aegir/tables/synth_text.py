@@ -249,7 +249,12 @@ _DESC: dict[str, tuple[tuple[str, ...], dict[str, tuple[str, ...]]]] = {
         "The {hotel} was recently named one of the best hotels in {city}. Check in from {t}.|"
         "A {floor} apartment with {amen}, close to {poi}. Sleeps {b}.|"
         "Remote fly-in lodge located on a private lake. Meals, guided fishing and {amen} included.|"
-        "Set in {city}, {dist} from {poi}, the property offers rooms with {amen} and {amen}."),
+        "Set in {city}, {dist} from {poi}, the property offers rooms with {amen} and {amen}.|"
+        "There is a big range of hotels and resorts in {city}. Compare prices and book online.|"
+        "{hotel} is a charming {stars} star hotel located close to {poi}.|"
+        "Family hotel with pleasant tearooms. First opened in the {decade}.|"
+        "With its lovely outdoor swimming pool and {amen}, the hotel is ideal for families.|"
+        "Find your perfect romantic hideaway in {city}, halfway between {poi} and the {poi}."),
         {"amen": words("free WiFi|an outdoor pool|a fitness centre|air conditioning|a spa|free parking|a restaurant"),
          "dist": words("80 m|5 minutes|2 km|a short walk|10 minutes"),
          "poi": words("ski lift|beach|old town|airport|train station|Union Square|the bay|city centre"),
@@ -324,7 +329,12 @@ _REVIEW = words(
     "A four-star only because it's not quite as good as the first one. Still {adj2}.|"
     "Have never written a bad review before but {complaint}.|"
     "Very pleasant experience. All was very good. Will come back.|"
-    "The author clearly {complaint2}. {opinion}|\u201c{adj2_cap} and unforgettable.\u201d \u2014 {paper}")
+    "The author clearly {complaint2}. {opinion}|\u201c{adj2_cap} and unforgettable.\u201d \u2014 {paper}|"
+    "I didn't like the {thing} at all. It was {adj2} from start to finish.|"
+    "One of the most beautiful {thing}s I have {verb} this year. {opinion}|"
+    "\u201cThis collection, expertly edited, is a {adj2} read.\u201d|JUST AWESOME! {opinion}|"
+    "I enjoyed this {thing} from the start. {opinion} Highly recommended.|"
+    "Very good learning {thing}, it has loads of information which is useful.")
 _REVIEW_SLOTS = {
     "thing": words("book|product|place|series|recipe|restaurant|movie|soap"),
     "opinion": words("Loved every page.|The characters felt real.|Five stars!|Not worth the money.|"
