@@ -42,7 +42,7 @@ def _guard(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except (TableError, T2TConfigError, ExtractionError, ModelLoadError, SFTDataError, VerlExportError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        typer.echo(f"error: {e}", err=True)  # unwrapped: paths in messages stay greppable
         raise typer.Exit(2) from None
 
 
@@ -163,9 +163,11 @@ def register_t2t(t2t_app: typer.Typer) -> None:
         num_workers: Optional[int] = _CFG_OPTS["num_workers"],
     ) -> None:
         """LoRA SFT of pi_1 or pi_2 through the 2048 -> 4096 -> 8192 context curriculum."""
+        from aegir.t2t.config import check_task
         from aegir.t2t.sft import run_sft
 
         def go() -> None:
+            check_task(stage)
             cfg = build_config(config, lora_r, lora_alpha, lora_dropout, micro_batch, global_batch,
                                gradient_checkpointing, num_workers)
             recs = load_task_records(stage, data, records, limit, seed)
@@ -202,9 +204,11 @@ def register_t2t(t2t_app: typer.Typer) -> None:
         num_workers: Optional[int] = _CFG_OPTS["num_workers"],
     ) -> None:
         """GRPO (TRL) on pi_1 or pi_2 with part 1's reward functions."""
+        from aegir.t2t.config import check_task
         from aegir.t2t.rl import run_grpo
 
         def go() -> None:
+            check_task(stage)
             cfg = build_config(config, gradient_checkpointing=gradient_checkpointing, num_workers=num_workers)
             recs = load_task_records(stage, data, records, limit, seed)
             res = run_grpo(recs, stage, _run_dir(f"t2t-rl-{stage}", out), model=model, adapter=adapter, cfg=cfg,
@@ -259,13 +263,14 @@ def register_t2t(t2t_app: typer.Typer) -> None:
         config: Optional[Path] = _CFG_OPTS["config"],
     ) -> None:
         """VERL parquet files (RL + per-stage SFT), reward module and FSDP SFT / GRPO launch scripts."""
-        from aegir.t2t.config import DEFAULT_HUB_MODEL
+        from aegir.t2t.config import DEFAULT_HUB_MODEL, check_task
         from aegir.t2t.verl import export_verl
 
         def go() -> None:
             cfg = build_config(config)
             recs: list[dict[str, Any]] = []
             for task in stage or ["schema", "table"]:
+                check_task(task)
                 recs += load_task_records(task, data, records, limit, seed)
             res = export_verl(recs, out, cfg=cfg, val_fraction=val_fraction, seed=seed,
                               model_path=model_path or DEFAULT_HUB_MODEL)
