@@ -57,18 +57,21 @@ def lr_mult_of(p: nn.Parameter) -> float:
     return float(getattr(p, "_aegir_lr_mult", 1.0))
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, lr_mults: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Group trainable parameters by (lr multiplier, decay?). Shared (tied) tensors appear once.
 
-    Each group carries `lr_mult`, which the scheduler multiplies into its lr.
+    Each group carries `lr_mult`, which the scheduler multiplies into its lr. `lr_mults` (name ->
+    multiplier) overrides the attribute; wrappers that replace parameters (FSDP2) drop attributes,
+    so callers record the names' multipliers before wrapping.
     """
     groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        key = (lr_mult_of(p), p.ndim >= 2)
+        mult = lr_mults[name] if lr_mults is not None and name in lr_mults else lr_mult_of(p)
+        key = (mult, p.ndim >= 2)
         groups.setdefault(key, []).append(p)
     out = []
     for (mult, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1])):
@@ -95,9 +98,9 @@ def describe_groups(groups: list[dict[str, Any]]) -> list[ParamGroupInfo]:
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr_mults: dict[str, float] | None = None) -> torch.optim.AdamW:
     """AdamW over `param_groups`; each group's initial lr is `cfg.lr * lr_mult` (before warmup)."""
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay, lr_mults)
     if not groups:
         raise ValueError("model has no trainable parameters")
     for g in groups:

@@ -39,7 +39,7 @@ from aegir.checkpoint import (
 )
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.train import distributed as D
-from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
+from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
 
 log = logging.getLogger("aegir.pretrain")
 LN2 = math.log(2.0)
@@ -349,14 +349,16 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     else:
         run_dir = D.broadcast_object(new_run_dir(cfg.out, cfg.run_name) if info.is_main else None, info)
     strategy = cfg.strategy if cfg.strategy != "auto" else ("fsdp" if cfg.model_size == "base" else "ddp")
-    obj = D.wrap_model(LMObjective(model, info), info, strategy)
+    inner = LMObjective(model, info)
+    lr_mults = {n: lr_mult_of(p) for n, p in inner.named_parameters()}  # before FSDP replaces params
+    obj = D.wrap_model(inner, info, strategy)
     ocfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                        total_steps=steps, min_lr_ratio=cfg.min_lr_ratio)
-    opt = build_optimizer(obj if _is_fsdp(obj) else model, ocfg)
+    opt = build_optimizer(D.unwrap(obj), ocfg, lr_mults)
     sched = WarmupCosine(opt, ocfg)
     if ck is not None:
         if ck.optimizer_state is not None:
-            opt.load_state_dict(ck.optimizer_state)
+            D.load_optimizer_state(obj, opt, ck.optimizer_state)
         restore_rng_state(ck.rng_state)
     model_cfg = getattr(model, "cfg", None)
     run_args = {**cfg.to_dict(), "steps": steps, "resume": None}
@@ -372,14 +374,15 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
         f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
 
     def save(path_name: str, step: int, metrics: dict[str, Any]) -> Path | None:
-        state = D.full_state_dict(obj, info) if _is_fsdp(obj) else model.state_dict()
+        state = D.model_state(obj)  # collective under FSDP: every rank gathers, rank 0 writes
+        ostate = D.optimizer_state(obj, opt)
         if not info.is_main:
             D.barrier(info)
             return None
         p = save_checkpoint(
             run_dir / path_name, {k.removeprefix("model."): v for k, v in state.items()}, model_cfg or {},
             kind=kind, step=step, run_args=run_args, metrics=metrics,
-            optimizer_state=None if _is_fsdp(obj) else opt.state_dict(), scheduler_state=sched.state_dict(),
+            optimizer_state=ostate, scheduler_state=sched.state_dict(),
             rng_state=capture_rng_state(),
             data_state={"next_sample": step * cfg.batch_size, "elapsed_s": elapsed_before + (time.time() - t0),
                         "corpus_fingerprint": fingerprint},
@@ -394,6 +397,7 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     initial_bpb = evaluate_bpb(obj, corpus, cfg, info) if start == 0 else dict((ck.metrics or {}).get("initial_bpb", {}))
     if start == 0:
         mlog.write({"step": 0, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in initial_bpb.items()}})
+    t0 = time.time()  # the time budget and bytes/s count training, not the initial evaluation
     budget_s = cfg.hours * 3600.0 if cfg.hours else None
     shard = D.shard_range(cfg.batch_size, info.rank, info.world_size)
     warned: dict[tuple[int, str], int] = {}
@@ -417,7 +421,7 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
             _diverged(step, f"loss {stats.loss} (ratio loss {stats.ratio_loss})", model, save, mlog, run_dir, info)
         opt.zero_grad(set_to_none=True)
         objective.backward()
-        gnorm = float(torch.nn.utils.clip_grad_norm_(obj.parameters(), cfg.grad_clip))
+        gnorm = D.local_value(torch.nn.utils.clip_grad_norm_(obj.parameters(), cfg.grad_clip))
         if not math.isfinite(gnorm):
             _diverged(step, f"gradient norm {gnorm}", model, save, mlog, run_dir, info)
         opt.step()
@@ -463,7 +467,9 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
 def _diverged(step: int, what: str, model: nn.Module, save, mlog: MetricsLog, run_dir: Path, info: D.DistInfo):
     """Stop on NaN/inf. Saves the current weights only if they are still finite (the bad update
     was not applied); otherwise the newest earlier checkpoint is the one to resume from."""
-    finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    finite = all(bool(torch.isfinite(getattr(p, "_local_tensor", p)).all()) for p in model.parameters())
+    if info.is_distributed:  # every rank must agree before the (collective) save
+        finite = bool(D.all_reduce_sum(torch.tensor(float(not finite)), info) == 0)
     path = save(step_checkpoint_name(step), step, {"stopped": f"non-finite {what}"}) if finite else None
     if path is None and info.is_main:
         older = [p for p in list_checkpoints(run_dir)]
@@ -491,6 +497,3 @@ def _progress(info: D.DistInfo, cfg: PretrainConfig, start: int, steps: int):
 
     return tqdm(total=steps, initial=start, desc="pretrain", unit="step", dynamic_ncols=True)
 
-
-def _is_fsdp(m: nn.Module) -> bool:
-    return type(m).__name__ == "FullyShardedDataParallel"
