@@ -17,8 +17,8 @@ main job trains on when `../shared` is absent, so the tables imitate the real be
 - unlabelled context columns (ids, counts, slugs, or an unannotated domain column) sit between
   the labelled ones.
 
-Module layout: `synth_values.py` (dates, phones, addresses, money, quantities), `synth_enums.py`
-(Schema.org enumerations, identifiers, list-like values), `synth_text.py` (titles, descriptions, reviews),
+Module layout: `synth_values.py` (dates, phones, addresses, web links, money), `synth_enums.py`
+(Schema.org enumerations, identifiers, list-like values, quantities), `synth_text.py` (titles, descriptions, reviews),
 `synth_names.py` (entity names, the label -> generator registry, `generate_column`), and this
 file (domains, headers, missing values, table assembly).
 

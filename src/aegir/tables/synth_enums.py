@@ -1,5 +1,5 @@
-"""Enumeration-like and code-like value generators (Schema.org enums, identifiers, model
-numbers, lists) for `synth.py`.
+"""Enumeration-like, code-like and quantity value generators (Schema.org enums, identifiers,
+model numbers, lists, numbers with units) for `synth.py`.
 
 Same contract as `synth_values.py`: `gen(c: ValueContext, n) -> list[str]`, one style per column.
 Schema.org enumerations appear on the web as bare terms (`InStock`), or with an `http://` or
@@ -198,3 +198,68 @@ def gen_product_model(c: ValueContext, n: int) -> list[str]:
 def gen_youtube_id(c: ValueContext, n: int) -> list[str]:
     alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     return many(n, lambda: "".join(c.rng.choice(alpha) for _ in range(11)))
+
+
+# --- numbers and quantities -----------------------------------------------------------------------
+def gen_number(c: ValueContext, n: int) -> list[str]:
+    # SOTAB's Number columns are mostly rating values, counts, page numbers and years-as-floats
+    style = c.rng.randrange(6)
+    return many(n, lambda: (str(c.rng.choice((1, 1, 4, 5, 5, 10, 0))), f"{c.rng.uniform(1, 5):.1f}",
+                             str(c.rng.randint(50, 900)), f"{c.rng.uniform(0, 10):.1f}",
+                             f"{c.rng.uniform(3, 5):.2f}", f"{c.rng.randint(1990, 2020)}.0")[style])
+
+
+def gen_quantitative(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(3)
+    unit = c.rng.choice(("servings", "Servings", "cookies", "Pancakes", "Biscuits"))
+    return many(n, lambda: (str(c.rng.choice((1, 1, 2, 5, 25))), f"{c.rng.randint(2, 24)} {unit}",
+                             str(c.rng.randint(1, 200)))[style])
+
+
+def gen_energy(c: ValueContext, n: int) -> list[str]:
+    unit = c.rng.choice(("", " calories", " kcal", " Calories", " cal"))
+    return many(n, lambda: f"{c.rng.randint(60, 700)}{unit}")
+
+
+def gen_mass(c: ValueContext, n: int) -> list[str]:
+    nut = c.rng.choice(("", "", " sugar", " fat", " carbohydrates", " protein", " sodium", " fiber"))
+    long_unit = c.rng.random() < 0.4
+    dec = c.rng.random() < 0.4
+    return many(n, lambda: (f"{c.rng.uniform(0, 60):.1f}" if dec else str(c.rng.randint(0, 60)))
+                 + (" grams" if long_unit else c.rng.choice((" g", "g"))) + nut)
+
+
+def gen_weight(c: ValueContext, n: int) -> list[str]:
+    style = c.rng.randrange(5)
+    comma = c.lang in ("de", "fr", "es", "it", "pt", "nl")
+
+    def one() -> str:
+        kg = c.rng.randint(45, 110)
+        small = c.rng.uniform(0.05, 5)
+        s = (f"{kg} kg", f"{round(kg * 2.2)} lbs.", f"{round(kg * 2.2)} lb ({kg} kg)",
+             f"{small:.2f} lb", f"{small:.3f} Kg.")[style]
+        return s.replace(".", ",", 1) if comma and style >= 3 else s
+
+    return many(n, one)
+
+
+def gen_distance(c: ValueContext, n: int) -> list[str]:
+    # SOTAB's Distance columns are mostly people's heights, in every notation there is
+    style = c.rng.randrange(9)
+
+    def one() -> str:
+        cm = c.rng.randint(150, 205)
+        ft, inch = divmod(round(cm / 2.54), 12)
+        return (f"{cm} cm", f"{cm / 100:.2f} m", f"{ft} Feet {inch} Inch", f"{c.rng.randint(1, 40)} km",
+                f"{ft}' {inch}\\\" ({cm} cm)", f"{ft}\u2032 {inch}\u2033 ({cm}cm)", f"{ft} ft {inch} in",
+                f"{ft}'{inch}", f"{ft}-{inch}")[style]
+
+    return many(n, one)
+
+
+def gen_unit_code(c: ValueContext, n: int) -> list[str]:
+    return enum_column(c, n, words("CMT|KGM|INH|LBR|GRM|MTR|C62|ONZ"), p_same=0.9)
+
+
+def gen_unit_text(c: ValueContext, n: int) -> list[str]:
+    return enum_column(c, n, words("lbs|grams|Kg|kg|cm|inches|CMT|oz|g|pcs"), p_same=0.9)
