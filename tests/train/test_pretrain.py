@@ -126,6 +126,6 @@ def test_bad_config_is_refused(tmp_path: Path) -> None:
 
 
 def test_time_budget_stops_the_run(corpus_dir: Path, tmp_path: Path) -> None:
-    r = pretrain(tiny_cfg(corpus_dir, tmp_path, steps=10**6, hours=1e-7))
-    assert r.stopped == "time" and r.steps_done == 0
+    r = pretrain(tiny_cfg(corpus_dir, tmp_path, steps=10**6, hours=1.0 / 3600))  # one second
+    assert r.stopped == "time" and 1 <= r.steps_done < 200
     assert load_checkpoint(r.final_checkpoint).metrics["stopped"] == "time"
