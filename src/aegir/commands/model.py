@@ -13,13 +13,17 @@ console = Console()
 def model_info(size: str, as_json: bool = False) -> str:
     """The text (or JSON) `aegir model info` prints for a preset."""
     from aegir.config import ModelConfig
-    from aegir.model.summary import format_parameter_counts, parameter_counts
+    from aegir.model.summary import flops_per_byte, format_parameter_counts, parameter_counts
 
     cfg = ModelConfig.preset(size)
     pc = parameter_counts(cfg)
+    fl = flops_per_byte(cfg)
     if as_json:
-        return json.dumps({"config": cfg.to_dict(), "params": pc.to_dict()}, indent=2)
-    return format_parameter_counts(pc, cfg)
+        return json.dumps({"config": cfg.to_dict(), "params": pc.to_dict(), "flops_per_byte": fl.to_dict()}, indent=2)
+    ratios = ", ".join(f"{r:g}" for r in fl.compression)
+    return (format_parameter_counts(pc, cfg)
+            + f"\nforward FLOPs/byte at compression ({ratios}): backbone {fl.backbone_forward / 1e6:.2f}M, "
+            f"LM head {fl.head / 1e6:.3f}M; training ~{fl.train / 1e6:.1f}M")
 
 
 def register(app: typer.Typer) -> None:
