@@ -241,3 +241,15 @@ def test_other_stage_counts_build_and_train(layout, d_model):
     assert len(out.stages) == len(d_model) - 1 and torch.isfinite(out.loss)
     with pytest.raises(ModelConfigError, match="d_model"):
         ModelConfig(d_model="wide", arch_layout=layout)
+
+
+def test_classifier_sized_from_label_dims():
+    from aegir.tables.labels import LABEL_DIMS
+
+    ids, mask = batch(B=2, T=16, lengths=(16, 10))
+    for key in ("sotab-cta", "sotab-cpa"):
+        clf = AegirClassifier.for_labels(nano(), LABEL_DIMS, key)
+        assert clf(ids, mask, mask).logits.shape == (2, LABEL_DIMS[key])
+    assert AegirClassifier.for_labels(nano(), LABEL_DIMS, "wikitables-cta", multi_label=True).multi_label
+    with pytest.raises(ValueError, match="unknown label vocabulary"):
+        AegirClassifier.for_labels(nano(), LABEL_DIMS, "nope")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +162,18 @@ class AegirClassifier(nn.Module):
         self.n_labels, self.multi_label = n_labels, multi_label
         self.head = ClassificationHead(self.backbone.pooled_dim, n_labels)
         _tag(self.head.parameters(), 0, cfg.lr_multipliers[0])
+
+    @classmethod
+    def for_labels(cls, cfg: ModelConfig, label_dims: Mapping[str, int], key: str,
+                   multi_label: bool = False) -> "AegirClassifier":
+        """A classifier sized for a label vocabulary, e.g. `for_labels(cfg, LABEL_DIMS, "sotab-cta")`.
+        The mapping is passed in because `model/` does not import `tables/`."""
+        if key not in label_dims:
+            raise ValueError(f"unknown label vocabulary {key!r}; known: {', '.join(sorted(label_dims))}")
+        n = int(label_dims[key])
+        if n < 1:
+            raise ValueError(f"label vocabulary {key!r} has no labels yet (build it from the training data)")
+        return cls(cfg, n, multi_label)
 
     @property
     def cfg(self) -> ModelConfig:
