@@ -407,9 +407,13 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     step, stopped = start, "steps"
     while step < steps:
         elapsed = elapsed_before + (time.time() - t0)
-        if budget_s is not None and elapsed >= budget_s:
-            stopped = "time"
-            break
+        if budget_s is not None:
+            # Clocks differ between processes: rank 0's reading decides for all, else one rank
+            # could stop while the others wait in the next all-reduce forever.
+            elapsed = float(D.all_reduce_sum(torch.tensor(elapsed if info.is_main else 0.0, dtype=torch.float64), info))
+            if elapsed >= budget_s:
+                stopped = "time"
+                break
         # Time-budget runs put the cosine on elapsed time, so the lr still decays by the deadline.
         lr = sched.set_step(step, None if budget_s is None else elapsed / budget_s)
         if hooks.before_step:
