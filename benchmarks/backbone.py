@@ -134,6 +134,24 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     }
 
 
+def router_after_training(steps: int, B: int = 8, T: int = 256) -> dict:
+    """A short nano LM run (AdamW, lr 2e-3) on the same text: where do the routers settle?"""
+    torch.manual_seed(0)
+    model = AegirModel(ModelConfig.preset("nano"))
+    pool, _ = text_batch(64, T)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
+    log = []
+    for step in range(steps):
+        ids = pool[torch.randint(0, pool.shape[0], (B,))]
+        out = model.lm_loss(ids, torch.ones_like(ids, dtype=torch.bool))
+        opt.zero_grad()
+        (out.loss + out.ratio_loss).backward()
+        opt.step()
+        if step == 0 or step == steps - 1 or step % 25 == 0:
+            log.append({"step": step, "loss": float(out.loss.detach()), "compression": [s.compression() for s in out.stages]})
+    return {"preset": "nano", "B": B, "T": T, "steps": steps, "log": log}
+
+
 def write_results(res: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2))
@@ -178,6 +196,12 @@ def write_results(res: dict, out: Path) -> None:
         if m["name"] == "tiny":
             ok = m["train_pct_of_ceiling"] >= 50
             L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% -> target {'met' if ok else 'NOT met'}.")
+    tr = res.get("router_training")
+    if tr:
+        L += ["", f"## Router compression during a short training run ({tr['preset']}, B={tr['B']}, T={tr['T']}, "
+              f"AdamW lr 2e-3, targets 3, 2)", "", "| step | LM loss (nats) | compression stage 0, 1 |", "|---|---|---|"]
+        for r in tr["log"]:
+            L.append(f"| {r['step']} | {r['loss']:.3f} | {', '.join(f'{c:.2f}' for c in r['compression'])} |")
     out.with_suffix(".md").write_text("\n".join(L) + "\n")
 
 
@@ -187,6 +211,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", default="nano,tiny,small")
+    ap.add_argument("--train-steps", type=int, default=100, help="short nano LM run to see where routers settle")
     ap.add_argument("--out", default=None, help="output path without suffix (default docs/results/backbone)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -222,6 +247,9 @@ def main() -> None:
         (o.loss + o.ratio_loss).backward()
 
     res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(nano_step, args.reps))}
+    if args.train_steps > 0:
+        print(f"router training ({args.train_steps} steps) ...", flush=True)
+        res["router_training"] = router_after_training(args.train_steps)
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0
