@@ -136,8 +136,8 @@ class RWKV7TimeMix(nn.Module):
         with _fp32_off(x):
             shape = (B, T, H, N)
             r32, k32, v32 = _hi(r).view(shape), _hi(k).view(shape), _hi(v).view(shape)  # (B, T, H, N)
-            kk32, iclr32 = _hi(kk), _hi(iclr).view(shape)
-            y = wkv(r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask,
+            kk32, iclr32 = _hi(kk), _hi(iclr).view(shape)  # (B, T, H, N)
+            y = wkv(r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask,  # log_w (B, T, C) -> (B, T, H, N)
                     impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
             y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)  # (B*T, C) -> (B, T, C)
             bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (B, T, H, N)

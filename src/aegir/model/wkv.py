@@ -110,7 +110,7 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
     # gradient buffers; unbind's backward is a single stack.
     M = r.new_zeros(B * H, K, V)  # (BH, K, V)
     outs = []
-    for O0_i, Qe_i, P_i, Q_i in zip(O0.unbind(1), Qe.unbind(1), P.unbind(1), Q.unbind(1)):
+    for O0_i, Qe_i, P_i, Q_i in zip(O0.unbind(1), Qe.unbind(1), P.unbind(1), Q.unbind(1)):  # n x (BH, ...)
         outs.append(torch.baddbmm(O0_i, Qe_i, M))  # (BH, c, V)
         M = torch.baddbmm(Q_i, P_i, M)  # (BH, K, V)
     o = torch.stack(outs, dim=1).reshape(B, H, n * c, V)[:, :, :T]  # (BH, n, c, V) -> (B, H, T, V)
