@@ -56,9 +56,16 @@ _register_all()
 def main() -> None:
     from aegir.tables import TableError
 
+    user_errors: tuple[type[BaseException], ...] = (TableError,)
+    try:  # checkpoint errors are user mistakes too (wrong file, corrupt file); torch may be absent
+        from aegir.checkpoint import CheckpointError
+
+        user_errors += (CheckpointError,)
+    except ImportError:
+        pass
     try:
         app()
-    except TableError as e:  # user data mistakes: one clear line, no traceback
+    except user_errors as e:  # user data mistakes: one clear line, no traceback
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -1,0 +1,125 @@
+"""`annotate(df | path, checkpoint)`: per column, the top-k labels with scores.
+
+Wide tables: every column is annotated (each one serialized as the target, with MMR-chosen context
+within the byte budget), in batches — nothing is dropped. Long tables: each column is read through
+`max_rows` evenly spaced rows (the serializer's row sampling); the result says how many rows were
+read of how many, so sampling is never silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from aegir.encoding.batch import encode_column
+from aegir.inference import LoadedClassifier, load_classifier, predict
+from aegir.tables.readers import from_dataframe, read_csv
+from aegir.tables.table import Table, TableError
+
+
+@dataclass
+class ColumnAnnotation:
+    column: int
+    name: str
+    labels: list[tuple[str, float]]  # top-k (label, score), best first
+    rows_read: int
+    rows_total: int
+    truncated: bool  # some cell or context did not fit the byte budget
+
+    @property
+    def label(self) -> str:
+        return self.labels[0][0]
+
+
+@dataclass
+class AnnotationResult:
+    source: str
+    columns: list[ColumnAnnotation]
+    checkpoint: str
+    task: str
+    restricted_to: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [{"column_index": c.column, "column_name": c.name, "label": c.label, "score": c.labels[0][1],
+                 "top_k": [{"label": l, "score": s} for l, s in c.labels], "rows_read": c.rows_read,
+                 "rows_total": c.rows_total} for c in self.columns]
+
+    def to_frame(self):
+        import pandas as pd
+
+        rows = []
+        for c in self.columns:
+            r = {"column_index": c.column, "column_name": c.name}
+            for k, (l, s) in enumerate(c.labels, 1):
+                r[f"label_{k}"], r[f"score_{k}"] = l, round(s, 4)
+            r["rows_read"], r["rows_total"] = c.rows_read, c.rows_total
+            rows.append(r)
+        return pd.DataFrame(rows)
+
+
+_CACHE: dict[str, LoadedClassifier] = {}
+
+
+def _as_table(data, max_rows_read: int | None) -> tuple[Table, str]:
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        pd = None
+    if isinstance(data, Table):
+        return data, data.name
+    if pd is not None and isinstance(data, pd.DataFrame):
+        return from_dataframe(data), "DataFrame"
+    if isinstance(data, (str, Path)):
+        p = Path(data)
+        if not p.exists():
+            raise TableError(f"{p}: no such file")
+        if p.is_dir():
+            raise TableError(f"{p}: is a folder; annotate one CSV/TSV file at a time")
+        return read_csv(p, max_rows=max_rows_read), str(p)
+    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV path, not {type(data).__name__}")
+
+
+def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[str] | None = None, top_k: int = 3,
+             batch_size: int = 64, max_rows_read: int | None = 100_000) -> AnnotationResult:
+    """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
+
+    labels: restrict predictions to this subset of the model's vocabulary (unknown names raise).
+    max_rows_read: rows parsed from a file (the serializer samples `max_rows` of them per column).
+    """
+    if top_k < 1:
+        raise ValueError("top_k must be >= 1")
+    if isinstance(checkpoint, LoadedClassifier):
+        lc = checkpoint
+    else:
+        key = str(Path(checkpoint).resolve())
+        lc = _CACHE.get(key) or _CACHE.setdefault(key, load_classifier(checkpoint))
+    table, source = _as_table(data, max_rows_read)
+    if table.n_cols == 0:
+        raise TableError(f"{source}: table has no columns")
+    if lc.cpa:
+        raise TableError("this checkpoint is a CPA (column-pair) model; annotate() does column types (CTA)")
+    vocab = lc.vocab.labels
+    mask = None
+    if labels is not None:
+        unknown = [l for l in labels if l not in lc.vocab]
+        if unknown:
+            raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
+        mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
+    examples = [encode_column(table, j, lc.serialize_cfg) for j in range(table.n_cols)]
+    raw = predict(lc.model, examples, batch_size=batch_size, label_mask=mask)
+    k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
+    idx, scores = raw.top_k(k, lc.multi_label)
+    total = int(table.meta.get("rows_total", table.n_rows))
+    rows_read = min(table.n_rows, lc.serialize_cfg.max_rows)
+    cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
+                             [(vocab[i], float(s)) for i, s in zip(idx[j], scores[j])], rows_read, total,
+                             examples[j].truncated) for j in range(table.n_cols)]
+    notes = []
+    if total > rows_read:
+        notes.append(f"each column was read through {rows_read} evenly spaced rows of {table.n_rows} parsed"
+                     + (f" ({total} in the file)" if total != table.n_rows else ""))
+    return AnnotationResult(source, cols, lc.source, lc.task, list(labels) if labels is not None else None, notes)

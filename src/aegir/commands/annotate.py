@@ -1,0 +1,52 @@
+"""`aegir annotate FILE.csv` and `aegir export`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("annotate")
+    def annotate_cmd(
+        file: Path = typer.Argument(..., help="CSV/TSV file to annotate."),
+        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder."),
+        labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
+        top_k: int = typer.Option(3, help="Labels per column."),
+        out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
+    ) -> None:
+        """Per column: the top-k labels with scores."""
+        from aegir.annotate import annotate
+
+        subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
+        res = annotate(file, checkpoint, labels=subset, top_k=top_k)
+        t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=f"{res.source} ({res.task})")
+        for c in res.columns:
+            t.add_row(str(c.column), c.name[:30], *[f"{l} ({s:.2f})" for l, s in c.labels])
+        console.print(t)
+        for n in res.notes:
+            console.print(f"[dim]note: {n}[/dim]")
+        if out:
+            if out.suffix == ".csv":
+                res.to_frame().to_csv(out, index=False)
+            else:
+                out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
+            console.print(f"wrote {out}")
+
+    @app.command("export")
+    def export_cmd(
+        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt or run folder)."),
+        out: Path = typer.Option(..., help="Output folder for the specialist."),
+    ) -> None:
+        """Freeze a classifier as a specialist: safetensors weights + config + label map."""
+        from aegir.inference import export_specialist
+
+        path = export_specialist(checkpoint, out)
+        console.print(f"specialist written to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")

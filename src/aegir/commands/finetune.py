@@ -1,0 +1,70 @@
+"""`aegir train` (CTA/CPA fine-tuning) and `aegir eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        task: str = typer.Option("synthetic-cta", help="sotab-cta | sotab-cpa | gittables-dbpedia | gittables-schema | wikitables-cta | synthetic-cta | custom"),
+        model_size: str = typer.Option("nano", help="Preset when training from random (nano|tiny|small|base); ignored with --pretrained."),
+        pretrained: Optional[Path] = typer.Option(None, help="Pretrained checkpoint (outputs/mixed-v2/<ts>/final.pt)."),
+        data: Optional[str] = typer.Option(None, help="Training data (default: ../shared/data/... when present, else synthetic)."),
+        valid_data: Optional[str] = typer.Option(None, help="Validation data (default: the task's validation split or a 15% table split)."),
+        epochs: int = typer.Option(10),
+        max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps."),
+        batch_size: int = typer.Option(32, help="Global batch size (split over torchrun processes)."),
+        lr: float = typer.Option(1e-4),
+        head_lr_mult: float = typer.Option(10.0, help="LR multiplier of the freshly initialised head(s)."),
+        warmup_steps: int = typer.Option(500),
+        weight_decay: float = typer.Option(1e-4),
+        freeze_backbone: bool = typer.Option(False, help="Train only the head (linear probe)."),
+        loss: str = typer.Option("ce", help="ce | hierarchical (auxiliary group/property heads)."),
+        max_bytes: int = typer.Option(512, help="Serialization budget per column."),
+        n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
+        seed: int = typer.Option(0),
+        out: Path = typer.Option(Path("outputs")),
+        run_name: Optional[str] = typer.Option(None),
+        resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
+        device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+        parallel: str = typer.Option("ddp", help="ddp | fsdp | none (under torchrun)."),
+        checkpoint_every: int = typer.Option(200, help="Steps between step checkpoints."),
+    ) -> None:
+        """Fine-tune a CTA/CPA classifier (from --pretrained; without it, from random, and it says so)."""
+        from aegir.train.finetune import FinetuneConfig, finetune
+
+        cfg = FinetuneConfig(task=task, model_size=model_size, pretrained=str(pretrained) if pretrained else None,
+                             data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
+                             batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
+                             weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
+                             n_synthetic=n_synthetic, seed=seed, out=str(out), run_name=run_name,
+                             resume=str(resume) if resume else None, device=device, parallel=parallel,
+                             checkpoint_every=checkpoint_every)
+        res = finetune(cfg)
+        console.print(f"final checkpoint: {res.final_checkpoint}")
+        if res.valid_metrics:
+            console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in res.valid_metrics.items()})
+
+    @app.command("eval")
+    def eval_cmd(
+        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt, run folder or exported specialist)."),
+        task: Optional[str] = typer.Option(None, help="Task whose validation data to use (default: the checkpoint's)."),
+        data: Optional[str] = typer.Option(None, help="Data to evaluate (SOTAB split folder, GitTables fold CSV, CSV folder)."),
+        format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
+        out: Optional[Path] = typer.Option(None, help="Folder for report.json, predictions.csv, confusion.png."),
+        batch_size: int = typer.Option(64),
+    ) -> None:
+        """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
+        from aegir.eval_run import run_eval
+
+        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size)
+        console.print(rep.text)
+        console.print(f"wrote {rep.out_dir}")

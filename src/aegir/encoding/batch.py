@@ -1,0 +1,70 @@
+"""Labelled columns -> serialized examples -> padded tensors. Shared by training, eval and annotate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from aegir.encoding.serialize import SerializeConfig, serialize
+from aegir.encoding.vocab import PAD
+from aegir.tables.table import LabeledDataset, Table
+
+
+@dataclass
+class EncodedColumn:
+    ids: list[int]
+    target_mask: list[bool]
+    label_ids: tuple[int, ...]  # empty when unlabelled (annotate) or label outside the vocabulary
+    table_index: int
+    column: int
+    main_column: int | None = None
+    truncated: bool = False
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor          # (B, T) long, PAD on the right
+    mask: torch.Tensor         # (B, T) bool
+    target_mask: torch.Tensor  # (B, T) bool
+    labels: torch.Tensor       # (B,) long (single-label; -1 = none) or (B, L) float (multi-label)
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(self.ids.to(device), self.mask.to(device), self.target_mask.to(device), self.labels.to(device))
+
+
+def encode_column(table: Table, column: int, cfg: SerializeConfig, main: int | None = None,
+                  label_ids: tuple[int, ...] = (), table_index: int = 0) -> EncodedColumn:
+    s = serialize(table, column, cfg, main=main)
+    return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated)
+
+
+def encode_dataset(ds: LabeledDataset, label_index: dict[str, int] | None, cfg: SerializeConfig) -> list[EncodedColumn]:
+    """Serialize every target. Labels outside `label_index` give empty label_ids (evaluated as misses)."""
+    out = []
+    for t in ds.targets:
+        lab = tuple(label_index[l] for l in t.labels if l in label_index) if label_index else ()
+        out.append(encode_column(ds.tables[t.table_index], t.column, cfg, t.main_column, lab, t.table_index))
+    return out
+
+
+def collate(examples: Sequence[EncodedColumn], n_labels: int = 0, multi_label: bool = False) -> Batch:
+    B = len(examples)
+    T = max(len(e.ids) for e in examples)
+    ids = torch.full((B, T), PAD, dtype=torch.long)
+    mask = torch.zeros((B, T), dtype=torch.bool)
+    tmask = torch.zeros((B, T), dtype=torch.bool)
+    for i, e in enumerate(examples):
+        n = len(e.ids)
+        ids[i, :n] = torch.tensor(e.ids, dtype=torch.long)
+        mask[i, :n] = True
+        tmask[i, :n] = torch.tensor(e.target_mask, dtype=torch.bool)
+    if multi_label:
+        labels = torch.zeros((B, n_labels), dtype=torch.float32)
+        for i, e in enumerate(examples):
+            for j in e.label_ids:
+                labels[i, j] = 1.0
+    else:
+        labels = torch.tensor([e.label_ids[0] if e.label_ids else -1 for e in examples], dtype=torch.long)
+    return Batch(ids, mask, tmask, labels)

@@ -1,0 +1,84 @@
+"""`aegir eval`: score a classifier on labelled data and write report, predictions and confusion PNG."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aegir.encoding.batch import EncodedColumn, encode_dataset
+from aegir.evaluation import (
+    ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
+    multilabel_report, plot_confusion_matrix, write_predictions,
+)
+from aegir.inference import LoadedClassifier, Predictions, load_classifier, predict
+from aegir.tables.load import load_labeled, merge
+from aegir.tables.table import LabeledDataset, TableError
+
+
+@dataclass
+class EvalRun:
+    report: ClassificationReport
+    predictions: list[Prediction]
+    raw: Predictions
+    examples: list[EncodedColumn]
+    out_dir: Path | None
+    text: str
+
+
+def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64, top_k: int = 3) -> EvalRun:
+    labels = lc.vocab.labels
+    index = {l: i for i, l in enumerate(labels)}
+    examples = encode_dataset(ds, index, lc.serialize_cfg)
+    if not examples:
+        raise TableError("no labelled columns to evaluate")
+    raw = predict(lc.model, examples, batch_size=batch_size)
+    idx, scores = raw.top_k(top_k, lc.multi_label)
+    preds: list[Prediction] = []
+    for i, t in enumerate(ds.targets):
+        cands = tuple((labels[j], float(s)) for j, s in zip(idx[i], scores[i]))
+        if lc.multi_label:
+            on = [labels[j] for j in np.flatnonzero(1 / (1 + np.exp(-raw.logits[i])) > 0.5)] or [cands[0][0]]
+            predicted = tuple(on)
+        else:
+            predicted = (cands[0][0],)
+        preds.append(Prediction(table=ds.tables[t.table_index].name, column=t.column, predicted=predicted,
+                                score=cands[0][1], gold=t.labels, main_column=t.main_column, candidates=cands))
+    if lc.multi_label:
+        rep = multilabel_report([p.gold for p in preds], [p.predicted for p in preds])
+    else:
+        # Gold labels outside the model's vocabulary count as misses (the model can never say them).
+        rep = classification_report([p.gold[0] for p in preds], [p.predicted[0] for p in preds])
+    return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep))
+
+
+def run_eval(checkpoint: str | Path, task: str | None = None, data: str | None = None, fmt: str | None = None,
+             out: str | Path | None = None, batch_size: int = 64) -> EvalRun:
+    lc = load_classifier(checkpoint)
+    if data is not None:
+        if fmt is None:
+            raise TableError("--data needs --format (sotab | gittables | csv | turl | synthetic)")
+        ds = merge(list(load_labeled(fmt, data).values()))
+    else:
+        from aegir.liveness_run import default_validation
+        from aegir.train.tasks import resolve_task
+
+        if task and task != lc.task:
+            td = resolve_task(task)
+            if td.valid is None:
+                raise TableError(f"task {task} has no validation data; pass --data")
+            ds = td.valid
+        else:
+            ds = default_validation(lc)
+    run = eval_dataset(lc, ds, batch_size)
+    out_dir = Path(out) if out else Path(lc.source).parent / "eval"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(run.report.to_dict(), indent=1))
+    write_predictions(out_dir / "predictions.jsonl", run.predictions)
+    if not lc.multi_label:
+        cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)
+        plot_confusion_matrix(cm, out_dir / "confusion.png", title=f"{lc.task}: confusion (top 30 gold labels)")
+    run.out_dir = out_dir
+    return run

@@ -1,0 +1,191 @@
+"""Loading a trained column annotator and running it: used by eval, liveness, annotate and export.
+
+A classifier is either a training checkpoint (`final.pt`, kind "classifier", loaded with
+`weights_only=True`) or an exported *specialist* folder (`model.safetensors` + `config.json` +
+`labels.json` + `specialist.json`), both loaded strictly: every weight must fit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from aegir.checkpoint import CheckpointError, load_checkpoint
+from aegir.config import ModelConfig
+from aegir.encoding.batch import EncodedColumn, collate
+from aegir.encoding.serialize import SerializeConfig
+from aegir.model import AegirClassifier
+from aegir.tables.labels import LabelVocab
+
+SPECIALIST_FILES = ("model.safetensors", "config.json", "labels.json", "specialist.json")
+
+
+@dataclass
+class LoadedClassifier:
+    model: AegirClassifier
+    vocab: LabelVocab
+    serialize_cfg: SerializeConfig
+    task: str
+    multi_label: bool
+    cpa: bool
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def classifier_extra(vocab: LabelVocab, scfg: SerializeConfig, task: str, multi_label: bool, cpa: bool,
+                     **more: Any) -> dict[str, Any]:
+    """What a classifier checkpoint stores besides weights and model config."""
+    return {"labels": vocab.to_dict(), "serialize": asdict(scfg), "task": task, "multi_label": multi_label,
+            "cpa": cpa, **more}
+
+
+def _build(cfg: ModelConfig, extra: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> AegirClassifier:
+    vocab = LabelVocab.from_dict(extra["labels"])
+    model = AegirClassifier(cfg, len(vocab), multi_label=bool(extra.get("multi_label", False)))
+    # Auxiliary (hierarchical-loss) heads are training-only: drop them, keep everything else strict.
+    state = {k: v for k, v in state.items() if not k.startswith("aux.")}
+    own = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")} or state
+    result = model.load_state_dict(own, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{where}: weights do not fit the classifier: missing {result.missing_keys[:6]}, "
+                              f"unexpected {result.unexpected_keys[:6]}")
+    model.eval()
+    return model
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
+    path = Path(path)
+    if path.is_dir() and (path / "specialist.json").is_file():
+        return _load_specialist(path, device)
+    if path.is_dir():
+        final = path / "final.pt"
+        if not final.is_file():
+            raise CheckpointError(f"{path}: neither a specialist folder nor a run folder with final.pt")
+        path = final
+    ckpt = load_checkpoint(path)
+    if ckpt.kind != "classifier":
+        raise CheckpointError(f"{path}: checkpoint kind is {ckpt.kind!r}; annotate/eval need a fine-tuned "
+                              "classifier (kind 'classifier') — run `aegir train` first")
+    if not isinstance(ckpt.config, ModelConfig):
+        raise CheckpointError(f"{path}: checkpoint has no Aegir model config")
+    extra = ckpt.extra
+    for k in ("labels", "serialize", "task"):
+        if k not in extra:
+            raise CheckpointError(f"{path}: classifier checkpoint lacks {k!r}")
+    model = _build(ckpt.config, extra, ckpt.model_state, str(path)).to(device)
+    return LoadedClassifier(model, LabelVocab.from_dict(extra["labels"]), SerializeConfig(**extra["serialize"]),
+                            extra["task"], bool(extra.get("multi_label")), bool(extra.get("cpa")), str(path),
+                            meta={"step": ckpt.step, "metrics": ckpt.metrics, "git_commit": ckpt.git_commit,
+                                  "run_args": ckpt.run_args})
+
+
+def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
+    """Freeze a classifier as safetensors weights + JSON config/labels (no pickle anywhere)."""
+    from safetensors.torch import save_file
+
+    lc = load_classifier(checkpoint)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in lc.model.state_dict().items()}
+    tmp = out / "model.safetensors.tmp"
+    save_file(state, str(tmp))
+    tmp.replace(out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(lc.model.cfg.to_dict(), indent=1))
+    lc.vocab.save(out / "labels.json")
+    spec = {"format": "aegir-specialist", "version": 1, "task": lc.task, "multi_label": lc.multi_label,
+            "cpa": lc.cpa, "serialize": asdict(lc.serialize_cfg), "source_checkpoint": str(checkpoint),
+            **{k: v for k, v in lc.meta.items() if k in ("step", "git_commit", "metrics")}}
+    (out / "specialist.json").write_text(json.dumps(spec, indent=1, default=str))
+    return out
+
+
+def _load_specialist(path: Path, device) -> LoadedClassifier:
+    from safetensors.torch import load_file
+
+    missing = [f for f in SPECIALIST_FILES if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(f"{path}: specialist folder is missing {missing}")
+    try:
+        spec = json.loads((path / "specialist.json").read_text())
+        cfg = ModelConfig.from_dict(json.loads((path / "config.json").read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: unreadable specialist config: {e}") from None
+    if spec.get("format") != "aegir-specialist":
+        raise CheckpointError(f"{path}/specialist.json: not an aegir specialist")
+    vocab = LabelVocab.load(path / "labels.json")
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
+        raise CheckpointError(f"{path}/model.safetensors: unreadable ({e})") from None
+    extra = {"labels": vocab.to_dict(), "multi_label": spec.get("multi_label", False)}
+    model = _build(cfg, extra, state, str(path)).to(device)
+    return LoadedClassifier(model, vocab, SerializeConfig(**spec["serialize"]), spec.get("task", "custom"),
+                            bool(spec.get("multi_label")), bool(spec.get("cpa")), str(path), meta=spec)
+
+
+@dataclass
+class Predictions:
+    logits: np.ndarray            # (N, n_labels) float32
+    pooled: np.ndarray            # (N, pooled_dim) float32
+    n_boundary: np.ndarray        # (N, n_routers) boundaries per example and router stage (padding excluded)
+    n_valid: np.ndarray           # (N, n_routers) valid positions per example and stage
+
+    @property
+    def boundary_fraction(self) -> np.ndarray:
+        return self.n_boundary / np.maximum(self.n_valid, 1)
+
+    def top_k(self, k: int, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        scores = 1 / (1 + np.exp(-self.logits)) if multi_label else _softmax(self.logits)
+        idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@torch.no_grad()
+def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_size: int = 32,
+            device: str | torch.device | None = None, progress: bool = False,
+            label_mask: np.ndarray | None = None) -> Predictions:
+    """Run the classifier over encoded columns (batched by length for speed; output in input order)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].ids))
+    n = len(examples)
+    logits = pooled = bf = nv = None
+    it = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="predict", unit="batch", leave=False)
+    for s in it:
+        idx = order[s : s + batch_size]
+        b = collate([examples[i] for i in idx]).to(device)
+        out = model(b.ids, b.mask, b.target_mask)
+        lg = out.logits.float().cpu().numpy()
+        pl = out.pooled.float().cpu().numpy()
+        # Per-example boundary counts on each router's positions, padding excluded.
+        f = np.stack([(st.boundary_mask & st.valid_mask).sum(1).cpu().numpy() for st in out.stages], axis=1) \
+            if out.stages else np.zeros((len(idx), 0))
+        v = np.stack([st.valid_mask.sum(1).cpu().numpy() for st in out.stages], axis=1) if out.stages else np.zeros((len(idx), 0))
+        if logits is None:
+            logits = np.zeros((n, lg.shape[1]), np.float32)
+            pooled = np.zeros((n, pl.shape[1]), np.float32)
+            bf = np.zeros((n, f.shape[1]), np.int64)
+            nv = np.zeros((n, v.shape[1]), np.int64)
+        logits[idx], pooled[idx], bf[idx], nv[idx] = lg, pl, f, v
+    if logits is None:
+        raise ValueError("predict() got no examples")
+    if label_mask is not None:
+        logits = np.where(label_mask[None, :], logits, -1e9).astype(np.float32)
+    model.train(was_training)
+    return Predictions(logits, pooled, bf, nv)

@@ -1,0 +1,318 @@
+"""CTA/CPA fine-tuning from a pretrained backbone (`aegir train`).
+
+Why from a pretrained checkpoint: trained from random on sparse classification gradients the
+backbone collapses (every column gets one embedding and one label). Without `--pretrained` this
+still runs — and says so loudly — because that is the failure the liveness gate exists to catch.
+
+Same run-folder / atomic checkpoint / resume / torchrun-DDP behaviour as pretraining: a run lives
+in `outputs/<run-name>/<UTC stamp>/`, step checkpoints are written atomically, `--resume RUN_DIR`
+restores weights, optimizer, schedule, RNG and the position in the epoch's (seeded) data order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aegir.checkpoint import (
+    CheckpointError, capture_rng_state, latest_checkpoint, load_checkpoint, new_run_dir, restore_rng_state,
+    save_checkpoint, step_checkpoint_name,
+)
+from aegir.config import ModelConfig
+from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
+from aegir.encoding.serialize import SerializeConfig
+from aegir.evaluation import classification_report, multilabel_report
+from aegir.inference import classifier_extra, predict
+from aegir.model import AegirClassifier
+from aegir.model.aux_heads import HierarchyHeads, path_targets
+from aegir.train.distributed import (
+    DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, shard_range, teardown, unwrap, wrap_model,
+)
+from aegir.train.metrics_log import MetricsLogger
+from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
+from aegir.train.tasks import TASKS, TaskData, resolve_task
+
+log = logging.getLogger("aegir.finetune")
+
+
+@dataclass
+class FinetuneConfig:
+    task: str = "synthetic-cta"
+    model_size: str = "nano"            # used only without --pretrained (else the checkpoint's config)
+    pretrained: str | None = None
+    data: str | None = None
+    valid_data: str | None = None
+    epochs: int = 10
+    max_steps: int | None = None        # stop early after this many optimizer steps
+    batch_size: int = 32                # global batch (split over torchrun processes)
+    lr: float = 1e-4
+    head_lr_mult: float = 10.0          # the new head starts from scratch: let it move faster
+    warmup_steps: int = 500
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    freeze_backbone: bool = False
+    loss: str = "ce"                    # "ce" | "hierarchical"; multi-label tasks always use BCE
+    aux_weight: float = 0.5             # weight of each auxiliary hierarchical head
+    max_bytes: int = 512                # serialization budget per column
+    n_synthetic: int = 600
+    seed: int = 0
+    out: str = "outputs"
+    run_name: str | None = None         # default: the task name
+    resume: str | None = None
+    device: str = "auto"
+    parallel: str = "ddp"
+    checkpoint_every: int = 200         # steps
+    eval_batch_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.loss not in ("ce", "hierarchical"):
+            raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch size must be >= 1")
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    final_checkpoint: Path
+    steps: int
+    valid_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    from_random: bool = False
+
+
+class _TrainNet(nn.Module):
+    """Classifier plus optional hierarchical heads; forward returns the loss (what DDP wraps)."""
+
+    def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float):
+        super().__init__()
+        self.classifier = classifier
+        self.aux = aux
+        self.register_buffer("g_idx", g_idx if g_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("p_idx", p_idx if p_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
+        self.aux_weight = aux_weight
+
+    def forward(self, ids, mask, target_mask, labels, denom: float):
+        out = self.classifier(ids, mask, target_mask)
+        if self.classifier.multi_label:
+            task = F.binary_cross_entropy_with_logits(out.logits.float(), labels, reduction="sum") / labels.shape[1]
+        else:
+            task = F.cross_entropy(out.logits.float(), labels, reduction="sum", ignore_index=-1)
+            if self.aux is not None:
+                aux = self.aux(out.pooled.float())
+                ok = labels >= 0
+                task = task + self.aux_weight * (
+                    F.cross_entropy(aux.group[ok], self.g_idx[labels[ok]], reduction="sum")
+                    + F.cross_entropy(aux.property[ok], self.p_idx[labels[ok]], reduction="sum"))
+        return task / denom, out.ratio_loss, out.stages
+
+
+def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
+    ck = load_checkpoint(path)
+    state = ck.model_state
+    if ck.kind == "classifier":  # continue from another classifier's backbone
+        state = {k[len("classifier.backbone."):]: v for k, v in state.items() if k.startswith("classifier.backbone.")}
+    elif ck.kind != "pretrain":
+        raise CheckpointError(f"{path}: checkpoint kind {ck.kind!r} cannot initialise a backbone")
+    res = clf.backbone.load_state_dict(state, strict=False)
+    if res.missing_keys or res.unexpected_keys:
+        raise CheckpointError(f"{path}: backbone weights do not fit: missing {res.missing_keys[:6]}, "
+                              f"unexpected {res.unexpected_keys[:6]}")
+    return {"pretrained": str(path), "pretrained_step": ck.step, "pretrained_metrics": ck.metrics}
+
+
+def evaluate_examples(clf: AegirClassifier, examples: list[EncodedColumn], labels: list[str], multi_label: bool,
+                      batch_size: int = 64, device=None):
+    """Predictions + report (macro over gold labels, as SOTAB reports) for encoded, labelled columns."""
+    pred = predict(clf, examples, batch_size=batch_size, device=device)
+    if multi_label:
+        on = 1 / (1 + np.exp(-pred.logits)) > 0.5
+        top = pred.logits.argmax(1)
+        on[np.arange(len(on)), top] = True  # at least one label per column
+        p_sets = [[labels[j] for j in np.flatnonzero(r)] for r in on]
+        g_sets = [[labels[j] for j in e.label_ids] for e in examples]
+        return pred, multilabel_report(g_sets, p_sets)
+    keep = [i for i, e in enumerate(examples) if e.label_ids]
+    gold = [labels[examples[i].label_ids[0]] for i in keep]
+    guess = [labels[int(pred.logits[i].argmax())] for i in keep]
+    return pred, classification_report(gold, guess)
+
+
+def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None) -> FinetuneResult:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    info: DistInfo = init_distributed(cfg.device)
+    try:
+        return _finetune(cfg, task_data, info, console)
+    finally:
+        teardown(info)
+
+
+def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console) -> FinetuneResult:
+    torch.manual_seed(cfg.seed)
+    td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed)
+    scfg = SerializeConfig(max_bytes=cfg.max_bytes)
+    labels = td.vocab.labels
+    index = {l: i for i, l in enumerate(labels)}
+    train_ex = [e for e in encode_dataset(td.train, index, scfg) if e.label_ids]
+    valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
+    if not train_ex:
+        raise ValueError(f"task {cfg.task}: no labelled training columns")
+
+    resume_ckpt = None
+    run_dir: Path
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        resume_ckpt = latest_checkpoint(run_dir, kind="classifier")
+        if resume_ckpt is None:
+            raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
+        saved = resume_ckpt.run_args
+        for k in ("task", "seed", "batch_size", "max_bytes", "loss"):
+            if k in saved and saved[k] != getattr(cfg, k):
+                raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
+        mcfg = resume_ckpt.config
+    else:
+        run_dir = broadcast_object(new_run_dir(cfg.out, cfg.run_name or cfg.task) if info.is_main else None, info)
+        mcfg = load_checkpoint(cfg.pretrained).config if cfg.pretrained else ModelConfig.preset(cfg.model_size)
+    if not isinstance(mcfg, ModelConfig):
+        raise CheckpointError("checkpoint has no Aegir model config")
+
+    clf = AegirClassifier(mcfg, len(labels), multi_label=td.multi_label)
+    init_meta: dict[str, Any] = {}
+    from_random = not cfg.pretrained and resume_ckpt is None
+    if cfg.pretrained and resume_ckpt is None:
+        init_meta = _load_backbone(clf, cfg.pretrained)
+    elif from_random and info.is_main:
+        console.print("[bold yellow]warning:[/bold yellow] no --pretrained checkpoint: training the backbone FROM "
+                      "RANDOM. Expect collapse (one embedding, one label); the liveness gate will tell.")
+    for p in clf.head.parameters():
+        p._aegir_lr_mult = cfg.head_lr_mult
+    aux = g_idx = p_idx = None
+    if cfg.loss == "hierarchical" and not td.multi_label:
+        from importlib import resources
+
+        parents = json.loads(resources.files("aegir.resources").joinpath("schema_hierarchy.json").read_text())["parents"]
+        groups, props, g_idx, p_idx = path_targets(labels, parents)
+        aux = HierarchyHeads(clf.backbone.pooled_dim, len(groups), len(props))
+        for p in aux.parameters():
+            p._aegir_lr_mult = cfg.head_lr_mult
+    if cfg.freeze_backbone:
+        for p in clf.backbone.parameters():
+            p.requires_grad_(False)
+    net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight).to(info.device)
+
+    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    # Short runs (tests, demos) cap warmup at a fifth of the run so the peak lr is actually reached.
+    ocfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       warmup_steps=min(cfg.warmup_steps, max(total // 5, 1)), total_steps=total)
+    opt = build_optimizer(net, ocfg)
+    sched = WarmupCosine(opt, ocfg)
+    step, epoch, batch_pos = 0, 0, 0
+    history: list[dict[str, Any]] = []
+    if resume_ckpt is not None:
+        net.load_state_dict(resume_ckpt.model_state)
+        opt.load_state_dict(resume_ckpt.optimizer_state)
+        sched.load_state_dict(resume_ckpt.scheduler_state or {})
+        restore_rng_state(resume_ckpt.rng_state)
+        ds_state = resume_ckpt.data_state or {}
+        step, epoch, batch_pos = resume_ckpt.step, int(ds_state.get("epoch", 0)), int(ds_state.get("batch", 0))
+        history = list(resume_ckpt.extra.get("history", []))
+        if info.is_main:
+            console.print(f"resuming {run_dir} at step {step} (epoch {epoch}, batch {batch_pos})")
+    model = wrap_model(net, info, cfg.parallel)
+    logger = MetricsLogger(run_dir, enabled=info.is_main)
+    run_args = asdict(cfg)
+    if info.is_main:
+        (run_dir / "config.json").write_text(json.dumps({"finetune": run_args, "model": mcfg.to_dict(),
+                                                          "task_note": td.note, "from_random": from_random}, indent=1))
+        console.print(f"[bold]aegir train[/bold] task={cfg.task} labels={len(labels)} train={len(train_ex)} "
+                      f"valid={len(valid_ex)} steps={total} run={run_dir}")
+
+    def extra(metrics_hist):
+        return classifier_extra(td.vocab, scfg, cfg.task, td.multi_label, td.cpa, history=metrics_hist,
+                                from_random=from_random, **init_meta)
+
+    def save(path: Path, ep: int, bpos: int, metrics: dict[str, Any]) -> None:
+        if info.is_main:
+            save_checkpoint(path, unwrap(model), mcfg, extra(history), kind="classifier", step=step,
+                            run_args=run_args, metrics=metrics, optimizer_state=opt.state_dict(),
+                            scheduler_state=sched.state_dict(), rng_state=capture_rng_state(),
+                            data_state={"epoch": ep, "batch": bpos})
+        barrier(info)
+
+    valid_metrics: dict[str, Any] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg.task}", unit="step", disable=not (cfg.progress and info.is_main))
+    t0 = time.time()
+    done = step >= total
+    while not done and epoch < cfg.epochs:
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(len(train_ex), generator=g).tolist()
+        n_batches = math.ceil(len(perm) / cfg.batch_size)
+        net.train()
+        while batch_pos < n_batches:
+            glob = perm[batch_pos * cfg.batch_size:(batch_pos + 1) * cfg.batch_size]
+            if len(glob) % info.world_size:  # last partial batch: keep it divisible across ranks
+                glob = glob[: len(glob) - len(glob) % info.world_size] or glob[:info.world_size]
+            mine = [train_ex[glob[i]] for i in shard_range(len(glob), info.rank, info.world_size)]
+            b = collate(mine, len(labels), td.multi_label).to(info.device)
+            sched.set_step(step)
+            # Sum over examples / global count, times world size because DDP averages gradients.
+            loss, ratio, stages = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size)
+            total_loss = loss + ratio
+            if not torch.isfinite(total_loss):
+                save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})
+                raise FloatingPointError(f"non-finite loss at step {step}; last good state saved in {run_dir}")
+            opt.zero_grad(set_to_none=True)
+            total_loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.grad_clip)
+            opt.step()
+            step += 1
+            batch_pos += 1
+            gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
+            rec = {"loss": gl, "ratio_loss": float(ratio.detach()), "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
+                   "epoch": epoch, **{f"boundary_frac_s{s.stage}": s.boundary_fraction() for s in stages}}
+            logger.log(step, **rec)
+            bar.update(1)
+            bar.set_postfix(loss=f"{gl:.3f}")
+            if step % cfg.checkpoint_every == 0:
+                save(run_dir / step_checkpoint_name(step), epoch, batch_pos, rec)
+            if step >= total:
+                done = True
+                break
+        if batch_pos >= n_batches or done:
+            if valid_ex and info.is_main:
+                _, rep = evaluate_examples(unwrap(model).classifier, valid_ex, labels, td.multi_label,
+                                           cfg.eval_batch_size, info.device)
+                valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
+                valid_metrics["epoch"] = epoch
+                history.append({"step": step, **valid_metrics})
+                logger.log(step, **valid_metrics)
+                bar.write(f"epoch {epoch}: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f}")
+            barrier(info)
+            if batch_pos >= n_batches:
+                epoch, batch_pos = epoch + 1, 0
+    bar.close()
+    final = run_dir / "final.pt"
+    valid_metrics = dict(valid_metrics, train_seconds=time.time() - t0)
+    save(final, epoch, batch_pos, valid_metrics)
+    logger.close()
+    return FinetuneResult(run_dir, final, step, valid_metrics, history, from_random)

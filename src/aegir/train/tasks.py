@@ -1,0 +1,141 @@
+"""Fine-tuning tasks: which data, which label vocabulary, which loss.
+
+`resolve_task(task, data)` returns train/validation `LabeledDataset`s plus the `LabelVocab`.
+Defaults read `../shared/data` when present and fall back to the embedded synthetic tables.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aegir.paths import shared_data_dir
+from aegir.tables.labels import LabelVocab
+from aegir.tables.load import load_labeled, merge, resolve_sotab
+from aegir.tables.readers import gittables_folds, read_gittables, read_sotab, read_turl
+from aegir.tables.table import LabeledDataset, TableError
+
+TASKS = ("sotab-cta", "sotab-cpa", "gittables-dbpedia", "gittables-schema", "wikitables-cta", "synthetic-cta", "custom")
+
+
+@dataclass
+class TaskData:
+    task: str
+    train: LabeledDataset
+    valid: LabeledDataset | None
+    vocab: LabelVocab
+    multi_label: bool
+    cpa: bool
+    note: str = ""
+
+
+def split_by_table(ds: LabeledDataset, valid_fraction: float, seed: int = 0) -> tuple[LabeledDataset, LabeledDataset]:
+    """Deterministic split by table (never by column: columns of one table share context)."""
+    def is_valid(ti: int) -> bool:
+        key = f"{seed}:{ds.tables[ti].name}:{ti}".encode()
+        return (zlib.crc32(key) % 10_000) / 10_000 < valid_fraction
+
+    tr = [t for t in ds.targets if not is_valid(t.table_index)]
+    va = [t for t in ds.targets if is_valid(t.table_index)]
+    return replace(ds, targets=tr), replace(ds, targets=va)
+
+
+def dedupe_targets(ds: LabeledDataset) -> LabeledDataset:
+    """Drop repeated (table name, column cells, labels) targets.
+
+    SOTAB's Train and Train50 share tables (Train renumbers columns, Train50 keeps them all), so a
+    merged training set would silently double-count those columns.
+    """
+    seen: set = set()
+    keep = []
+    for t in ds.targets:
+        tab = ds.tables[t.table_index]
+        key = (tab.name, tuple(tab.columns[t.column]), t.labels, t.main_column is not None)
+        if key not in seen:
+            seen.add(key)
+            keep.append(t)
+    return replace(ds, targets=keep)
+
+
+def _sotab_root(data: str | None) -> Path:
+    if data:
+        return Path(data)
+    shared = shared_data_dir()
+    if shared is None:
+        raise TableError("SOTAB data not found: pass --data PATH (a SOTAB root such as ../shared/data/sotab_v2_sample)")
+    return shared / "sotab_v2_sample"
+
+
+def _filter_to_vocab(ds: LabeledDataset, vocab: LabelVocab) -> LabeledDataset:
+    keep = [t for t in ds.targets if all(l in vocab for l in t.labels)]
+    return replace(ds, targets=keep, skipped=ds.skipped + len(ds.targets) - len(keep))
+
+
+def resolve_task(task: str, data: str | None = None, valid_data: str | None = None, *,
+                 n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15) -> TaskData:
+    if task not in TASKS:
+        raise TableError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task == "synthetic-cta":
+        ds = load_labeled("synthetic", n_synthetic=n_synthetic, seed=seed)["synthetic"]
+        tr, va = split_by_table(ds, valid_fraction, seed)
+        return TaskData(task, tr, va, LabelVocab.benchmark("sotab-cta"), False, False,
+                        note=f"{n_synthetic} synthetic tables (seed {seed})")
+    if task in ("sotab-cta", "sotab-cpa"):
+        root = _sotab_root(data)
+        splits = resolve_sotab(root)
+        kind = task.split("-")[1]
+        vocab = LabelVocab.benchmark(task)
+        train_parts = [read_sotab(*splits[k]) for k in (f"{kind}-train", f"{kind}-train50") if k in splits]
+        if not train_parts:
+            raise TableError(f"{root}: no {kind.upper()} training split found")
+        train = _filter_to_vocab(dedupe_targets(merge(train_parts)), vocab)
+        if valid_data:
+            valid = read_sotab(*next(iter(resolve_sotab(valid_data).values())))
+        elif f"{kind}-validation" in splits:
+            valid = read_sotab(*splits[f"{kind}-validation"])
+        else:
+            train, valid = split_by_table(train, valid_fraction, seed)
+        return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, False, kind == "cpa", note=str(root))
+    if task.startswith("gittables-"):
+        ontology = "dbpedia" if task.endswith("dbpedia") else "schema"
+        root = Path(data) if data else (shared_data_dir() / "gittables_semtab22" if shared_data_dir() else None)
+        if root is None:
+            raise TableError("GitTables folds not found: pass --data PATH (folder with the fold CSVs)")
+        folds = gittables_folds(root, ontology)
+        if len(folds) < 2:
+            raise TableError(f"{root}: need at least 2 {ontology} fold CSVs (train on all but the last)")
+        vocab = LabelVocab.benchmark(task)
+        train = read_gittables(folds[:-1])
+        valid = read_gittables([Path(valid_data)] if valid_data else folds[-1:])
+        return TaskData(task, _filter_to_vocab(train, vocab), _filter_to_vocab(valid, vocab), vocab, False, False,
+                        note=f"train {[f.name for f in folds[:-1]]}, evaluate {valid_data or folds[-1].name}")
+    if task == "wikitables-cta":
+        if not data:
+            raise TableError("wikitables-cta needs --data PATH to TURL CTA JSON (see docs/data_formats.md)")
+        train = read_turl(data)
+        valid = read_turl(valid_data) if valid_data else None
+        if valid is None:
+            train, valid = split_by_table(train, valid_fraction, seed)
+        vocab = LabelVocab.from_labels([l for t in train.targets for l in t.labels], name="wikitables-cta")
+        return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, True, False,
+                        note="label list built from the training data (the 255-type list is not available offline)")
+    # custom: a labelled CSV folder, or a SOTAB layout split
+    if not data:
+        raise TableError("task custom needs --data PATH (a folder of CSVs with labels.csv, or a SOTAB split)")
+    p = Path(data)
+    fmt = "csv" if (p / "labels.csv").is_file() else "sotab"
+    parts = list(load_labeled(fmt, p).values())
+    ds = merge(parts)
+    if valid_data:
+        valid = merge(list(load_labeled(fmt, valid_data).values()))
+        train = ds
+    else:
+        train, valid = split_by_table(ds, valid_fraction, seed)
+    labels = [l for t in train.targets for l in t.labels]
+    if not labels:
+        raise TableError(f"{data}: no labelled columns found")
+    vocab = LabelVocab.from_labels(labels, name="custom")
+    cpa = ds.task == "cpa"
+    return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, ds.multi_label, cpa,
+                    note=f"{fmt} data at {data}; vocabulary of {len(vocab)} labels built from it")

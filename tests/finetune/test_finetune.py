@@ -1,0 +1,132 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from aegir.annotate import annotate
+from aegir.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from aegir.eval_run import run_eval
+from aegir.inference import export_specialist, load_classifier
+from aegir.tables import TableError
+from aegir.train.finetune import FinetuneConfig, finetune
+
+
+def test_learns_separable_task(trained):
+    # 4 balanced labels: chance is 0.25; the model must do far better on held-out tables.
+    assert trained.valid_metrics["valid_accuracy"] >= 0.7, trained.valid_metrics
+    assert trained.from_random
+    losses = [json.loads(l)["loss"] for l in (trained.run_dir / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in l]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_checkpoint_is_self_describing(trained):
+    ck = load_checkpoint(trained.final_checkpoint, kind="classifier")
+    assert ck.extra["labels"]["labels"] == ["date", "email", "number", "word"]
+    assert ck.extra["task"] == "custom" and ck.run_args["lr"] == 3e-3 and ck.extra["from_random"] is True
+    assert (trained.run_dir / "config.json").is_file()
+
+
+def test_annotate_csv_and_dataframe(trained, tmp_path):
+    p = tmp_path / "mine.csv"
+    p.write_text("when,who,n\n2021-03-04,alice@mail.com,123\n2019-11-30,bob@corp.com,77\n")
+    res = annotate(p, trained.final_checkpoint, top_k=2)
+    assert [c.name for c in res.columns] == ["when", "who", "n"]
+    assert all(len(c.labels) == 2 and c.labels[0][1] >= c.labels[1][1] for c in res.columns)
+    assert res.columns[0].label == "date" and res.columns[1].label == "email"
+    only = annotate(pd.read_csv(p), trained.final_checkpoint, labels=["number", "word"], top_k=3)
+    assert all(l in ("number", "word") for c in only.columns for l, _ in c.labels) and len(only.columns[0].labels) == 2
+    with pytest.raises(TableError, match="not in the model's vocabulary"):
+        annotate(p, trained.final_checkpoint, labels=["Person"])
+    with pytest.raises(TableError, match="no such file"):
+        annotate(tmp_path / "missing.csv", trained.final_checkpoint)
+
+
+def test_wide_and_long_tables_are_not_silently_truncated(trained):
+    wide = pd.DataFrame({f"c{j}": [str(j * 7 + i) for i in range(3)] for j in range(300)})
+    res = annotate(wide, trained.final_checkpoint, top_k=1)
+    assert len(res.columns) == 300
+    long = pd.DataFrame({"d": [f"2020-01-{1 + i % 28:02d}" for i in range(5000)]})
+    res = annotate(long, trained.final_checkpoint, top_k=1)
+    assert res.columns[0].rows_total == 5000 and res.columns[0].rows_read < 5000
+    assert res.notes and "5000" in res.notes[0]
+
+
+def test_export_roundtrip(trained, tmp_path):
+    spec = export_specialist(trained.final_checkpoint, tmp_path / "spec")
+    assert {p.name for p in spec.iterdir()} >= {"model.safetensors", "config.json", "labels.json", "specialist.json"}
+    a, b = load_classifier(trained.final_checkpoint), load_classifier(spec)
+    for (ka, va), (kb, vb) in zip(sorted(a.model.state_dict().items()), sorted(b.model.state_dict().items())):
+        assert ka == kb and torch.equal(va, vb)
+    df = pd.DataFrame({"x": ["1999-01-02", "2004-05-06"]})
+    assert annotate(df, spec).columns[0].labels == annotate(df, trained.final_checkpoint).columns[0].labels
+    (spec / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_classifier(spec)
+
+
+def test_eval_writes_report(trained, custom_data, tmp_path):
+    run = run_eval(trained.final_checkpoint, data=str(custom_data), fmt="csv", out=tmp_path / "ev")
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["n"] == 120 and 0 <= rep["macro_f1"] <= 1
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "ev" / "predictions.jsonl").read_text().count("\n") == 120
+    assert run.report.micro_f1 == pytest.approx(rep["micro_f1"])
+
+
+def test_resume_continues_the_same_run(custom_data, tmp_path):
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, lr=3e-3, warmup_steps=2,
+                         max_bytes=48, progress=False, checkpoint_every=3, epochs=1, max_steps=6, out=str(tmp_path))
+    full = finetune(cfg)
+
+    def losses(run_dir):
+        out = {}
+        for l in (run_dir / "metrics.jsonl").read_text().splitlines():
+            r = json.loads(l)
+            if "loss" in r:
+                out[r["step"]] = r["loss"]  # later lines (after a resume) overwrite earlier ones
+        return out
+
+    before = losses(full.run_dir)
+    assert sorted(before) == list(range(1, 7))
+    # Simulate a kill right after the step-3 save: later checkpoints never happened.
+    for p in list_checkpoints(full.run_dir):
+        if p.name != "step-00000003.pt":
+            p.unlink()
+    resumed = finetune(FinetuneConfig(**{**cfg.__dict__, "resume": str(full.run_dir)}))
+    assert resumed.steps == 6 and resumed.run_dir == full.run_dir
+    after = losses(full.run_dir)
+    for s in (4, 5, 6):  # same data order, same weights, same optimizer state -> same curve
+        assert after[s] == pytest.approx(before[s], rel=1e-6, abs=1e-7), (s, before, after)
+
+
+def test_refuses_wrong_checkpoints(trained, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_classifier(bad)
+    torch.save({"hello": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="foreign"):
+        load_classifier(tmp_path / "foreign.pt")
+
+
+def test_train_shim_flags(custom_data, tmp_path):
+    """`python train.py` takes exactly `aegir train`'s flags."""
+    from aegir.paths import repo_root
+
+    help_cli = subprocess.run([sys.executable, "-m", "aegir", "train", "--help"], capture_output=True, text=True)
+    help_shim = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--help"], capture_output=True, text=True)
+    assert help_cli.returncode == help_shim.returncode == 0
+    for flag in ("--task", "--pretrained", "--epochs", "--batch-size", "--lr", "--warmup-steps", "--freeze-backbone",
+                 "--loss", "--data", "--resume"):
+        assert flag in help_shim.stdout and flag in help_cli.stdout
+    r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--data", str(custom_data),
+                        "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-bytes", "32",
+                        "--out", str(tmp_path), "--freeze-backbone", "--loss", "ce"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "FROM RANDOM" in r.stderr and list((tmp_path / "custom").glob("*/final.pt"))
+    r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "nope"], capture_output=True, text=True)
+    assert r.returncode != 0 and "unknown task" in (r.stderr + r.stdout)
