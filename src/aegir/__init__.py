@@ -1,2 +1,22 @@
-"""Aegir: byte-level table understanding."""
+"""Aegir: byte-level table understanding.
+
+High-level API (imported lazily, so `import aegir` stays light):
+- `aegir.annotate(df_or_path, checkpoint, labels=None, top_k=3)` -> per-column top-k labels;
+- `aegir.extract(text, ...)` -> schema + NDJSON rows (text -> schema -> table).
+"""
+
 __version__ = "0.1.0"
+
+__all__ = ["annotate", "extract", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "annotate":
+        from aegir.annotate import annotate
+
+        return annotate
+    if name == "extract":
+        from aegir.t2t.extract import extract
+
+        return extract
+    raise AttributeError(f"module 'aegir' has no attribute {name!r}")
