@@ -343,7 +343,7 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
         load_weights(model, ck)
         start = ck.step
         elapsed_before = float((ck.data_state or {}).get("elapsed_s", 0.0))
-        if (ck.data_state or {}).get("corpus_fingerprint") != fingerprint:
+        if (ck.data_state or {}).get("corpus_fingerprint") != fingerprint and info.is_main:
             log.warning("the corpus differs from the one this run started with: the data order "
                         "after resume will not match an uninterrupted run")
     else:
@@ -435,8 +435,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
         rec = {"step": step, "lr": lr, "grad_norm": gnorm, "bytes_per_s": cfg.batch_size * cfg.seq_len / max(dt, 1e-9),
                "elapsed_s": elapsed_before + time.time() - t0, **_flat(stats)}
         for msg in _health(stats, step, warned):
-            log.warning(msg)
-            say("warning: " + msg)
+            if info.is_main:  # stats are global: one warning, not one per process
+                log.warning(msg)
             rec.setdefault("warnings", []).append(msg)
         if step % cfg.log_every == 0 or step == start or rec.get("warnings"):
             mlog.write(rec)
