@@ -253,3 +253,16 @@ def test_classifier_sized_from_label_dims():
     assert AegirClassifier.for_labels(nano(), LABEL_DIMS, "wikitables-cta", multi_label=True).multi_label
     with pytest.raises(ValueError, match="unknown label vocabulary"):
         AegirClassifier.for_labels(nano(), LABEL_DIMS, "nope")
+
+
+def test_edge_lengths_single_byte_and_nearly_empty_rows():
+    model = AegirModel(nano())
+    one = model(torch.tensor([[5]]), None)
+    assert one.hidden.shape == (1, 1, 64) and [s.boundary_fraction() for s in one.stages] == [1.0, 1.0]
+    ids = torch.randint(0, 256, (3, 70))
+    mask = torch.zeros(3, 70, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[0] = True  # one full row, two rows with a single valid byte
+    out = model(ids, mask)
+    assert torch.isfinite(out.hidden).all()
+    assert out.stages[0].boundary_mask[1:].sum() == 2  # only the forced first positions

@@ -80,7 +80,7 @@ class Router(nn.Module):
             hf = _hi(h)
             cos = F.cosine_similarity(self.q(hf[:, :-1]), self.k(hf[:, 1:]), dim=-1)  # (B, T-1)
             p = ((1 - cos) / 2).clamp(0.0, 1.0)
-            p = torch.cat([torch.ones_like(p[:, :1]), p], dim=1)  # (B, T): first position forced
+            p = torch.cat([p.new_ones(p.shape[0], 1), p], dim=1)  # (B, T): first position forced (T = 1 too)
             p = p * mask
         return RouterOutput(prob=p, boundary=(p > 0.5) & mask)
 
