@@ -199,15 +199,23 @@ def generate_batch(
     prompts: list[list[dict[str, str]]],
     max_new_tokens: int,
     *,
-    grammar: Any | None = None,
+    grammar: Any | list[Any] | None = None,
     do_sample: bool = False,
     temperature: float = 1.0,
     batch_size: int = 4,
+    stats: dict[str, float] | None = None,
 ) -> list[str]:
-    """Chat prompts -> assistant completions (special tokens stripped); optional xgrammar constraint."""
+    """Chat prompts -> assistant completions (special tokens stripped).
+
+    `grammar`: one compiled xgrammar grammar for every prompt, or a list with one per prompt. `stats`, when
+    given, accumulates "new_tokens" (generated tokens, EOS included, padding excluded) and "seconds"."""
+    import time
+
     import torch
 
     tok, model = loaded.tokenizer, loaded.model
+    if isinstance(grammar, list) and len(grammar) != len(prompts):
+        raise ValueError(f"generate_batch: {len(grammar)} grammars for {len(prompts)} prompts")
     tok.padding_side = "left"
     model.eval()
     outs: list[str] = []
@@ -224,10 +232,15 @@ def generate_batch(
         if grammar is not None:
             import xgrammar as xgr
 
-            kw["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(grammar)]  # one per call (stateful)
+            g = grammar[i : i + batch_size] if isinstance(grammar, list) else grammar
+            kw["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(g)]  # one per call (stateful)
+        t0 = time.perf_counter()
         with torch.no_grad():
             gen = model.generate(**enc, **kw)
         new = gen[:, enc["input_ids"].shape[1] :]  # (B, T_new)
+        if stats is not None:
+            stats["seconds"] = stats.get("seconds", 0.0) + time.perf_counter() - t0
+            stats["new_tokens"] = stats.get("new_tokens", 0.0) + float((new != tok.pad_token_id).sum())
         outs.extend(tok.batch_decode(new, skip_special_tokens=True))
     return outs
 
