@@ -57,6 +57,9 @@ def test_pretrain_lowers_heldout_bpb_and_writes_run_folder(reference) -> None:
     assert ck.step == STEPS and ck.config.name == "nano" and ck.run_args["seq_len"] == 32
     assert ck.metrics["heldout_bpb"]["mixed"] == pytest.approx(r.final_bpb["mixed"])
     assert ck.optimizer_state is not None and ck.data_state["next_sample"] == STEPS * 4
+    groups = ck.optimizer_state["param_groups"]  # per-stage lr multipliers reached the optimizer
+    assert {g["lr_mult"] for g in groups} == set(ck.config.lr_multipliers)
+    assert {g["weight_decay"] for g in groups} == {0.0, 1e-4}
     assert sorted(p.name for p in d.glob("step-*.pt")) == ["step-00000008.pt", "step-00000016.pt"]
     recs = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines()]
     first = next(x for x in recs if x["step"] == 0 and "loss" in x)
