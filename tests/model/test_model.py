@@ -266,3 +266,15 @@ def test_edge_lengths_single_byte_and_nearly_empty_rows():
     out = model(ids, mask)
     assert torch.isfinite(out.hidden).all()
     assert out.stages[0].boundary_mask[1:].sum() == 2  # only the forced first positions
+
+
+def test_deepcopy_keeps_lr_multiplier_tags():
+    import copy
+
+    clf = AegirClassifier(nano(), n_labels=3)
+    for p in clf.head.parameters():
+        p._aegir_lr_mult = 7.0  # a caller's own value (e.g. a head learning rate) must survive too
+    twin = copy.deepcopy(clf)
+    assert named_lr_multipliers(twin) == named_lr_multipliers(clf)
+    assert named_lr_multipliers(twin)["head.proj.weight"] == 7.0
+    assert twin.backbone.embedding.weight is not clf.backbone.embedding.weight

@@ -12,6 +12,7 @@ where attributes may have been lost (e.g. after copy.deepcopy).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -83,7 +84,23 @@ def check_inputs(ids: Tensor, mask: Tensor | None, vocab_size: int) -> Tensor:
     return mask
 
 
-class AegirModel(nn.Module):
+class _KeepsParamTags:
+    """copy.deepcopy drops Python attributes of Parameters (Parameter.__deepcopy__ clones data
+    only), which would silently reset every `_aegir_lr_mult` to the optimizer's default. Pickling
+    keeps them already; this restores them, including values set by callers, after a deepcopy."""
+
+    def __deepcopy__(self, memo: dict):
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        for p, q in zip(self.parameters(), new.parameters()):
+            for k, v in vars(p).items():
+                if k.startswith("_aegir_"):
+                    setattr(q, k, v)
+        return new
+
+
+class AegirModel(_KeepsParamTags, nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         cfg.validate()
@@ -153,7 +170,7 @@ class AegirModel(nn.Module):
         return pool_column(hidden, mask.bool(), target_mask.bool())  # (B, 2 * d0)
 
 
-class AegirClassifier(nn.Module):
+class AegirClassifier(_KeepsParamTags, nn.Module):
     """Backbone + pooled column embedding + linear head. multi_label selects BCE over CE."""
 
     def __init__(self, cfg: ModelConfig, n_labels: int, multi_label: bool = False) -> None:
