@@ -27,11 +27,12 @@ def test_sft_and_export_from_records_file(make_examples, tmp_path):
     r = runner.invoke(app, ["t2t", "sft", "--stage", "table", "--records", str(rp), "--model", "tiny",
                             "--max-steps", "1", "--curriculum-stage", "ctx2048", "--micro-batch", "2",
                             "--global-batch", "2", "--no-gradient-checkpointing", "--num-workers", "0",
-                            "--lora-r", "4", "--lora-alpha", "8", "--eval-fraction", "0", "--out",
+                            "--lora-r", "4", "--lora-alpha", "8", "--eval-fraction", "0", "--est-step-seconds", "36", "--out",
                             str(tmp_path / "sft")])
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "sft" / "t2t_config.json").read_text())
     assert cfg["lora"]["r"] == 4 and cfg["global_batch"] == 2 and cfg["stages"][0]["learning_rate"] == 1.5e-4
+    assert cfg["est_step_seconds"] == 36.0
     assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").is_file()
 
     r = runner.invoke(app, ["t2t", "export-verl", "--records", str(rp), "--stage", "table", "--out",

@@ -151,6 +151,8 @@ def register_t2t(t2t_app: typer.Typer) -> None:
         init_adapter: Optional[Path] = typer.Option(None, "--init-adapter", help="Continue this saved adapter."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default outputs/t2t-sft-<stage>/<UTC>)."),
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Steps per curriculum stage (overrides hours)."),
+        est_step_seconds: Optional[float] = typer.Option(None, "--est-step-seconds",
+                                                         help="Seconds per optimizer step: hours -> steps (default 22)."),
         curriculum: Optional[list[str]] = typer.Option(None, "--curriculum-stage",
                                                        help="Run only these stages (ctx2048, ctx4096, ctx8192)."),
         limit: Optional[int] = typer.Option(None, "--limit", help="At most this many records."),
@@ -169,7 +171,7 @@ def register_t2t(t2t_app: typer.Typer) -> None:
         def go() -> None:
             check_task(stage)
             cfg = build_config(config, lora_r, lora_alpha, lora_dropout, micro_batch, global_batch,
-                               gradient_checkpointing, num_workers)
+                               gradient_checkpointing, num_workers, est_step_seconds)
             recs = load_task_records(stage, data, records, limit, seed)
             train, ev = split_eval(recs, eval_fraction, seed)
             res = run_sft(train, stage, _run_dir(f"t2t-sft-{stage}", out), model=model, cfg=cfg,
