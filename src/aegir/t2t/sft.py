@@ -267,7 +267,7 @@ def run_sft(
 def default_table_sanity(loaded: LoadedModel, eval_records: list[dict[str, Any]], cfg: T2TTrainConfig) -> dict[str, Any]:
     """Generate pi_2 tables (unconstrained: this measures the model, not the grammar) for the eval records
     and summarise them with part 1's quick table sanity check (JSON validity, key order, types)."""
-    from aegir.t2t.extract import generate_batch
+    from aegir.t2t.decoding import generate_batch
     from aegir.t2t.sanity import quick_table_sanity
 
     recs = eval_records
