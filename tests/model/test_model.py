@@ -278,3 +278,19 @@ def test_deepcopy_keeps_lr_multiplier_tags():
     assert named_lr_multipliers(twin) == named_lr_multipliers(clf)
     assert named_lr_multipliers(twin)["head.proj.weight"] == 7.0
     assert twin.backbone.embedding.weight is not clf.backbone.embedding.weight
+
+
+def test_wkv_recompute_gives_identical_gradients():
+    torch.manual_seed(0)
+    plain = AegirModel(nano())
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    recompute = AegirModel(nano(wkv_recompute=True))
+    recompute.load_state_dict(plain.state_dict())
+    ids, mask = batch()
+    for m in (plain, recompute):
+        out = m.lm_loss(ids, mask)
+        (out.loss + out.ratio_loss).backward()
+    for (name, p), q in zip(plain.named_parameters(), recompute.parameters()):
+        assert torch.equal(p.grad, q.grad), name

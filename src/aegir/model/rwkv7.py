@@ -20,6 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from aegir.model.wkv import wkv, wkv_chunked, wkv_naive  # noqa: F401  (re-exported)
 
@@ -44,9 +45,10 @@ def _fp32_off(x: Tensor):
 
 class RWKV7TimeMix(nn.Module):
     def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
-                 wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+                 wkv_impl: str = "chunked", wkv_chunk: int = 64, wkv_recompute: bool = False) -> None:
         super().__init__()
         C, N = width, head_size
+        self.wkv_recompute = wkv_recompute
         self.width, self.head_size, self.n_heads = C, N, C // N
         self.layer = layer  # index within its stack: layer 0 defines v_first
         self.wkv_impl, self.wkv_chunk = wkv_impl, wkv_chunk
@@ -137,8 +139,11 @@ class RWKV7TimeMix(nn.Module):
             shape = (B, T, H, N)
             r32, k32, v32 = _hi(r).view(shape), _hi(k).view(shape), _hi(v).view(shape)  # (B, T, H, N)
             kk32, iclr32 = _hi(kk), _hi(iclr).view(shape)  # (B, T, H, N)
-            y = wkv(r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask,  # log_w (B, T, C) -> (B, T, H, N)
-                    impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
+            args = (r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask)  # log_w (B, T, C) -> (B, T, H, N)
+            if self.wkv_recompute and torch.is_grad_enabled():
+                y = checkpoint(wkv, *args, impl=self.wkv_impl, chunk=self.wkv_chunk, use_reentrant=False)
+            else:
+                y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
             y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)  # (B*T, C) -> (B, T, C)
             bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (B, T, H, N)
             y = y + bonus.view(B, T, C)  # (B, T, C)
@@ -175,11 +180,12 @@ class RWKV7Block(nn.Module):
     """Pre-norm block; the residual stream is kept in the dtype it arrives in (fp32)."""
 
     def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
-                 ffn_mult: int = 4, eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+                 ffn_mult: int = 4, eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64,
+                 wkv_recompute: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(width, eps=eps)
         self.ln2 = nn.LayerNorm(width, eps=eps)
-        self.att = RWKV7TimeMix(width, head_size, layer, n_layers, lora, wkv_impl, wkv_chunk)
+        self.att = RWKV7TimeMix(width, head_size, layer, n_layers, lora, wkv_impl, wkv_chunk, wkv_recompute)
         self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult)
 
     def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -194,10 +200,11 @@ class RWKV7Stack(nn.Module):
     Layer indices for init restart at 0 in every stack, and so does v_first."""
 
     def __init__(self, width: int, n_layers: int, head_size: int, lora: dict[str, int], ffn_mult: int = 4,
-                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64) -> None:
+                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64, wkv_recompute: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk) for l in range(n_layers)
+            RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, wkv_recompute)
+            for l in range(n_layers)
         )
         self.norm = nn.LayerNorm(width, eps=eps)
 
