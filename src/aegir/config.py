@@ -26,6 +26,7 @@ DEFAULT_VOCAB_SIZE = 65536
 DEFAULT_N_ACTIVE = 268
 
 WKV_IMPLS = ("chunked", "naive", "fla")
+RECOMPUTE = ("none", "wkv", "block")
 _TOKEN = re.compile(r"w(\d+)")
 
 
@@ -115,9 +116,11 @@ class ModelConfig:
     lr_multipliers: list[float] | None = None
     wkv_chunk: int = 64
     wkv_impl: str = "chunked"  # "chunked" (default), "naive" (reference loop), "fla" (CUDA only)
-    # Recompute the chunked WKV in the backward pass instead of keeping its ~45 chunk-sized
-    # intermediates: about 7x less activation memory per time-mix, about +40% WKV time.
-    wkv_recompute: bool = False
+    # Activation recomputation in the backward pass, trading time for memory:
+    #   "none"  keep everything (fastest; small at B=8, T=1024 peaks at ~16 GB on CPU);
+    #   "wkv"   recompute only the chunked WKV (its ~45 chunk-sized intermediates; +40% WKV time);
+    #   "block" keep only each block's input and recompute the block (about +1 forward pass).
+    recompute: str = "none"
     bf16_autocast: bool = True  # only ever applied on CUDA; CPU runs fp32
     norm_eps: float = 1e-5
 
@@ -171,6 +174,8 @@ class ModelConfig:
             raise ModelConfigError(f"n_active={self.n_active} must be in 1..vocab_size={self.vocab_size}")
         if self.head_size < 1 or self.ffn_mult < 1 or self.wkv_chunk < 1:
             raise ModelConfigError("head_size, ffn_mult and wkv_chunk must be >= 1")
+        if self.recompute not in RECOMPUTE:
+            raise ModelConfigError(f"recompute={self.recompute!r}: expected one of {RECOMPUTE}")
         if self.wkv_impl not in WKV_IMPLS:
             raise ModelConfigError(f"wkv_impl={self.wkv_impl!r}: expected one of {WKV_IMPLS}")
         if self.ratio_loss_weight < 0 or self.norm_eps <= 0:

@@ -280,17 +280,20 @@ def test_deepcopy_keeps_lr_multiplier_tags():
     assert twin.backbone.embedding.weight is not clf.backbone.embedding.weight
 
 
-def test_wkv_recompute_gives_identical_gradients():
+@pytest.mark.parametrize("mode", ["wkv", "block"])
+def test_recompute_gives_identical_gradients(mode):
     torch.manual_seed(0)
     plain = AegirModel(nano())
     with torch.no_grad():
         for p in plain.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    recompute = AegirModel(nano(wkv_recompute=True))
-    recompute.load_state_dict(plain.state_dict())
+    again = AegirModel(nano(recompute=mode))
+    again.load_state_dict(plain.state_dict())
     ids, mask = batch()
-    for m in (plain, recompute):
+    for m in (plain, again):
         out = m.lm_loss(ids, mask)
         (out.loss + out.ratio_loss).backward()
-    for (name, p), q in zip(plain.named_parameters(), recompute.parameters()):
+    for (name, p), q in zip(plain.named_parameters(), again.parameters()):
         assert torch.equal(p.grad, q.grad), name
+    with pytest.raises(ModelConfigError, match="recompute"):
+        nano(recompute="all")

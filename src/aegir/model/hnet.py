@@ -181,7 +181,7 @@ class HNetStage(nn.Module):
 
         def stack(n: int) -> RWKV7Stack:
             return RWKV7Stack(d, n, cfg.head_size, cfg.lora_dims(d), cfg.ffn_mult, cfg.norm_eps,
-                              cfg.wkv_impl, cfg.wkv_chunk, cfg.wkv_recompute)
+                              cfg.wkv_impl, cfg.wkv_chunk, cfg.recompute)
 
         if self.is_innermost:
             self.main = stack(lay.main)

@@ -200,10 +200,11 @@ class RWKV7Stack(nn.Module):
     Layer indices for init restart at 0 in every stack, and so does v_first."""
 
     def __init__(self, width: int, n_layers: int, head_size: int, lora: dict[str, int], ffn_mult: int = 4,
-                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64, wkv_recompute: bool = False) -> None:
+                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64, recompute: str = "none") -> None:
         super().__init__()
+        self.recompute_blocks = recompute == "block"
         self.blocks = nn.ModuleList(
-            RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, wkv_recompute)
+            RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, recompute == "wkv")
             for l in range(n_layers)
         )
         self.norm = nn.LayerNorm(width, eps=eps)
@@ -213,5 +214,8 @@ class RWKV7Stack(nn.Module):
             mask = None  # no padding: the WKV can skip masking (checked once per stack)
         v_first = None
         for blk in self.blocks:
-            x, v_first = blk(x, v_first, mask)
+            if self.recompute_blocks and torch.is_grad_enabled():
+                x, v_first = checkpoint(blk, x, v_first, mask, use_reentrant=False)
+            else:
+                x, v_first = blk(x, v_first, mask)
         return self.norm(x)
