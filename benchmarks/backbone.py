@@ -37,11 +37,18 @@ from aegir.model.summary import flops_per_byte, parameter_counts  # noqa: E402
 from aegir.model.wkv import wkv_chunked, wkv_naive  # noqa: E402
 
 
+DEADLINE = float("inf")  # wall-clock budget (time.time()); set in main()
+
+
 def timeit(fn, reps: int, warmup: int = 1) -> list[float]:
+    """Durations of `reps` calls after `warmup`; stops early (keeping at least one) when the next
+    call would overrun the benchmark's time budget, so a shared, slow machine still finishes."""
     for _ in range(warmup):
         fn()
-    out = []
+    out: list[float] = []
     for _ in range(reps):
+        if out and time.time() + out[-1] > DEADLINE:
+            break
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
@@ -127,8 +134,9 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
             h = model(ids, mask).hidden
             model.lm_logits(h)
 
-    t_train = min(timeit(train_step, reps))
-    t_inf = min(timeit(infer, reps))
+    train_times = timeit(train_step, reps)
+    inf_times = timeit(infer, reps)
+    t_train, t_inf = min(train_times), min(inf_times)
     comp = [s.compression() for s in stats["stages"]]
     fl_nom = flops_per_byte(cfg)
     fl_act = flops_per_byte(cfg, comp)
@@ -139,6 +147,8 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
         "params_total": parameter_counts(cfg).total,
         "train_s": t_train,
         "infer_s": t_inf,
+        "train_reps": len(train_times),
+        "infer_reps": len(inf_times),
         "train_bytes_per_s": bps_train,
         "infer_bytes_per_s": bps_inf,
         "compression": comp,
@@ -198,6 +208,9 @@ def write_results(res: dict, out: Path) -> None:
         if m["recompute"] != "none":
             L.append(f"| ({m['name']} ran with recompute={m['recompute']!r}: not enough free memory for the default) "
                      "| | | | | | | | |")
+        if min(m["train_reps"], m["infer_reps"]) < res["reps"]:
+            L.append(f"| ({m['name']}: only {m['train_reps']} train / {m['infer_reps']} inference repetitions fit the "
+                     "time budget) | | | | | | | | |")
         comp = ", ".join(f"{c:.2f}" for c in m["compression"])
         L.append(f"| {m['name']} | {m['params_total'] / 1e6:.2f}M | {m['train_bytes_per_s']:,.0f} | "
                  f"{m['infer_bytes_per_s']:,.0f} | {comp} | {m['flops_achieved']['train'] / 1e6:.1f}M | "
@@ -233,12 +246,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", default="nano,tiny,small")
     ap.add_argument("--train-steps", type=int, default=100, help="short nano LM run to see where routers settle")
+    ap.add_argument("--budget-s", type=float, default=540.0, help="stop repeating once this much wall time is used")
     ap.add_argument("--out", default=None, help="output path without suffix (default docs/results/backbone)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     B, T = (2, 128) if args.quick else (8, 1024)
     out = Path(args.out) if args.out else (Path("/tmp/backbone_quick") if args.quick else ROOT / "docs/results/backbone")
     t0 = time.time()
+    global DEADLINE
+    DEADLINE = t0 + args.budget_s
     load_before = [round(x, 2) for x in os.getloadavg()]
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
