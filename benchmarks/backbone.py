@@ -268,8 +268,11 @@ def main() -> None:
         print(f"wkv d={width} ...", flush=True)
         res["wkv"].append(bench_wkv(B, T, width, args.reps, naive_reps=args.reps))
         print(res["wkv"][-1], flush=True)
+    if args.train_steps > 0:
+        print(f"router training ({args.train_steps} steps) ...", flush=True)
+        res["router_training"] = router_after_training(args.train_steps)
     res["models"] = []
-    for name in args.models.split(","):
+    for name in args.models.split(","):  # small last: the time budget trims its repetitions first
         print(f"model {name} ...", flush=True)
         res["models"].append(bench_model(name, B, T, args.reps, res["gemm_ceiling"]))
         m = res["models"][-1]
@@ -284,9 +287,6 @@ def main() -> None:
         (o.loss + o.ratio_loss).backward()
 
     res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(nano_step, args.reps))}
-    if args.train_steps > 0:
-        print(f"router training ({args.train_steps} steps) ...", flush=True)
-        res["router_training"] = router_after_training(args.train_steps)
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0
