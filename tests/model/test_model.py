@@ -297,3 +297,20 @@ def test_recompute_gives_identical_gradients(mode):
         assert torch.equal(p.grad, q.grad), name
     with pytest.raises(ModelConfigError, match="recompute"):
         nano(recompute="all")
+
+
+def test_flops_per_byte_hand_count():
+    from aegir.model.summary import flops_per_byte
+
+    cfg = ModelConfig.preset("tiny")
+    fl = flops_per_byte(cfg)  # nominal compression (3, 2)
+    # One block at C = 128 with v-LoRA: 4C^2 + 2C(32+32+32+64) + 8C^2 MACs, plus 9*N*C for the WKV.
+    C = 128
+    block = 2 * (4 * C * C + 2 * C * (32 + 32 + 32 + 64) + 8 * C * C) + 9 * 64 * C
+    first = block - 2 * 2 * C * 32  # no value-residual LoRA in a stack's first block
+    stage0 = 2 * first + 2 * block + 2 * 3 * C * C  # enc w2 + dec w2 + router q, k, residual_proj
+    assert fl.stages[0] == pytest.approx(stage0)
+    assert fl.head == 2 * 268 * 128
+    assert fl.train == pytest.approx(3 * (sum(fl.stages) + fl.head))
+    assert sum(fl.stages) / 1e6 == pytest.approx(4.6, rel=0.02)  # ../shared/docs/architecture.md section 3
+    assert flops_per_byte(cfg, [6.0, 2.0]).stages[1] == pytest.approx(fl.stages[1] / 2)
