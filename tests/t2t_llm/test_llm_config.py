@@ -65,5 +65,7 @@ def test_invalid_values_are_named():
         T2TTrainConfig(global_batch=64)
     with pytest.raises(T2TConfigError, match="task"):
         T2TTrainConfig().max_new_tokens("rows")
+    with pytest.raises(T2TConfigError, match="precision"):
+        T2TTrainConfig(precision="fp8")
     with pytest.raises(T2TConfigError, match="divisible"):
         T2TTrainConfig().with_global_batch(10, micro_batch=4)

@@ -131,6 +131,10 @@ class T2TTrainConfig:
             raise T2TConfigError(f"est_step_seconds must be > 0 (got {self.est_step_seconds})")
         if not self.stages:
             raise T2TConfigError("stages must not be empty")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise T2TConfigError(f"precision must be auto, fp32 or bf16 (got {self.precision!r})")
+        if self.rl_num_generations < 2:
+            raise T2TConfigError(f"rl_num_generations must be >= 2 (got {self.rl_num_generations})")
         for s in self.stages:
             if s.global_batch != self.global_batch:
                 raise T2TConfigError(
