@@ -160,6 +160,8 @@ def run_sft(
     from trl import SFTConfig, SFTTrainer
 
     check_task(task)
+    if not records:
+        raise SFTDataError("no training records")
     _check_records(records)
     if eval_records:
         _check_records(eval_records)
