@@ -118,3 +118,10 @@ def test_extract_file_and_cli(tiny, tmp_path):
     assert r.exit_code == 2 and "bad.json" in r.output and "fields" in r.output
     with pytest.raises(ExtractionError, match="empty"):
         extract("   ", schema=Schema.from_dict(SCHEMAS[0]), model=tiny)
+
+
+def test_extract_without_schema_runs_pi1_then_pi2(tiny, fast_cfg):
+    res = extract("Aromi is a coffee shop in the city centre.", model=tiny,
+                  cfg=fast_cfg.replace(max_new_tokens_table=32))
+    assert res.schema_source == "pi_1" and res.schema_raw
+    _check_rows(res.ndjson, res.schema)
