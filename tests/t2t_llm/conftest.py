@@ -7,9 +7,15 @@ pytest.importorskip("transformers")
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
-# These tests run many tiny matmuls; with 2 shared cores, 2 OpenMP threads spin against each other and
-# make a forward pass ~30x slower than with one thread.
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tests run many tiny matmuls; with 2 shared cores, 2 OpenMP threads spin against each other and
+    make a forward pass ~30x slower than one thread. Restored afterwards so other test folders are unaffected."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session", autouse=True)
