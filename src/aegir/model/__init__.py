@@ -10,7 +10,7 @@ from aegir.model.aegir import (
     named_lr_multipliers,
 )
 from aegir.model.hnet import StageStats
-from aegir.model.summary import ParamCounts, format_parameter_counts, parameter_counts
+from aegir.model.summary import FlopsPerByte, ParamCounts, flops_per_byte, format_parameter_counts, parameter_counts
 
 __all__ = [
     "AegirModel",
@@ -24,4 +24,6 @@ __all__ = [
     "ParamCounts",
     "parameter_counts",
     "format_parameter_counts",
+    "FlopsPerByte",
+    "flops_per_byte",
 ]
