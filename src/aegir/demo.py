@@ -23,11 +23,11 @@ from aegir.paths import repo_root, shared_data_dir
 class DemoConfig:
     out: str = "outputs"
     model_size: str = "nano"
-    pretrain_steps: int = 300
+    pretrain_steps: int = 1000
     pretrain_batch: int = 16
     seq_len: int = 256
-    finetune_epochs: int = 4
-    n_synthetic: int = 600
+    finetune_epochs: int = 5
+    n_synthetic: int = 1000
     batch_size: int = 16
     lr: float = 1e-3
     max_bytes: int = 256

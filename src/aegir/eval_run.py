@@ -54,24 +54,44 @@ def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64,
     return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep))
 
 
-def run_eval(checkpoint: str | Path, task: str | None = None, data: str | None = None, fmt: str | None = None,
-             out: str | Path | None = None, batch_size: int = 64) -> EvalRun:
-    lc = load_classifier(checkpoint)
+def default_validation(lc: LoadedClassifier) -> LabeledDataset:
+    """The validation split of the data the classifier was trained on (same paths, seed, synthetic size).
+
+    For sotab-cta that is the SOTAB V2 validation sample; reusing the run's own arguments matters for
+    split-by-hash tasks (synthetic, custom), where other arguments would leak training tables.
+    """
+    from aegir.train.tasks import resolve_task
+
+    a = lc.meta.get("run_args", {})
+    task = lc.task
+    td = resolve_task(task, a.get("data"), a.get("valid_data"), n_synthetic=a.get("n_synthetic", 600),
+                      seed=a.get("seed", 0))
+    if td.valid is None:
+        raise TableError(f"task {task}: no validation data; pass --data")
+    return td.valid
+
+
+def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = None,
+              task: str | None = None) -> LabeledDataset:
+    """--data/--format when given; else `task`'s validation split, or the checkpoint's own one."""
     if data is not None:
         if fmt is None:
             raise TableError("--data needs --format (sotab | gittables | csv | turl | synthetic)")
-        ds = merge(list(load_labeled(fmt, data).values()))
-    else:
-        from aegir.liveness_run import default_validation
+        return merge(list(load_labeled(fmt, data).values()))
+    if task and task != lc.task:
         from aegir.train.tasks import resolve_task
 
-        if task and task != lc.task:
-            td = resolve_task(task)
-            if td.valid is None:
-                raise TableError(f"task {task} has no validation data; pass --data")
-            ds = td.valid
-        else:
-            ds = default_validation(lc)
+        td = resolve_task(task)
+        if td.valid is None:
+            raise TableError(f"task {task} has no validation data; pass --data")
+        return td.valid
+    return default_validation(lc)
+
+
+def run_eval(checkpoint: str | Path, task: str | None = None, data: str | None = None, fmt: str | None = None,
+             out: str | Path | None = None, batch_size: int = 64) -> EvalRun:
+    lc = load_classifier(checkpoint)
+    ds = eval_data(lc, data, fmt, task)
     run = eval_dataset(lc, ds, batch_size)
     out_dir = Path(out) if out else Path(lc.source).parent / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from aegir.diagnostics import GateConfig, LivenessInputs, LivenessReport, StageBoundaryCounts, run_liveness
-from aegir.eval_run import eval_dataset
+from aegir.eval_run import eval_data, eval_dataset
 from aegir.inference import LoadedClassifier, load_classifier
-from aegir.tables.load import load_labeled, merge
-from aegir.tables.table import LabeledDataset, TableError
+from aegir.tables.table import LabeledDataset
 
 
 def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path | None = None,
@@ -32,31 +31,9 @@ def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path |
     return run_liveness(inputs, cfg, out_dir)
 
 
-def default_validation(lc: LoadedClassifier) -> LabeledDataset:
-    """The validation split of the data the classifier was trained on (same paths, seed, synthetic size).
-
-    For sotab-cta that is the SOTAB V2 validation sample; reusing the run's own arguments matters for
-    split-by-hash tasks (synthetic, custom), where other arguments would leak training tables.
-    """
-    from aegir.train.tasks import resolve_task
-
-    a = lc.meta.get("run_args", {})
-    task = lc.task
-    td = resolve_task(task, a.get("data"), a.get("valid_data"), n_synthetic=a.get("n_synthetic", 600),
-                      seed=a.get("seed", 0))
-    if td.valid is None:
-        raise TableError(f"task {task}: no validation data; pass --data")
-    return td.valid
-
-
 def run_liveness_cmd(checkpoint: str | Path, data: str | None = None, fmt: str | None = None,
                      out: str | Path | None = None, batch_size: int = 64) -> tuple[LivenessReport, Path]:
     lc = load_classifier(checkpoint)
-    if data is not None:
-        if fmt is None:
-            raise TableError("--data needs --format (sotab | gittables | csv | turl | synthetic)")
-        ds = merge(list(load_labeled(fmt, data).values()))
-    else:
-        ds = default_validation(lc)
+    ds = eval_data(lc, data, fmt)
     out_dir = Path(out) if out else Path(lc.source).parent / "liveness"
     return liveness_for(lc, ds, out_dir, batch_size=batch_size), out_dir

@@ -136,3 +136,17 @@ def test_train_shim_flags(custom_data, tmp_path):
     assert "FROM RANDOM" in r.stderr and list((tmp_path / "custom").glob("*/final.pt"))
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "nope"], capture_output=True, text=True)
     assert r.returncode != 0 and "unknown task" in (r.stderr + r.stdout)
+
+
+def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path):
+    from aegir.liveness_run import run_liveness_cmd
+
+    # All 120 columns (the 15% validation split holds only a handful: too few for a geometry audit).
+    report, out = run_liveness_cmd(trained.final_checkpoint, data=str(custom_data), fmt="csv", out=tmp_path / "live")
+    names = {c.name for c in report.checks}
+    assert {"mcl_clusters", "macro_f1", "distinct_predicted", "chunker"} <= names
+    assert report.meta["task"] == "custom"
+    for f in ("liveness.json", "liveness.txt", "cluster_sizes.png", "predicted_labels.png", "boundary_rates.png"):
+        assert (out / f).is_file(), f
+    # The separable task is learnt, so the gate (thresholds capped at the 4 gold labels) passes.
+    assert report.passed, report.failures

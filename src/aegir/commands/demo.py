@@ -11,9 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         out: Path = typer.Option(Path("outputs"), help="Where run folders go."),
-        pretrain_steps: int = typer.Option(300, help="Pretraining steps (nano)."),
-        finetune_epochs: int = typer.Option(4, help="Fine-tuning epochs on synthetic tables."),
-        n_synthetic: int = typer.Option(600, help="Synthetic tables to generate."),
+        pretrain_steps: int = typer.Option(1000, help="Pretraining steps (nano)."),
+        finetune_epochs: int = typer.Option(5, help="Fine-tuning epochs on synthetic tables."),
+        n_synthetic: int = typer.Option(1000, help="Synthetic tables to generate."),
     ) -> None:
         """Pretrain nano on the embedded corpus, fine-tune CTA, run the liveness gate, annotate an example CSV."""
         from aegir.demo import DemoConfig, run_demo
