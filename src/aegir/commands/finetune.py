@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         loss: str = typer.Option("ce", help="ce | hierarchical (auxiliary group/property heads)."),
         max_bytes: int = typer.Option(512, help="Serialization budget per column."),
         n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
+        add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
         seed: int = typer.Option(0),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
                              data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
                              batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
                              weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
-                             n_synthetic=n_synthetic, seed=seed, out=str(out), run_name=run_name,
+                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, seed=seed, out=str(out), run_name=run_name,
                              resume=str(resume) if resume else None, device=device, parallel=parallel,
                              checkpoint_every=checkpoint_every)
         res = finetune(cfg)

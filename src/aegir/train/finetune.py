@@ -65,6 +65,7 @@ class FinetuneConfig:
     aux_weight: float = 0.5             # weight of each auxiliary hierarchical head
     max_bytes: int = 512                # serialization budget per column
     n_synthetic: int = 600
+    add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
     seed: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
@@ -164,7 +165,8 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None) -> Finetune
 
 def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
-    td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed)
+    td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
+                            add_synthetic=cfg.add_synthetic)
     scfg = SerializeConfig(max_bytes=cfg.max_bytes)
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
@@ -181,7 +183,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
         if resume_ckpt is None:
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
-        for k in ("task", "seed", "batch_size", "max_bytes", "loss"):
+        for k in ("task", "seed", "batch_size", "max_bytes", "loss", "data", "n_synthetic", "add_synthetic"):
             if k in saved and saved[k] != getattr(cfg, k):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config

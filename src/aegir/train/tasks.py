@@ -73,7 +73,27 @@ def _filter_to_vocab(ds: LabeledDataset, vocab: LabelVocab) -> LabeledDataset:
 
 
 def resolve_task(task: str, data: str | None = None, valid_data: str | None = None, *,
-                 n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15) -> TaskData:
+                 n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15, add_synthetic: int = 0) -> TaskData:
+    """Train/validation data and label vocabulary of a task.
+
+    add_synthetic: also train on this many embedded synthetic tables (SOTAB CTA labels; for
+    sotab-cta and custom tasks, only the synthetic columns whose label is in the task's vocabulary).
+    Validation data is never augmented.
+    """
+    td = _resolve(task, data, valid_data, n_synthetic=n_synthetic, seed=seed, valid_fraction=valid_fraction)
+    if add_synthetic > 0:
+        if task == "synthetic-cta":
+            raise TableError("--add-synthetic is for real-data tasks; use --n-synthetic for synthetic-cta")
+        syn = _filter_to_vocab(load_labeled("synthetic", n_synthetic=add_synthetic, seed=seed + 1)["synthetic"], td.vocab)
+        if not syn.targets:
+            raise TableError(f"task {task}: no synthetic column has a label in its vocabulary")
+        td.train = merge([td.train, syn])
+        td.note += f"; + {len(syn.targets)} synthetic training columns from {add_synthetic} tables"
+    return td
+
+
+def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic: int, seed: int,
+             valid_fraction: float) -> TaskData:
     if task not in TASKS:
         raise TableError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if task == "synthetic-cta":
