@@ -46,6 +46,14 @@ def usable_params(cfg: ModelConfig) -> tuple[int, int]:
     return total, total - (cfg.vocab_size - cfg.n_active) * cfg.d_model[0]
 
 
+def health_warnings(run_dir: Path) -> list[str]:
+    """Chunker-health warnings the run logged (metrics.jsonl `warnings` fields)."""
+    out = []
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        out += json.loads(line).get("warnings", [])
+    return out
+
+
 def run_pair(size: str, args: argparse.Namespace) -> list[dict]:
     mcfg = ModelConfig.preset(size)
     total, usable = usable_params(mcfg)
@@ -58,8 +66,8 @@ def run_pair(size: str, args: argparse.Namespace) -> list[dict]:
     )
     rows = []
     for name, kwargs in (
-        (f"aegir-{size}", dict(run_name=f"bench-{size}")),
-        (f"transformer~{size}", dict(run_name=f"bench-{size}-transformer")),
+        (f"aegir-{size}", dict(run_name=f"pretrain-bench-{size}")),
+        (f"transformer~{size}", dict(run_name=f"pretrain-bench-{size}-transformer")),
     ):
         load = os.getloadavg()[0]
         cfg = PretrainConfig(**base, **kwargs)
@@ -75,7 +83,7 @@ def run_pair(size: str, args: argparse.Namespace) -> list[dict]:
             "model": name, "arch": arch, "params": params, "steps": res.steps_done, "wall_s": round(res.wall_s, 1),
             "train_bytes_per_s": round(res.train_bytes_per_s, 1), "initial_bpb": res.initial_bpb,
             "final_bpb": res.final_bpb, "run_dir": str(res.run_dir), "load_avg_before": round(load, 2),
-            "load_avg_after": round(os.getloadavg()[0], 2),
+            "load_avg_after": round(os.getloadavg()[0], 2), "health_warnings": health_warnings(res.run_dir),
         })
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -124,6 +132,16 @@ def write_markdown(res: dict, path: Path) -> None:
          "machine; both models of a size ran back to back under similar load.")
         if max(max(r["load_avg_before"], r["load_avg_after"]) for r in res["rows"]) > 1.2 * a["threads"]
         else "- The machine was otherwise idle (1-minute load average before → after each run: " + "; ".join(loads) + ").",
+        "- Same optimizer for both, but Aegir's parameters carry its per-stage lr multipliers "
+        "(`ModelConfig.lr_multipliers`, e.g. 2.0 / 1.5 / 1.0 outer to inner) on top of the shared peak lr; the "
+        "baseline's are 1.0. Aegir's bytes/s also pay for AdamW over its whole 65,536-row embedding "
+        "(dead rows included) every step.",
+    ]
+    warn = [f"{r['model']}: " + "; ".join(r.get("health_warnings", [])) for r in res["rows"] if r.get("health_warnings")]
+    lines += (["- Chunker-health warnings logged during these runs (routers drifting to a degenerate state "
+               "early in training, then recovering): " + " / ".join(warn)] if warn else
+              ["- No chunker-health warnings were logged (no router drifted to all- or no-boundary)."])
+    lines += [
         "",
         f"Raw numbers: `docs/results/pretrain.json`. Reproduce: `.venv/bin/python benchmarks/pretrain.py --minutes {a['minutes']:g}`.",
     ]
@@ -145,7 +163,16 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=ROOT / "docs" / "results")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run; writes to /tmp")
+    ap.add_argument("--render-only", action="store_true", help="rewrite pretrain.md from pretrain.json")
     args = ap.parse_args()
+    if args.render_only:
+        res = json.loads((args.results / "pretrain.json").read_text())
+        for r in res["rows"]:
+            if "health_warnings" not in r and Path(r["run_dir"]).is_dir():
+                r["health_warnings"] = health_warnings(Path(r["run_dir"]))
+        (args.results / "pretrain.json").write_text(json.dumps(res, indent=2))
+        write_markdown(res, args.results / "pretrain.md")
+        return
     if args.quick:
         args.sizes, args.minutes, args.seq_len, args.eval_windows = ["nano"], 0.15, 64, 4
         args.out, args.results = Path("/tmp/aegir-bench-out"), Path("/tmp/aegir-bench-results")
