@@ -4,6 +4,8 @@ import pytest
 
 # Tests are CPU-only and share 2 cores; keep torch from oversubscribing.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Spinning OpenMP workers make CPU tests several times slower when cores are shared (CI, parallel jobs).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from aegir.paths import shared_data_dir  # noqa: E402
 

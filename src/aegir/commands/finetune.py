@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         run_name: Optional[str] = typer.Option(None),
         resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-        parallel: str = typer.Option("ddp", help="ddp | fsdp | none (under torchrun)."),
+        parallel: str = typer.Option("ddp", help="ddp | none (under torchrun; FSDP is for pretraining base)."),
         checkpoint_every: int = typer.Option(200, help="Steps between step checkpoints."),
     ) -> None:
         """Fine-tune a CTA/CPA classifier (from --pretrained; without it, from random, and it says so)."""

@@ -81,6 +81,9 @@ class FinetuneConfig:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
+        if self.parallel not in ("ddp", "none"):
+            # FSDP is for pretraining `base`; classifiers of the design's sizes fit one device and DDP is exact.
+            raise ValueError(f"--parallel for fine-tuning must be 'ddp' or 'none', got {self.parallel!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
 
