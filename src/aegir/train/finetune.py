@@ -40,6 +40,7 @@ from aegir.train.distributed import (
 )
 from aegir.train.metrics_log import MetricsLogger
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
+from aegir.train.ratio import global_ratio_term
 from aegir.train.tasks import TASKS, TaskData, resolve_task
 
 log = logging.getLogger("aegir.finetune")
@@ -101,8 +102,10 @@ class FinetuneResult:
 class _TrainNet(nn.Module):
     """Classifier plus optional hierarchical heads; forward returns the loss (what DDP wraps)."""
 
-    def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float):
+    def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float,
+                 info: DistInfo):
         super().__init__()
+        self.info = info
         self.classifier = classifier
         self.aux = aux
         self.register_buffer("g_idx", g_idx if g_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
@@ -121,7 +124,9 @@ class _TrainNet(nn.Module):
                 task = task + self.aux_weight * (
                     F.cross_entropy(aux.group[ok], self.g_idx[labels[ok]], reduction="sum")
                     + F.cross_entropy(aux.property[ok], self.p_idx[labels[ok]], reduction="sum"))
-        return task / denom, out.ratio_loss, out.stages
+        # The ratio loss over the global batch, so N processes equal one (see train/ratio.py).
+        ratio = global_ratio_term(out.stages, self.info, self.classifier.cfg.ratio_loss_weight, ids.device)
+        return task / denom, ratio, out.stages
 
 
 def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
@@ -218,7 +223,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
     if cfg.freeze_backbone:
         for p in clf.backbone.parameters():
             p.requires_grad_(False)
-    net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight).to(info.device)
+    net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info).to(info.device)
 
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -282,7 +287,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
             sched.set_step(step)
             # Sum over examples / global count, times world size because DDP averages gradients.
             loss, ratio, stages = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size)
-            total_loss = loss + ratio
+            total_loss = loss + ratio.objective
             if not torch.isfinite(total_loss):
                 save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})
                 raise FloatingPointError(f"non-finite loss at step {step}; last good state saved in {run_dir}")
@@ -293,8 +298,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
             step += 1
             batch_pos += 1
             gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
-            rec = {"loss": gl, "ratio_loss": float(ratio.detach()), "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
-                   "epoch": epoch, **{f"boundary_frac_s{s.stage}": s.boundary_fraction() for s in stages}}
+            rec = {"loss": gl, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
+                   "epoch": epoch, **{f"boundary_frac_s{i}": st["boundary_fraction"] for i, st in enumerate(ratio.stages)}}
             logger.log(step, **rec)
             bar.update(1)
             bar.set_postfix(loss=f"{gl:.3f}")

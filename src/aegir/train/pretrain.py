@@ -40,6 +40,7 @@ from aegir.checkpoint import (
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.train import distributed as D
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
+from aegir.train.ratio import global_ratio_term
 
 log = logging.getLogger("aegir.pretrain")
 LN2 = math.log(2.0)
@@ -165,26 +166,13 @@ class LMObjective(nn.Module):
         out = self.model.lm_loss(ids, mask)
         info, W = self.info, float(self.info.world_size)
         ce_local = out.loss * out.n_tokens  # sum over this rank's targets
-        stage_terms = []
-        for s in out.stages:  # local sums; reduced below in one all_reduce
-            v = s.valid_mask
-            stage_terms += [(s.boundary_mask & v).sum().float(), (s.boundary_prob.detach() * v).sum().float(), v.sum().float()]
-        counts = torch.stack([ce_local.detach().float(), torch.tensor(float(out.n_tokens), device=ids.device), *stage_terms])
+        counts = torch.stack([ce_local.detach().float(), torch.tensor(float(out.n_tokens), device=ids.device)])
         g = D.all_reduce_sum(counts, info)
         n_glob = g[1].clamp(min=1.0)
-        objective = W * ce_local / n_glob
         alpha = float(getattr(getattr(self.model, "cfg", None), "ratio_loss_weight", 0.0))
-        ratio_val = 0.0
-        stage_stats = []
-        for i, s in enumerate(out.stages):
-            nb, sp, nv = g[2 + 3 * i], g[3 + 3 * i], g[4 + 3 * i].clamp(min=1.0)
-            Fr, G, N = float(nb / nv), float(sp / nv), float(s.target_ratio)
-            ratio_val += N / (N - 1) * ((N - 1) * Fr * G + (1 - Fr) * (1 - G))
-            dL_dG = N * (N * Fr - 1) / (N - 1)
-            g_local = (s.boundary_prob * s.valid_mask).sum() / nv  # this rank's share of global G
-            objective = objective + alpha * W * dL_dG * g_local
-            stage_stats.append({"boundary_fraction": Fr, "mean_prob": G, "target_ratio": N})
-        stats = StepStats(loss=float(g[0] / n_glob), ratio_loss=alpha * ratio_val, n_tokens=int(g[1]), stages=stage_stats)
+        ratio = global_ratio_term(out.stages, info, alpha, ids.device)
+        objective = W * ce_local / n_glob + ratio.objective
+        stats = StepStats(loss=float(g[0] / n_glob), ratio_loss=ratio.value, n_tokens=int(g[1]), stages=ratio.stages)
         return objective, stats
 
 
