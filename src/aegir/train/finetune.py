@@ -38,7 +38,7 @@ from aegir.model.aux_heads import HierarchyHeads, path_targets
 from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, shard_range, teardown, unwrap, wrap_model,
 )
-from aegir.train.metrics_log import MetricsLogger
+from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
 from aegir.train.tasks import TASKS, TaskData, resolve_task
@@ -247,7 +247,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
         if info.is_main:
             console.print(f"resuming {run_dir} at step {step} (epoch {epoch}, batch {batch_pos})")
     model = wrap_model(net, info, cfg.parallel)
-    logger = MetricsLogger(run_dir, enabled=info.is_main)
+    # Records are keyed by the step count after the update; rewind past the resumed checkpoint's step.
+    logger = MetricsLog(run_dir, start_step=step + 1, tensorboard=True, enabled=info.is_main)
     run_args = asdict(cfg)
     if info.is_main:
         (run_dir / "config.json").write_text(json.dumps({"finetune": run_args, "model": mcfg.to_dict(),
@@ -300,7 +301,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
             gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
             rec = {"loss": gl, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
                    "epoch": epoch, **{f"boundary_frac_s{i}": st["boundary_fraction"] for i, st in enumerate(ratio.stages)}}
-            logger.log(step, **rec)
+            logger.write({"step": step, **rec})
             bar.update(1)
             bar.set_postfix(loss=f"{gl:.3f}")
             if step % cfg.checkpoint_every == 0:
@@ -315,7 +316,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
                 valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
                 valid_metrics["epoch"] = epoch
                 history.append({"step": step, **valid_metrics})
-                logger.log(step, **valid_metrics)
+                logger.write({"step": step, **valid_metrics})
                 bar.write(f"epoch {epoch}: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f}")
             barrier(info)
             if batch_pos >= n_batches:

@@ -1,55 +1,56 @@
-"""Metrics logging for training runs: one JSON object per line in metrics.jsonl, mirrored to TensorBoard."""
+"""metrics.jsonl (one JSON record per line, flushed as written) mirrored to TensorBoard (`tb/`).
+
+Shared by pretraining and fine-tuning. Only the main process logs. On resume the log is rewound to
+the checkpoint's step, so a killed run's records past its last checkpoint do not appear twice.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("aegir.train")
 
-class MetricsLogger:
-    """Appends records to `<run_dir>/metrics.jsonl` and scalars to TensorBoard (`<run_dir>/tb`).
 
-    Only the main process should log (`enabled=False` elsewhere). The JSONL file is flushed after
-    every record, so a killed run keeps every metric it reached.
-    """
+class MetricsLog:
+    """metrics.jsonl (+ TensorBoard) on the main rank; rewound to `start_step` on resume."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool, enabled: bool) -> None:
         self.enabled = enabled
-        self.path = Path(run_dir) / "metrics.jsonl"
-        self._tb = None
-        if enabled and tensorboard:
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if not enabled:
+            return
+        if self.path.exists():  # drop records a crashed session wrote after the checkpoint
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) < start_step]
+            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(k + "\n" for k in keep))
+            tmp.replace(self.path)
+        if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(Path(run_dir) / "tb"))
-            except ImportError:  # tensorboard is a dependency; tolerate its absence in minimal installs
-                self._tb = None
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
+            except ImportError:  # tensorboard is a declared dependency; stay usable without it
+                log.warning("tensorboard is not installed: writing metrics.jsonl only")
 
-    def log(self, step: int, **values: Any) -> None:
+    def write(self, rec: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        rec = {"step": int(step), **values}
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, default=_jsonable) + "\n")
-        if self._tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, step)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
+                    self.tb.add_scalar(k.replace(".", "/"), v, rec["step"])
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
-            self._tb = None
-
-
-def _jsonable(v: Any) -> Any:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return str(v)
+        if self.tb is not None:
+            self.tb.close()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

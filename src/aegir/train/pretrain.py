@@ -39,6 +39,7 @@ from aegir.checkpoint import (
 )
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.train import distributed as D
+from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
 from aegir.train.ratio import global_ratio_term
 
@@ -216,44 +217,6 @@ def evaluate_bpb(obj: nn.Module, corpus, cfg: PretrainConfig, info: D.DistInfo) 
 # --------------------------------------------------------------------------------------------------
 # run folder bookkeeping
 # --------------------------------------------------------------------------------------------------
-class MetricsLog:
-    """metrics.jsonl (+ TensorBoard) on the main rank; rewound to `start_step` on resume."""
-
-    def __init__(self, run_dir: Path, start_step: int, tensorboard: bool, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if not enabled:
-            return
-        if self.path.exists():  # drop records a crashed session wrote after the checkpoint
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) < start_step]
-            tmp = self.path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(k + "\n" for k in keep))
-            tmp.replace(self.path)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_step or None)
-            except ImportError:  # tensorboard is a declared dependency; stay usable without it
-                log.warning("tensorboard is not installed: writing metrics.jsonl only")
-
-    def write(self, rec: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
-        if self.tb is not None:
-            for k, v in rec.items():
-                if isinstance(v, (int, float)) and k != "step" and math.isfinite(v):
-                    self.tb.add_scalar(k.replace(".", "/"), v, rec["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def _health(stats: StepStats, step: int, warned: dict[tuple[int, str], int]) -> list[str]:
     """Warnings for routers that drifted to all-boundary or no-boundary (at most every 100 steps)."""
     msgs = []
