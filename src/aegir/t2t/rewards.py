@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from aegir.t2t.metrics import cell_f1, chrf_sim, schema_f1
 from aegir.t2t.ndjson import parse_ndjson, rows_to_ndjson, strip_fence
@@ -246,32 +246,26 @@ def _broadcast(x: Any, n: int, what: str) -> list[Any]:
     return x
 
 
-def trl_schema_reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
-                      ground_truth: Sequence[str] | str | None = None, **kw: Any) -> list[float]:
-    """TRL GRPO reward function for pi_1 (`ground_truth` is a dataset column)."""
+def _trl_rewards(prompts, completions, ground_truth, score: Callable[[str, Any, Any], float]) -> list[float]:
+    """One score per completion; `score(text, ground_truth, prompt_sections_or_None)`."""
     n = len(completions)
     gts = _broadcast(ground_truth, n, "ground_truth")
     ps = _broadcast(prompts, n, "prompts")
-    out = []
-    for p, c, g in zip(ps, completions, gts):
-        sec = _prompt_sections(p)
-        policy = sec.parsed_policy if sec is not None else None
-        out.append(schema_reward_details(completion_text(c), g, policy=policy).score)
-    return out
+    return [score(completion_text(c), g, _prompt_sections(p)) for p, c, g in zip(ps, completions, gts)]
+
+
+def trl_schema_reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
+                      ground_truth: Sequence[str] | str | None = None, **kw: Any) -> list[float]:
+    """TRL GRPO reward function for pi_1 (`ground_truth` is a dataset column)."""
+    return _trl_rewards(prompts, completions, ground_truth, lambda text, g, sec: schema_reward_details(
+        text, g, policy=sec.parsed_policy if sec is not None else None).score)
 
 
 def trl_table_reward(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
                      ground_truth: Sequence[str] | str | None = None, **kw: Any) -> list[float]:
     """TRL GRPO reward function for pi_2; a ground truth without a schema takes it from the prompt."""
-    n = len(completions)
-    gts = _broadcast(ground_truth, n, "ground_truth")
-    ps = _broadcast(prompts, n, "prompts")
-    out = []
-    for p, c, g in zip(ps, completions, gts):
-        sec = _prompt_sections(p)
-        schema = sec.schema if sec is not None else None
-        out.append(table_reward_details(completion_text(c), g, schema=schema).score)
-    return out
+    return _trl_rewards(prompts, completions, ground_truth, lambda text, g, sec: table_reward_details(
+        text, g, schema=sec.schema if sec is not None else None).score)
 
 
 trl_schema_reward.__name__ = "t2t_schema_reward"
