@@ -9,14 +9,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aegir.diagnostics.liveness import LivenessReport
+from aegir.evaluation._io import atomic_write_bytes
 
 __all__ = [
     "format_report",
@@ -46,24 +45,10 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def write_report_json(report: LivenessReport, path: str | Path) -> Path:
     # default=str: free-form meta (paths, enums) must never make the report unwritable.
     text = json.dumps(_clean(report.to_dict()), indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    return _write_atomic(Path(path), (text + "\n").encode("utf-8"))
+    return atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
 
 
 def _fmt(v: float | None) -> str:
@@ -145,7 +130,7 @@ def _save(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    return _write_atomic(path, buf.getvalue())
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def plot_cluster_sizes(report: LivenessReport, path: str | Path, top: int = 40) -> Path:
@@ -218,7 +203,7 @@ def write_report_files(report: LivenessReport, out_dir: str | Path) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "json": write_report_json(report, out / "liveness.json"),
-        "text": _write_atomic(out / "liveness.txt", format_report(report).encode("utf-8")),
+        "text": atomic_write_bytes(out / "liveness.txt", format_report(report).encode("utf-8")),
         "cluster_sizes": plot_cluster_sizes(report, out / "cluster_sizes.png"),
         "label_histogram": plot_label_histogram(report, out / "predicted_labels.png"),
         "boundary_rates": plot_boundary_rates(report, out / "boundary_rates.png"),

@@ -7,7 +7,6 @@ own row/column; the rest are pooled into OTHER_LABEL so the picture stays readab
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from aegir.evaluation._io import atomic_target
+from aegir.evaluation._io import atomic_write
 from aegir.evaluation.metrics import _is_abstain
 
 OTHER_LABEL = "(other)"  # confusion-matrix bucket for labels outside the top-N
@@ -121,11 +120,4 @@ def plot_confusion_matrix(
                     ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=7,
                             color="white" if shown[i, j] > 0.5 else "black")
     fig.tight_layout()
-    tmp = atomic_target(path)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -6,14 +6,13 @@ import csv
 import io
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Sequence
 
 import numpy as np
 
-from aegir.evaluation._io import atomic_target
+from aegir.evaluation._io import atomic_write_bytes
 from aegir.evaluation.confusion import ConfusionMatrix, confusion_matrix, plot_confusion_matrix
 from aegir.evaluation.metrics import ClassificationReport, format_classification_report
 from aegir.evaluation.predictions import Prediction, report_from_predictions, write_predictions
@@ -94,14 +93,7 @@ def _clean(x: Any) -> Any:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = atomic_target(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_evaluation(

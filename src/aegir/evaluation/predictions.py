@@ -9,12 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from aegir.evaluation._io import atomic_target
+from aegir.evaluation._io import atomic_write
 from aegir.evaluation.metrics import ClassificationReport, classification_report, multilabel_report
 from aegir.tables import TableError
 
@@ -66,8 +65,8 @@ def write_predictions(path: str | Path, predictions: Sequence[Prediction], fmt: 
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"{path}: unknown predictions format {fmt!r} (use .csv or .jsonl)")
-    tmp = atomic_target(path)
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             if fmt == "jsonl":
                 for p in predictions:
@@ -87,11 +86,8 @@ def write_predictions(path: str | Path, predictions: Sequence[Prediction], fmt: 
                         _join(p.gold, where), "" if p.correct is None else int(p.correct),
                         _join((f"{lab}={s!r}" for lab, s in p.candidates), where),
                     ])
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write)
 
 
 def _opt_int(v: Any, where: str, name: str) -> int | None:
