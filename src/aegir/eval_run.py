@@ -28,6 +28,24 @@ class EvalRun:
     text: str
 
 
+def predicted_label_sets(raw: Predictions, labels: list[str], multi_label: bool) -> list[tuple[str, ...]]:
+    """Single-label: the argmax. Multi-label: every label with sigmoid > 0.5, or the best one if none is."""
+    if not multi_label:
+        return [(labels[int(j)],) for j in raw.logits.argmax(1)]
+    on = 1 / (1 + np.exp(-raw.logits)) > 0.5
+    return [tuple(labels[j] for j in np.flatnonzero(r)) or (labels[int(r_logits.argmax())],)
+            for r, r_logits in zip(on, raw.logits)]
+
+
+def score_label_sets(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...]],
+                     multi_label: bool) -> ClassificationReport:
+    """The report for one evaluation; macro-F1 over gold labels, as the SOTAB authors report it.
+    Gold labels outside the model's vocabulary count as misses (the model can never say them)."""
+    if multi_label:
+        return multilabel_report(gold, predicted)
+    return classification_report([g[0] for g in gold], [p[0] for p in predicted])
+
+
 def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64, top_k: int = 3) -> EvalRun:
     labels = lc.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
@@ -36,21 +54,13 @@ def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64,
         raise TableError("no labelled columns to evaluate")
     raw = predict(lc.model, examples, batch_size=batch_size)
     idx, scores = raw.top_k(top_k, lc.multi_label)
+    predicted = predicted_label_sets(raw, labels, lc.multi_label)
     preds: list[Prediction] = []
     for i, t in enumerate(ds.targets):
         cands = tuple((labels[j], float(s)) for j, s in zip(idx[i], scores[i]))
-        if lc.multi_label:
-            on = [labels[j] for j in np.flatnonzero(1 / (1 + np.exp(-raw.logits[i])) > 0.5)] or [cands[0][0]]
-            predicted = tuple(on)
-        else:
-            predicted = (cands[0][0],)
-        preds.append(Prediction(table=ds.tables[t.table_index].name, column=t.column, predicted=predicted,
+        preds.append(Prediction(table=ds.tables[t.table_index].name, column=t.column, predicted=predicted[i],
                                 score=cands[0][1], gold=t.labels, main_column=t.main_column, candidates=cands))
-    if lc.multi_label:
-        rep = multilabel_report([p.gold for p in preds], [p.predicted for p in preds])
-    else:
-        # Gold labels outside the model's vocabulary count as misses (the model can never say them).
-        rep = classification_report([p.gold[0] for p in preds], [p.predicted[0] for p in preds])
+    rep = score_label_sets([p.gold for p in preds], predicted, lc.multi_label)
     return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep))
 
 

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,9 +28,9 @@ from aegir.checkpoint import (
     save_checkpoint, step_checkpoint_name,
 )
 from aegir.config import ModelConfig
-from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
+from aegir.encoding.batch import collate, encode_dataset
 from aegir.encoding.serialize import SerializeConfig
-from aegir.evaluation import classification_report, multilabel_report
+from aegir.eval_run import predicted_label_sets, score_label_sets
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
@@ -141,23 +140,6 @@ def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
         raise CheckpointError(f"{path}: backbone weights do not fit: missing {res.missing_keys[:6]}, "
                               f"unexpected {res.unexpected_keys[:6]}")
     return {"pretrained": str(path), "pretrained_step": ck.step, "pretrained_metrics": ck.metrics}
-
-
-def evaluate_examples(clf: AegirClassifier, examples: list[EncodedColumn], labels: list[str], multi_label: bool,
-                      batch_size: int = 64, device=None):
-    """Predictions + report (macro over gold labels, as SOTAB reports) for encoded, labelled columns."""
-    pred = predict(clf, examples, batch_size=batch_size, device=device)
-    if multi_label:
-        on = 1 / (1 + np.exp(-pred.logits)) > 0.5
-        top = pred.logits.argmax(1)
-        on[np.arange(len(on)), top] = True  # at least one label per column
-        p_sets = [[labels[j] for j in np.flatnonzero(r)] for r in on]
-        g_sets = [[labels[j] for j in e.label_ids] for e in examples]
-        return pred, multilabel_report(g_sets, p_sets)
-    keep = [i for i, e in enumerate(examples) if e.label_ids]
-    gold = [labels[examples[i].label_ids[0]] for i in keep]
-    guess = [labels[int(pred.logits[i].argmax())] for i in keep]
-    return pred, classification_report(gold, guess)
 
 
 def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None) -> FinetuneResult:
@@ -311,8 +293,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
                 break
         if batch_pos >= n_batches or done:
             if valid_ex and info.is_main:
-                _, rep = evaluate_examples(unwrap(model).classifier, valid_ex, labels, td.multi_label,
-                                           cfg.eval_batch_size, info.device)
+                raw = predict(unwrap(model).classifier, valid_ex, batch_size=cfg.eval_batch_size, device=info.device)
+                rep = score_label_sets([tuple(labels[j] for j in e.label_ids) for e in valid_ex],
+                                       predicted_label_sets(raw, labels, td.multi_label), td.multi_label)
                 valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
                 valid_metrics["epoch"] = epoch
                 history.append({"step": step, **valid_metrics})
