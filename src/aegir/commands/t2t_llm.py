@@ -47,23 +47,10 @@ def _guard(fn: Callable[[], Any]) -> Any:
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
+    from aegir.t2t.datasets import read_jsonl_objects
     from aegir.t2t.sft import SFTDataError
 
-    if not path.is_file():
-        raise SFTDataError(f"{path}: no such records file")
-    out = []
-    with path.open(encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SFTDataError(f"{path}:{ln}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(rec, dict):
-                raise SFTDataError(f"{path}:{ln}: expected a JSON object")
-            out.append(rec)
-    return out
+    return [rec for _, rec in read_jsonl_objects(path, SFTDataError, missing="no such records file")]
 
 
 def load_task_records(task: str, data: Optional[str], records: Optional[Path], limit: Optional[int],

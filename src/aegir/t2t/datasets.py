@@ -65,10 +65,12 @@ class T2TExample:
 
 
 # --- reading ---------------------------------------------------------------------------------
-def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl_objects(path: str | Path, error: type[Exception] = TableError,
+                       missing: str = "no such file") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; `error` names the file and line on bad JSON."""
     p = Path(path)
     if not p.is_file():
-        raise TableError(f"{p}: no such file")
+        raise error(f"{p}: {missing}")
     with p.open("r", encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -76,9 +78,9 @@ def _read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise TableError(f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+                raise error(f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(obj, dict):
-                raise TableError(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise error(f"{p}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
 
 
@@ -149,7 +151,7 @@ def example_from_record(d: dict[str, Any], where: str, source: str, default_id: 
 
 def _load(path: str | Path, source: str, limit: int | None) -> list[T2TExample]:
     out = []
-    for lineno, d in _read_jsonl(path):
+    for lineno, d in read_jsonl_objects(path):
         out.append(example_from_record(d, f"{path}:{lineno}", source, f"{source}-{lineno}"))
         if limit is not None and len(out) >= limit:
             break

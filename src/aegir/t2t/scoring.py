@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aegir.tables.table import TableError
-from aegir.t2t.datasets import _read_jsonl, example_from_record, load_examples
+from aegir.t2t.datasets import read_jsonl_objects, example_from_record, load_examples
 from aegir.t2t.metrics import cell_f1, end_to_end_score, schema_f1
 from aegir.t2t.ndjson import parse_ndjson, rows_to_ndjson
 from aegir.t2t.sanity import table_sanity
@@ -79,7 +79,7 @@ def score_files(pred_path: str | Path, gold_path: str, limit: int | None = None,
         raise TableError(f"{gold_path}: duplicate ids in the gold file")
     raw_preds: dict[str, tuple[str, dict[str, Any]]] = {}
     unmatched = 0
-    for lineno, d in _read_jsonl(pred_path):
+    for lineno, d in read_jsonl_objects(pred_path):
         pid = d.get("id")
         if pid is None:
             raise TableError(f"{pred_path}:{lineno}: missing field 'id'")
