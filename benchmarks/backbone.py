@@ -261,6 +261,9 @@ def main() -> None:
         write_results(json.loads(out.with_suffix(".json").read_text()), out)
         return
     torch.set_num_threads(args.threads)
+    from aegir.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the aegir CLI does
     B, T = (2, 128) if args.quick else (8, 1024)
     out = Path(args.out) if args.out else (Path("/tmp/backbone_quick") if args.quick else ROOT / "docs/results/backbone")
     t0 = time.time()

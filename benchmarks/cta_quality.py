@@ -73,6 +73,9 @@ def main() -> None:
                     help="Aegir variants to run: full, frozen, random, hierarchical.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from aegir.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the aegir CLI does
     results: dict[str, list[dict]] = {}
     for task in args.tasks.split(","):
         td = resolve_task(task, add_synthetic=args.augment)

@@ -178,6 +178,9 @@ def main() -> None:
         args.out, args.results = Path("/tmp/aegir-bench-out"), Path("/tmp/aegir-bench-results")
     args.results.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
+    from aegir.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the aegir CLI does
     t = time.time()
     corpus = build_corpus(PretrainConfig(seq_len=args.seq_len, seed=args.seed).corpus_config())
     print(f"corpus built in {time.time() - t:.1f}s: {corpus_summary(corpus)}", flush=True)

@@ -63,6 +63,9 @@ def main() -> None:
         user_errors += (CheckpointError,)
     except ImportError:
         pass
+    from aegir.runtime import tune_cpu_allocator
+
+    tune_cpu_allocator()  # training/eval reuse freed activation memory instead of re-faulting it
     try:
         app()
     except user_errors as e:  # user data mistakes: one clear line, no traceback

@@ -314,3 +314,16 @@ def test_flops_per_byte_hand_count():
     assert fl.train == pytest.approx(3 * (sum(fl.stages) + fl.head))
     assert sum(fl.stages) / 1e6 == pytest.approx(4.6, rel=0.02)  # ../shared/docs/architecture.md section 3
     assert flops_per_byte(cfg, [6.0, 2.0]).stages[1] == pytest.approx(fl.stages[1] / 2)
+
+
+def test_relu_square_matches_autograd_float64():
+    from aegir.model.rwkv7 import relu_square
+
+    x = torch.randn(4, 7, 16, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(4, 7, 16, dtype=torch.float64)
+    (gx,) = torch.autograd.grad(relu_square(x), x, g)
+    x2 = x.detach().clone().requires_grad_()
+    (gx2,) = torch.autograd.grad(torch.relu(x2).square(), x2, g)
+    assert torch.equal(relu_square(x).detach(), torch.relu(x).square().detach())
+    assert torch.allclose(gx, gx2, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(relu_square, (x[:1, :2].detach().clone().requires_grad_(),))

@@ -150,6 +150,26 @@ class RWKV7TimeMix(nn.Module):
         return self.output(y.to(g.dtype) * g), v_first
 
 
+class _ReluSquare(torch.autograd.Function):
+    """relu(x)^2 saving only relu(x): autograd's relu -> square keeps two full-size (B, T, 4C)
+    tensors and runs four elementwise passes in backward; this keeps one and runs two."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (r,) = ctx.saved_tensors
+        return grad * (r + r)  # d/dx relu(x)^2 = 2 relu(x)
+
+
+def relu_square(x: Tensor) -> Tensor:
+    return _ReluSquare.apply(x)
+
+
 class RWKV7ChannelMix(nn.Module):
     def __init__(self, width: int, layer: int, n_layers: int, ffn_mult: int = 4) -> None:
         super().__init__()
@@ -172,7 +192,7 @@ class RWKV7ChannelMix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
-        h = torch.relu(self.key(x + xx * self.mu_k.to(x.dtype))).square()  # (B, T, 4C)
+        h = relu_square(self.key(x + xx * self.mu_k.to(x.dtype)))  # (B, T, 4C)
         return self.value(h)
 
 
