@@ -14,8 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from aegir.encoding.batch import encode_column
-from aegir.inference import LoadedClassifier, load_classifier, predict
+from aegir.encoding.batch import encode_column, view_seed
+from aegir.encoding.serialize import row_sample
+from aegir.inference import LoadedClassifier, average_views, load_classifier, predict, restrict_labels
 from aegir.tables.readers import from_dataframe, read_csv
 from aegir.tables.table import Table, TableError
 
@@ -84,14 +85,18 @@ def _as_table(data, max_rows_read: int | None) -> tuple[Table, str]:
 
 
 def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[str] | None = None, top_k: int = 3,
-             batch_size: int = 64, max_rows_read: int | None = 100_000) -> AnnotationResult:
+             batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
+    views: average the scores over this many row views per column (view 0 = evenly spaced rows,
+    the others random row subsets); more views read more of a long table's rows.
     labels: restrict predictions to this subset of the model's vocabulary (unknown names raise).
     max_rows_read: rows parsed from a file (the serializer samples `max_rows` of them per column).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
+    if views < 1:
+        raise ValueError("views must be >= 1")
     if isinstance(checkpoint, LoadedClassifier):
         lc = checkpoint
     else:
@@ -110,16 +115,24 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
     examples = [encode_column(table, j, lc.serialize_cfg) for j in range(table.n_cols)]
-    raw = predict(lc.model, examples, batch_size=batch_size, label_mask=mask)
+    raw = predict(lc.model, examples, batch_size=batch_size)
+    if views > 1:
+        more = [predict(lc.model, [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(v, 0))
+                                   for j in range(table.n_cols)], batch_size=batch_size) for v in range(1, views)]
+        raw = average_views([raw] + more)
+    if mask is not None:
+        raw = restrict_labels(raw, mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
     total = int(table.meta.get("rows_total", table.n_rows))
-    rows_read = min(table.n_rows, lc.serialize_cfg.max_rows)
+    max_rows = lc.serialize_cfg.max_rows
+    rows_read = len(set().union(*(row_sample(table.n_rows, max_rows, view_seed(v, 0)) for v in range(views))))
     cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
                              [(vocab[i], float(s)) for i, s in zip(idx[j], scores[j])], rows_read, total,
                              examples[j].truncated) for j in range(table.n_cols)]
     notes = []
     if total > rows_read:
-        notes.append(f"each column was read through {rows_read} evenly spaced rows of {table.n_rows} parsed"
+        how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
+        notes.append(f"each column was read through {rows_read} {how} rows of {table.n_rows} parsed"
                      + (f" ({total} in the file)" if total != table.n_rows else ""))
     return AnnotationResult(source, cols, lc.source, lc.task, list(labels) if labels is not None else None, notes)

@@ -151,6 +151,27 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def restrict_labels(raw: Predictions, label_mask: np.ndarray) -> Predictions:
+    """Only labels where `label_mask` is True can be predicted (the others get logit -1e9)."""
+    logits = np.where(label_mask[None, :], raw.logits, -1e9).astype(np.float32)
+    return Predictions(logits, raw.pooled, raw.n_boundary, raw.n_valid)
+
+
+def average_views(views: Sequence[Predictions]) -> Predictions:
+    """Test-time averaging over row views of the same columns (same order in every view): mean
+    logits and mean pooled embeddings; the boundary counts are view 0's (the deterministic view),
+    so chunker-health figures do not depend on the number of views."""
+    if not views:
+        raise ValueError("average_views() got no predictions")
+    first = views[0]
+    for v in views[1:]:
+        if v.logits.shape != first.logits.shape:
+            raise ValueError("average_views(): views cover different columns")
+    logits = np.mean([v.logits for v in views], axis=0).astype(np.float32)
+    pooled = np.mean([v.pooled for v in views], axis=0).astype(np.float32)
+    return Predictions(logits, pooled, first.n_boundary, first.n_valid)
+
+
 @torch.no_grad()
 def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_size: int = 32,
             device: str | torch.device | None = None, progress: bool = False,
@@ -185,7 +206,6 @@ def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_siz
         logits[idx], pooled[idx], bf[idx], nv[idx] = lg, pl, f, v
     if logits is None:
         raise ValueError("predict() got no examples")
-    if label_mask is not None:
-        logits = np.where(label_mask[None, :], logits, -1e9).astype(np.float32)
     model.train(was_training)
-    return Predictions(logits, pooled, bf, nv)
+    raw = Predictions(logits, pooled, bf, nv)
+    return restrict_labels(raw, label_mask) if label_mask is not None else raw

@@ -14,8 +14,8 @@ from aegir.tables.table import LabeledDataset
 
 
 def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path | None = None,
-                 cfg: GateConfig | None = None, batch_size: int = 64) -> LivenessReport:
-    run = eval_dataset(lc, ds, batch_size=batch_size)
+                 cfg: GateConfig | None = None, batch_size: int = 64, views: int = 1) -> LivenessReport:
+    run = eval_dataset(lc, ds, batch_size=batch_size, views=views)
     raw = run.raw
     counts = [StageBoundaryCounts(boundaries=raw.n_boundary[:, s], lengths=raw.n_valid[:, s])
               for s in range(raw.n_valid.shape[1])]
@@ -32,8 +32,8 @@ def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path |
 
 
 def run_liveness_cmd(checkpoint: str | Path, data: str | None = None, fmt: str | None = None,
-                     out: str | Path | None = None, batch_size: int = 64) -> tuple[LivenessReport, Path]:
+                     out: str | Path | None = None, batch_size: int = 64, views: int = 1) -> tuple[LivenessReport, Path]:
     lc = load_classifier(checkpoint)
     ds = eval_data(lc, data, fmt)
     out_dir = Path(out) if out else Path(lc.source).parent / "liveness"
-    return liveness_for(lc, ds, out_dir, batch_size=batch_size), out_dir
+    return liveness_for(lc, ds, out_dir, batch_size=batch_size, views=views), out_dir

@@ -21,12 +21,13 @@ def register(app: typer.Typer) -> None:
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
         out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
+        views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
     ) -> None:
         """Per column: the top-k labels with scores."""
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-        res = annotate(file, checkpoint, labels=subset, top_k=top_k)
+        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views)
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=f"{res.source} ({res.task})")
         for c in res.columns:
             t.add_row(str(c.column), c.name[:30], *[f"{l} ({s:.2f})" for l, s in c.labels])

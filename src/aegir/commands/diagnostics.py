@@ -18,12 +18,13 @@ def register(app: typer.Typer) -> None:
         data: Optional[str] = typer.Option(None, help="Validation data (default: the task's validation split; SOTAB V2 validation for sotab-cta)."),
         format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
         out: Optional[Path] = typer.Option(None, help="Folder for liveness.json, liveness.txt and PNG plots."),
+        views: int = typer.Option(1, help="Average predictions over this many row views per column."),
     ) -> None:
         """Collapse figures, MCL clusters, chunker health and the PASS/FAIL gate (docs/current/ontology/charter.md)."""
         from aegir.diagnostics import format_report
         from aegir.liveness_run import run_liveness_cmd
 
-        report, out_dir = run_liveness_cmd(checkpoint, data, format, out)
+        report, out_dir = run_liveness_cmd(checkpoint, data, format, out, views=views)
         console.print(format_report(report))
         console.print(f"wrote {out_dir}")
         raise typer.Exit(0 if report.passed else 1)

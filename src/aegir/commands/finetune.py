@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         max_bytes: int = typer.Option(512, help="Serialization budget per column."),
         n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
         add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
+        row_views: bool = typer.Option(True, help="Each epoch after the first sees a new random row view of every column (augmentation)."),
         seed: int = typer.Option(0),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
                              data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
                              batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
                              weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
-                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, seed=seed, out=str(out), run_name=run_name,
+                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, seed=seed, out=str(out), run_name=run_name,
                              resume=str(resume) if resume else None, device=device, parallel=parallel,
                              checkpoint_every=checkpoint_every)
         res = finetune(cfg)
@@ -62,10 +63,11 @@ def register(app: typer.Typer) -> None:
         format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
         out: Optional[Path] = typer.Option(None, help="Folder for report.json, predictions.csv, confusion.png."),
         batch_size: int = typer.Option(64),
+        views: int = typer.Option(1, help="Average over this many row views per column (1 = deterministic rows only)."),
     ) -> None:
         """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
         from aegir.eval_run import run_eval
 
-        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size)
+        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
         console.print(rep.text)
         console.print(f"wrote {rep.out_dir}")

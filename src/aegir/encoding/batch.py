@@ -35,17 +35,27 @@ class Batch:
 
 
 def encode_column(table: Table, column: int, cfg: SerializeConfig, main: int | None = None,
-                  label_ids: tuple[int, ...] = (), table_index: int = 0) -> EncodedColumn:
-    s = serialize(table, column, cfg, main=main)
+                  label_ids: tuple[int, ...] = (), table_index: int = 0, row_seed: int | None = None) -> EncodedColumn:
+    s = serialize(table, column, cfg, main=main, row_seed=row_seed)
     return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated)
 
 
-def encode_dataset(ds: LabeledDataset, label_index: dict[str, int] | None, cfg: SerializeConfig) -> list[EncodedColumn]:
-    """Serialize every target. Labels outside `label_index` give empty label_ids (evaluated as misses)."""
+def view_seed(view: int, table_index: int) -> int | None:
+    """Row seed of a table in view `view`: None (the deterministic view) for view 0. One seed per
+    table and view, so all columns of a table use the same rows and stay row-aligned."""
+    return None if view == 0 else view * 1_000_003 + table_index
+
+
+def encode_dataset(ds: LabeledDataset, label_index: dict[str, int] | None, cfg: SerializeConfig,
+                   view: int = 0) -> list[EncodedColumn]:
+    """Serialize every target. Labels outside `label_index` give empty label_ids (evaluated as misses).
+    `view` 0 is the deterministic serialization; views 1, 2, ... use random row subsets (see
+    `view_seed`), for training augmentation and test-time averaging."""
     out = []
     for t in ds.targets:
         lab = tuple(label_index[l] for l in t.labels if l in label_index) if label_index else ()
-        out.append(encode_column(ds.tables[t.table_index], t.column, cfg, t.main_column, lab, t.table_index))
+        out.append(encode_column(ds.tables[t.table_index], t.column, cfg, t.main_column, lab, t.table_index,
+                                 view_seed(view, t.table_index)))
     return out
 
 

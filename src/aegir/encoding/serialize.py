@@ -97,8 +97,16 @@ def _utf8(s: str) -> bytes:
     return s.encode("utf-8", errors="replace")  # lone surrogates never raise
 
 
-def row_sample(n_rows: int, max_rows: int) -> list[int]:
-    """Evenly spaced row indices (all rows when the table is short). Deterministic."""
+def row_sample(n_rows: int, max_rows: int, seed: int | None = None) -> list[int]:
+    """Row indices to serialize. Without a seed: evenly spaced (all rows when the table is short),
+    in table order -- the deterministic view used for evaluation and annotation. With a seed: a
+    random subset of up to `max_rows` rows in random order -- a different "view" of the same column,
+    used as training augmentation and for test-time averaging over views (column types do not
+    depend on row order, and the byte budget then shows different cells)."""
+    if seed is not None:
+        import random
+
+        return random.Random(seed).sample(range(n_rows), min(n_rows, max_rows))
     if n_rows <= max_rows:
         return list(range(n_rows))
     return sorted({int(round(i * (n_rows - 1) / (max_rows - 1))) for i in range(max_rows)}) if max_rows > 1 else [0]
@@ -161,14 +169,16 @@ def mmr_order(target_profile: np.ndarray, candidates: dict[int, np.ndarray], lam
     return chosen
 
 
-def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(), main: int | None = None) -> Serialized:
-    """Serialize column `target` of `table` (CPA: the pair (`main`, `target`)) with MMR context."""
+def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(), main: int | None = None,
+              row_seed: int | None = None) -> Serialized:
+    """Serialize column `target` of `table` (CPA: the pair (`main`, `target`)) with MMR context.
+    `row_seed` picks a random row view (see `row_sample`); None gives the deterministic one."""
     if table.n_cols == 0:
         raise TableError(f"table {table.name!r} has no columns")
     for what, j in (("target", target), ("main", main)):
         if j is not None and not 0 <= j < table.n_cols:
             raise TableError(f"table {table.name!r}: {what} column {j} out of range (0..{table.n_cols - 1})")
-    rows = row_sample(table.n_rows, cfg.max_rows)
+    rows = row_sample(table.n_rows, cfg.max_rows, row_seed)
     cells = lambda j: [table.columns[j][i] for i in rows]  # noqa: E731
     ids: list[int] = [CLS]
     mask: list[bool] = [False]

@@ -66,6 +66,7 @@ class FinetuneConfig:
     max_bytes: int = 512                # serialization budget per column
     n_synthetic: int = 600
     add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
+    row_views: bool = True              # epochs after the first train on new random row views (augmentation)
     seed: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
@@ -153,6 +154,14 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None) -> Finetune
         teardown(info)
 
 
+def _epoch_view(cfg: FinetuneConfig, epoch: int) -> int:
+    """Row view trained on in `epoch`: the deterministic view 0 first, then a new random view per
+    epoch when cfg.row_views (seeded by the run seed, so a resumed run sees the same data)."""
+    if not cfg.row_views or epoch == 0:
+        return 0
+    return 1 + cfg.seed * 10_007 + epoch
+
+
 def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
@@ -173,7 +182,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
         if resume_ckpt is None:
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
-        for k in ("task", "seed", "batch_size", "max_bytes", "loss", "data", "n_synthetic", "add_synthetic"):
+        for k in ("task", "seed", "batch_size", "max_bytes", "loss", "data", "n_synthetic", "add_synthetic", "row_views"):
             if k in saved and saved[k] != getattr(cfg, k):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
@@ -256,7 +265,12 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console)
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.task}", unit="step", disable=not (cfg.progress and info.is_main))
     t0 = time.time()
     done = step >= total
+    encoded_view = 0
     while not done and epoch < cfg.epochs:
+        view = _epoch_view(cfg, epoch)
+        if view != encoded_view:  # a fresh random row view of every training column (a function of seed and epoch: resumable)
+            train_ex = [e for e in encode_dataset(td.train, index, scfg, view=view) if e.label_ids]
+            encoded_view = view
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(len(train_ex), generator=g).tolist()
         n_batches = math.ceil(len(perm) / cfg.batch_size)
