@@ -111,6 +111,14 @@ def mem_available_gb() -> float:
 PEAK_GB = {"small": {"none": 17.0, "wkv": 13.0}}
 
 
+def lm_train_step(model: AegirModel, ids: torch.Tensor, mask: torch.Tensor):
+    """The step every throughput figure here times: LM loss + ratio loss, fwd+bwd, no optimizer."""
+    model.zero_grad(set_to_none=True)
+    out = model.lm_loss(ids, mask)
+    (out.loss + out.ratio_loss).backward()
+    return out
+
+
 def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> dict:
     torch.manual_seed(0)
     recompute = "none"
@@ -124,10 +132,7 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     stats = {}
 
     def train_step():
-        model.zero_grad(set_to_none=True)
-        out = model.lm_loss(ids, mask)
-        (out.loss + out.ratio_loss).backward()
-        stats["stages"] = out.stages
+        stats["stages"] = lm_train_step(model, ids, mask).stages
 
     def infer():
         with torch.no_grad():
@@ -179,15 +184,10 @@ def step_breakdown(name: str, B: int, T: int) -> dict:
     model = AegirModel(ModelConfig.preset(name))
     ids, mask = text_batch(B, T)
 
-    def step():
-        model.zero_grad(set_to_none=True)
-        out = model.lm_loss(ids, mask)
-        (out.loss + out.ratio_loss).backward()
-
-    step()
-    step()
+    for _ in range(2):  # warm-up: allocator and oneDNN caches
+        lm_train_step(model, ids, mask)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
+        lm_train_step(model, ids, mask)
     ms = {k: 0.0 for k in OP_CLASSES}
     total = 0.0
     for e in prof.key_averages():
@@ -341,12 +341,7 @@ def main() -> None:
     nano = AegirModel(ModelConfig.preset("nano"))
     ids, mask = text_batch(4, 256)
 
-    def nano_step():
-        nano.zero_grad(set_to_none=True)
-        o = nano.lm_loss(ids, mask)
-        (o.loss + o.ratio_loss).backward()
-
-    res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(nano_step, args.reps))}
+    res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(lambda: lm_train_step(nano, ids, mask), args.reps))}
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0
