@@ -24,12 +24,6 @@ from aegir.inference import load_classifier
 from aegir.train.tasks import resolve_task
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="sotab-cta")
@@ -47,7 +41,7 @@ def main() -> None:
             raise SystemExit(f"{m.source}: label vocabulary differs from {members[0].source}")
     runs = [eval_dataset(m, td.valid, views=args.views) for m in members]
     gold = [p.gold for p in runs[0].predictions]
-    probs = [softmax(r.raw.logits) for r in runs]
+    probs = [r.raw.probabilities() for r in runs]
     rows = []
 
     def score(name: str, idx: list[int]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from aegir.encoding.batch import encode_column, view_seed
 from aegir.encoding.serialize import row_sample
-from aegir.inference import LoadedClassifier, average_views, load_classifier, predict, restrict_labels
+from aegir.inference import LoadedClassifier, load_classifier, predict_views
 from aegir.tables.readers import from_dataframe, read_csv
 from aegir.tables.table import Table, TableError
 
@@ -95,8 +95,6 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
-    if views < 1:
-        raise ValueError("views must be >= 1")
     if isinstance(checkpoint, LoadedClassifier):
         lc = checkpoint
     else:
@@ -114,14 +112,11 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
         if unknown:
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
-    examples = [encode_column(table, j, lc.serialize_cfg) for j in range(table.n_cols)]
-    raw = predict(lc.model, examples, batch_size=batch_size)
-    if views > 1:
-        more = [predict(lc.model, [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(v, 0))
-                                   for j in range(table.n_cols)], batch_size=batch_size) for v in range(1, views)]
-        raw = average_views([raw] + more)
-    if mask is not None:
-        raw = restrict_labels(raw, mask)
+    def encode_view(v: int):
+        return [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
+
+    examples = encode_view(0)
+    raw = predict_views(lc.model, examples, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
     total = int(table.meta.get("rows_total", table.n_rows))

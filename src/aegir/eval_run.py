@@ -13,7 +13,7 @@ from aegir.evaluation import (
     ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
     multilabel_report, plot_confusion_matrix, write_predictions,
 )
-from aegir.inference import LoadedClassifier, Predictions, average_views, load_classifier, predict
+from aegir.inference import LoadedClassifier, Predictions, load_classifier, predict_views
 from aegir.tables.load import load_labeled, merge
 from aegir.tables.table import LabeledDataset, TableError
 
@@ -50,17 +50,13 @@ def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64,
                  views: int = 1) -> EvalRun:
     """Predict and score every labelled column. `views` > 1 averages the logits over that many row
     views of each column (view 0 deterministic, the rest random row subsets; see encode_dataset)."""
-    if views < 1:
-        raise ValueError("views must be >= 1")
     labels = lc.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
     examples = encode_dataset(ds, index, lc.serialize_cfg)
     if not examples:
         raise TableError("no labelled columns to evaluate")
-    raw = predict(lc.model, examples, batch_size=batch_size)
-    if views > 1:
-        raw = average_views([raw] + [predict(lc.model, encode_dataset(ds, index, lc.serialize_cfg, view=v),
-                                             batch_size=batch_size) for v in range(1, views)])
+    raw = predict_views(lc.model, examples, lambda v: encode_dataset(ds, index, lc.serialize_cfg, view=v), views,
+                        batch_size)
     idx, scores = raw.top_k(top_k, lc.multi_label)
     predicted = predicted_label_sets(raw, labels, lc.multi_label)
     preds: list[Prediction] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -139,8 +139,12 @@ class Predictions:
     def boundary_fraction(self) -> np.ndarray:
         return self.n_boundary / np.maximum(self.n_valid, 1)
 
+    def probabilities(self, multi_label: bool = False) -> np.ndarray:
+        """(N, n_labels) scores: softmax over labels, or per-label sigmoids for multi-label models."""
+        return 1 / (1 + np.exp(-self.logits)) if multi_label else _softmax(self.logits)
+
     def top_k(self, k: int, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        scores = 1 / (1 + np.exp(-self.logits)) if multi_label else _softmax(self.logits)
+        scores = self.probabilities(multi_label)
         idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return idx, np.take_along_axis(scores, idx, axis=1)
 
@@ -172,10 +176,22 @@ def average_views(views: Sequence[Predictions]) -> Predictions:
     return Predictions(logits, pooled, first.n_boundary, first.n_valid)
 
 
+def predict_views(model: AegirClassifier, examples: Sequence[EncodedColumn],
+                  encode_view: Callable[[int], Sequence[EncodedColumn]], views: int = 1, batch_size: int = 32,
+                  label_mask: np.ndarray | None = None) -> Predictions:
+    """`predict` on `examples` (view 0), averaged with views 1..views-1 of the same columns in the
+    same order (`encode_view(v)`), then restricted to `label_mask` when given."""
+    if views < 1:
+        raise ValueError("views must be >= 1")
+    raw = predict(model, examples, batch_size=batch_size)
+    if views > 1:
+        raw = average_views([raw] + [predict(model, encode_view(v), batch_size=batch_size) for v in range(1, views)])
+    return restrict_labels(raw, label_mask) if label_mask is not None else raw
+
+
 @torch.no_grad()
 def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_size: int = 32,
-            device: str | torch.device | None = None, progress: bool = False,
-            label_mask: np.ndarray | None = None) -> Predictions:
+            device: str | torch.device | None = None, progress: bool = False) -> Predictions:
     """Run the classifier over encoded columns (batched by length for speed; output in input order)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -207,5 +223,4 @@ def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_siz
     if logits is None:
         raise ValueError("predict() got no examples")
     model.train(was_training)
-    raw = Predictions(logits, pooled, bf, nv)
-    return restrict_labels(raw, label_mask) if label_mask is not None else raw
+    return Predictions(logits, pooled, bf, nv)
