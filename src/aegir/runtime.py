@@ -22,7 +22,7 @@ _M_MMAP_THRESHOLD = -3
 _done: bool | None = None
 
 
-def tune_cpu_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 1 << 32) -> bool:
+def tune_cpu_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 2**31 - 1) -> bool:
     """Keep freed large blocks in glibc's heap. Returns True when applied; a no-op (False) on
     non-glibc platforms, when opted out, or when mallopt rejects the values. Idempotent."""
     global _done
