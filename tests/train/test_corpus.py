@@ -9,7 +9,7 @@ import pytest
 
 from aegir.encoding.corpus import Corpus, CorpusConfig, CorpusError, build_corpus, collect_docs, sql_type, table_ddl
 from aegir.encoding.vocab import BOS, CLS, EOS, decode_ids
-from aegir.tables import Table
+from aegir.tables import Table, TableError
 
 
 def test_user_folder_gives_all_three_kinds(corpus_dir: Path) -> None:
@@ -110,3 +110,29 @@ def test_embedded_text_sources_exist() -> None:
 
     texts = embedded_texts(60_000)
     assert len(texts) >= 3 and 20_000 < sum(map(len, texts)) <= 70_000
+
+
+def test_sotab_and_gittables_files_become_table_documents(tmp_path: Path) -> None:
+    """Benchmark training splits can be pretraining text (domain-adaptive pretraining): SOTAB
+    JSON-lines tables and GitTables fold CSVs are read as tables, never as plain CSV rows."""
+    import gzip
+    import json
+
+    sotab = tmp_path / "Book_example.com_September2020_CTA.json.gz"
+    with gzip.open(sotab, "wt") as f:
+        for i in range(6):
+            f.write(json.dumps({"0": f"Title {i}", "1": f"Author {i}", "2": f"97800000{i}"}) + "\n")
+    fold = tmp_path / "sp_semi1_cv_0.csv"
+    fold.write_text("table_id,col_idx,class,class_id,data\n"
+                    "t1,0,name,3,Ada;Grace;Alan\n" "t1,1,NaN,,1815;1906;1912\n" "t2,0,city,1,Oslo;Lima\n")
+    docs = collect_docs(CorpusConfig(data=(str(tmp_path),), seq_len=256))
+    text = [decode_ids(d) for d in docs.tables]
+    assert any("Title 3" in t and "Author 3" in t for t in text)     # SOTAB cells, one table
+    assert any("Ada" in t and "1906" in t for t in text)              # GitTables t1 re-assembled
+    assert not any("table_id" in t or "class_id" in t for t in text)  # the fold CSV's own header is not data
+    assert not any("name" in t.split() for t in text)                 # labels are not pretraining text
+    assert len(docs.names) == 2
+    bad = tmp_path / "broken.json.gz"
+    bad.write_bytes(gzip.compress(b'{"0": "a"}\nnot json\n'))
+    with pytest.raises(TableError, match=r"broken\.json\.gz, line 2: invalid JSON"):
+        collect_docs(CorpusConfig(data=(str(bad),)))

@@ -132,3 +132,23 @@ def test_time_budget_stops_the_run(corpus_dir: Path, tmp_path: Path) -> None:
     r = pretrain(tiny_cfg(corpus_dir, tmp_path, steps=10**6, hours=1.0 / 3600))  # one second
     assert r.stopped == "time" and 1 <= r.steps_done < 200
     assert load_checkpoint(r.final_checkpoint).metrics["stopped"] == "time"
+
+
+def test_init_starts_a_new_run_from_a_checkpoint(reference, corpus_dir: Path, tmp_path: Path) -> None:
+    """--init: continued pretraining starts from the checkpoint's weights and architecture (not
+    from random, not --model-size), in a new run folder with a fresh schedule."""
+    from aegir.train.pretrain import PretrainConfigError
+
+    init = reference.run_dir / "final.pt"
+    r = pretrain(tiny_cfg(corpus_dir, tmp_path, steps=4, model_size="tiny", model_overrides={}, init=str(init)))
+    assert r.run_dir.parent == tmp_path / "mixed-v2" and r.run_dir != reference.run_dir
+    # its first evaluation is the init model's last one (same weights, same held-out windows)
+    assert r.initial_bpb["mixed"] == pytest.approx(reference.final_bpb["mixed"], rel=1e-5)
+    ck = load_checkpoint(r.final_checkpoint)
+    assert ck.config.name == "nano" and ck.step == 4 and ck.run_args["model_size"] == "nano"
+    meta = json.loads((r.run_dir / "config.json").read_text())
+    assert meta["init"]["path"] == str(init) and meta["init"]["step"] == STEPS
+    with pytest.raises(PretrainConfigError, match="no such checkpoint"):
+        pretrain(tiny_cfg(corpus_dir, tmp_path, init=str(tmp_path / "missing.pt"), model_overrides={}))
+    with pytest.raises(PretrainConfigError, match="drop the --set overrides"):
+        pretrain(tiny_cfg(corpus_dir, tmp_path, init=str(init)))

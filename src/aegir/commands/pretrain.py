@@ -36,7 +36,8 @@ def pretrain_command(
     out: Path = typer.Option(Path("outputs"), "--out", help="Runs go to OUT/<run-name>/<UTC stamp>/."),
     run_name: Optional[str] = typer.Option(None, "--run-name", help="Run folder name (default: the --config name)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
-    data: list[Path] = typer.Option([], "--data", help="Text/table files or folders (.txt .md .jsonl .parquet .csv .tsv .sql); repeatable. Default: the embedded corpus."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this pretraining checkpoint's weights and architecture (continued / domain-adaptive pretraining; fresh optimizer and schedule)."),
+    data: list[Path] = typer.Option([], "--data", help="Text/table files or folders (.txt .md .jsonl .parquet .csv .tsv .sql, SOTAB .json.gz tables, GitTables fold CSVs); repeatable. Pass training splits only. Default: the embedded corpus."),
     embedded: Optional[bool] = typer.Option(None, "--embedded/--no-embedded", help="Also mix in the embedded corpus (default: only when no --data)."),
     seed: int = typer.Option(0, "--seed", help="Data order and initialisation seed."),
     eval_every: int = typer.Option(100, "--eval-every", help="Held-out bits-per-byte every N steps."),
@@ -66,7 +67,7 @@ def pretrain_command(
             run_name=run_name or config, corpus=config, data=tuple(str(d) for d in data), embedded=embedded,
             model_size=model_size, model_overrides=_parse_sets(set_), steps=steps, hours=hours,
             batch_size=batch_size, seq_len=seq_len, lr=lr, warmup_steps=warmup_steps, seed=seed, out=str(out),
-            resume=str(resume) if resume else None, eval_every=eval_every, ckpt_every=ckpt_every,
+            resume=str(resume) if resume else None, init=str(init) if init else None, eval_every=eval_every, ckpt_every=ckpt_every,
             strategy=strategy, device=device, threads=threads, progress=progress, tensorboard=tensorboard,
         )
         res = pretrain(cfg)

@@ -8,8 +8,11 @@ Three byte streams ("kinds"), each a concatenation of documents written as `[BOS
           NOT NULL / PRIMARY KEY where the data implies them; quoting and case vary per table)
   tables  `serialize_table_text` of every table (the one serialization fine-tuning also uses), one
           document per (row slice, target column), so the pretrained model sees fine-tuning's layout
-Tables come from user .csv/.tsv/.parquet files, or by default from `aegir.tables.synth`
-(when present), scikit-learn's bundled CSVs and the `bokeh-sampledata` package (when installed).
+Tables come from user files - .csv/.tsv/.parquet, SOTAB table files (.json.gz / .json, JSON lines
+keyed by column index) and GitTables fold CSVs (`table_id,col_idx,class,class_id,data`, read as
+their tables; the labels are not used) - or by default from `aegir.tables.synth` (when present),
+scikit-learn's bundled CSVs and the `bokeh-sampledata` package (when installed). Benchmark folders
+given here must be training splits: whatever is read becomes pretraining text.
 
 Sampling is a pure function of (seed, split, sample index): the index picks a kind by the mixture
 weights and a uniformly random window of `seq_len` ids from that kind's stream. Resuming at sample
@@ -47,6 +50,7 @@ PRESETS: dict[str, dict[str, float]] = {
 }
 TEXT_EXT = {".txt", ".md", ".rst", ".text"}
 TABLE_EXT = {".csv", ".tsv", ".tab"}
+GITTABLES_HEADER = ("table_id", "col_idx", "class")  # first fields of a GitTables fold CSV
 
 
 class CorpusError(TableError):
@@ -153,6 +157,8 @@ def _read_parquet(path: Path, fld: str, max_rows: int) -> tuple[list[str], Table
 def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[str], list[Table], list[str], list[str]]:
     """(texts, tables, ddl statements, file names) from user files and folders."""
     from aegir.tables.readers.csv import read_csv
+    from aegir.tables.readers.gittables import read_gittables
+    from aegir.tables.readers.sotab import read_sotab_table
 
     texts: list[str] = []
     tables: list[Table] = []
@@ -163,11 +169,12 @@ def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[s
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and _kind_of(f) is not None)
             if not found:
-                raise CorpusError(f"{p}: folder has no .txt/.md/.jsonl/.parquet/.csv/.tsv/.sql files")
+                raise CorpusError(f"{p}: folder has no .txt/.md/.jsonl/.parquet/.csv/.tsv/.sql/.json.gz files")
             files += found
         elif p.is_file():
             if _kind_of(p) is None:
-                raise CorpusError(f"{p}: unsupported file type (use .txt, .md, .jsonl, .parquet, .csv, .tsv or .sql)")
+                raise CorpusError(f"{p}: unsupported file type (use .txt, .md, .jsonl, .parquet, .csv, .tsv, "
+                                  ".sql, or a SOTAB table .json.gz)")
             files.append(p)
         else:
             raise CorpusError(f"{p}: no such file or folder")
@@ -185,12 +192,28 @@ def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[s
                 tables.append(tab)
         elif k == "sql":
             ddls += [s.strip() + "\n" for s in f.read_text(encoding="utf-8", errors="replace").split(";\n") if s.strip()]
+        elif k == "sotab":
+            t = read_sotab_table(f)
+            tables.append(Table([c[: cfg.max_table_rows] for c in t.columns], t.header, t.meta))
+        elif _is_gittables_fold(f):
+            for t in read_gittables(f).tables:
+                tables.append(Table([c[: cfg.max_table_rows] for c in t.columns], t.header, t.meta))
         else:
             tables.append(read_csv(f, max_rows=cfg.max_table_rows))
     return texts, tables, ddls, names
 
 
+def _is_gittables_fold(path: Path) -> bool:
+    """A GitTables fold CSV (one row per column) rather than a plain table: read its tables instead."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline().strip().lstrip("\ufeff")
+    return tuple(first.split(",")[: len(GITTABLES_HEADER)]) == GITTABLES_HEADER
+
+
 def _kind_of(p: Path) -> str | None:
+    name = p.name.lower()
+    if name.endswith(".json.gz") or name.endswith(".json"):
+        return "sotab"
     suf = p.suffix.lower()
     if suf in TEXT_EXT:
         return "text"

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,10 +27,12 @@ from torch import Tensor, nn
 
 from aegir.checkpoint import (
     FINAL_NAME,
+    Checkpoint,
     capture_rng_state,
     git_commit,
     latest_checkpoint,
     list_checkpoints,
+    load_checkpoint,
     load_weights,
     new_run_dir,
     restore_rng_state,
@@ -79,6 +81,9 @@ class PretrainConfig:
     seed: int = 0
     out: str = "outputs"
     resume: str | None = None
+    # Continued (domain-adaptive) pretraining: start a NEW run from this checkpoint's weights and
+    # model config, with a fresh optimizer and schedule. --resume continues the same run instead.
+    init: str | None = None
     eval_every: int = 100
     eval_windows: int = 8               # held-out windows per corpus kind
     ckpt_every: int = 200
@@ -184,6 +189,19 @@ def build_model(cfg: PretrainConfig) -> nn.Module:
     return AegirModel(ModelConfig.preset(cfg.model_size, **cfg.model_overrides))
 
 
+def _init_checkpoint(path: str) -> Checkpoint:
+    """The --init checkpoint: a pretraining checkpoint with a model config, loaded strictly."""
+    from aegir.config import ModelConfig
+
+    if not Path(path).is_file():
+        raise PretrainConfigError(f"--init {path}: no such checkpoint file")
+    ck = load_checkpoint(path)
+    if ck.kind != "pretrain" or not isinstance(ck.config, ModelConfig):
+        raise PretrainConfigError(f"--init {path}: a {ck.kind!r} checkpoint; continued pretraining starts "
+                                  "from a pretraining checkpoint of the byte-level backbone")
+    return ck
+
+
 @torch.no_grad()
 def evaluate_bpb(obj: nn.Module, corpus, cfg: PretrainConfig, info: D.DistInfo) -> dict[str, float]:
     """Held-out bits per predicted id, per corpus kind, plus "mixed" (weighted by the mixture).
@@ -241,6 +259,8 @@ def _flat(stats: StepStats) -> dict[str, float]:
 def _resolve(cfg: PretrainConfig) -> tuple[PretrainConfig, Any]:
     """Apply --resume: the stored run args win except for RESUME_OVERRIDABLE fields given now."""
     if cfg.resume is None:
+        if cfg.init and cfg.model_overrides:
+            raise PretrainConfigError("--init takes the architecture from the checkpoint; drop the --set overrides")
         return cfg, None
     run_dir = Path(cfg.resume)
     if not run_dir.is_dir():
@@ -286,7 +306,16 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     corpus = build_corpus(cfg.corpus_config())
     fingerprint = corpus.fingerprint()
     torch.manual_seed(cfg.seed)
-    model = factory(cfg).to(info.device)
+    init_ck = _init_checkpoint(cfg.init) if cfg.init and ck is None else None
+    if cfg.init:
+        # The architecture is the checkpoint's (the init one, or on resume the run's own), not --model-size.
+        from aegir.model import AegirModel
+
+        arch = (init_ck or ck).config
+        model = AegirModel(arch).to(info.device)
+        cfg = replace(cfg, model_size=arch.name)  # run args say what was built
+    else:
+        model = factory(cfg).to(info.device)
     start = 0
     elapsed_before = 0.0
     if ck is not None:
@@ -298,8 +327,11 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
             log.warning("the corpus differs from the one this run started with: the data order "
                         "after resume will not match an uninterrupted run")
     else:
+        if init_ck is not None:
+            load_weights(model, init_ck)
         run_dir = D.broadcast_object(new_run_dir(cfg.out, cfg.run_name) if info.is_main else None, info)
-    strategy = cfg.strategy if cfg.strategy != "auto" else ("fsdp" if cfg.model_size == "base" else "ddp")
+    size = getattr(getattr(model, "cfg", None), "name", cfg.model_size)
+    strategy = cfg.strategy if cfg.strategy != "auto" else ("fsdp" if size == "base" else "ddp")
     inner = LMObjective(model, info)
     lr_mults = {n: lr_mult_of(p) for n, p in inner.named_parameters()}  # before FSDP replaces params
     obj = D.wrap_model(inner, info, strategy)
@@ -316,7 +348,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     if info.is_main:
         meta = {"run_args": run_args, "model_config": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else None,
                 "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
-                "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
+                "world_size": info.world_size, "git_commit": git_commit(),
+                "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None, "torch": str(torch.__version__),
                 "n_params": sum(p.numel() for p in model.parameters())}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
