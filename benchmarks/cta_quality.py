@@ -36,7 +36,7 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").replace("--", "-")
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
                          max_bytes=args.max_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
-                         checkpoint_every=100_000, row_views=args.row_views, **over)
+                         checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--out", default="outputs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="sotab-cta,gittables-schema")
+    ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (head init, data order, row views).")
     ap.add_argument("--result", default="docs/results/cta")
     ap.add_argument("--augment", type=int, default=0,
                     help="Add this many synthetic tables to every training set (baseline included).")
@@ -112,7 +113,7 @@ def main() -> None:
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
-            "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr,
+            "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "max_bytes": args.max_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))

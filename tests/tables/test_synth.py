@@ -55,9 +55,13 @@ def test_byte_identical_across_processes_and_hash_seeds():
     import subprocess
     import sys
 
-    code = ("import json, hashlib; from aegir.tables.synth import generate_tables; ds = generate_tables(25, seed=9); "
+    # Tables, plus every label in every default locale (a Faker list built from a set - it_IT's
+    # cities - once made Place/name in Italian tables differ between processes).
+    code = ("import json, hashlib, random; from aegir.tables.synth import generate_tables, generate_column, "
+            "SUPPORTED_LABELS, DEFAULT_LOCALES; ds = generate_tables(25, seed=9); "
+            "cols = [generate_column(lab, 4, random.Random(3), loc) for loc, _ in DEFAULT_LOCALES for lab in SUPPORTED_LABELS]; "
             "print(hashlib.sha256(json.dumps([[t.columns, t.header, t.meta] for t in ds.tables] + "
-            "[[g.table_index, g.column, g.labels] for g in ds.targets], ensure_ascii=False).encode()).hexdigest())")
+            "[[g.table_index, g.column, g.labels] for g in ds.targets] + cols, ensure_ascii=False).encode()).hexdigest())")
     outs = set()
     for hs in ("1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": hs}
