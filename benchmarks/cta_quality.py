@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from classical_baseline import tfidf_logreg  # noqa: E402
 
 from aegir.evaluation import classification_report  # noqa: E402
+from aegir.checkpoint import step_checkpoint_name  # noqa: E402
 from aegir.inference import load_classifier  # noqa: E402
 from aegir.liveness_run import liveness_for  # noqa: E402
 from aegir.train.finetune import FinetuneConfig, finetune  # noqa: E402
@@ -36,16 +37,23 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").replace("--", "-")
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
                          max_bytes=args.max_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
-                         checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, **over)
+                         checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
-    lc = load_classifier(res.final_checkpoint)
+    # With --ema, final.pt holds the averaged weights and the last step checkpoint the raw ones:
+    # both are scored, a paired comparison on the same training trajectory.
+    scored = [("", res.final_checkpoint)]
+    if args.ema:
+        scored = [(f", EMA {args.ema}", res.final_checkpoint),
+                  (", raw weights", res.run_dir / step_checkpoint_name(res.steps))]
     rows = []
-    for views in sorted({1, args.views}):
-        rep = liveness_for(lc, td.valid, res.run_dir / f"liveness-{views}view", views=views)
+    for (tag, ckpt), views in ((s, v) for s in scored for v in sorted({1, args.views})):
+        lc = load_classifier(ckpt)
+        rep = liveness_for(lc, td.valid, res.run_dir / f"liveness{tag.replace(' ', '-').replace(',', '')}-{views}view",
+                           views=views)
         checks = {c.name: c.figure for c in rep.checks}
-        label = f"Aegir {name}" + (f", {views} row views at test" if args.views > 1 else "")
+        label = f"Aegir {name}{tag}" + (f", {views} row views at test" if args.views > 1 else "")
         rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
                      "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
                      "mcl_coarse_clusters": checks.get("mcl_clusters"), "distinct_predicted": checks.get("distinct_predicted"),
@@ -72,6 +80,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="sotab-cta,gittables-schema")
     ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (head init, data order, row views).")
+    ap.add_argument("--ema", type=float, default=0.0, help="Weight EMA decay for the fine-tunes (0 = off).")
     ap.add_argument("--result", default="docs/results/cta")
     ap.add_argument("--augment", type=int, default=0,
                     help="Add this many synthetic tables to every training set (baseline included).")
@@ -113,7 +122,7 @@ def main() -> None:
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
-            "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+            "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
             "max_bytes": args.max_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))

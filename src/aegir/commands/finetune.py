@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
         add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
         row_views: bool = typer.Option(True, help="Each epoch after the first sees a new random row view of every column (augmentation)."),
+        ema: float = typer.Option(0.0, help="Decay of an exponential moving average of the weights (e.g. 0.998; 0 = off). Validation and final.pt use the average."),
         seed: int = typer.Option(0),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
                              data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
                              batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
                              weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
-                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, seed=seed, out=str(out), run_name=run_name,
+                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema, seed=seed, out=str(out), run_name=run_name,
                              resume=str(resume) if resume else None, device=device, parallel=parallel,
                              checkpoint_every=checkpoint_every)
         res = finetune(cfg)
