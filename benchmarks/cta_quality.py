@@ -48,16 +48,18 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
         scored = [(f", EMA {args.ema}", res.final_checkpoint),
                   (", raw weights", res.run_dir / step_checkpoint_name(res.steps))]
     rows = []
-    for (tag, ckpt), views in ((s, v) for s in scored for v in sorted({1, args.views})):
+    for tag, ckpt in scored:
         lc = load_classifier(ckpt)
-        rep = liveness_for(lc, td.valid, res.run_dir / f"liveness{tag.replace(' ', '-').replace(',', '')}-{views}view",
-                           views=views)
-        checks = {c.name: c.figure for c in rep.checks}
-        label = f"Aegir {name}{tag}" + (f", {views} row views at test" if args.views > 1 else "")
-        rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
-                     "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
-                     "mcl_coarse_clusters": checks.get("mcl_clusters"), "distinct_predicted": checks.get("distinct_predicted"),
-                     "train_seconds": round(secs, 1), "steps": res.steps, "run_dir": str(res.run_dir)})
+        for views in sorted({1, args.views}):
+            rep = liveness_for(lc, td.valid, res.run_dir / f"liveness{tag.replace(' ', '-').replace(',', '')}-{views}view",
+                               views=views)
+            checks = {c.name: c.figure for c in rep.checks}
+            label = f"Aegir {name}{tag}" + (f", {views} row views at test" if args.views > 1 else "")
+            rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
+                         "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
+                         "mcl_coarse_clusters": checks.get("mcl_clusters"),
+                         "distinct_predicted": checks.get("distinct_predicted"),
+                         "train_seconds": round(secs, 1), "steps": res.steps, "run_dir": str(res.run_dir)})
     return rows
 
 

@@ -193,14 +193,17 @@ def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[s
         elif k == "sql":
             ddls += [s.strip() + "\n" for s in f.read_text(encoding="utf-8", errors="replace").split(";\n") if s.strip()]
         elif k == "sotab":
-            t = read_sotab_table(f)
-            tables.append(Table([c[: cfg.max_table_rows] for c in t.columns], t.header, t.meta))
+            tables.append(_first_rows(read_sotab_table(f), cfg.max_table_rows))
         elif _is_gittables_fold(f):
-            for t in read_gittables(f).tables:
-                tables.append(Table([c[: cfg.max_table_rows] for c in t.columns], t.header, t.meta))
+            tables += [_first_rows(t, cfg.max_table_rows) for t in read_gittables(f).tables]
         else:
             tables.append(read_csv(f, max_rows=cfg.max_table_rows))
     return texts, tables, ddls, names
+
+
+def _first_rows(t: Table, n: int) -> Table:
+    """The table cut to its first n rows (what read_csv's max_rows does for CSV files)."""
+    return Table([c[:n] for c in t.columns], t.header, t.meta)
 
 
 def _is_gittables_fold(path: Path) -> bool:

@@ -348,9 +348,9 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     if info.is_main:
         meta = {"run_args": run_args, "model_config": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else None,
                 "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
-                "world_size": info.world_size, "git_commit": git_commit(),
-                "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None, "torch": str(torch.__version__),
-                "n_params": sum(p.numel() for p in model.parameters())}
+                "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
+                "n_params": sum(p.numel() for p in model.parameters()),
+                "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
     say = _printer(info)
