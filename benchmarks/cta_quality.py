@@ -36,7 +36,7 @@ from aegir.train.tasks import resolve_task  # noqa: E402
 def run_aegir(name: str, task: str, td, args, **over) -> dict:
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").replace("--", "-")
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
-                         max_bytes=args.max_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
+                         max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-bytes", type=int, default=256)
+    ap.add_argument("--max-cell-bytes", type=int, default=48, help="Longest cell kept (bytes).")
     ap.add_argument("--out", default="outputs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="sotab-cta,gittables-schema")
@@ -125,7 +126,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
             "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
-            "max_bytes": args.max_bytes, "threads": args.threads, "torch": torch.__version__,
+            "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
     lines = ["# CTA quality (validation splits; CPU budget)", "",

@@ -135,7 +135,7 @@ def test_train_shim_flags(custom_data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "FROM RANDOM" in r.stderr and list((tmp_path / "custom").glob("*/final.pt"))
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "nope"], capture_output=True, text=True)
-    assert r.returncode != 0 and "unknown task" in (r.stderr + r.stdout)
+    assert r.returncode == 2 and "unknown task" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path):
@@ -186,3 +186,25 @@ def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_pat
         assert torch.allclose(again[k], final[k], rtol=1e-5, atol=1e-6), k
     with pytest.raises(ValueError, match="--ema must be in"):
         FinetuneConfig(ema=1.0)
+
+
+def test_max_cell_bytes_is_recorded_and_fixed_for_the_run(custom_data, tmp_path):
+    """--max-cell-bytes reaches the serializer, the checkpoint (so eval/annotate cut cells the same
+    way), and a resume with another value is refused."""
+    from aegir.encoding.serialize import serialize
+    from aegir.tables.load import load_labeled
+
+    with pytest.raises(ValueError, match="max-cell-bytes"):
+        FinetuneConfig(task="custom", max_bytes=48, max_cell_bytes=0)
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, warmup_steps=1,
+                         max_bytes=48, max_cell_bytes=3, progress=False, checkpoint_every=1, epochs=1, max_steps=1,
+                         out=str(tmp_path))
+    res = finetune(cfg)
+    lc = load_classifier(res.final_checkpoint)
+    assert lc.serialize_cfg.max_cell_bytes == 3 and lc.serialize_cfg.max_bytes == 48
+    ds = next(iter(load_labeled("csv", custom_data).values()))
+    t = ds.targets[0]
+    cells = serialize(ds.tables[t.table_index], t.column, lc.serialize_cfg).text().split("[SEP]")[0].split(" | ")
+    assert all(len(c.encode()) <= 3 for c in cells[1:]) and any(len(c.encode()) == 3 for c in cells)
+    with pytest.raises(CheckpointError, match="max_cell_bytes"):
+        finetune(FinetuneConfig(**{**cfg.__dict__, "max_cell_bytes": 4, "resume": str(res.run_dir)}))

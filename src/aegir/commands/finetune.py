@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
         freeze_backbone: bool = typer.Option(False, help="Train only the head (linear probe)."),
         loss: str = typer.Option("ce", help="ce | hierarchical (auxiliary group/property heads)."),
         max_bytes: int = typer.Option(512, help="Serialization budget per column."),
+        max_cell_bytes: int = typer.Option(48, help="Longest cell kept, in bytes (long-text columns: fewer, longer cells)."),
         n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
         add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
         row_views: bool = typer.Option(True, help="Each epoch after the first sees a new random row view of every column (augmentation)."),
@@ -44,13 +46,18 @@ def register(app: typer.Typer) -> None:
         """Fine-tune a CTA/CPA classifier (from --pretrained; without it, from random, and it says so)."""
         from aegir.train.finetune import FinetuneConfig, finetune
 
-        cfg = FinetuneConfig(task=task, model_size=model_size, pretrained=str(pretrained) if pretrained else None,
-                             data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
-                             batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
-                             weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
-                             n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema, seed=seed, out=str(out), run_name=run_name,
-                             resume=str(resume) if resume else None, device=device, parallel=parallel,
-                             checkpoint_every=checkpoint_every)
+        try:  # a bad flag value is a user mistake: one line, no traceback
+            cfg = FinetuneConfig(task=task, model_size=model_size, pretrained=str(pretrained) if pretrained else None,
+                                 data=data, valid_data=valid_data, epochs=epochs, max_steps=max_steps,
+                                 batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
+                                 weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
+                                 max_cell_bytes=max_cell_bytes,
+                                 n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema, seed=seed, out=str(out), run_name=run_name,
+                                 resume=str(resume) if resume else None, device=device, parallel=parallel,
+                                 checkpoint_every=checkpoint_every)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
         res = finetune(cfg)
         console.print(f"final checkpoint: {res.final_checkpoint}")
         if res.valid_metrics:

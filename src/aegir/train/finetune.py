@@ -64,6 +64,9 @@ class FinetuneConfig:
     loss: str = "ce"                    # "ce" | "hierarchical"; multi-label tasks always use BCE
     aux_weight: float = 0.5             # weight of each auxiliary hierarchical head
     max_bytes: int = 512                # serialization budget per column
+    # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
+    # (descriptions, reviews) it trades more cells for more of each cell within max_bytes.
+    max_cell_bytes: int = 48
     n_synthetic: int = 600
     add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
     row_views: bool = True              # epochs after the first train on new random row views (augmentation)
@@ -90,6 +93,8 @@ class FinetuneConfig:
             raise ValueError(f"--parallel for fine-tuning must be 'ddp' or 'none', got {self.parallel!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
+        if self.max_cell_bytes < 1:
+            raise ValueError(f"--max-cell-bytes must be >= 1, got {self.max_cell_bytes}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"--ema must be in [0, 1), got {self.ema}")
 
@@ -178,7 +183,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
                             add_synthetic=cfg.add_synthetic)
-    scfg = SerializeConfig(max_bytes=cfg.max_bytes)
+    scfg = SerializeConfig(max_bytes=cfg.max_bytes, max_cell_bytes=cfg.max_cell_bytes)
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
     train_ex = [e for e in encode_dataset(td.train, index, scfg) if e.label_ids]
@@ -194,7 +199,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if resume_ckpt is None:
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
-        for k in ("task", "seed", "batch_size", "max_bytes", "loss", "data", "n_synthetic", "add_synthetic", "row_views", "ema"):
+        for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic", "row_views", "ema"):
             if k in saved and saved[k] != getattr(cfg, k):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
