@@ -136,3 +136,17 @@ def test_sotab_and_gittables_files_become_table_documents(tmp_path: Path) -> Non
     bad.write_bytes(gzip.compress(b'{"0": "a"}\nnot json\n'))
     with pytest.raises(TableError, match=r"broken\.json\.gz, line 2: invalid JSON"):
         collect_docs(CorpusConfig(data=(str(bad),)))
+
+
+def test_table_documents_cut_cells_at_max_cell_bytes() -> None:
+    """--max-cell-bytes reaches the table serializations: long cells keep that many bytes, no more."""
+    from aegir.encoding.corpus import table_docs
+
+    long = "abcdefghij" * 20  # 200 bytes
+    t = Table([[long, long + "x"], ["1", "2"]], ["desc", "n"])
+    for limit in (16, 48, 128):
+        ser, _ = table_docs([t], CorpusConfig(seq_len=512, max_cell_bytes=limit))
+        text = decode_ids(ser[0])
+        assert long[:limit] in text and long[: limit + 1] not in text, limit
+    with pytest.raises(CorpusError, match="max_cell_bytes"):
+        CorpusConfig(max_cell_bytes=0)

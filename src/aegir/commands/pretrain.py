@@ -31,6 +31,7 @@ def pretrain_command(
     hours: Optional[float] = typer.Option(None, "--hours", help="Wall-clock budget; stops when spent (cosine follows elapsed time)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Global batch (sequences per step, all processes together)."),
     seq_len: int = typer.Option(512, "--seq-len", help="Bytes (ids) per training sequence."),
+    max_cell_bytes: int = typer.Option(48, "--max-cell-bytes", help="Longest cell kept in table serializations (match the fine-tune's --max-cell-bytes)."),
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (per-stage multipliers apply on top)."),
     warmup_steps: int = typer.Option(100, "--warmup-steps", help="Linear warmup steps before the cosine decay."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Runs go to OUT/<run-name>/<UTC stamp>/."),
@@ -66,7 +67,7 @@ def pretrain_command(
         cfg = PretrainConfig(
             run_name=run_name or config, corpus=config, data=tuple(str(d) for d in data), embedded=embedded,
             model_size=model_size, model_overrides=_parse_sets(set_), steps=steps, hours=hours,
-            batch_size=batch_size, seq_len=seq_len, lr=lr, warmup_steps=warmup_steps, seed=seed, out=str(out),
+            batch_size=batch_size, seq_len=seq_len, max_cell_bytes=max_cell_bytes, lr=lr, warmup_steps=warmup_steps, seed=seed, out=str(out),
             resume=str(resume) if resume else None, init=str(init) if init else None, eval_every=eval_every, ckpt_every=ckpt_every,
             strategy=strategy, device=device, threads=threads, progress=progress, tensorboard=tensorboard,
         )

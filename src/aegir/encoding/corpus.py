@@ -64,6 +64,7 @@ class CorpusConfig:
     embedded: bool | None = None        # None: embedded default only when `data` is empty
     seq_len: int = 512
     seed: int = 0
+    max_cell_bytes: int = 48            # longest cell in table serializations (SerializeConfig's default)
     heldout_fraction: float = 0.05
     max_text_bytes: int = 2_000_000     # embedded text budget
     n_synth_tables: int = 200
@@ -78,6 +79,8 @@ class CorpusConfig:
             raise CorpusError(f"unknown corpus config {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.seq_len < 2:
             raise CorpusError(f"seq_len must be >= 2, got {self.seq_len}")
+        if self.max_cell_bytes < 1:
+            raise CorpusError(f"max_cell_bytes must be >= 1, got {self.max_cell_bytes}")
         if not 0 < self.heldout_fraction < 0.5:
             raise CorpusError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
@@ -321,7 +324,7 @@ def table_docs(tables: list[Table], cfg: CorpusConfig) -> tuple[list[list[int]],
     """(serialization documents, DDL documents) for a list of tables."""
     from aegir.encoding.serialize import SerializeConfig, serialize_table_text
 
-    scfg = SerializeConfig(max_bytes=max(64, min(cfg.seq_len, 1024)))
+    scfg = SerializeConfig(max_bytes=max(64, min(cfg.seq_len, 1024)), max_cell_bytes=cfg.max_cell_bytes)
     ser, ddl = [], []
     for ti, t in enumerate(tables):
         if t.n_cols == 0:
