@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from aegir.encoding.ddl import sql_type, table_ddl  # noqa: F401 - re-exported for callers
+from aegir.encoding.serialize import SerializeConfig, serialize_table_text
 from aegir.encoding.vocab import BOS, EOS, encode_text
 from aegir.tables.table import Table, TableError
 
@@ -64,7 +65,7 @@ class CorpusConfig:
     embedded: bool | None = None        # None: embedded default only when `data` is empty
     seq_len: int = 512
     seed: int = 0
-    max_cell_bytes: int = 48            # longest cell in table serializations (SerializeConfig's default)
+    max_cell_bytes: int = SerializeConfig.max_cell_bytes  # longest cell in table serializations
     heldout_fraction: float = 0.05
     max_text_bytes: int = 2_000_000     # embedded text budget
     n_synth_tables: int = 200
@@ -79,11 +80,17 @@ class CorpusConfig:
             raise CorpusError(f"unknown corpus config {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.seq_len < 2:
             raise CorpusError(f"seq_len must be >= 2, got {self.seq_len}")
-        if self.max_cell_bytes < 1:
-            raise CorpusError(f"max_cell_bytes must be >= 1, got {self.max_cell_bytes}")
+        try:  # the serializer checks its own fields
+            self.serialize_config()
+        except ValueError as e:
+            raise CorpusError(str(e)) from None
         if not 0 < self.heldout_fraction < 0.5:
             raise CorpusError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+
+    def serialize_config(self) -> SerializeConfig:
+        """How table documents are serialized: fine-tuning's layout within one training window."""
+        return SerializeConfig(max_bytes=max(64, min(self.seq_len, 1024)), max_cell_bytes=self.max_cell_bytes)
 
 
 @dataclass
@@ -322,9 +329,7 @@ def embedded_tables(cfg: CorpusConfig) -> list[Table]:
 
 def table_docs(tables: list[Table], cfg: CorpusConfig) -> tuple[list[list[int]], list[list[int]]]:
     """(serialization documents, DDL documents) for a list of tables."""
-    from aegir.encoding.serialize import SerializeConfig, serialize_table_text
-
-    scfg = SerializeConfig(max_bytes=max(64, min(cfg.seq_len, 1024)), max_cell_bytes=cfg.max_cell_bytes)
+    scfg = cfg.serialize_config()
     ser, ddl = [], []
     for ti, t in enumerate(tables):
         if t.n_cols == 0:

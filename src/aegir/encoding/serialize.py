@@ -53,6 +53,8 @@ class SerializeConfig:
             raise ValueError("max_bytes must be at least 8")
         if not 0.0 <= self.mmr_lambda <= 1.0:
             raise ValueError("mmr_lambda must be in [0, 1]")
+        if self.max_cell_bytes < 1:
+            raise ValueError(f"max_cell_bytes (--max-cell-bytes) must be >= 1, got {self.max_cell_bytes}")
 
 
 @dataclass

@@ -66,7 +66,7 @@ class FinetuneConfig:
     max_bytes: int = 512                # serialization budget per column
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes.
-    max_cell_bytes: int = 48
+    max_cell_bytes: int = SerializeConfig.max_cell_bytes
     n_synthetic: int = 600
     add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
     row_views: bool = True              # epochs after the first train on new random row views (augmentation)
@@ -93,10 +93,12 @@ class FinetuneConfig:
             raise ValueError(f"--parallel for fine-tuning must be 'ddp' or 'none', got {self.parallel!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch size must be >= 1")
-        if self.max_cell_bytes < 1:
-            raise ValueError(f"--max-cell-bytes must be >= 1, got {self.max_cell_bytes}")
+        self.serialize_config()  # the serializer checks its own fields (ValueError)
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"--ema must be in [0, 1), got {self.ema}")
+
+    def serialize_config(self) -> SerializeConfig:
+        return SerializeConfig(max_bytes=self.max_bytes, max_cell_bytes=self.max_cell_bytes)
 
 
 @dataclass
@@ -183,7 +185,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
                             add_synthetic=cfg.add_synthetic)
-    scfg = SerializeConfig(max_bytes=cfg.max_bytes, max_cell_bytes=cfg.max_cell_bytes)
+    scfg = cfg.serialize_config()
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
     train_ex = [e for e in encode_dataset(td.train, index, scfg) if e.label_ids]

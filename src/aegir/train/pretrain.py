@@ -73,7 +73,7 @@ class PretrainConfig:
     hours: float | None = None          # wall-clock budget; the cosine then runs on elapsed time
     batch_size: int = 8                 # global (all processes together)
     seq_len: int = 512
-    max_cell_bytes: int = 48            # longest cell in table serializations (match the fine-tune's)
+    max_cell_bytes: int = CorpusConfig.max_cell_bytes  # longest cell in table serializations (match the fine-tune's)
     lr: float = 2e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
