@@ -67,11 +67,12 @@ def test_forward_backward_finite_and_every_parameter_reachable():
     assert out.n_tokens == 47 + 29 + 6
     assert len(out.stages) == 2
     for name, p in model.named_parameters():
+        if name == "embedding.reserved":  # vocabulary rows no input can hold: frozen, no gradient
+            assert not p.requires_grad and p.grad is None
+            continue
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        if not name.startswith("embedding."):  # unused vocab rows get zero gradient by design
-            assert p.grad.abs().sum() > 0, name
-    emb_g = model.embedding.weight.grad
-    assert emb_g[vocab.N_ACTIVE :].abs().sum() == 0 and emb_g[:256].abs().sum() > 0
+        assert p.grad.abs().sum() > 0, name
+    assert model.embedding.live.shape[0] == vocab.N_ACTIVE and model.embedding.live.grad[:256].abs().sum() > 0
 
 
 def test_initial_loss_is_near_uniform_and_decreases():
@@ -95,7 +96,7 @@ def test_lr_multipliers_tag_every_parameter_by_stage():
     clf = AegirClassifier(cfg, n_labels=5)
     mults = named_lr_multipliers(clf)
     assert all(hasattr(p, "_aegir_lr_mult") for p in clf.parameters())
-    assert mults["backbone.embedding.weight"] == 2.0 and mults["head.proj.weight"] == 2.0
+    assert mults["backbone.embedding.live"] == 2.0 and mults["head.proj.weight"] == 2.0
     assert mults["backbone.hnet.encoder.blocks.0.att.w0"] == 2.0
     assert mults["backbone.hnet.router.q.weight"] == 2.0
     assert mults["backbone.hnet.inner.encoder.blocks.0.att.w0"] == 1.5
@@ -133,7 +134,7 @@ def test_whole_model_chunked_equals_naive_float64():
     outs = [m(ids, mask) for m in (m_chunk, m_naive)]
     h0, h1 = (o.hidden[mask] for o in outs)
     assert ((h0 - h1).abs().max() / h1.abs().max()).item() <= 1e-10
-    grads = [torch.autograd.grad(o.hidden[mask].square().sum(), list(m.parameters()), allow_unused=True)
+    grads = [torch.autograd.grad(o.hidden[mask].square().sum(), [p for p in m.parameters() if p.requires_grad], allow_unused=True)
              for o, m in zip(outs, (m_chunk, m_naive))]
     for g0, g1 in zip(*grads):
         if g1 is not None and g1.abs().max() > 0:
@@ -294,7 +295,8 @@ def test_recompute_gives_identical_gradients(mode):
         out = m.lm_loss(ids, mask)
         (out.loss + out.ratio_loss).backward()
     for (name, p), q in zip(plain.named_parameters(), again.parameters()):
-        assert torch.equal(p.grad, q.grad), name
+        if p.requires_grad:
+            assert torch.equal(p.grad, q.grad), name
     with pytest.raises(ModelConfigError, match="recompute"):
         nano(recompute="all")
 
@@ -327,3 +329,31 @@ def test_relu_square_matches_autograd_float64():
     assert torch.equal(relu_square(x).detach(), torch.relu(x).square().detach())
     assert torch.allclose(gx, gx2, rtol=0, atol=1e-12)
     assert torch.autograd.gradcheck(relu_square, (x[:1, :2].detach().clone().requires_grad_(),))
+
+
+def test_tied_embedding_keeps_one_full_table_in_state_dicts():
+    """Split into trainable live rows and frozen reserved rows, but checkpoints still hold one
+    (vocab_size, D) `embedding.weight`, loadable both ways with nn.Embedding of the full table."""
+    torch.manual_seed(0)
+    model = AegirModel(nano())
+    emb = model.embedding
+    sd = model.state_dict()
+    assert "embedding.weight" in sd and not any(k.startswith("embedding.live") or k.startswith("embedding.reserved") for k in sd)
+    full = torch.nn.Embedding(65536, 64)
+    full.load_state_dict({"weight": sd["embedding.weight"]})
+    ids = torch.tensor([[0, 65, 255, vocab.N_ACTIVE - 1]])
+    assert torch.equal(emb(ids), full(ids))
+    # An id beyond the live rows embeds from the reserved rows (and so matches the full table too).
+    far = torch.tensor([[3, 40000]])
+    assert torch.equal(emb(far), full(far))
+    with torch.no_grad():
+        full.weight.mul_(2.0)
+    other = AegirModel(nano())
+    other.load_state_dict({**sd, "embedding.weight": full.weight.detach()}, strict=True)
+    assert torch.equal(other.embedding.weight, full.weight)
+    assert not emb.reserved.requires_grad and emb.live.requires_grad
+    assert sum(p.numel() for p in emb.parameters()) == 65536 * 64  # the design's count is unchanged
+    with pytest.raises(RuntimeError, match="size mismatch for embedding.weight"):
+        other.load_state_dict({**sd, "embedding.weight": torch.zeros(1000, 64)})
+    with pytest.raises(RuntimeError, match="Missing key"):
+        other.load_state_dict({k: v for k, v in sd.items() if k != "embedding.weight"})

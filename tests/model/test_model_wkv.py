@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from aegir.model.rwkv7 import LOG_W_SCALE, RWKV7TimeMix
-from aegir.model.wkv import wkv_chunked, wkv_naive
+from aegir.model.wkv import unit_lower_inverse, wkv_chunked, wkv_naive
 
 TOL = 1e-10
 
@@ -106,3 +106,19 @@ def test_time_mix_chunked_equals_naive_float64():
         outs[impl] = (y, gx)
     assert rel_err(outs["chunked"][0], outs["naive"][0]) <= TOL
     assert rel_err(outs["chunked"][1], outs["naive"][1]) <= TOL
+
+
+@pytest.mark.parametrize("c,base", [(16, 16), (64, 16), (128, 16), (64, 8), (8, 16)])
+def test_unit_lower_inverse_matches_triangular_solve_float64(c, base):
+    """The matmul-only inverse the chunked WKV uses for power-of-two chunks, against LAPACK's solve,
+    on entries as large as the removal-key scores get (|a||b| <= 1) and with gradients."""
+    g = torch.Generator().manual_seed(c + base)
+    N = (torch.rand(5, c, c, generator=g, dtype=torch.float64) * 2 - 1).tril(-1).requires_grad_()
+    rhs = torch.randn(5, c, 7, generator=g, dtype=torch.float64)
+    eye = torch.eye(c, dtype=torch.float64)
+    ref = torch.linalg.solve_triangular(eye - N, rhs, upper=False, unitriangular=True)
+    got = unit_lower_inverse(N, base=base) @ rhs
+    assert rel_err(got, ref) <= TOL
+    g_ref, = torch.autograd.grad(ref.square().sum(), N)
+    g_got, = torch.autograd.grad(got.square().sum(), N)
+    assert rel_err(g_got.tril(-1), g_ref.tril(-1)) <= TOL

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aegir.config import ModelConfig
+from aegir.model.embedding import TiedByteEmbedding
 from aegir.model.heads import ClassificationHead, byte_lm_logits, pool_column
 from aegir.model.hnet import HNetStage, StageStats
 
@@ -106,14 +107,13 @@ class AegirModel(_KeepsParamTags, nn.Module):
         cfg.validate()
         self.cfg = cfg
         d0 = cfg.d_model[0]
-        # One 65,536-row table, tied with the LM head (only rows < n_active are ever scored).
-        self.embedding = nn.Embedding(cfg.vocab_size, d0)
+        # One 65,536-row table, tied with the LM head; only rows < n_active are trainable (embedding.py).
+        self.embedding = TiedByteEmbedding(cfg.vocab_size, cfg.n_active, d0)
         self.ln_in = nn.LayerNorm(d0, eps=cfg.norm_eps)  # RWKV's ln0: block input scale independent of the table
         self.hnet = HNetStage(cfg, 0)
-        with torch.no_grad():
-            if not self.embedding.weight.is_meta:
-                # Small init because the table doubles as the LM head (logit std ~ 0.02 * sqrt(d0)).
-                nn.init.normal_(self.embedding.weight, std=0.02)
+        # Small init because the table doubles as the LM head (logit std ~ 0.02 * sqrt(d0)); drawn
+        # after the stages, as it always was, so seeds keep giving the same initial weights.
+        self.embedding.reset_parameters(std=0.02)
         self._tag_parameters()
 
     def _tag_parameters(self) -> None:
@@ -147,7 +147,7 @@ class AegirModel(_KeepsParamTags, nn.Module):
         return BackboneOutput(hidden=hidden, stages=stages, ratio_loss=w * rl)
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
-        return byte_lm_logits(hidden, self.embedding.weight, self.cfg.n_active)  # (B, T, n_active)
+        return byte_lm_logits(hidden, self.embedding.live, self.cfg.n_active)  # (B, T, n_active)
 
     def lm_loss(self, ids: Tensor, mask: Tensor | None = None) -> LMOutput:
         """Next-byte cross-entropy: position t predicts ids[t+1] where both are non-pad."""
