@@ -78,6 +78,16 @@ def bench_gemm(reps: int) -> dict:
     return res
 
 
+PROBE = (8192, 384, 1536)  # the shape that set the ceiling in every run so far
+
+
+def gemm_probe() -> float:
+    """GFLOP/s of the ceiling's GEMM shape right now (best of 3 after one warm-up)."""
+    m, k, n = PROBE
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    return 2 * m * k * n / min(timeit(lambda: a @ b, 3, warmup=1)) / 1e9
+
+
 def bench_wkv(B: int, T: int, width: int, reps: int, naive_reps: int) -> dict:
     H, N = width // 64, 64
     g = torch.Generator().manual_seed(0)
@@ -139,7 +149,17 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
             h = model(ids, mask).hidden
             model.lm_logits(h)
 
-    train_times = timeit(train_step, reps)
+    # Each training repetition is paired with a GEMM probe taken just before it: the machine's GEMM
+    # rate drifts by 20-40% over minutes, so a ceiling measured minutes apart can flatter or sink
+    # the percentage. The paired figure is the best step-to-probe ratio over the repetitions.
+    train_step()  # warm-up
+    train_times, paired = [], []
+    for _ in range(reps):
+        if train_times and time.time() + train_times[-1] > DEADLINE:
+            break
+        probe = gemm_probe()
+        train_times += timeit(train_step, 1, warmup=0)
+        paired.append((train_times[-1], probe))
     inf_times = timeit(infer, reps)
     t_train, t_inf = min(train_times), min(inf_times)
     comp = [s.compression() for s in stats["stages"]]
@@ -161,17 +181,32 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
         "flops_nominal": fl_nom.to_dict(),
         "flops_achieved": fl_act.to_dict(),
         "train_gflops_achieved": bps_train * fl_act.train / 1e9,
+        "infer_gflops_achieved": bps_inf * (fl_act.backbone_forward + fl_act.head) / 1e9,
+        "train_pct_paired": max(100 * B * T / t * fl_act.train / (g * 1e9) for t, g in paired),
+        "paired_reps": [{"train_s": t, "probe_gflops": g} for t, g in paired],
+    } | ceiling_figures(bps_train, bps_inf, fl_act, gemm_ceiling)
+
+
+def ceiling_figures(bps_train: float, bps_inf: float, fl_act, gemm_ceiling: float) -> dict:
+    return {
         "train_pct_of_ceiling": 100 * bps_train * fl_act.train / (gemm_ceiling * 1e9),
         "infer_pct_of_ceiling": 100 * bps_inf * (fl_act.backbone_forward + fl_act.head) / (gemm_ceiling * 1e9),
         "ceiling_train_bytes_per_s": gemm_ceiling * 1e9 / fl_act.train,
     }
 
 
+def set_ceiling(m: dict, gemm_ceiling: float) -> None:
+    """Re-express one model's figures against another ceiling (in place)."""
+    m["train_pct_of_ceiling"] = 100 * m["train_gflops_achieved"] / gemm_ceiling
+    m["infer_pct_of_ceiling"] = 100 * m["infer_gflops_achieved"] / gemm_ceiling
+    m["ceiling_train_bytes_per_s"] = m["train_bytes_per_s"] * gemm_ceiling / m["train_gflops_achieved"]
+
+
 # Self-time categories of one training step (torch.profiler); the profiler's own overhead inflates
 # every op a little, so the shares matter, not the absolute milliseconds.
 OP_CLASSES = {
     "dense GEMM (projections, FFN, LoRA, LM head)": ("aten::mm", "aten::addmm", "aten::linear"),
-    "WKV chunk products (bmm, triangular solve, state scan)": ("aten::bmm", "aten::baddbmm",
+    "WKV chunk products (bmm, triangular inverse, state scan)": ("aten::bmm", "aten::baddbmm",
                                                                 "aten::linalg_solve_triangular"),
 }
 
@@ -230,9 +265,16 @@ def write_results(res: dict, out: Path) -> None:
         L.append("")
         L.append("**The machine was shared** with other jobs during this run (load average above the 2 cores), "
                  "so every number here is pessimistic and noisy; compare ratios, not absolute speeds.")
-    L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s |", "|---|---|"]
-    L += [f"| {k} | {v:.1f} |" for k, v in g.items()]
-    L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape)."]
+    after = res.get("gemm_gflops_after")
+    if after:
+        L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s (first) | GFLOP/s (after the models) |", "|---|---|---|"]
+        L += [f"| {k} | {v:.1f} | {after[k]:.1f} |" for k, v in g.items()]
+        L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape, the higher of the two "
+              "measurements: the machine's GEMM rate drifts over minutes)."]
+    else:
+        L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s |", "|---|---|"]
+        L += [f"| {k} | {v:.1f} |" for k, v in g.items()]
+        L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape)."]
     L += ["", "## WKV operator: chunked (c=64) vs naive recurrence, fwd+bwd", "",
           "| width (heads) | naive | chunked | speedup |", "|---|---|---|---|"]
     for w in res["wkv"]:
@@ -240,20 +282,20 @@ def write_results(res: dict, out: Path) -> None:
                  f"**{w['speedup']:.1f}x** |")
     L += ["", "Target: >= 10x.", "", "## Models: training and inference bytes/s", "",
           "| preset | params | train bytes/s | infer bytes/s | router compression (stage 0, 1) | "
-          "train FLOP/B (achieved) | train FLOP/B (nominal 3,2) | train % of ceiling | ceiling bytes/s |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "train FLOP/B (achieved) | train FLOP/B (nominal 3,2) | train % of ceiling | train % of paired probe | ceiling bytes/s |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
     for m in res["models"]:
         if m["recompute"] != "none":
             L.append(f"| ({m['name']} ran with recompute={m['recompute']!r}: not enough free memory for the default) "
-                     "| | | | | | | | |")
+                     "| | | | | | | | | |")
         if min(m["train_reps"], m["infer_reps"]) < res["reps"]:
             L.append(f"| ({m['name']}: only {m['train_reps']} train / {m['infer_reps']} inference repetitions fit the "
-                     "time budget) | | | | | | | | |")
+                     "time budget) | | | | | | | | | |")
         comp = ", ".join(f"{c:.2f}" for c in m["compression"])
         L.append(f"| {m['name']} | {m['params_total'] / 1e6:.2f}M | {m['train_bytes_per_s']:,.0f} | "
                  f"{m['infer_bytes_per_s']:,.0f} | {comp} | {m['flops_achieved']['train'] / 1e6:.1f}M | "
                  f"{m['flops_nominal']['train'] / 1e6:.1f}M | {m['train_pct_of_ceiling']:.0f}% | "
-                 f"{m['ceiling_train_bytes_per_s']:,.0f} |")
+                 f"{m['train_pct_paired']:.0f}% | {m['ceiling_train_bytes_per_s']:,.0f} |")
     n = res.get("nano_small_batch")
     if n:
         L += ["", f"nano, B=4, T=256, fwd+bwd: **{n['train_s'] * 1e3:.0f} ms** per step (target: well under 1 s)."]
@@ -266,15 +308,16 @@ def write_results(res: dict, out: Path) -> None:
           "unloaded 2-core machine)."]
     for m in res["models"]:
         if m["name"] == "tiny":
-            ok = m["train_pct_of_ceiling"] >= 50
-            L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% -> target {'met' if ok else 'NOT met'}.")
+            ok = min(m["train_pct_of_ceiling"], m["train_pct_paired"]) >= 50
+            L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% of the ceiling, {m['train_pct_paired']:.0f}% of "
+                     f"a GEMM probe taken just before each step -> target {'met' if ok else 'NOT met'}.")
     bd = res.get("tiny_breakdown")
     if bd:
         L += ["", f"Where a tiny training step goes (one profiled fwd+bwd, B={bd['B']}, T={bd['T']}; "
               "self time by op class, profiler overhead included):", "", "| op class | ms | share |", "|---|---|---|"]
         L += [f"| {k} | {v:.0f} | {100 * v / bd['total_ms']:.0f}% |" for k, v in bd["ms"].items()]
         L += ["", "Why tiny stays below 50%: at width 128 the WKV runs as batched (c x c), (c x 2c) and "
-              "(K x 2c) products per 64-byte chunk plus a triangular solve; these small matrices run at a "
+              "(K x 2c) products per 64-byte chunk plus a unit-triangular inverse built from small matmuls; these run at a "
               "fraction of the large-GEMM rate, and the chunked form executes ~3x the FLOPs the convention "
               "counts for the recurrence. Even with every dense GEMM at the ceiling, the 50% line needs the "
               "WKV and the elementwise work together under about a third of the step. The wider small preset "
@@ -342,6 +385,13 @@ def main() -> None:
     ids, mask = text_batch(4, 256)
 
     res["nano_small_batch"] = {"B": 4, "T": 256, "train_s": min(timeit(lambda: lm_train_step(nano, ids, mask), args.reps))}
+    # The GEMM rate of this (shared, virtual) machine drifts by up to ~20% over minutes; measure it
+    # again after the models and take the higher ceiling of the two (the conservative percentage).
+    print("gemm (again) ...", flush=True)
+    res["gemm_gflops_after"] = bench_gemm(5)
+    res["gemm_ceiling"] = max(res["gemm_ceiling"], *res["gemm_gflops_after"].values())
+    for m in res["models"]:
+        set_ceiling(m, res["gemm_ceiling"])
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0
