@@ -15,6 +15,8 @@ from aegir.model.hnet import (
     chunk,
     dechunk,
     dechunk_sequential,
+    ema_blocked,
+    ema_weights,
     ratio_loss,
     ste,
 )
@@ -144,3 +146,28 @@ def test_stage_stats_exclude_padding():
     assert st.compression() == pytest.approx(5 / 3)
     # Computed naively over all 8 positions it would be 6/8: padding must not count.
     assert not math.isclose(st.boundary_fraction(), 6 / 8)
+
+
+@pytest.mark.parametrize("Tc,block", [(1, 4), (7, 4), (8, 4), (50, 8), (130, 64), (130, 16)])
+def test_blocked_ema_equals_the_dense_form_and_a_loop_float64(Tc, block):
+    """The O(Tc * block) dechunk EMA against the recurrence and the dense (Tc x Tc) form: values and
+    gradients, over block edges, ragged tails and probabilities near 0 and 1."""
+    g = torch.Generator().manual_seed(Tc + block)
+    B, D = 2, 3
+    P = torch.rand(B, Tc, generator=g, dtype=torch.float64).clamp(P_CLAMP, 1 - P_CLAMP)
+    P[0, ::5] = 1 - P_CLAMP
+    P[1, 1::3] = P_CLAMP
+    P.requires_grad_()
+    z = torch.randn(B, Tc, D, generator=g, dtype=torch.float64, requires_grad=True)
+    rows, prev = [], torch.zeros(B, D, dtype=torch.float64)
+    for j in range(Tc):
+        prev = P[:, j, None] * z[:, j] + (1 - P[:, j, None]) * prev
+        rows.append(prev)
+    ref = torch.stack(rows, 1)
+    out = ema_blocked(P, z, block=block)
+    dense = ema_weights(P) @ z
+    assert out.shape == (B, Tc, D)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-12) and torch.allclose(dense, ref, rtol=0, atol=1e-12)
+    w = torch.randn(B, Tc, D, generator=g, dtype=torch.float64)
+    for x, y in zip(torch.autograd.grad((out * w).sum(), [P, z]), torch.autograd.grad((ref * w).sum(), [P, z])):
+        assert torch.allclose(x, y, rtol=0, atol=1e-10)

@@ -12,8 +12,8 @@ One non-innermost stage s (width d_s), as in goombalab/hnet (architecture.md sec
 
 Deviations: batches are right-padded (never packed), so inner sequences are padded to the longest
 chunk sequence in the batch and every statistic (boundary fraction, mean p, ratio loss) is taken
-over valid positions only; the dechunk EMA runs in fp32 as a (Tc x Tc) matrix built from segment
-sums instead of Mamba-2's SSD kernel.
+over valid positions only; the dechunk EMA runs in fp32 as dense (64 x 64) blocks built from segment
+sums plus a block-level EMA between them (`ema_blocked`), instead of Mamba-2's SSD kernel.
 """
 
 from __future__ import annotations
@@ -105,18 +105,52 @@ def chunk(h: Tensor, boundary: Tensor) -> Chunked:
     return Chunked(hidden=hc * cmask[:, :, None].to(hc.dtype), mask=cmask, index=index)
 
 
-def ema_weights(P: Tensor) -> Tensor:
-    """(B, Tc, Tc) lower-triangular weights of zbar_j = sum_{i<=j} P_i prod_{i<m<=j} (1-P_m) z_i.
+DECHUNK_BLOCK = 64  # chunk positions per block of the blocked EMA (dense within a block)
 
-    The products come from segment sums of log(1-P) (cumsum of a strictly-lower masked matrix),
-    never from e^{A} * e^{-A}, which would overflow/underflow (pitfall 6)."""
-    B, Tc = P.shape
-    logq = torch.log1p(-P)  # (B, Tc)
-    tri_strict = torch.ones(Tc, Tc, dtype=torch.bool, device=P.device).tril(-1)  # [j, i]: j > i
-    X = logq[:, :, None].expand(B, Tc, Tc).masked_fill(~tri_strict, 0.0)  # (B, Tc, Tc): X[j, i] = logq_j
-    seg = X.cumsum(dim=1)  # (B, Tc, Tc): sum_{i<m<=j} logq_m
+
+def segment_decay(logq: Tensor) -> Tensor:
+    """(..., L) log-decays -> (..., L, L) lower-triangular M[j, i] = exp(sum_{i<m<=j} logq_m) (j >= i).
+
+    From segment sums (cumsum of a strictly-lower masked matrix), never from e^{A} * e^{-A}, which
+    would overflow/underflow (pitfall 6)."""
+    L = logq.shape[-1]
+    tri_strict = torch.ones(L, L, dtype=torch.bool, device=logq.device).tril(-1)  # [j, i]: j > i
+    X = logq[..., :, None].expand(*logq.shape, L).masked_fill(~tri_strict, 0.0)  # (..., L, L): X[j, i] = logq_j
+    seg = X.cumsum(dim=-2)  # (..., L, L): sum_{i<m<=j} logq_m
     seg = seg.masked_fill(~torch.ones_like(tri_strict).tril(), float("-inf"))  # j < i: no weight
-    return seg.exp() * P[:, None, :]  # (B, Tc, Tc)
+    return seg.exp()
+
+
+def ema_weights(P: Tensor) -> Tensor:
+    """(B, Tc, Tc) lower-triangular weights of zbar_j = sum_{i<=j} P_i prod_{i<m<=j} (1-P_m) z_i."""
+    return segment_decay(torch.log1p(-P)) * P[:, None, :]  # (B, Tc, Tc)
+
+
+def ema_blocked(P: Tensor, z: Tensor, block: int = DECHUNK_BLOCK) -> Tensor:
+    """zbar_j = P_j z_j + (1 - P_j) zbar_{j-1} for P (B, Tc), z (B, Tc, D), in O(Tc * block) memory.
+
+    The dense form (`ema_weights(P) @ z`) builds a (Tc x Tc) matrix per row: quadratic in the
+    sequence length. Here the positions are cut into blocks of `block`: a dense EMA inside each
+    block, then the state entering each block from the states leaving the earlier ones (a second,
+    block-level EMA: decay = the block's product of (1 - P), input = the block's local final value),
+    all parallel over positions (no Python loop). Tests compare it with a sequential loop (float64)."""
+    B, Tc, D = z.shape
+    n = -(-Tc // block)
+    pad = n * block - Tc
+    if pad:  # trailing steps after every real position: they cannot change it (P = 0.5 keeps logs finite)
+        P = torch.nn.functional.pad(P, (0, pad), value=0.5)
+        z = torch.nn.functional.pad(z, (0, 0, 0, pad))
+    Pb = P.reshape(B, n, block)  # (B, n, L)
+    zb = z.reshape(B, n, block, D)  # (B, n, L, D)
+    logq = torch.log1p(-Pb)  # (B, n, L)
+    local = (segment_decay(logq) * Pb[..., None, :]) @ zb  # (B, n, L, L) @ (B, n, L, D) -> (B, n, L, D)
+    if n == 1:
+        return local.reshape(B, block, D)[:, :Tc]
+    cum = logq.cumsum(dim=-1)  # (B, n, L): log prod_{block start <= m <= j} (1 - P_m)
+    out_state = segment_decay(cum[..., -1]) @ local[:, :, -1]  # (B, n, n) @ (B, n, D): state leaving block b
+    carry = torch.nn.functional.pad(out_state[:, :-1], (0, 0, 1, 0))  # (B, n, D): state entering block b
+    zbar = local + cum.exp()[..., None] * carry[:, :, None, :]  # (B, n, L, D)
+    return zbar.reshape(B, n * block, D)[:, :Tc]  # (B, Tc, D)
 
 
 def dechunk(z: Tensor, boundary: Tensor, prob: Tensor, index: Tensor) -> Tensor:
@@ -125,7 +159,7 @@ def dechunk(z: Tensor, boundary: Tensor, prob: Tensor, index: Tensor) -> Tensor:
     with _fp32_off(z):
         P = prob.gather(1, index).clamp(P_CLAMP, 1 - P_CLAMP)  # (B, Tc)
         zf = _hi(z)
-        zbar = ema_weights(P.to(zf.dtype)) @ zf  # (B, Tc, D)
+        zbar = ema_blocked(P.to(zf.dtype), zf)  # (B, Tc, D)
         which = (boundary.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, T): chunk of each byte
         return zbar.gather(1, which[:, :, None].expand(-1, -1, z.shape[-1]))  # (B, T, D)
 
