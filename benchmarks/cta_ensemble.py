@@ -1,7 +1,8 @@
 """Ensembles of fine-tuned CTA checkpoints on a task's validation split.
 
 Averages the softmax probabilities of several classifiers (each with `--views` row views averaged
-first) and scores every subset in order (1, 1+2, 1+2+3, ...), next to each member alone:
+first) and scores every subset in order (1, 1+2, 1+2+3, ...), next to each member alone. (To use one
+ensemble, not to compare subsets: `aegir eval/annotate --checkpoint A --checkpoint B ...`.)
 
     python benchmarks/cta_ensemble.py --task sotab-cta --views 4 \
         --checkpoints A/final.pt B/final.pt C/final.pt --result docs/results/cta_ensemble
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from aegir.eval_run import eval_dataset, score_label_sets
-from aegir.inference import load_classifier
+from aegir.checkpoint import CheckpointError
+from aegir.inference import load_classifiers
 from aegir.train.tasks import resolve_task
 
 
@@ -34,11 +36,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task)
-    members = [load_classifier(c) for c in args.checkpoints]
+    try:
+        members = load_classifiers(args.checkpoints)  # one label vocabulary, one task kind
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
     labels = members[0].vocab.labels
-    for m in members[1:]:
-        if m.vocab.labels != labels:
-            raise SystemExit(f"{m.source}: label vocabulary differs from {members[0].source}")
     runs = [eval_dataset(m, td.valid, views=args.views) for m in members]
     gold = [p.gold for p in runs[0].predictions]
     probs = [r.raw.probabilities() for r in runs]

@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-bytes", type=int, default=256)
-    ap.add_argument("--max-cell-bytes", type=int, default=48, help="Longest cell kept (bytes).")
+    ap.add_argument("--max-cell-bytes", type=int, default=FinetuneConfig.max_cell_bytes, help="Longest cell kept (bytes).")
     ap.add_argument("--out", default="outputs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="sotab-cta,gittables-schema")

@@ -16,7 +16,7 @@ import numpy as np
 
 from aegir.encoding.batch import encode_column, view_seed
 from aegir.encoding.serialize import row_sample
-from aegir.inference import LoadedClassifier, load_classifier, predict_views
+from aegir.inference import LoadedClassifier, load_classifier, load_classifiers, predict_ensemble
 from aegir.tables.readers import from_dataframe, read_csv
 from aegir.tables.table import Table, TableError
 
@@ -84,10 +84,22 @@ def _as_table(data, max_rows_read: int | None) -> tuple[Table, str]:
     raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV path, not {type(data).__name__}")
 
 
-def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[str] | None = None, top_k: int = 3,
+Checkpoint = str | Path | LoadedClassifier
+
+
+def _cached(c: Checkpoint) -> LoadedClassifier:
+    if isinstance(c, LoadedClassifier):
+        return c
+    key = str(Path(c).resolve())
+    return _CACHE.get(key) or _CACHE.setdefault(key, load_classifier(c))
+
+
+def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
+    checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
+    of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.
     views: average the scores over this many row views per column (view 0 = evenly spaced rows,
     the others random row subsets); more views read more of a long table's rows.
     labels: restrict predictions to this subset of the model's vocabulary (unknown names raise).
@@ -95,15 +107,13 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
-    if isinstance(checkpoint, LoadedClassifier):
-        lc = checkpoint
-    else:
-        key = str(Path(checkpoint).resolve())
-        lc = _CACHE.get(key) or _CACHE.setdefault(key, load_classifier(checkpoint))
+    single = isinstance(checkpoint, (str, Path, LoadedClassifier))
+    members = load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
+    lc = members[0]
     table, source = _as_table(data, max_rows_read)
     if table.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
-    if lc.cpa:
+    if lc.cpa:  # members share the task kind (load_classifiers checks)
         raise TableError("this checkpoint is a CPA (column-pair) model; annotate() does column types (CTA)")
     vocab = lc.vocab.labels
     mask = None
@@ -112,16 +122,17 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
         if unknown:
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
-    def encode_view(v: int):
-        return [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
 
-    examples = encode_view(0)
-    raw = predict_views(lc.model, examples, encode_view, views, batch_size, label_mask=mask)
+    def encode_view(m: LoadedClassifier, v: int):
+        return [encode_column(table, j, m.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
+
+    examples = encode_view(lc, 0)
+    raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
     total = int(table.meta.get("rows_total", table.n_rows))
-    max_rows = lc.serialize_cfg.max_rows
-    rows_read = len(set().union(*(row_sample(table.n_rows, max_rows, view_seed(v, 0)) for v in range(views))))
+    rows_read = len(set().union(*(row_sample(table.n_rows, m.serialize_cfg.max_rows, view_seed(v, 0))
+                                  for m in members for v in range(views))))
     cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
                              [(vocab[i], float(s)) for i, s in zip(idx[j], scores[j])], rows_read, total,
                              examples[j].truncated) for j in range(table.n_cols)]
@@ -130,4 +141,4 @@ def annotate(data, checkpoint: str | Path | LoadedClassifier, labels: Sequence[s
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
         notes.append(f"each column was read through {rows_read} {how} rows of {table.n_rows} parsed"
                      + (f" ({total} in the file)" if total != table.n_rows else ""))
-    return AnnotationResult(source, cols, lc.source, lc.task, list(labels) if labels is not None else None, notes)
+    return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task, list(labels) if labels is not None else None, notes)

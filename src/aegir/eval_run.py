@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from aegir.evaluation import (
     ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
     multilabel_report, plot_confusion_matrix, write_predictions,
 )
-from aegir.inference import LoadedClassifier, Predictions, load_classifier, predict_views
+from aegir.inference import LoadedClassifier, Predictions, load_classifiers, predict_ensemble
 from aegir.tables.load import load_labeled, merge
 from aegir.tables.table import LabeledDataset, TableError
 
@@ -46,17 +47,27 @@ def score_label_sets(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...
     return classification_report([g[0] for g in gold], [p[0] for p in predicted])
 
 
-def eval_dataset(lc: LoadedClassifier, ds: LabeledDataset, batch_size: int = 64, top_k: int = 3,
-                 views: int = 1) -> EvalRun:
+def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledDataset, batch_size: int = 64,
+                 top_k: int = 3, views: int = 1) -> EvalRun:
     """Predict and score every labelled column. `views` > 1 averages the logits over that many row
-    views of each column (view 0 deterministic, the rest random row subsets; see encode_dataset)."""
+    views of each column (view 0 deterministic, the rest random row subsets; see encode_dataset).
+    Several classifiers (`load_classifiers`) are scored as an ensemble: mean probability."""
+    members = [lc] if isinstance(lc, LoadedClassifier) else list(lc)
+    lc = members[0]
     labels = lc.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
     examples = encode_dataset(ds, index, lc.serialize_cfg)
     if not examples:
         raise TableError("no labelled columns to evaluate")
-    raw = predict_views(lc.model, examples, lambda v: encode_dataset(ds, index, lc.serialize_cfg, view=v), views,
-                        batch_size)
+    encoded = {(0, 0): examples}
+
+    def encode_view(m: LoadedClassifier, v: int) -> list[EncodedColumn]:
+        key = (members.index(m), v)
+        if key not in encoded:
+            encoded[key] = encode_dataset(ds, index, m.serialize_cfg, view=v)
+        return encoded[key]
+
+    raw = predict_ensemble(members, encode_view, views, batch_size)
     idx, scores = raw.top_k(top_k, lc.multi_label)
     predicted = predicted_label_sets(raw, labels, lc.multi_label)
     preds: list[Prediction] = []
@@ -102,12 +113,15 @@ def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = N
     return default_validation(lc)
 
 
-def run_eval(checkpoint: str | Path, task: str | None = None, data: str | None = None, fmt: str | None = None,
-             out: str | Path | None = None, batch_size: int = 64, views: int = 1) -> EvalRun:
-    lc = load_classifier(checkpoint)
+def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = None, data: str | None = None,
+             fmt: str | None = None, out: str | Path | None = None, batch_size: int = 64, views: int = 1) -> EvalRun:
+    """Evaluate one classifier, or several as an ensemble (a list of checkpoints: mean probability;
+    the validation data and the default output folder come from the first)."""
+    members = load_classifiers([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
+    lc = members[0]
     ds = eval_data(lc, data, fmt, task)
-    run = eval_dataset(lc, ds, batch_size, views=views)
-    out_dir = Path(out) if out else Path(lc.source).parent / "eval"
+    run = eval_dataset(members, ds, batch_size, views=views)
+    out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(run.report.to_dict(), indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)

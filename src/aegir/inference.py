@@ -189,6 +189,48 @@ def predict_views(model: AegirClassifier, examples: Sequence[EncodedColumn],
     return restrict_labels(raw, label_mask) if label_mask is not None else raw
 
 
+def load_classifiers(sources: Sequence[str | Path | LoadedClassifier], device: str | torch.device = "cpu"
+                     ) -> list[LoadedClassifier]:
+    """One or more classifiers that will be used together (an ensemble): loaded, then checked to
+    share the label vocabulary and the kind of task; serialization settings may differ per member."""
+    if not sources:
+        raise CheckpointError("no classifier checkpoint given")
+    members = [s if isinstance(s, LoadedClassifier) else load_classifier(s, device) for s in sources]
+    first = members[0]
+    for m in members[1:]:
+        if m.vocab.labels != first.vocab.labels:
+            raise CheckpointError(f"{m.source}: its {len(m.vocab)} labels differ from those of {first.source} "
+                                  f"({len(first.vocab)}); ensemble members must share one label vocabulary")
+        if (m.multi_label, m.cpa) != (first.multi_label, first.cpa):
+            raise CheckpointError(f"{m.source}: a {_kind(m)} model cannot join the {_kind(first)} model {first.source}")
+    return members
+
+
+def _kind(lc: LoadedClassifier) -> str:
+    return ("CPA" if lc.cpa else "CTA") + (" multi-label" if lc.multi_label else "")
+
+
+def predict_ensemble(members: Sequence[LoadedClassifier],
+                     encode_view: Callable[[LoadedClassifier, int], Sequence[EncodedColumn]], views: int = 1,
+                     batch_size: int = 32, label_mask: np.ndarray | None = None) -> Predictions:
+    """`predict_views` for each member (each encodes the columns with its own serialization), then
+    the mean of the members' probabilities (softmax, or per-label sigmoids for multi-label models).
+    One member returns its own predictions unchanged. With several, the returned logits are
+    log(mean probability) (multi-label: logit(mean sigmoid)), so argmax, top-k and scores read the
+    averaged probabilities; pooled embeddings and boundary counts are the first member's."""
+    runs = [predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size)
+            for m in members]
+    if len(runs) == 1:
+        raw = runs[0]
+    else:
+        multi = members[0].multi_label
+        p = np.mean([r.probabilities(multi) for r in runs], axis=0)  # (N, n_labels)
+        p = np.clip(p, 1e-12, 1 - 1e-7) if multi else np.maximum(p, 1e-30)
+        logits = (np.log(p) - np.log1p(-p)) if multi else np.log(p)
+        raw = Predictions(logits.astype(np.float32), runs[0].pooled, runs[0].n_boundary, runs[0].n_valid)
+    return restrict_labels(raw, label_mask) if label_mask is not None else raw
+
+
 @torch.no_grad()
 def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_size: int = 32,
             device: str | torch.device | None = None, progress: bool = False) -> Predictions:

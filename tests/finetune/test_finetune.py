@@ -208,3 +208,86 @@ def test_max_cell_bytes_is_recorded_and_fixed_for_the_run(custom_data, tmp_path)
     assert all(len(c.encode()) <= 3 for c in cells[1:]) and any(len(c.encode()) == 3 for c in cells)
     with pytest.raises(CheckpointError, match="max_cell_bytes"):
         finetune(FinetuneConfig(**{**cfg.__dict__, "max_cell_bytes": 4, "resume": str(res.run_dir)}))
+
+
+@pytest.mark.parametrize("command,config", [("train", "aegir.train.finetune:FinetuneConfig"),
+                                            ("pretrain", "aegir.train.pretrain:PretrainConfig")])
+def test_cli_defaults_are_the_config_defaults(command, config):
+    """The CLI spells its defaults out (it must start without importing torch); they may not drift
+    from the typed configs, which the Python API and the benchmarks use."""
+    import dataclasses
+    import importlib
+
+    import typer.main
+
+    from aegir.cli import app
+
+    mod, name = config.split(":")
+    cfg_cls = getattr(importlib.import_module(mod), name)
+    fields = {f.name: f for f in dataclasses.fields(cfg_cls)}
+    cmd = typer.main.get_command(app).commands[command]
+    checked = 0
+    for p in cmd.params:
+        f = fields.get(p.name)
+        if f is None or f.default is dataclasses.MISSING or p.default is None or f.default is None:
+            continue
+        default = p.default
+        if hasattr(default, "__fspath__"):  # Path option, str field
+            default = str(default)
+        if isinstance(default, list):  # multiple option, tuple field
+            default = tuple(default)
+        assert default == f.default, f"{command} --{p.name.replace('_', '-')}: CLI {p.default!r} vs config {f.default!r}"
+        checked += 1
+    assert checked >= 8
+
+
+def test_ensembles_average_member_probabilities(trained, custom_data, tmp_path):
+    """Several checkpoints score as one model: the mean of the members' probabilities, each member
+    serializing with its own settings; eval, annotate and the CLI take a list; mismatches are refused."""
+    import dataclasses
+
+    import numpy as np
+
+    from aegir.eval_run import eval_dataset
+    from aegir.inference import load_classifiers
+    from aegir.tables.labels import LabelVocab
+    from aegir.tables.load import load_labeled
+
+    other = finetune(FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", epochs=1, max_steps=3,
+                                    batch_size=8, lr=3e-3, warmup_steps=1, max_bytes=48, max_cell_bytes=5, seed=1,
+                                    out=str(tmp_path), progress=False, checkpoint_every=10_000))
+    a, b = load_classifier(trained.final_checkpoint), load_classifier(other.final_checkpoint)
+    assert a.serialize_cfg != b.serialize_cfg
+    ds = next(iter(load_labeled("csv", custom_data).values()))
+    pa = eval_dataset(a, ds, views=2).raw.probabilities()
+    pb = eval_dataset(b, ds, views=2).raw.probabilities()
+    ens = eval_dataset([a, b], ds, views=2)
+    assert np.allclose(ens.raw.probabilities(), (pa + pb) / 2, atol=1e-6)
+    gold = [p.gold[0] for p in ens.predictions]
+    labels = a.vocab.labels
+    hand = [labels[j] for j in ((pa + pb) / 2).argmax(1)]
+    assert [p.predicted[0] for p in ens.predictions] == hand
+    assert ens.report.micro_f1 == pytest.approx(np.mean([h == g for h, g in zip(hand, gold)]))
+    # One member twice is that member.
+    assert np.allclose(eval_dataset([a, a], ds).raw.probabilities(), eval_dataset(a, ds).raw.probabilities(), atol=1e-6)
+
+    df = pd.DataFrame({"x": ["1999-01-02", "2004-05-06", "2011-12-13"], "y": ["a@b.org", "c@d.net", "e@f.com"]})
+    one_a, one_b = annotate(df, a, top_k=4), annotate(df, b, top_k=4)
+    both = annotate(df, [trained.final_checkpoint, other.final_checkpoint], top_k=4)
+    assert " + " in both.checkpoint
+    for ca, cb, cab in zip(one_a.columns, one_b.columns, both.columns):
+        sa, sb = dict(ca.labels), dict(cb.labels)
+        for label, score in cab.labels:
+            assert score == pytest.approx((sa[label] + sb[label]) / 2, abs=1e-5)
+
+    renamed = dataclasses.replace(b, vocab=LabelVocab([l + "_x" for l in labels]), source="renamed")
+    with pytest.raises(CheckpointError, match="label vocabulary"):
+        load_classifiers([a, renamed])
+    with pytest.raises(CheckpointError, match="CPA"):
+        load_classifiers([a, dataclasses.replace(b, cpa=True, source="cpa")])
+
+    r = subprocess.run([sys.executable, "-m", "aegir", "eval", "--checkpoint", str(trained.final_checkpoint),
+                        "--checkpoint", str(other.final_checkpoint), "--views", "2", "--data", str(custom_data),
+                        "--format", "csv", "--out", str(tmp_path / "ev")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["micro_f1"] == pytest.approx(ens.report.micro_f1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
         file: Path = typer.Argument(..., help="CSV/TSV file to annotate."),
-        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder."),
+        checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
         out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views)
+        res = annotate(file, checkpoint if len(checkpoint) > 1 else checkpoint[0], labels=subset, top_k=top_k, views=views)
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=f"{res.source} ({res.task})")
         for c in res.columns:
             t.add_row(str(c.column), c.name[:30], *[f"{l} ({s:.2f})" for l, s in c.labels])

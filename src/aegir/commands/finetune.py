@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         freeze_backbone: bool = typer.Option(False, help="Train only the head (linear probe)."),
         loss: str = typer.Option("ce", help="ce | hierarchical (auxiliary group/property heads)."),
         max_bytes: int = typer.Option(512, help="Serialization budget per column."),
-        max_cell_bytes: int = typer.Option(48, help="Longest cell kept, in bytes (long-text columns: fewer, longer cells)."),
+        max_cell_bytes: int = typer.Option(128, help="Longest cell kept, in bytes (long-text columns: fewer, longer cells)."),
         n_synthetic: int = typer.Option(600, help="Tables for synthetic-cta."),
         add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
         row_views: bool = typer.Option(True, help="Each epoch after the first sees a new random row view of every column (augmentation)."),
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_cmd(
-        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt, run folder or exported specialist)."),
+        checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt, run folder or exported specialist); repeat it to score an ensemble (mean probability)."),
         task: Optional[str] = typer.Option(None, help="Task whose validation data to use (default: the checkpoint's)."),
         data: Optional[str] = typer.Option(None, help="Data to evaluate (SOTAB split folder, GitTables fold CSV, CSV folder)."),
         format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
@@ -76,6 +76,6 @@ def register(app: typer.Typer) -> None:
         """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
         from aegir.eval_run import run_eval
 
-        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
+        rep = run_eval(checkpoint if len(checkpoint) > 1 else checkpoint[0], task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
         console.print(rep.text)
         console.print(f"wrote {rep.out_dir}")
