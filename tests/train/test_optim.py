@@ -89,3 +89,34 @@ def test_time_budget_schedule() -> None:
     assert lr_factor(0, 4, 10**6, 0.1, time_fraction=0.0) == pytest.approx(0.2)
     assert lr_factor(10, 4, 10**6, 0.1, time_fraction=0.5) == pytest.approx(0.55)
     assert lr_factor(10, 4, 10**6, 0.1, time_fraction=1.5) == pytest.approx(0.1)
+
+
+def test_resume_fits_moments_saved_for_the_whole_embedding_table():
+    """Runs saved before the tied table was split hold AdamW moments for all 65,536 rows of
+    `embedding.weight`; resuming keeps the live rows' moments and steps normally."""
+    from aegir.config import ModelConfig
+    from aegir.model import AegirModel
+    from aegir.train.distributed import load_optimizer_state
+
+    torch.manual_seed(0)
+    model = AegirModel(ModelConfig.preset("nano"))
+    cfg = OptimConfig(lr=1e-3, weight_decay=1e-4, warmup_steps=1, total_steps=10)
+    opt = build_optimizer(model, cfg)
+    ids = torch.randint(0, 256, (2, 24))
+    model.lm_loss(ids).loss.backward()
+    opt.step()
+    live = model.embedding.live
+    sd = opt.state_dict()
+    pid = next(i for i, p in enumerate(p for g in opt.param_groups for p in g["params"]) if p is live)
+    old = {k: v.clone() for k, v in sd["state"][pid].items()}
+    for k in ("exp_avg", "exp_avg_sq"):  # as the split-less model saved them: 65,536 rows, live ones first
+        full = torch.randn(65536, live.shape[1])
+        full[: live.shape[0]] = old[k]
+        sd["state"][pid][k] = full
+    opt2 = build_optimizer(model, cfg)
+    load_optimizer_state(model, opt2, sd)
+    for k in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(opt2.state[live][k], old[k])
+    model.zero_grad()
+    model.lm_loss(ids).loss.backward()
+    opt2.step()  # shapes fit

@@ -189,6 +189,21 @@ def load_optimizer_state(model: nn.Module, opt: torch.optim.Optimizer, state: di
         set_optimizer_state_dict(model, opt, state, options=_sd_options())
     else:
         opt.load_state_dict(state)
+        _fit_row_slices(opt)
+
+
+def _fit_row_slices(opt: torch.optim.Optimizer) -> None:
+    """Optimizer moments saved for a larger table whose leading rows this parameter now is.
+
+    Checkpoints written before the tied embedding was split (model/embedding.py) hold AdamW state for
+    all 65,536 rows of `embedding.weight`; the trainable parameter is now its first n_active rows, at
+    the same place in the same group. Keep those rows, so such runs still resume."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if (isinstance(v, torch.Tensor) and v.dim() == p.dim() and v.dim() >= 1 and v.shape != p.shape
+                        and v.shape[1:] == p.shape[1:] and v.shape[0] > p.shape[0]):
+                    opt.state[p][k] = v[: p.shape[0]].clone()
 
 
 def local_value(x: torch.Tensor) -> float:

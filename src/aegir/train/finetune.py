@@ -35,7 +35,8 @@ from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
 from aegir.train.distributed import (
-    DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, shard_range, teardown, unwrap, wrap_model,
+    DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
+    unwrap, wrap_model,
 )
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
@@ -258,7 +259,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             ema.load_state_dict(resume_ckpt.extra["ema_state"])
         elif ema is not None:  # final.pt of a finished run holds the average itself
             ema.module.load_state_dict(resume_ckpt.model_state)
-        opt.load_state_dict(resume_ckpt.optimizer_state)
+        load_optimizer_state(net, opt, resume_ckpt.optimizer_state)
         sched.load_state_dict(resume_ckpt.scheduler_state or {})
         restore_rng_state(resume_ckpt.rng_state)
         ds_state = resume_ckpt.data_state or {}
