@@ -40,15 +40,18 @@ from aegir.model.wkv import wkv_chunked, wkv_naive  # noqa: E402
 DEADLINE = float("inf")  # wall-clock budget (time.time()); set in main()
 
 
-def timeit(fn, reps: int, warmup: int = 1) -> list[float]:
+def timeit(fn, reps: int, warmup: int = 1, before=None) -> list[float]:
     """Durations of `reps` calls after `warmup`; stops early (keeping at least one) when the next
-    call would overrun the benchmark's time budget, so a shared, slow machine still finishes."""
+    call would overrun the benchmark's time budget, so a shared, slow machine still finishes.
+    `before()`, when given, runs (untimed) just before each timed call."""
     for _ in range(warmup):
         fn()
     out: list[float] = []
     for _ in range(reps):
         if out and time.time() + out[-1] > DEADLINE:
             break
+        if before is not None:
+            before()
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
@@ -152,21 +155,16 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     # Each training repetition is paired with a GEMM probe taken just before it: the machine's GEMM
     # rate drifts by 20-40% over minutes, so a ceiling measured minutes apart can flatter or sink
     # the percentage. The paired figure is the best step-to-probe ratio over the repetitions.
-    train_step()  # warm-up
-    train_times, paired = [], []
-    for _ in range(reps):
-        if train_times and time.time() + train_times[-1] > DEADLINE:
-            break
-        probe = gemm_probe()
-        train_times += timeit(train_step, 1, warmup=0)
-        paired.append((train_times[-1], probe))
+    probes: list[float] = []
+    train_times = timeit(train_step, reps, before=lambda: probes.append(gemm_probe()))
+    paired = list(zip(train_times, probes))
     inf_times = timeit(infer, reps)
     t_train, t_inf = min(train_times), min(inf_times)
     comp = [s.compression() for s in stats["stages"]]
     fl_nom = flops_per_byte(cfg)
     fl_act = flops_per_byte(cfg, comp)
     bps_train, bps_inf = B * T / t_train, B * T / t_inf
-    return {
+    m = {
         "name": name,
         "recompute": recompute,
         "params_total": parameter_counts(cfg).total,
@@ -184,19 +182,13 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
         "infer_gflops_achieved": bps_inf * (fl_act.backbone_forward + fl_act.head) / 1e9,
         "train_pct_paired": max(100 * B * T / t * fl_act.train / (g * 1e9) for t, g in paired),
         "paired_reps": [{"train_s": t, "probe_gflops": g} for t, g in paired],
-    } | ceiling_figures(bps_train, bps_inf, fl_act, gemm_ceiling)
-
-
-def ceiling_figures(bps_train: float, bps_inf: float, fl_act, gemm_ceiling: float) -> dict:
-    return {
-        "train_pct_of_ceiling": 100 * bps_train * fl_act.train / (gemm_ceiling * 1e9),
-        "infer_pct_of_ceiling": 100 * bps_inf * (fl_act.backbone_forward + fl_act.head) / (gemm_ceiling * 1e9),
-        "ceiling_train_bytes_per_s": gemm_ceiling * 1e9 / fl_act.train,
     }
+    set_ceiling(m, gemm_ceiling)
+    return m
 
 
 def set_ceiling(m: dict, gemm_ceiling: float) -> None:
-    """Re-express one model's figures against another ceiling (in place)."""
+    """A model's figures as shares of a GEMM ceiling (in place; main re-runs it with the final one)."""
     m["train_pct_of_ceiling"] = 100 * m["train_gflops_achieved"] / gemm_ceiling
     m["infer_pct_of_ceiling"] = 100 * m["infer_gflops_achieved"] / gemm_ceiling
     m["ceiling_train_bytes_per_s"] = m["train_bytes_per_s"] * gemm_ceiling / m["train_gflops_achieved"]
@@ -265,16 +257,13 @@ def write_results(res: dict, out: Path) -> None:
         L.append("")
         L.append("**The machine was shared** with other jobs during this run (load average above the 2 cores), "
                  "so every number here is pessimistic and noisy; compare ratios, not absolute speeds.")
-    after = res.get("gemm_gflops_after")
-    if after:
-        L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s (first) | GFLOP/s (after the models) |", "|---|---|---|"]
-        L += [f"| {k} | {v:.1f} | {after[k]:.1f} |" for k, v in g.items()]
-        L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape, the higher of the two "
-              "measurements: the machine's GEMM rate drifts over minutes)."]
-    else:
-        L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | GFLOP/s |", "|---|---|"]
-        L += [f"| {k} | {v:.1f} |" for k, v in g.items()]
-        L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape)."]
+    runs = [g] + ([res["gemm_gflops_after"]] if "gemm_gflops_after" in res else [])  # older results measured once
+    heads = ["GFLOP/s"] if len(runs) == 1 else ["GFLOP/s (first)", "GFLOP/s (after the models)"]
+    L += ["", "## GEMM (the FLOP ceiling)", "", "| shape | " + " | ".join(heads) + " |", "|---" * (len(runs) + 1) + "|"]
+    L += ["| " + " | ".join([k] + [f"{r[k]:.1f}" for r in runs]) + " |" for k in g]
+    L += ["", f"Ceiling used below: **{res['gemm_ceiling']:.1f} GFLOP/s** (the best shape" +
+          ("" if len(runs) == 1 else ", the higher of the two measurements: the machine's GEMM rate drifts over minutes")
+          + ")."]
     L += ["", "## WKV operator: chunked (c=64) vs naive recurrence, fwd+bwd", "",
           "| width (heads) | naive | chunked | speedup |", "|---|---|---|---|"]
     for w in res["wkv"]:
@@ -292,10 +281,11 @@ def write_results(res: dict, out: Path) -> None:
             L.append(f"| ({m['name']}: only {m['train_reps']} train / {m['infer_reps']} inference repetitions fit the "
                      "time budget) | | | | | | | | | |")
         comp = ", ".join(f"{c:.2f}" for c in m["compression"])
+        paired = f"{m['train_pct_paired']:.0f}%" if "train_pct_paired" in m else "–"  # older results: no probe
         L.append(f"| {m['name']} | {m['params_total'] / 1e6:.2f}M | {m['train_bytes_per_s']:,.0f} | "
                  f"{m['infer_bytes_per_s']:,.0f} | {comp} | {m['flops_achieved']['train'] / 1e6:.1f}M | "
-                 f"{m['flops_nominal']['train'] / 1e6:.1f}M | {m['train_pct_of_ceiling']:.0f}% | "
-                 f"{m['train_pct_paired']:.0f}% | {m['ceiling_train_bytes_per_s']:,.0f} |")
+                 f"{m['flops_nominal']['train'] / 1e6:.1f}M | {m['train_pct_of_ceiling']:.0f}% | {paired} | "
+                 f"{m['ceiling_train_bytes_per_s']:,.0f} |")
     n = res.get("nano_small_batch")
     if n:
         L += ["", f"nano, B=4, T=256, fwd+bwd: **{n['train_s'] * 1e3:.0f} ms** per step (target: well under 1 s)."]
@@ -308,9 +298,11 @@ def write_results(res: dict, out: Path) -> None:
           "unloaded 2-core machine)."]
     for m in res["models"]:
         if m["name"] == "tiny":
-            ok = min(m["train_pct_of_ceiling"], m["train_pct_paired"]) >= 50
-            L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% of the ceiling, {m['train_pct_paired']:.0f}% of "
-                     f"a GEMM probe taken just before each step -> target {'met' if ok else 'NOT met'}.")
+            pcts = [m["train_pct_of_ceiling"], m.get("train_pct_paired", m["train_pct_of_ceiling"])]
+            ok = min(pcts) >= 50
+            probe = f", {m['train_pct_paired']:.0f}% of a GEMM probe taken just before each step" if "train_pct_paired" in m else ""
+            L.append(f"Measured tiny: {m['train_pct_of_ceiling']:.0f}% of the ceiling{probe} -> target "
+                     f"{'met' if ok else 'NOT met'}.")
     bd = res.get("tiny_breakdown")
     if bd:
         L += ["", f"Where a tiny training step goes (one profiled fwd+bwd, B={bd['B']}, T={bd['T']}; "

@@ -123,10 +123,12 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
 
-    def encode_view(m: LoadedClassifier, v: int):
-        return [encode_column(table, j, m.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
+    examples = [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(0, 0)) for j in range(table.n_cols)]
 
-    examples = encode_view(lc, 0)
+    def encode_view(m: LoadedClassifier, v: int):
+        if m is lc and v == 0:
+            return examples
+        return [encode_column(table, j, m.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
     raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)

@@ -59,13 +59,9 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
     examples = encode_dataset(ds, index, lc.serialize_cfg)
     if not examples:
         raise TableError("no labelled columns to evaluate")
-    encoded = {(0, 0): examples}
 
     def encode_view(m: LoadedClassifier, v: int) -> list[EncodedColumn]:
-        key = (members.index(m), v)
-        if key not in encoded:
-            encoded[key] = encode_dataset(ds, index, m.serialize_cfg, view=v)
-        return encoded[key]
+        return examples if m is lc and v == 0 else encode_dataset(ds, index, m.serialize_cfg, view=v)
 
     raw = predict_ensemble(members, encode_view, views, batch_size)
     idx, scores = raw.top_k(top_k, lc.multi_label)

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-        res = annotate(file, checkpoint if len(checkpoint) > 1 else checkpoint[0], labels=subset, top_k=top_k, views=views)
+        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views)
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=f"{res.source} ({res.task})")
         for c in res.columns:
             t.add_row(str(c.column), c.name[:30], *[f"{l} ({s:.2f})" for l, s in c.labels])

@@ -76,6 +76,6 @@ def register(app: typer.Typer) -> None:
         """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
         from aegir.eval_run import run_eval
 
-        rep = run_eval(checkpoint if len(checkpoint) > 1 else checkpoint[0], task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
+        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
         console.print(rep.text)
         console.print(f"wrote {rep.out_dir}")
