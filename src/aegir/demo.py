@@ -32,8 +32,9 @@ class DemoConfig:
     lr: float = 1e-3
     max_bytes: int = 256
     # The demo trains on synthetic tables only. There, 48-byte cells transferred better to the SOTAB
-    # validation sample than fine-tuning's default of 128 (macro-F1 0.520 vs 0.491, one paired run:
-    # same pretrained checkpoint and seed); 128 is the default because it helps on real training data.
+    # validation sample than fine-tuning's default of 128 in one paired ad-hoc run (same pretrained
+    # checkpoint and seed; not a committed benchmark); 128 is the default because it helps on real
+    # training data (docs/results/cta_analysis.md).
     max_cell_bytes: int = 48
     seed: int = 0
     example_csv: str = str(repo_root() / "examples" / "hotels.csv")

@@ -4,7 +4,7 @@ Only the first `n_active` ids (256 bytes + specials) can occur, so only those ro
 (input embedding) or scored (the tied LM head). Stored as one (vocab_size, D) parameter, every
 training step would still pay for the other ~65k rows: autograd zero-fills a full-size gradient
 for each use of a slice of the table (the embedding lookup and the head), and AdamW updates all
-rows (tiny: 65,536 x 128 floats; ~130 ms of zero-fill and ~80 ms of AdamW per step on 2 CPU cores).
+rows (tiny: 65,536 x 128 floats; docs/results/backbone_parts.md times both forms).
 
 So the table is two parameters: `live` (n_active, D), trainable, and `reserved`
 (vocab_size - n_active, D), frozen (requires_grad=False: no gradient buffer, no optimizer state,
