@@ -88,9 +88,16 @@ def main() -> None:
     ap.add_argument("--augment", type=int, default=0,
                     help="Add this many synthetic tables to every training set (baseline included).")
     ap.add_argument("--variants", default="full,frozen,random,hierarchical",
-                    help="Aegir variants to run: full, frozen, random, hierarchical.")
+                    help="Aegir variants to run: full, frozen, random, hierarchical, distill (needs --teacher).")
     ap.add_argument("--views", type=int, default=1,
                     help="Also score every Aegir run averaged over this many row views per column.")
+    ap.add_argument("--teacher", action="append", default=[],
+                    help="Fine-tuned classifier to distil from (repeat for an ensemble); used by the 'distill' variant.")
+    ap.add_argument("--distill-weight", type=float, default=FinetuneConfig.distill_weight)
+    ap.add_argument("--distill-temperature", type=float, default=FinetuneConfig.distill_temperature)
+    ap.add_argument("--teacher-views", type=int, default=FinetuneConfig.teacher_views)
+    ap.add_argument("--distill-unlabeled", action="store_true",
+                    help="The 'distill' variant also trains on the training tables' unlabelled columns (teacher targets only).")
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
                     help="Train on the deterministic serialization only (no per-epoch row views).")
     args = ap.parse_args()
@@ -115,6 +122,14 @@ def main() -> None:
                     "frozen": ("pretrained, frozen backbone", {"pretrained": args.pretrained, "freeze_backbone": True}),
                     "random": ("from random, full fine-tune", {"model_size": "nano"}),
                     "hierarchical": ("pretrained, hierarchical loss", {"pretrained": args.pretrained, "loss": "hierarchical"})}
+        if args.teacher:
+            unl = ", + unlabelled columns" if args.distill_unlabeled else ""
+            variants["distill"] = (f"pretrained, distilled from {len(args.teacher)} teachers{unl}",
+                                   {"pretrained": args.pretrained, "teachers": tuple(args.teacher),
+                                    "distill_weight": args.distill_weight, "distill_temperature": args.distill_temperature,
+                                    "teacher_views": args.teacher_views, "distill_unlabeled": args.distill_unlabeled})
+        elif "distill" in args.variants.split(","):
+            raise SystemExit("error: the 'distill' variant needs --teacher")
         chosen = [v for v in args.variants.split(",") if v != "hierarchical" or task == "sotab-cta"]
         for name, over in (variants[v] for v in chosen):
             rows.extend(run_aegir(name, task, td, args, **over))
@@ -126,6 +141,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
             "row_views_in_training": args.row_views, "test_views": args.views, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
+            **({"teachers": args.teacher, "distill_weight": args.distill_weight,
+                "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
+                "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
             "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))

@@ -35,6 +35,11 @@ def register(app: typer.Typer) -> None:
         add_synthetic: int = typer.Option(0, help="Real-data tasks: also train on this many synthetic tables (labels in the task's vocabulary)."),
         row_views: bool = typer.Option(True, help="Each epoch after the first sees a new random row view of every column (augmentation)."),
         ema: float = typer.Option(0.0, help="Decay of an exponential moving average of the weights (e.g. 0.998; 0 = off). Validation and final.pt use the average."),
+        teacher: Optional[List[Path]] = typer.Option(None, help="Distil from this fine-tuned classifier (repeat for an ensemble): the student also learns the teachers' softened mean probability."),
+        distill_weight: float = typer.Option(0.5, help="Weight of the distillation term (1 - weight goes to the hard labels)."),
+        distill_temperature: float = typer.Option(2.0, help="Softmax temperature of teachers and student in the distillation term."),
+        teacher_views: int = typer.Option(1, help="Row views each teacher's logits are averaged over (per training column, computed once)."),
+        distill_unlabeled: bool = typer.Option(False, help="Also train on the training tables' unlabelled columns, teacher targets only (single-label CTA)."),
         seed: int = typer.Option(0),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
@@ -52,7 +57,10 @@ def register(app: typer.Typer) -> None:
                                  batch_size=batch_size, lr=lr, head_lr_mult=head_lr_mult, warmup_steps=warmup_steps,
                                  weight_decay=weight_decay, freeze_backbone=freeze_backbone, loss=loss, max_bytes=max_bytes,
                                  max_cell_bytes=max_cell_bytes,
-                                 n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema, seed=seed, out=str(out), run_name=run_name,
+                                 n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema,
+                                 teachers=tuple(str(t) for t in teacher or ()), distill_weight=distill_weight,
+                                 distill_temperature=distill_temperature, teacher_views=teacher_views,
+                                 distill_unlabeled=distill_unlabeled, seed=seed, out=str(out), run_name=run_name,
                                  resume=str(resume) if resume else None, device=device, parallel=parallel,
                                  checkpoint_every=checkpoint_every)
         except ValueError as e:

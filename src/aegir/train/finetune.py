@@ -28,12 +28,13 @@ from aegir.checkpoint import (
     save_checkpoint, step_checkpoint_name,
 )
 from aegir.config import ModelConfig
-from aegir.encoding.batch import collate, encode_dataset
+from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
 from aegir.encoding.serialize import SerializeConfig
 from aegir.eval_run import predicted_label_sets, score_label_sets
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
+from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
 from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
     unwrap, wrap_model,
@@ -75,6 +76,14 @@ class FinetuneConfig:
     # Exponential moving average of the weights (0 = off): validation and final.pt use the average.
     # Validation F1 of one fine-tune swings by ~0.03 between late epochs; the average smooths that.
     ema: float = 0.0
+    # Distillation (train/distill.py): teacher classifiers whose softened mean probability the
+    # student also learns from, with this weight and temperature; teacher logits averaged over
+    # teacher_views row views. distill_unlabeled adds the training tables' unlabelled columns (CTA).
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
+    teacher_views: int = 1
+    distill_unlabeled: bool = False
     seed: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
@@ -98,6 +107,15 @@ class FinetuneConfig:
         self.serialize_config()  # the serializer checks its own fields (ValueError)
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"--ema must be in [0, 1), got {self.ema}")
+        self.teachers = tuple(str(t) for t in self.teachers)
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"--distill-weight must be in [0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
+        if self.teacher_views < 1:
+            raise ValueError(f"--teacher-views must be >= 1, got {self.teacher_views}")
+        if self.distill_unlabeled and not self.teachers:
+            raise ValueError("--distill-unlabeled needs at least one --teacher (the unlabelled columns' only targets)")
 
     def serialize_config(self) -> SerializeConfig:
         return SerializeConfig(max_bytes=self.max_bytes, max_cell_bytes=self.max_cell_bytes)
@@ -124,16 +142,17 @@ class _TrainNet(nn.Module):
     """Classifier plus optional hierarchical heads; forward returns the loss (what DDP wraps)."""
 
     def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float,
-                 info: DistInfo):
+                 info: DistInfo, distill_weight: float = 0.0, distill_temperature: float = 1.0):
         super().__init__()
         self.info = info
+        self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
         self.classifier = classifier
         self.aux = aux
         self.register_buffer("g_idx", g_idx if g_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("p_idx", p_idx if p_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
         self.aux_weight = aux_weight
 
-    def forward(self, ids, mask, target_mask, labels, denom: float):
+    def forward(self, ids, mask, target_mask, labels, denom: float, teacher=None):
         out = self.classifier(ids, mask, target_mask)
         if self.classifier.multi_label:
             task = F.binary_cross_entropy_with_logits(out.logits.float(), labels, reduction="sum") / labels.shape[1]
@@ -145,9 +164,15 @@ class _TrainNet(nn.Module):
                 task = task + self.aux_weight * (
                     F.cross_entropy(aux.group[ok], self.g_idx[labels[ok]], reduction="sum")
                     + F.cross_entropy(aux.property[ok], self.p_idx[labels[ok]], reduction="sum"))
+        soft = None
+        if teacher is not None:
+            w = self.distill_weight
+            soft = distill_loss(out.logits, teacher, self.distill_temperature, self.classifier.multi_label)
+            task = (1 - w) * task + w * soft
+            soft = soft.detach() / denom
         # The ratio loss over the global batch, so N processes equal one (see train/ratio.py).
         ratio = global_ratio_term(out.stages, self.info, self.classifier.cfg.ratio_loss_weight, ids.device)
-        return task / denom, ratio, out.stages
+        return task / denom, ratio, out.stages, soft
 
 
 def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
@@ -175,6 +200,11 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: Fine
         teardown(info)
 
 
+def _norm(v: Any) -> Any:
+    """Run arguments compare equal across a JSON round trip (tuples come back as lists)."""
+    return list(v) if isinstance(v, tuple) else v
+
+
 def _epoch_view(cfg: FinetuneConfig, epoch: int) -> int:
     """Row view trained on in `epoch`: the deterministic view 0 first, then a new random view per
     epoch when cfg.row_views (seeded by the run seed, so a resumed run sees the same data)."""
@@ -190,7 +220,16 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     scfg = cfg.serialize_config()
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
-    train_ex = [e for e in encode_dataset(td.train, index, scfg) if e.label_ids]
+    # With teachers, a column without a (known) label still teaches through its teacher targets.
+    train_ds = with_unlabeled_columns(td.train) if cfg.distill_unlabeled else td.train
+
+    def encode_train(view: int) -> tuple[list[EncodedColumn], list[int]]:
+        """Training examples of one row view, and the index of each in train_ds.targets."""
+        enc = encode_dataset(train_ds, index, scfg, view=view)
+        keep = [i for i, e in enumerate(enc) if e.label_ids or cfg.teachers]
+        return [enc[i] for i in keep], keep
+
+    train_ex, train_src = encode_train(0)
     valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
     if not train_ex:
         raise ValueError(f"task {cfg.task}: no labelled training columns")
@@ -203,8 +242,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if resume_ckpt is None:
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
-        for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic", "row_views", "ema"):
-            if k in saved and saved[k] != getattr(cfg, k):
+        for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
+                  "row_views", "ema", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
+            if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
     else:
@@ -235,7 +275,24 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     if cfg.freeze_backbone:
         for p in clf.backbone.parameters():
             p.requires_grad_(False)
-    net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info).to(info.device)
+    soft_targets = None
+    if cfg.teachers:
+        # The main process computes (or finds cached) targets in the run folder; the others read them.
+        def targets():
+            return teacher_targets(cfg.teachers, train_ds, labels, td.multi_label, cfg.teacher_views,
+                                   cfg.distill_temperature, cache_dir=run_dir, progress=cfg.progress)
+
+        tt = targets() if info.is_main else None
+        barrier(info)
+        tt = tt or targets()
+        soft_targets = torch.from_numpy(tt.probs)  # (N_targets, n_labels)
+        if info.is_main:
+            console.print(f"distilling from {len(tt.teachers)} teacher(s) (weight {cfg.distill_weight}, T "
+                          f"{cfg.distill_temperature}, {cfg.teacher_views} view(s); targets "
+                          f"{'from the run folder cache' if tt.from_cache else 'computed'}) over "
+                          f"{len(train_ex)} training columns")
+    net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info, cfg.distill_weight if cfg.teachers else 0.0,
+                    cfg.distill_temperature).to(info.device)
     ema = None
     if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -306,7 +363,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     while not done and epoch < cfg.epochs:
         view = _epoch_view(cfg, epoch)
         if view != encoded_view:  # a fresh random row view of every training column (a function of seed and epoch: resumable)
-            train_ex = [e for e in encode_dataset(td.train, index, scfg, view=view) if e.label_ids]
+            train_ex, train_src = encode_train(view)
             encoded_view = view
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(len(train_ex), generator=g).tolist()
@@ -316,11 +373,13 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             glob = perm[batch_pos * cfg.batch_size:(batch_pos + 1) * cfg.batch_size]
             if len(glob) % info.world_size:  # last partial batch: keep it divisible across ranks
                 glob = glob[: len(glob) - len(glob) % info.world_size] or glob[:info.world_size]
-            mine = [train_ex[glob[i]] for i in shard_range(len(glob), info.rank, info.world_size)]
-            b = collate(mine, len(labels), td.multi_label).to(info.device)
+            mine_idx = [glob[i] for i in shard_range(len(glob), info.rank, info.world_size)]
+            b = collate([train_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
+            teach = soft_targets[[train_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
             sched.set_step(step)
             # Sum over examples / global count, times world size because DDP averages gradients.
-            loss, ratio, stages = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size)
+            loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
+                                              teach)
             total_loss = loss + ratio.objective
             if not torch.isfinite(total_loss):
                 save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})
@@ -336,7 +395,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                 hooks.after_step(step, net)
             batch_pos += 1
             gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
-            rec = {"loss": gl, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
+            if soft is not None:
+                rec_soft = {"distill_kl": float(all_reduce_sum(soft / info.world_size, info))}
+            else:
+                rec_soft = {}
+            rec = {"loss": gl, **rec_soft, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
                    "epoch": epoch, **{f"boundary_frac_s{i}": st["boundary_fraction"] for i, st in enumerate(ratio.stages)}}
             logger.write({"step": step, **rec})
             bar.update(1)

@@ -1,0 +1,148 @@
+"""Knowledge distillation from fine-tuned teachers (`aegir train --teacher A --teacher B ...`).
+
+Why: on SOTAB an ensemble of fine-tunes scores above every member (docs/results/cta_analysis.md),
+but costs one backbone pass per member at inference. Distillation (Hinton et al., 2015) trains one
+student on the teachers' temperature-softened probabilities next to the hard labels, so a single
+model can carry what the ensemble agrees on. The loss per example is
+
+    (1 - w) * CE(z, y) + w * T^2 * KL(p_teacher^T || softmax(z / T))
+
+(multi-label: per-label Bernoulli KL, averaged over labels, like the BCE it sits next to). T^2 keeps
+the soft term's gradient scale independent of T, as in the paper.
+
+Teacher targets are computed once per run, per training column (not per row view): each teacher's
+logits are averaged over `views` row views first (as `aegir eval --views` does), then softened and
+averaged over teachers (mean probability, as ensembles are scored). They are cached in the run folder
+(`teacher_targets.safetensors`, written atomically) so a resumed run does not recompute them.
+
+`unlabeled=True` (CTA, single-label only) also trains on every column of the training tables that
+has no label, with the teachers' targets as the only signal — semi-supervised distillation over
+real in-domain columns the teachers never saw labels for. Only training tables are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aegir.checkpoint import CheckpointError
+from aegir.encoding.batch import encode_dataset
+from aegir.inference import LoadedClassifier, average_views, load_classifiers, predict
+from aegir.tables.table import LabeledColumn, LabeledDataset, TableError
+
+TARGETS_FILE = "teacher_targets.safetensors"
+
+
+@dataclass
+class TeacherTargets:
+    probs: np.ndarray        # (N, n_labels) float32: teacher probabilities at temperature T, one row per target
+    teachers: list[str]
+    views: int
+    temperature: float
+    from_cache: bool = False
+
+
+def with_unlabeled_columns(ds: LabeledDataset) -> LabeledDataset:
+    """`ds` plus one label-free target for every column of its tables that is not a target yet.
+
+    Only for CTA (a CPA target is a column pair; which pairs are worth predicting is not known)."""
+    if ds.task != "cta" or ds.multi_label:
+        raise TableError("--distill-unlabeled works for single-label CTA tasks only "
+                         f"(this training set is {'multi-label ' if ds.multi_label else ''}{ds.task.upper()})")
+    taken = {(t.table_index, t.column) for t in ds.targets}
+    extra = [LabeledColumn(ti, j, ()) for ti, tab in enumerate(ds.tables) for j in range(tab.n_cols)
+             if (ti, j) not in taken]
+    return LabeledDataset(ds.tables, list(ds.targets) + extra, task=ds.task, multi_label=ds.multi_label,
+                          source=ds.source, skipped=ds.skipped)
+
+
+def soft_probabilities(logits: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
+    """(N, L) logits -> probabilities at temperature T (softmax, or per-label sigmoid)."""
+    z = logits.astype(np.float64) / temperature
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-z))
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def teacher_probabilities(members: Sequence[LoadedClassifier], ds: LabeledDataset, labels: Sequence[str],
+                          views: int = 1, temperature: float = 2.0, batch_size: int = 64,
+                          progress: bool = False) -> np.ndarray:
+    """Mean over teachers of softened probabilities for every target of `ds`, columns in `labels` order.
+
+    Each teacher serializes with its own settings and averages its logits over `views` row views."""
+    if views < 1:
+        raise ValueError(f"teacher views must be >= 1, got {views}")
+    multi = members[0].multi_label
+    out = np.zeros((len(ds.targets), len(labels)), np.float64)
+    for m in members:
+        runs = [predict(m.model, encode_dataset(ds, None, m.serialize_cfg, view=v), batch_size=batch_size,
+                        progress=progress) for v in range(views)]
+        raw = average_views(runs) if views > 1 else runs[0]
+        # A teacher may list the same labels in another order: map its columns onto the student's.
+        col = [m.vocab.labels.index(l) for l in labels]
+        out += soft_probabilities(raw.logits[:, col], temperature, multi)
+    return (out / len(members)).astype(np.float32)
+
+
+def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool) -> list[LoadedClassifier]:
+    members = load_classifiers(list(paths))  # one label vocabulary and task kind among the teachers
+    have = set(members[0].vocab.labels)
+    if have != set(labels):
+        missing, extra = sorted(set(labels) - have), sorted(have - set(labels))
+        raise CheckpointError(f"{members[0].source}: the teacher's labels differ from this task's "
+                              f"(missing {missing[:5]}, extra {extra[:5]}); a teacher must know the same labels")
+    if members[0].multi_label != multi_label:
+        raise CheckpointError(f"{members[0].source}: a {'multi' if members[0].multi_label else 'single'}-label "
+                              f"teacher cannot teach a {'multi' if multi_label else 'single'}-label task")
+    return members
+
+
+def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[str], multi_label: bool,
+                    views: int, temperature: float, cache_dir: Path | None = None,
+                    progress: bool = False) -> TeacherTargets:
+    """Teacher targets for `ds`'s targets, read from `cache_dir` when the same teachers, views,
+    temperature, labels and targets produced them before; else computed (and cached)."""
+    from safetensors.numpy import load_file, save_file
+
+    key = {"teachers": [str(Path(p).resolve()) for p in paths], "views": views, "temperature": temperature,
+           "labels": list(labels), "targets": [[t.table_index, t.column] for t in ds.targets]}
+    cache = cache_dir / TARGETS_FILE if cache_dir is not None else None
+    if cache is not None and cache.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), framework="np") as f:
+            meta = f.metadata() or {}
+        if meta.get("key") == json.dumps(key):
+            return TeacherTargets(load_file(str(cache))["probs"], list(paths), views, temperature, from_cache=True)
+    members = load_teachers(paths, labels, multi_label)
+    probs = teacher_probabilities(members, ds, labels, views, temperature, progress=progress)
+    if cache is not None:
+        tmp = cache.with_name(cache.name + ".tmp")
+        save_file({"probs": probs}, str(tmp), metadata={"key": json.dumps(key)})
+        os.replace(tmp, cache)  # atomic: a kill leaves the old cache or none, never half a file
+    return TeacherTargets(probs, list(paths), views, temperature)
+
+
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float, multi_label: bool) -> torch.Tensor:
+    """Sum over examples of T^2 * KL(teacher || student at temperature T); (B, L) -> scalar.
+
+    Zero exactly when the student's softened distribution equals the teacher's. Multi-label: the
+    Bernoulli KL per label, averaged over labels (the hard BCE is averaged over labels the same way)."""
+    z = logits.float() / temperature  # (B, L)
+    p = teacher.float().clamp(1e-12, 1.0)
+    if multi_label:
+        q1, q0 = F.logsigmoid(z), F.logsigmoid(-z)
+        p1, p0 = teacher.float().clamp(1e-12, 1 - 1e-7), (1 - teacher.float()).clamp(1e-12, 1.0)
+        kl = p1 * (p1.log() - q1) + p0 * (p0.log() - q0)  # (B, L)
+        return temperature ** 2 * kl.mean(dim=1).sum()
+    kl = teacher.float() * (p.log() - F.log_softmax(z, dim=-1))  # (B, L)
+    return temperature ** 2 * kl.sum()
