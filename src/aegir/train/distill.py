@@ -93,8 +93,9 @@ def teacher_probabilities(members: Sequence[LoadedClassifier], ds: LabeledDatase
     return (out / len(members)).astype(np.float32)
 
 
-def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool) -> list[LoadedClassifier]:
-    members = load_classifiers(list(paths))  # one label vocabulary and task kind among the teachers
+def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool,
+                  device: str | torch.device = "cpu") -> list[LoadedClassifier]:
+    members = load_classifiers(list(paths), device)  # one label vocabulary and task kind among the teachers
     have = set(members[0].vocab.labels)
     if have != set(labels):
         missing, extra = sorted(set(labels) - have), sorted(have - set(labels))
@@ -107,10 +108,11 @@ def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool
 
 
 def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[str], multi_label: bool,
-                    views: int, temperature: float, cache_dir: Path | None = None,
-                    progress: bool = False) -> TeacherTargets:
+                    views: int, temperature: float, cache_dir: Path | None = None, write_cache: bool = True,
+                    progress: bool = False, device: str | torch.device = "cpu") -> TeacherTargets:
     """Teacher targets for `ds`'s targets, read from `cache_dir` when the same teachers, views,
-    temperature, labels and targets produced them before; else computed (and cached)."""
+    temperature, labels and targets produced them before; else computed on `device` (and cached
+    there when `write_cache`)."""
     from safetensors.numpy import load_file, save_file
 
     key = {"teachers": [str(Path(p).resolve()) for p in paths], "views": views, "temperature": temperature,
@@ -123,9 +125,9 @@ def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[s
             meta = f.metadata() or {}
         if meta.get("key") == json.dumps(key):
             return TeacherTargets(load_file(str(cache))["probs"], list(paths), views, temperature, from_cache=True)
-    members = load_teachers(paths, labels, multi_label)
+    members = load_teachers(paths, labels, multi_label, device)
     probs = teacher_probabilities(members, ds, labels, views, temperature, progress=progress)
-    if cache is not None:
+    if cache is not None and write_cache:
         tmp = cache.with_name(cache.name + ".tmp")
         save_file({"probs": probs}, str(tmp), metadata={"key": json.dumps(key)})
         os.replace(tmp, cache)  # atomic: a kill leaves the old cache or none, never half a file

@@ -277,14 +277,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             p.requires_grad_(False)
     soft_targets = None
     if cfg.teachers:
-        # The main process computes (or finds cached) targets in the run folder; the others read them.
-        def targets():
-            return teacher_targets(cfg.teachers, train_ds, labels, td.multi_label, cfg.teacher_views,
-                                   cfg.distill_temperature, cache_dir=run_dir, progress=cfg.progress)
-
-        tt = targets() if info.is_main else None
-        barrier(info)
-        tt = tt or targets()
+        # Every process computes the targets on its own device (no rank waits on another's long
+        # teacher pass at a barrier); only the main one writes the run folder's cache, all read it.
+        tt = teacher_targets(cfg.teachers, train_ds, labels, td.multi_label, cfg.teacher_views, cfg.distill_temperature,
+                             cache_dir=run_dir, write_cache=info.is_main, progress=cfg.progress and info.is_main,
+                             device=info.device)
         soft_targets = torch.from_numpy(tt.probs)  # (N_targets, n_labels)
         if info.is_main:
             console.print(f"distilling from {len(tt.teachers)} teacher(s) (weight {cfg.distill_weight}, T "
