@@ -13,7 +13,7 @@ from aegir.encoding.batch import encode_dataset
 from aegir.inference import load_classifier, predict
 from aegir.tables import TableError
 from aegir.tables.load import load_labeled
-from aegir.tables.table import LabeledDataset
+from aegir.tables.table import LabeledColumn, LabeledDataset, Table
 from aegir.train.distill import (
     TARGETS_FILE, distill_loss, load_teachers, soft_probabilities, teacher_targets, with_unlabeled_columns,
 )
@@ -84,6 +84,12 @@ def test_unlabeled_columns_are_every_other_column_of_the_training_tables(custom_
     assert all(t.labels == () for t in added)
     pairs = {(t.table_index, t.column) for t in full.targets}
     assert len(pairs) == len(full.targets) == ds.n_columns  # every column once
+    # The same table read twice (SOTAB: Train keeps the labelled columns only, Train50 all of them):
+    # the labelled column is not added back from the full copy, and no column is added twice.
+    full_t = Table([["a", "b"], ["1", "2"], ["x", "y"]], meta={"name": "t.json.gz"})
+    part_t = Table([["1", "2"]], meta={"name": "t.json.gz"})
+    two = with_unlabeled_columns(LabeledDataset([part_t, full_t, full_t], [LabeledColumn(0, 0, ("Number",))]))
+    assert [(t.table_index, t.column, t.labels) for t in two.targets] == [(0, 0, ("Number",)), (1, 0, ()), (1, 2, ())]
     with pytest.raises(TableError, match="single-label CTA"):
         with_unlabeled_columns(LabeledDataset(ds.tables, ds.targets, task="cpa"))
     with pytest.raises(TableError, match="single-label CTA"):

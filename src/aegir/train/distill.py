@@ -52,13 +52,25 @@ class TeacherTargets:
 def with_unlabeled_columns(ds: LabeledDataset) -> LabeledDataset:
     """`ds` plus one label-free target for every column of its tables that is not a target yet.
 
-    Only for CTA (a CPA target is a column pair; which pairs are worth predicting is not known)."""
+    A column is identified by its table's name and its cells, as `tasks.dedupe_targets` does: SOTAB's
+    Train and Train50 hold 492 of the same tables (Train keeps only the labelled columns, renumbered;
+    Train50 all of them), so a column labelled in one copy is not added again from the other, and no
+    column is added twice. Only for CTA (a CPA target is a column pair; which pairs are worth
+    predicting is not known)."""
     if ds.task != "cta" or ds.multi_label:
         raise TableError("--distill-unlabeled works for single-label CTA tasks only "
                          f"(this training set is {'multi-label ' if ds.multi_label else ''}{ds.task.upper()})")
-    taken = {(t.table_index, t.column) for t in ds.targets}
-    extra = [LabeledColumn(ti, j, ()) for ti, tab in enumerate(ds.tables) for j in range(tab.n_cols)
-             if (ti, j) not in taken]
+
+    def key(ti: int, j: int) -> tuple:
+        return ds.tables[ti].name, tuple(ds.tables[ti].columns[j])
+
+    seen = {key(t.table_index, t.column) for t in ds.targets}
+    extra = []
+    for ti, tab in enumerate(ds.tables):
+        for j in range(tab.n_cols):
+            if key(ti, j) not in seen:
+                seen.add(key(ti, j))
+                extra.append(LabeledColumn(ti, j, ()))
     return LabeledDataset(ds.tables, list(ds.targets) + extra, task=ds.task, multi_label=ds.multi_label,
                           source=ds.source, skipped=ds.skipped)
 
