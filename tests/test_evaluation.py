@@ -237,3 +237,25 @@ def test_write_evaluation_files(tmp_path):
     assert rows[0].startswith("label,support") and len(rows) == 1 + len(out.report.per_label)
     assert out.confusion is not None and out.confusion.matrix.sum() == 3
     assert read_predictions(out.files["predictions"]) == preds
+
+
+def test_bootstrap_macro_f1_is_the_metric_on_each_resample():
+    """benchmarks/cta_bootstrap.py scores thousands of resamples at once from multiplicities; each
+    must equal classification_report's macro-F1 on the resample spelled out column by column."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cta_bootstrap import macro_f1_resampled
+
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 7, 60)
+    pred = np.where(rng.random(60) < 0.6, gold, rng.integers(0, 9, 60))  # some labels only predicted
+    weights = np.stack([np.bincount(rng.integers(0, 60, 60), minlength=60) for _ in range(6)]).astype(float)
+    fast = macro_f1_resampled(gold, pred, 9, weights)
+    for s in range(6):
+        idx = np.repeat(np.arange(60), weights[s].astype(int))
+        want = classification_report([str(x) for x in gold[idx]], [str(x) for x in pred[idx]]).macro_f1
+        assert fast[s] == pytest.approx(want, abs=1e-12)
