@@ -15,7 +15,7 @@ logits are averaged over `views` row views first (as `aegir eval --views` does),
 averaged over teachers (mean probability, as ensembles are scored). They are cached in the run folder
 (`teacher_targets.safetensors`, written atomically) so a resumed run does not recompute them.
 
-`unlabeled=True` (CTA, single-label only) also trains on every column of the training tables that
+`--distill-unlabeled` (`with_unlabeled_columns`; single-label CTA only) also trains on every column of the training tables that
 has no label, with the teachers' targets as the only signal — semi-supervised distillation over
 real in-domain columns the teachers never saw labels for. Only training tables are read.
 """
