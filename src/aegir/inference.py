@@ -178,14 +178,15 @@ def average_views(views: Sequence[Predictions]) -> Predictions:
 
 def predict_views(model: AegirClassifier, examples: Sequence[EncodedColumn],
                   encode_view: Callable[[int], Sequence[EncodedColumn]], views: int = 1, batch_size: int = 32,
-                  label_mask: np.ndarray | None = None) -> Predictions:
+                  label_mask: np.ndarray | None = None, progress: bool = False) -> Predictions:
     """`predict` on `examples` (view 0), averaged with views 1..views-1 of the same columns in the
     same order (`encode_view(v)`), then restricted to `label_mask` when given."""
     if views < 1:
         raise ValueError("views must be >= 1")
-    raw = predict(model, examples, batch_size=batch_size)
+    raw = predict(model, examples, batch_size=batch_size, progress=progress)
     if views > 1:
-        raw = average_views([raw] + [predict(model, encode_view(v), batch_size=batch_size) for v in range(1, views)])
+        raw = average_views([raw] + [predict(model, encode_view(v), batch_size=batch_size, progress=progress)
+                                     for v in range(1, views)])
     return restrict_labels(raw, label_mask) if label_mask is not None else raw
 
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from aegir.checkpoint import CheckpointError
 from aegir.encoding.batch import encode_dataset
-from aegir.inference import LoadedClassifier, average_views, load_classifiers, predict
+from aegir.inference import LoadedClassifier, load_classifiers, predict_views
 from aegir.tables.table import LabeledColumn, LabeledDataset, TableError
 
 TARGETS_FILE = "teacher_targets.safetensors"
@@ -91,14 +91,12 @@ def teacher_probabilities(members: Sequence[LoadedClassifier], ds: LabeledDatase
     """Mean over teachers of softened probabilities for every target of `ds`, columns in `labels` order.
 
     Each teacher serializes with its own settings and averages its logits over `views` row views."""
-    if views < 1:
-        raise ValueError(f"teacher views must be >= 1, got {views}")
     multi = members[0].multi_label
     out = np.zeros((len(ds.targets), len(labels)), np.float64)
     for m in members:
-        runs = [predict(m.model, encode_dataset(ds, None, m.serialize_cfg, view=v), batch_size=batch_size,
-                        progress=progress) for v in range(views)]
-        raw = average_views(runs) if views > 1 else runs[0]
+        raw = predict_views(m.model, encode_dataset(ds, None, m.serialize_cfg),
+                            lambda v, m=m: encode_dataset(ds, None, m.serialize_cfg, view=v), views, batch_size,
+                            progress=progress)
         # A teacher may list the same labels in another order: map its columns onto the student's.
         col = [m.vocab.labels.index(l) for l in labels]
         out += soft_probabilities(raw.logits[:, col], temperature, multi)
