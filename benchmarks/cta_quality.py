@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--teacher-views", type=int, default=FinetuneConfig.teacher_views)
     ap.add_argument("--distill-unlabeled", action="store_true",
                     help="The 'distill' variant also trains on the training tables' unlabelled columns (teacher targets only).")
+    ap.add_argument("--teacher-cache", default=None,
+                    help="Folder of teacher targets shared between runs (e.g. student seeds on the same teachers).")
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
                     help="Train on the deterministic serialization only (no per-epoch row views).")
     args = ap.parse_args()
@@ -127,7 +129,8 @@ def main() -> None:
             variants["distill"] = (f"pretrained, distilled from {len(args.teacher)} teachers{unl}",
                                    {"pretrained": args.pretrained, "teachers": tuple(args.teacher),
                                     "distill_weight": args.distill_weight, "distill_temperature": args.distill_temperature,
-                                    "teacher_views": args.teacher_views, "distill_unlabeled": args.distill_unlabeled})
+                                    "teacher_views": args.teacher_views, "distill_unlabeled": args.distill_unlabeled,
+                                    "teacher_cache": args.teacher_cache})
         elif "distill" in args.variants.split(","):
             raise SystemExit("error: the 'distill' variant needs --teacher")
         chosen = [v for v in args.variants.split(",") if v != "hierarchical" or task == "sotab-cta"]

@@ -141,7 +141,7 @@ class Predictions:
 
     def probabilities(self, multi_label: bool = False) -> np.ndarray:
         """(N, n_labels) scores: softmax over labels, or per-label sigmoids for multi-label models."""
-        return 1 / (1 + np.exp(-self.logits)) if multi_label else _softmax(self.logits)
+        return label_scores(self.logits, multi_label)
 
     def top_k(self, k: int, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
         scores = self.probabilities(multi_label)
@@ -149,9 +149,11 @@ class Predictions:
         return idx, np.take_along_axis(scores, idx, axis=1)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
+def label_scores(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
+    """(N, L) logits -> scores: softmax over labels, or per-label sigmoids (multi-label); keeps the dtype."""
+    if multi_label:
+        return 1 / (1 + np.exp(-logits))
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: no overflow
     return e / e.sum(axis=1, keepdims=True)
 
 

@@ -75,6 +75,32 @@ def test_teacher_targets_are_the_mean_of_softened_member_probabilities(trained, 
     np.testing.assert_allclose(soft_probabilities(np.mean(views, axis=0), 1.0, False), other.probs, rtol=1e-5, atol=1e-6)
 
 
+def test_shared_teacher_cache_is_found_by_content(trained, custom_data, tmp_path):
+    """--teacher-cache: another run (another run folder) reuses the targets when the teachers' files,
+    settings and training tables are the same, wherever the teacher file lives; changed data misses."""
+    import copy
+    import shutil
+
+    ds = next(iter(load_labeled("csv", custom_data).values()))
+    labels = list(load_classifier(trained.final_checkpoint).vocab.labels)
+    shared = tmp_path / "shared"
+    first = teacher_targets([str(trained.final_checkpoint)], ds, labels, False, 1, 2.0, cache_dir=tmp_path / "run1",
+                            shared_cache=shared)
+    assert not first.from_cache and len(list(shared.glob("*.safetensors"))) == 1
+    moved = tmp_path / "elsewhere.pt"
+    shutil.copy(trained.final_checkpoint, moved)  # same bytes, other path: the same teacher
+    again = teacher_targets([str(moved)], ds, labels, False, 1, 2.0, cache_dir=tmp_path / "run2", shared_cache=shared)
+    assert again.from_cache and np.array_equal(again.probs, first.probs)
+    assert (tmp_path / "run2" / TARGETS_FILE).is_file()  # copied into the new run folder, for its resume
+    # One changed cell in one table: another input, another entry (not the stale one).
+    edited = copy.deepcopy(ds)
+    edited.tables[0].columns[0][0] = "something else"
+    other = teacher_targets([str(moved)], edited, labels, False, 1, 2.0, shared_cache=shared)
+    assert not other.from_cache and len(list(shared.glob("*.safetensors"))) == 2
+    with pytest.raises(ValueError, match="teacher-cache needs"):
+        FinetuneConfig(teacher_cache=str(shared))
+
+
 def test_unlabeled_columns_are_every_other_column_of_the_training_tables(custom_data):
     ds = next(iter(load_labeled("csv", custom_data).values()))
     some = LabeledDataset(ds.tables, ds.targets[::3], task="cta")  # keep a third of the targets

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         distill_temperature: float = typer.Option(2.0, help="Softmax temperature of teachers and student in the distillation term."),
         teacher_views: int = typer.Option(1, help="Row views each teacher's logits are averaged over (per training column, computed once)."),
         distill_unlabeled: bool = typer.Option(False, help="Also train on the training tables' unlabelled columns, teacher targets only (single-label CTA)."),
+        teacher_cache: Optional[Path] = typer.Option(None, help="Folder of teacher targets shared between runs (found by content): more student seeds on the same data and teachers skip the teacher pass."),
         seed: int = typer.Option(0),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
@@ -60,7 +61,8 @@ def register(app: typer.Typer) -> None:
                                  n_synthetic=n_synthetic, add_synthetic=add_synthetic, row_views=row_views, ema=ema,
                                  teachers=tuple(str(t) for t in teacher or ()), distill_weight=distill_weight,
                                  distill_temperature=distill_temperature, teacher_views=teacher_views,
-                                 distill_unlabeled=distill_unlabeled, seed=seed, out=str(out), run_name=run_name,
+                                 distill_unlabeled=distill_unlabeled,
+                                 teacher_cache=str(teacher_cache) if teacher_cache else None, seed=seed, out=str(out), run_name=run_name,
                                  resume=str(resume) if resume else None, device=device, parallel=parallel,
                                  checkpoint_every=checkpoint_every)
         except ValueError as e:

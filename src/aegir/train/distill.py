@@ -13,7 +13,10 @@ the soft term's gradient scale independent of T, as in the paper.
 Teacher targets are computed once per run, per training column (not per row view): each teacher's
 logits are averaged over `views` row views first (as `aegir eval --views` does), then softened and
 averaged over teachers (mean probability, as ensembles are scored). They are cached in the run folder
-(`teacher_targets.safetensors`, written atomically) so a resumed run does not recompute them.
+(`teacher_targets.safetensors`, written atomically) so a resumed run does not recompute them, and
+with `--teacher-cache DIR` in a folder several runs share (student seeds on the same data and
+teachers); a cache entry is found by content (teacher file digests, views, temperature, labels, and
+the training tables), so a retrained teacher or changed data never reads stale targets.
 
 `--distill-unlabeled` (`with_unlabeled_columns`; single-label CTA only) also trains on every column of the training tables that
 has no label, with the teachers' targets as the only signal — semi-supervised distillation over
@@ -22,6 +25,7 @@ real in-domain columns the teachers never saw labels for. Only training tables a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -34,7 +38,7 @@ import torch.nn.functional as F
 
 from aegir.checkpoint import CheckpointError
 from aegir.encoding.batch import encode_dataset
-from aegir.inference import LoadedClassifier, load_classifiers, predict_views
+from aegir.inference import LoadedClassifier, label_scores, load_classifiers, predict_views
 from aegir.tables.table import LabeledColumn, LabeledDataset, TableError
 
 TARGETS_FILE = "teacher_targets.safetensors"
@@ -76,13 +80,8 @@ def with_unlabeled_columns(ds: LabeledDataset) -> LabeledDataset:
 
 
 def soft_probabilities(logits: np.ndarray, temperature: float, multi_label: bool) -> np.ndarray:
-    """(N, L) logits -> probabilities at temperature T (softmax, or per-label sigmoid)."""
-    z = logits.astype(np.float64) / temperature
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-z))
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """(N, L) logits -> probabilities at temperature T (softmax, or per-label sigmoid), in float64."""
+    return label_scores(logits.astype(np.float64) / temperature, multi_label)
 
 
 def teacher_probabilities(members: Sequence[LoadedClassifier], ds: LabeledDataset, labels: Sequence[str],
@@ -117,31 +116,71 @@ def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool
     return members
 
 
+def _file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _data_digest(ds: LabeledDataset) -> str:
+    """Digest of everything a teacher's input depends on: every table's header and cells, and which
+    columns are targets (row views are seeded by table index and view only, so this fixes them too)."""
+    h = hashlib.sha256()
+    for tab in ds.tables:
+        h.update(json.dumps([tab.header, tab.columns]).encode())
+    h.update(json.dumps([[t.table_index, t.column, t.main_column] for t in ds.targets]).encode())
+    return h.hexdigest()
+
+
 def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[str], multi_label: bool,
                     views: int, temperature: float, cache_dir: Path | None = None, write_cache: bool = True,
-                    progress: bool = False, device: str | torch.device = "cpu") -> TeacherTargets:
-    """Teacher targets for `ds`'s targets, read from `cache_dir` when the same teachers, views,
-    temperature, labels and targets produced them before; else computed on `device` (and cached
-    there when `write_cache`)."""
-    from safetensors.numpy import load_file, save_file
+                    progress: bool = False, device: str | torch.device = "cpu",
+                    shared_cache: Path | None = None) -> TeacherTargets:
+    """Teacher targets for `ds`'s targets.
 
-    key = {"teachers": [str(Path(p).resolve()) for p in paths], "views": views, "temperature": temperature,
-           "labels": list(labels), "targets": [[t.table_index, t.column] for t in ds.targets]}
-    cache = cache_dir / TARGETS_FILE if cache_dir is not None else None
-    if cache is not None and cache.is_file():
-        from safetensors import safe_open
+    Looked up by content: the teachers' file digests, views, temperature, labels, and a digest of the
+    training tables and targets. Read from `cache_dir / TARGETS_FILE` (the run folder, for resume) or
+    from `shared_cache` (a folder several runs share: other seeds of a student on the same data and
+    teachers skip the teacher pass), else computed on `device` and written to both when
+    `write_cache`."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
 
-        with safe_open(str(cache), framework="np") as f:
-            meta = f.metadata() or {}
-        if meta.get("key") == json.dumps(key):
-            return TeacherTargets(load_file(str(cache))["probs"], list(paths), views, temperature, from_cache=True)
+    key = json.dumps({"teachers": [_file_digest(p) for p in paths], "views": views, "temperature": temperature,
+                      "labels": list(labels), "data": _data_digest(ds)})
+    files = []
+    if cache_dir is not None:
+        files.append(Path(cache_dir) / TARGETS_FILE)
+    if shared_cache is not None:
+        files.append(Path(shared_cache) / f"teacher-targets-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors")
+    for f in files:
+        if f.is_file():
+            with safe_open(str(f), framework="np") as fh:
+                meta = fh.metadata() or {}
+            if meta.get("key") == key:
+                probs = load_file(str(f))["probs"]
+                if write_cache:
+                    _write(files, probs, key, skip=f)  # e.g. a shared hit also lands in the run folder
+                return TeacherTargets(probs, list(paths), views, temperature, from_cache=True)
     members = load_teachers(paths, labels, multi_label, device)
     probs = teacher_probabilities(members, ds, labels, views, temperature, progress=progress)
-    if cache is not None and write_cache:
-        tmp = cache.with_name(cache.name + ".tmp")
-        save_file({"probs": probs}, str(tmp), metadata={"key": json.dumps(key)})
-        os.replace(tmp, cache)  # atomic: a kill leaves the old cache or none, never half a file
+    if write_cache:
+        _write(files, probs, key)
     return TeacherTargets(probs, list(paths), views, temperature)
+
+
+def _write(files: Sequence[Path], probs: np.ndarray, key: str, skip: Path | None = None) -> None:
+    from safetensors.numpy import save_file
+
+    for f in files:
+        if f == skip:
+            continue
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+        save_file({"probs": probs}, str(tmp), metadata={"key": key})
+        os.replace(tmp, f)  # atomic: a kill leaves the old cache or none, never half a file
 
 
 def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float, multi_label: bool) -> torch.Tensor:

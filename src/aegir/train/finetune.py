@@ -84,6 +84,9 @@ class FinetuneConfig:
     distill_temperature: float = 2.0
     teacher_views: int = 1
     distill_unlabeled: bool = False
+    # A folder several runs share for teacher targets (found by content; see train/distill.py), so
+    # more student seeds on the same data and teachers skip the teacher pass. None: run folder only.
+    teacher_cache: str | None = None
     seed: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
@@ -116,6 +119,8 @@ class FinetuneConfig:
             raise ValueError(f"--teacher-views must be >= 1, got {self.teacher_views}")
         if self.distill_unlabeled and not self.teachers:
             raise ValueError("--distill-unlabeled needs at least one --teacher (the unlabelled columns' only targets)")
+        if self.teacher_cache and not self.teachers:
+            raise ValueError("--teacher-cache needs at least one --teacher")
 
     def serialize_config(self) -> SerializeConfig:
         return SerializeConfig(max_bytes=self.max_bytes, max_cell_bytes=self.max_cell_bytes)
@@ -281,12 +286,12 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         # teacher pass at a barrier); only the main one writes the run folder's cache, all read it.
         tt = teacher_targets(cfg.teachers, train_ds, labels, td.multi_label, cfg.teacher_views, cfg.distill_temperature,
                              cache_dir=run_dir, write_cache=info.is_main, progress=cfg.progress and info.is_main,
-                             device=info.device)
+                             device=info.device, shared_cache=Path(cfg.teacher_cache) if cfg.teacher_cache else None)
         soft_targets = torch.from_numpy(tt.probs)  # (N_targets, n_labels)
         if info.is_main:
             console.print(f"distilling from {len(tt.teachers)} teacher(s) (weight {cfg.distill_weight}, T "
                           f"{cfg.distill_temperature}, {cfg.teacher_views} view(s); targets "
-                          f"{'from the run folder cache' if tt.from_cache else 'computed'}) over "
+                          f"{'from the cache' if tt.from_cache else 'computed'}) over "
                           f"{len(train_ex)} training columns")
     net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info, cfg.distill_weight if cfg.teachers else 0.0,
                     cfg.distill_temperature).to(info.device)
