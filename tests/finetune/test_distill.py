@@ -75,28 +75,38 @@ def test_teacher_targets_are_the_mean_of_softened_member_probabilities(trained, 
     np.testing.assert_allclose(soft_probabilities(np.mean(views, axis=0), 1.0, False), other.probs, rtol=1e-5, atol=1e-6)
 
 
-def test_shared_teacher_cache_is_found_by_content(trained, custom_data, tmp_path):
-    """--teacher-cache: another run (another run folder) reuses the targets when the teachers' files,
-    settings and training tables are the same, wherever the teacher file lives; changed data misses."""
+def test_shared_teacher_cache_is_per_column_and_by_content(trained, custom_data, tmp_path):
+    """--teacher-cache: another run (another run folder) reuses the targets when the teachers' files
+    and settings are the same, wherever the teacher file lives; a changed table recomputes its own
+    columns only, and gets what a cache-free computation gives."""
     import copy
     import shutil
 
     ds = next(iter(load_labeled("csv", custom_data).values()))
     labels = list(load_classifier(trained.final_checkpoint).vocab.labels)
     shared = tmp_path / "shared"
-    first = teacher_targets([str(trained.final_checkpoint)], ds, labels, False, 1, 2.0, cache_dir=tmp_path / "run1",
+    first = teacher_targets([str(trained.final_checkpoint)], ds, labels, False, 2, 2.0, cache_dir=tmp_path / "run1",
                             shared_cache=shared)
-    assert not first.from_cache and len(list(shared.glob("*.safetensors"))) == 1
+    assert first.n_cached == 0 and len(list(shared.glob("*.safetensors"))) == 1
     moved = tmp_path / "elsewhere.pt"
     shutil.copy(trained.final_checkpoint, moved)  # same bytes, other path: the same teacher
-    again = teacher_targets([str(moved)], ds, labels, False, 1, 2.0, cache_dir=tmp_path / "run2", shared_cache=shared)
+    again = teacher_targets([str(moved)], ds, labels, False, 2, 2.0, cache_dir=tmp_path / "run2", shared_cache=shared)
     assert again.from_cache and np.array_equal(again.probs, first.probs)
     assert (tmp_path / "run2" / TARGETS_FILE).is_file()  # copied into the new run folder, for its resume
-    # One changed cell in one table: another input, another entry (not the stale one).
+    # One changed cell in table 0: its columns are recomputed, every other column is read back.
     edited = copy.deepcopy(ds)
-    edited.tables[0].columns[0][0] = "something else"
-    other = teacher_targets([str(moved)], edited, labels, False, 1, 2.0, shared_cache=shared)
-    assert not other.from_cache and len(list(shared.glob("*.safetensors"))) == 2
+    edited.tables[0].columns[0][0] = "1999-12-31"
+    in_t0 = np.array([t.table_index == 0 for t in ds.targets])
+    part = teacher_targets([str(moved)], edited, labels, False, 2, 2.0, shared_cache=shared)
+    assert 0 < in_t0.sum() and part.n_cached == len(ds.targets) - in_t0.sum()
+    fresh = teacher_targets([str(moved)], edited, labels, False, 2, 2.0)  # no cache at all
+    np.testing.assert_allclose(part.probs, fresh.probs, rtol=1e-6, atol=1e-7)
+    assert np.array_equal(part.probs[~in_t0], first.probs[~in_t0])
+    # The shared file now holds both versions of table 0's columns: the edited data is a full hit.
+    assert teacher_targets([str(moved)], edited, labels, False, 2, 2.0, shared_cache=shared).from_cache
+    # Another setting (temperature) is another file and recomputes everything.
+    assert teacher_targets([str(moved)], ds, labels, False, 2, 1.0, shared_cache=shared).n_cached == 0
+    assert len(list(shared.glob("*.safetensors"))) == 2
     with pytest.raises(ValueError, match="teacher-cache needs"):
         FinetuneConfig(teacher_cache=str(shared))
 
@@ -180,12 +190,13 @@ def test_cli_takes_teachers(trained, custom_data, tmp_path):
     r = subprocess.run([sys.executable, "-m", "aegir", "train", "--task", "custom", "--data", str(custom_data),
                         "--max-steps", "2", "--batch-size", "4", "--max-bytes", "48", "--out", str(tmp_path),
                         "--teacher", str(trained.final_checkpoint), "--teacher", str(trained.final_checkpoint),
-                        "--distill-weight", "0.7", "--teacher-views", "2"],
+                        "--distill-weight", "0.7", "--teacher-views", "2", "--teacher-cache", str(tmp_path / "tc")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "distilling from 2 teacher(s)" in r.stderr
+    assert "distilling from 2 teacher(s)" in r.stderr and " 0 of " in r.stderr
     cfg = json.loads(next(tmp_path.glob("custom/*/config.json")).read_text())["finetune"]
     assert cfg["teachers"] == [str(trained.final_checkpoint)] * 2 and cfg["distill_weight"] == 0.7
+    assert len(list((tmp_path / "tc").glob("teacher-targets-*.safetensors"))) == 1
     bad = subprocess.run([sys.executable, "-m", "aegir", "train", "--task", "custom", "--data", str(custom_data),
                           "--distill-unlabeled", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "needs at least one --teacher" in bad.stderr and "Traceback" not in bad.stderr

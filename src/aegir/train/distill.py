@@ -14,9 +14,10 @@ Teacher targets are computed once per run, per training column (not per row view
 logits are averaged over `views` row views first (as `aegir eval --views` does), then softened and
 averaged over teachers (mean probability, as ensembles are scored). They are cached in the run folder
 (`teacher_targets.safetensors`, written atomically) so a resumed run does not recompute them, and
-with `--teacher-cache DIR` in a folder several runs share (student seeds on the same data and
-teachers); a cache entry is found by content (teacher file digests, views, temperature, labels, and
-the training tables), so a retrained teacher or changed data never reads stale targets.
+with `--teacher-cache DIR` in a folder several runs share (student seeds on the same teachers). The
+cache is per column and by content (the teacher files' digests and settings; per column, its table's
+cells and position), so a retrained teacher or changed data never reads stale targets, and a run
+whose synthetic tables differ recomputes only those.
 
 `--distill-unlabeled` (`with_unlabeled_columns`; single-label CTA only) also trains on every column of the training tables that
 has no label, with the teachers' targets as the only signal — semi-supervised distillation over
@@ -50,7 +51,11 @@ class TeacherTargets:
     teachers: list[str]
     views: int
     temperature: float
-    from_cache: bool = False
+    n_cached: int = 0        # targets read from a cache instead of computed
+
+    @property
+    def from_cache(self) -> bool:
+        return self.n_cached == len(self.probs)
 
 
 def with_unlabeled_columns(ds: LabeledDataset) -> LabeledDataset:
@@ -124,63 +129,86 @@ def _file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _data_digest(ds: LabeledDataset) -> str:
-    """Digest of everything a teacher's input depends on: every table's header and cells, and which
-    columns are targets (row views are seeded by table index and view only, so this fixes them too)."""
-    h = hashlib.sha256()
-    for tab in ds.tables:
-        h.update(json.dumps([tab.header, tab.columns]).encode())
-    h.update(json.dumps([[t.table_index, t.column, t.main_column] for t in ds.targets]).encode())
-    return h.hexdigest()
+def column_digests(ds: LabeledDataset) -> np.ndarray:
+    """(N, 32) uint8: per target, a SHA-256 of everything a teacher's input for it depends on — its
+    table's header and cells, the table's index (row views are seeded by it), the column and, for
+    CPA, the subject column."""
+    tables: dict[int, bytes] = {}
+    out = np.zeros((len(ds.targets), 32), np.uint8)
+    for i, t in enumerate(ds.targets):
+        if t.table_index not in tables:
+            tab = ds.tables[t.table_index]
+            tables[t.table_index] = hashlib.sha256(json.dumps([tab.header, tab.columns]).encode()).digest()
+        h = hashlib.sha256(tables[t.table_index] + json.dumps([t.table_index, t.column, t.main_column]).encode())
+        out[i] = np.frombuffer(h.digest(), np.uint8)
+    return out
 
 
 def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[str], multi_label: bool,
                     views: int, temperature: float, cache_dir: Path | None = None, write_cache: bool = True,
                     progress: bool = False, device: str | torch.device = "cpu",
                     shared_cache: Path | None = None) -> TeacherTargets:
-    """Teacher targets for `ds`'s targets.
+    """Teacher targets for `ds`'s targets, cached per column by content.
 
-    Looked up by content: the teachers' file digests, views, temperature, labels, and a digest of the
-    training tables and targets. Read from `cache_dir / TARGETS_FILE` (the run folder, for resume) or
-    from `shared_cache` (a folder several runs share: other seeds of a student on the same data and
-    teachers skip the teacher pass), else computed on `device` and written to both when
-    `write_cache`."""
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
+    A cache file holds one setting (the teachers' file digests, views, temperature, labels) and, per
+    column, its input digest (`column_digests`) and probabilities. Columns are read from
+    `cache_dir / TARGETS_FILE` (the run folder, for resume) and from `shared_cache` (a folder several
+    runs share: another student seed on the same teachers skips the columns seen before); the rest
+    are computed on `device`. With `write_cache`, the run folder gets this run's targets and the
+    shared file the union of what it held and these."""
     key = json.dumps({"teachers": [_file_digest(p) for p in paths], "views": views, "temperature": temperature,
-                      "labels": list(labels), "data": _data_digest(ds)})
-    files = []
-    if cache_dir is not None:
-        files.append(Path(cache_dir) / TARGETS_FILE)
-    if shared_cache is not None:
-        files.append(Path(shared_cache) / f"teacher-targets-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors")
-    for f in files:
-        if f.is_file():
-            with safe_open(str(f), framework="np") as fh:
-                meta = fh.metadata() or {}
-            if meta.get("key") == key:
-                probs = load_file(str(f))["probs"]
-                if write_cache:
-                    _write(files, probs, key, skip=f)  # e.g. a shared hit also lands in the run folder
-                return TeacherTargets(probs, list(paths), views, temperature, from_cache=True)
-    members = load_teachers(paths, labels, multi_label, device)
-    probs = teacher_probabilities(members, ds, labels, views, temperature, progress=progress)
+                      "labels": list(labels)})
+    own_file = Path(cache_dir) / TARGETS_FILE if cache_dir is not None else None
+    shared = (Path(shared_cache) / f"teacher-targets-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+              if shared_cache is not None else None)
+    digests = column_digests(ds)
+    own = _read(own_file, key) if own_file else {}
+    known = {**(_read(shared, key) if shared else {}), **own}
+    probs = np.zeros((len(ds.targets), len(labels)), np.float32)
+    miss = []
+    for i, d in enumerate(digests):
+        row = known.get(d.tobytes())
+        if row is None:
+            miss.append(i)
+        else:
+            probs[i] = row
+    if miss:
+        members = load_teachers(paths, labels, multi_label, device)
+        sub = LabeledDataset(ds.tables, [ds.targets[i] for i in miss], task=ds.task, multi_label=ds.multi_label)
+        probs[miss] = teacher_probabilities(members, sub, labels, views, temperature, progress=progress)
     if write_cache:
-        _write(files, probs, key)
-    return TeacherTargets(probs, list(paths), views, temperature)
+        if own_file and any(d.tobytes() not in own for d in digests):  # a resume rewrites nothing
+            _write(own_file, digests, probs, key)
+        if shared:
+            have = _read(shared, key)
+            new = {d.tobytes(): p for d, p in zip(digests, probs) if d.tobytes() not in have}
+            if new:
+                have.update(new)
+                _write(shared, np.stack([np.frombuffer(d, np.uint8) for d in have]), np.stack(list(have.values())), key)
+    return TeacherTargets(probs, list(paths), views, temperature, n_cached=len(ds.targets) - len(miss))
 
 
-def _write(files: Sequence[Path], probs: np.ndarray, key: str, skip: Path | None = None) -> None:
+def _read(path: Path, key: str) -> dict[bytes, np.ndarray]:
+    """Column digest -> probabilities from a cache file of this setting ({} when absent or another setting)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return {}
+    with safe_open(str(path), framework="np") as f:
+        if (f.metadata() or {}).get("key") != key:
+            return {}
+        digests, probs = f.get_tensor("digests"), f.get_tensor("probs")
+    return {d.tobytes(): p for d, p in zip(digests, probs)}
+
+
+def _write(path: Path, digests: np.ndarray, probs: np.ndarray, key: str) -> None:
     from safetensors.numpy import save_file
 
-    for f in files:
-        if f == skip:
-            continue
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
-        save_file({"probs": probs}, str(tmp), metadata={"key": key})
-        os.replace(tmp, f)  # atomic: a kill leaves the old cache or none, never half a file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    save_file({"digests": np.ascontiguousarray(digests), "probs": np.ascontiguousarray(probs, np.float32)}, str(tmp),
+              metadata={"key": key})
+    os.replace(tmp, path)  # atomic: a kill leaves the old cache or none, never half a file
 
 
 def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float, multi_label: bool) -> torch.Tensor:

@@ -291,7 +291,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if info.is_main:
             console.print(f"distilling from {len(tt.teachers)} teacher(s) (weight {cfg.distill_weight}, T "
                           f"{cfg.distill_temperature}, {cfg.teacher_views} view(s); targets "
-                          f"{'from the cache' if tt.from_cache else 'computed'}) over "
+                          f"{tt.n_cached} of {len(tt.probs)} from the cache) over "
                           f"{len(train_ex)} training columns")
     net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info, cfg.distill_weight if cfg.teachers else 0.0,
                     cfg.distill_temperature).to(info.device)
