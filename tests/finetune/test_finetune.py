@@ -152,7 +152,7 @@ def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path
     assert report.passed, report.failures
 
 
-def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_path):
+def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_path, capsys):
     """--ema: final.pt holds the exponential moving average of the weights after every step,
     checked against the average computed by hand from per-step weights (float64), and a run
     resumed from a step checkpoint ends with the same average as an uninterrupted one."""
@@ -166,6 +166,8 @@ def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_pat
     full = finetune(cfg, hooks=FinetuneHooks(after_step=lambda step, net: seen.append(
         {k: v.detach().double().clone() for k, v in net.state_dict().items()})))
     assert len(seen) == 6
+    # A horizon of 1/(1-0.6) = 2.5 steps is more than a third of 6 steps: the run warns.
+    assert "averages over" in capsys.readouterr().err
     want = dict(seen[0])  # the first update copies the weights, then avg = d * avg + (1 - d) * w
     for w in seen[1:]:
         want = {k: decay * want[k] + (1 - decay) * w[k] if w[k].is_floating_point() else w[k] for k in w}
@@ -186,6 +188,9 @@ def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_pat
         assert torch.allclose(again[k], final[k], rtol=1e-5, atol=1e-6), k
     with pytest.raises(ValueError, match="--ema must be in"):
         FinetuneConfig(ema=1.0)
+    capsys.readouterr()
+    finetune(FinetuneConfig(**{**cfg.__dict__, "ema": 0.3, "run_name": "short-horizon"}))  # 1.4 steps: no warning
+    assert "averages over" not in capsys.readouterr().err
 
 
 def test_max_cell_bytes_is_recorded_and_fixed_for_the_run(custom_data, tmp_path):
