@@ -10,8 +10,12 @@ present in each resample's gold labels, as the project's metric does on the full
     python benchmarks/cta_bootstrap.py --task sotab-cta --augment 1500 --views 4 \
         --checkpoint A/final.pt --checkpoint B/final.pt --result docs/results/cta_bootstrap
 
-What it does not cover: run-to-run (seed) variance of training; for that, compare several seeds.
-Validation numbers only (the official test splits are kept aside).
+`--mean-of NAME=A,B,C` adds a row for the mean macro-F1 of several checkpoints (the seeds of one recipe), scored
+on the same resamples: the recipe's expected score, not one lucky seed's. Every row's distribution of
+differences is also plotted (`<result>.png`).
+
+What it does not cover: run-to-run (seed) variance of training beyond the seeds given; for that, compare
+more seeds. Validation numbers only (the official test splits are kept aside).
 """
 
 from __future__ import annotations
@@ -50,17 +54,53 @@ def macro_f1_resampled(gold: np.ndarray, pred: np.ndarray, n_labels: int, weight
     return (f1 * present).sum(1) / present.sum(1)
 
 
+def parse_mean_of(spec: str) -> tuple[str, list[str]]:
+    """'NAME=A,B,...' -> (NAME, [A, B, ...]); at least two checkpoints."""
+    name, sep, rest = spec.partition("=")
+    members = [m for m in rest.split(",") if m]
+    if not sep or not name or len(members) < 2:
+        raise SystemExit(f"error: --mean-of {spec!r}: expected NAME=CHECKPOINT,CHECKPOINT[,...] (two or more)")
+    return name, members
+
+
+def plot_differences(rows: list[dict], diffs: list[np.ndarray], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    ax.boxplot(diffs[::-1], orientation="horizontal", whis=(2.5, 97.5), showfliers=False)
+    ax.set_yticks(range(1, len(rows) + 1), [_short(r["checkpoint"]) for r in rows[::-1]], fontsize=7)
+    ax.axvline(0, color="red", lw=1)
+    ax.set_xlabel("macro-F1 minus the TF-IDF baseline's, per resample (whiskers: 95% interval)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _short(name: str, n: int = 60) -> str:
+    return name if len(name) <= n else "..." + name[-n + 3:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="sotab-cta")
     ap.add_argument("--augment", type=int, default=0, help="Synthetic tables added to the baseline's training data.")
-    ap.add_argument("--checkpoint", action="append", required=True, help="Classifier to compare (repeatable).")
+    ap.add_argument("--checkpoint", action="append", default=[], help="Classifier to compare (repeatable).")
+    ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=A,B,...",
+                    help="Also compare the mean macro-F1 of these checkpoints (e.g. one recipe's seeds); repeatable.")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--result", default="docs/results/cta_bootstrap")
     args = ap.parse_args()
+    groups = [parse_mean_of(g) for g in args.mean_of]
+    for _, members in groups:  # members are scored (and listed) one by one too
+        args.checkpoint += [m for m in members if m not in args.checkpoint]
+    if not args.checkpoint:
+        raise SystemExit("error: give at least one --checkpoint or --mean-of")
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, add_synthetic=args.augment)
     base = tfidf_logreg(td.train, td.valid)
@@ -85,17 +125,21 @@ def main() -> None:
         assert abs(full - ref) < 1e-9, (name, full, ref)  # the fast form is the project's metric
         scores[name] = (ref, macro_f1_resampled(gold, p, len(names), weights))
     b_obs, b_boot = scores["TF-IDF char 2-4 + LogReg"]
-    rows = []
-    for ck in args.checkpoint:
+    for name, members in groups:
+        scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
+    rows, diffs = [], []
+    for ck in args.checkpoint + [name for name, _ in groups]:
         obs, boot = scores[ck]
         d = boot - b_boot
         lo, hi = np.percentile(d, [2.5, 97.5])
         rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs, "diff": obs - b_obs,
                      "ci95": [float(lo), float(hi)], "share_not_above": float((d <= 0).mean())})
+        diffs.append(d)
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"task": args.task, "augment": args.augment, "views": args.views, "samples": args.samples,
-            "seed": args.seed, "valid_columns": n}
+            "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
+    plot_differences(rows, diffs, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
@@ -104,8 +148,11 @@ def main() -> None:
              "the validation set, not the seed-to-seed variance of training. Validation numbers, not test numbers.",
              "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above |",
              "|---|---|---|---|---|---|"]
-    lines += [f"| `{r['checkpoint']}` | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
+    lines += [f"| {'`' + r['checkpoint'] + '`' if r['checkpoint'] in args.checkpoint else '**mean of ' + r['checkpoint'] + '**'} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} |" for r in rows]
+    for name, members in groups:
+        lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
+    lines += ["", f"![differences]({out.with_suffix('.png').name})"]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

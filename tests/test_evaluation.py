@@ -259,3 +259,21 @@ def test_bootstrap_macro_f1_is_the_metric_on_each_resample():
         idx = np.repeat(np.arange(60), weights[s].astype(int))
         want = classification_report([str(x) for x in gold[idx]], [str(x) for x in pred[idx]]).macro_f1
         assert fast[s] == pytest.approx(want, abs=1e-12)
+
+
+def test_bootstrap_mean_of_spec_and_plot(tmp_path):
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cta_bootstrap import parse_mean_of, plot_differences
+
+    assert parse_mean_of("student=a/final.pt,b/final.pt") == ("student", ["a/final.pt", "b/final.pt"])
+    for bad in ("a.pt,b.pt", "x=a.pt", "=a.pt,b.pt"):
+        with pytest.raises(SystemExit, match="NAME=CHECKPOINT"):
+            parse_mean_of(bad)
+    rows = [{"checkpoint": "a" * 80}, {"checkpoint": "b"}]
+    plot_differences(rows, [np.linspace(-0.1, 0.1, 50), np.linspace(0, 0.2, 50)], tmp_path / "d.png")
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
