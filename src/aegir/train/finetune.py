@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from aegir.eval_run import predicted_label_sets, score_label_sets
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
+from aegir.tables.table import TableError
 from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
 from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
@@ -65,6 +66,10 @@ class FinetuneConfig:
     freeze_backbone: bool = False
     loss: str = "ce"                    # "ce" | "hierarchical"; multi-label tasks always use BCE
     aux_weight: float = 0.5             # weight of each auxiliary hierarchical head
+    # "balanced": each labelled column's CE (and hierarchical terms) weighted by N / (K * n_label), as
+    # scikit-learn's class_weight="balanced" (the weights average 1 over the training columns, so the
+    # learning rate keeps its meaning). For macro-F1 on long-tailed label sets (GitTables); single-label only.
+    class_weight: str = "none"
     max_bytes: int = 512                # serialization budget per column
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
@@ -100,6 +105,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.class_weight not in ("none", "balanced"):
+            raise ValueError(f"--class-weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
         if self.parallel not in ("ddp", "none"):
@@ -147,7 +154,8 @@ class _TrainNet(nn.Module):
     """Classifier plus optional hierarchical heads; forward returns the loss (what DDP wraps)."""
 
     def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float,
-                 info: DistInfo, distill_weight: float = 0.0, distill_temperature: float = 1.0):
+                 info: DistInfo, distill_weight: float = 0.0, distill_temperature: float = 1.0,
+                 class_weight: torch.Tensor | None = None):
         super().__init__()
         self.info = info
         self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
@@ -156,19 +164,24 @@ class _TrainNet(nn.Module):
         self.register_buffer("g_idx", g_idx if g_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("p_idx", p_idx if p_idx is not None else torch.zeros(0, dtype=torch.long), persistent=False)
         self.aux_weight = aux_weight
+        # (n_labels,) weight of a column by its label; None: every labelled column weighs 1.
+        self.register_buffer("class_weight", class_weight, persistent=False)
 
     def forward(self, ids, mask, target_mask, labels, denom: float, teacher=None):
         out = self.classifier(ids, mask, target_mask)
         if self.classifier.multi_label:
             task = F.binary_cross_entropy_with_logits(out.logits.float(), labels, reduction="sum") / labels.shape[1]
         else:
-            task = F.cross_entropy(out.logits.float(), labels, reduction="sum", ignore_index=-1)
+            ok = labels >= 0  # (B,) unlabelled columns (-1) learn from teachers only
+            w = ok.float() if self.class_weight is None else torch.where(ok, self.class_weight[labels.clamp(min=0)], 0.0)
+            nll = F.cross_entropy(out.logits.float(), labels, reduction="none", ignore_index=-1)  # (B,)
             if self.aux is not None:
                 aux = self.aux(out.pooled.float())
-                ok = labels >= 0
-                task = task + self.aux_weight * (
-                    F.cross_entropy(aux.group[ok], self.g_idx[labels[ok]], reduction="sum")
-                    + F.cross_entropy(aux.property[ok], self.p_idx[labels[ok]], reduction="sum"))
+                y = labels.clamp(min=0)  # (B,) masked by w where unlabelled
+                nll = nll + self.aux_weight * (
+                    F.cross_entropy(aux.group, self.g_idx[y], reduction="none")
+                    + F.cross_entropy(aux.property, self.p_idx[y], reduction="none"))
+            task = (w * nll).sum()
         soft = None
         if teacher is not None:
             w = self.distill_weight
@@ -205,6 +218,16 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: Fine
         teardown(info)
 
 
+def balanced_class_weights(label_ids: Sequence[int], n_labels: int) -> torch.Tensor:
+    """(n_labels,) N / (K * n_c) for the K labels present among the N labelled columns (1 for absent
+    labels, which no column carries): scikit-learn's "balanced", so the weights average 1 per column."""
+    counts = torch.bincount(torch.as_tensor(list(label_ids), dtype=torch.long), minlength=n_labels).double()
+    present = counts > 0
+    w = torch.ones(n_labels, dtype=torch.float64)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return w.float()
+
+
 def _norm(v: Any) -> Any:
     """Run arguments compare equal across a JSON round trip (tuples come back as lists)."""
     return list(v) if isinstance(v, tuple) else v
@@ -238,6 +261,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
     if not train_ex:
         raise ValueError(f"task {cfg.task}: no labelled training columns")
+    class_w = None
+    if cfg.class_weight == "balanced":
+        if td.multi_label:
+            raise TableError(f"--class-weight balanced is for single-label tasks; {cfg.task} is multi-label")
+        class_w = balanced_class_weights([e.label_ids[0] for e in train_ex if e.label_ids], len(labels))
 
     resume_ckpt = None
     run_dir: Path
@@ -248,7 +276,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
         for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
-                  "row_views", "ema", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
+                  "row_views", "ema", "class_weight", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
@@ -294,7 +322,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                           f"{tt.n_cached} of {len(tt.probs)} from the cache) over "
                           f"{len(train_ex)} training columns")
     net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info, cfg.distill_weight if cfg.teachers else 0.0,
-                    cfg.distill_temperature).to(info.device)
+                    cfg.distill_temperature, class_w).to(info.device)
     ema = None
     if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
