@@ -55,7 +55,7 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
             rep = liveness_for(lc, td.valid, res.run_dir / f"liveness{tag.replace(' ', '-').replace(',', '')}-{views}view",
                                views=views)
             checks = {c.name: c.figure for c in rep.checks}
-            label = f"Aegir {name}{tag}" + (f", {views} row views at test" if args.views > 1 else "")
+            label = f"Aegir {name}{tag}" + (", balanced class weights" if args.class_weight == "balanced" else "") + (f", {views} row views at test" if args.views > 1 else "")
             rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
                          "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
                          "mcl_coarse_clusters": checks.get("mcl_clusters"),
