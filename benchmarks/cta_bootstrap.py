@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", action="append", default=[], help="Classifier to compare (repeatable).")
     ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=A,B,...",
                     help="Also compare the mean macro-F1 of these checkpoints (e.g. one recipe's seeds); repeatable.")
+    ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
+                    help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
@@ -103,7 +105,8 @@ def main() -> None:
         raise SystemExit("error: give at least one --checkpoint or --mean-of")
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, add_synthetic=args.augment)
-    base = tfidf_logreg(td.train, td.valid)
+    bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
+    base = tfidf_logreg(td.train, td.valid, class_weight=bw)
     gold_names = [t.labels[0] for t in td.valid.targets]
     names = sorted(set(gold_names) | set(base.predictions))
     systems = {"TF-IDF char 2-4 + LogReg": list(base.predictions)}
@@ -137,14 +140,15 @@ def main() -> None:
         diffs.append(d)
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"task": args.task, "augment": args.augment, "views": args.views, "samples": args.samples,
+    meta = {"task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
     plot_differences(rows, diffs, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
-             f"baseline trained on the same data (+{args.augment} synthetic tables). Covers the sampling noise of "
+             f"baseline trained on the same data (+{args.augment} synthetic tables"
+             f"{', balanced class weights' if bw else ''}). Covers the sampling noise of "
              "the validation set, not the seed-to-seed variance of training. Validation numbers, not test numbers.",
              "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above |",
              "|---|---|---|---|---|---|"]
