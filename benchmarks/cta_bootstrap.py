@@ -54,6 +54,20 @@ def macro_f1_resampled(gold: np.ndarray, pred: np.ndarray, n_labels: int, weight
     return (f1 * present).sum(1) / present.sum(1)
 
 
+def support_split(gold: list[str], pred: list[str], k: int) -> tuple[float, float, int, int]:
+    """Macro-F1 over the labels with >= k gold columns, and over those with 1..k-1, and how many of
+    each: the two parts average (weighted by those counts) to the full macro-F1. On small validation
+    sets, the rare labels are where single columns swing the score."""
+    support: dict[str, int] = {}
+    for g in gold:
+        support[g] = support.get(g, 0) + 1
+    f1 = {r.label: r.f1 for r in classification_report(gold, pred).per_label}
+    big = [f1[l] for l, c in support.items() if c >= k]
+    small = [f1[l] for l, c in support.items() if c < k]
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    return mean(big), mean(small), len(big), len(small)
+
+
 def parse_mean_of(spec: str) -> tuple[str, list[str]]:
     """'NAME=A,B,...' -> (NAME, [A, B, ...]); at least two checkpoints."""
     name, sep, rest = spec.partition("=")
@@ -93,6 +107,8 @@ def main() -> None:
     ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
                     help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
     ap.add_argument("--views", type=int, default=4)
+    ap.add_argument("--rare-below", type=int, default=5,
+                    help="Also report macro-F1 over labels with at least / fewer than this many validation columns.")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -135,25 +151,33 @@ def main() -> None:
         obs, boot = scores[ck]
         d = boot - b_boot
         lo, hi = np.percentile(d, [2.5, 97.5])
+        split = (support_split(gold_names, systems[ck], args.rare_below) if ck in systems
+                 else tuple(np.mean([support_split(gold_names, systems[m], args.rare_below) for m in dict(groups)[ck]], 0)))
         rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs, "diff": obs - b_obs,
-                     "ci95": [float(lo), float(hi)], "share_not_above": float((d <= 0).mean())})
+                     "ci95": [float(lo), float(hi)], "share_not_above": float((d <= 0).mean()),
+                     "macro_f1_frequent": split[0], "macro_f1_rare": split[1]})
         diffs.append(d)
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
+    meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
+            "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
     plot_differences(rows, diffs, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    b_big, b_small, n_big, n_small = support_split(gold_names, systems["TF-IDF char 2-4 + LogReg"], args.rare_below)
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
              f"baseline trained on the same data (+{args.augment} synthetic tables"
              f"{', balanced class weights' if bw else ''}). Covers the sampling noise of "
              "the validation set, not the seed-to-seed variance of training. Validation numbers, not test numbers.",
-             "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above |",
-             "|---|---|---|---|---|---|"]
+             "", f"Frequent / rare: macro-F1 over the {n_big} labels with at least {args.rare_below} validation columns / "
+             f"the {n_small} with fewer (the baseline: {b_big:.3f} / {b_small:.3f}).",
+             "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above | frequent / rare |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {'`' + r['checkpoint'] + '`' if r['checkpoint'] in args.checkpoint else '**mean of ' + r['checkpoint'] + '**'} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
-              f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} |" for r in rows]
+              f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} | "
+              f"{r['macro_f1_frequent']:.3f} / {r['macro_f1_rare']:.3f} |" for r in rows]
     for name, members in groups:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
     lines += ["", f"![differences]({out.with_suffix('.png').name})"]

@@ -277,3 +277,19 @@ def test_bootstrap_mean_of_spec_and_plot(tmp_path):
     rows = [{"checkpoint": "a" * 80}, {"checkpoint": "b"}]
     plot_differences(rows, [np.linspace(-0.1, 0.1, 50), np.linspace(0, 0.2, 50)], tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_support_split_partitions_macro_f1():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cta_bootstrap import support_split
+
+    gold = ["a"] * 6 + ["b"] * 5 + ["c"] * 2 + ["d"]
+    pred = ["a"] * 5 + ["b"] + ["b"] * 4 + ["a"] + ["c", "a"] + ["x"]
+    big, small, nb, ns = support_split(gold, pred, 5)
+    # a: tp 5, fp 2 (from b and c), fn 1 -> 10/13; b: tp 4, fp 1, fn 1 -> 8/10; c: tp 1, fn 1 -> 2/3; d: 0
+    assert (nb, ns) == (2, 2)
+    assert big == pytest.approx((10 / 13 + 8 / 10) / 2) and small == pytest.approx((2 / 3 + 0) / 2)
+    assert (nb * big + ns * small) / (nb + ns) == pytest.approx(classification_report(gold, pred).macro_f1)
