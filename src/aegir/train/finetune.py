@@ -173,15 +173,15 @@ class _TrainNet(nn.Module):
             task = F.binary_cross_entropy_with_logits(out.logits.float(), labels, reduction="sum") / labels.shape[1]
         else:
             ok = labels >= 0  # (B,) unlabelled columns (-1) learn from teachers only
-            w = ok.float() if self.class_weight is None else torch.where(ok, self.class_weight[labels.clamp(min=0)], 0.0)
+            cw = ok.float() if self.class_weight is None else torch.where(ok, self.class_weight[labels.clamp(min=0)], 0.0)
             nll = F.cross_entropy(out.logits.float(), labels, reduction="none", ignore_index=-1)  # (B,)
             if self.aux is not None:
                 aux = self.aux(out.pooled.float())
-                y = labels.clamp(min=0)  # (B,) masked by w where unlabelled
+                y = labels.clamp(min=0)  # (B,) masked by cw where unlabelled
                 nll = nll + self.aux_weight * (
                     F.cross_entropy(aux.group, self.g_idx[y], reduction="none")
                     + F.cross_entropy(aux.property, self.p_idx[y], reduction="none"))
-            task = (w * nll).sum()
+            task = (cw * nll).sum()
         soft = None
         if teacher is not None:
             w = self.distill_weight
