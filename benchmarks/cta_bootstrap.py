@@ -159,12 +159,12 @@ def main() -> None:
         diffs.append(d)
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
+    b_big, b_small, n_big, n_small = support_split(gold_names, systems["TF-IDF char 2-4 + LogReg"], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
             "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
     plot_differences(rows, diffs, out.with_suffix(".png"))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    b_big, b_small, n_big, n_small = support_split(gold_names, systems["TF-IDF char 2-4 + LogReg"], args.rare_below)
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
