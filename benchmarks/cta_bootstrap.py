@@ -83,17 +83,17 @@ def plot_differences(rows: list[dict], diffs: list[np.ndarray], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.5))
     ax.boxplot(diffs[::-1], orientation="horizontal", whis=(2.5, 97.5), showfliers=False)
     ax.set_yticks(range(1, len(rows) + 1), [_short(r["checkpoint"]) for r in rows[::-1]], fontsize=7)
     ax.axvline(0, color="red", lw=1)
-    ax.set_xlabel("macro-F1 minus the TF-IDF baseline's, per resample (whiskers: 95% interval)")
+    ax.set_xlabel("macro-F1 minus the TF-IDF baseline's, per resample\n(box: quartiles, whiskers: 95% interval)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _short(name: str, n: int = 60) -> str:
+def _short(name: str, n: int = 48) -> str:
     return name if len(name) <= n else "..." + name[-n + 3:]
 
 
