@@ -109,6 +109,18 @@ def test_shared_teacher_cache_is_per_column_and_by_content(trained, custom_data,
     assert len(list(shared.glob("*.safetensors"))) == 2
     with pytest.raises(ValueError, match="teacher-cache needs"):
         FinetuneConfig(teacher_cache=str(shared))
+    # A teacher given as its run folder or as an exported specialist folder is digested like the file
+    # it loads (the run folder: the same final.pt, so a hit); a missing one is a clear error.
+    from aegir.inference import export_specialist
+
+    run_folder = teacher_targets([str(trained.run_dir)], ds, labels, False, 2, 2.0, shared_cache=shared)
+    assert run_folder.from_cache
+    spec = export_specialist(trained.final_checkpoint, tmp_path / "spec")
+    exported = teacher_targets([str(spec)], ds, labels, False, 1, 2.0, shared_cache=shared)
+    np.testing.assert_allclose(exported.probs, teacher_targets([str(moved)], ds, labels, False, 1, 2.0).probs,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(CheckpointError, match="teacher checkpoint not found"):
+        teacher_targets([str(tmp_path / "nope.pt")], ds, labels, False, 1, 2.0, shared_cache=shared)
 
 
 def test_unlabeled_columns_are_every_other_column_of_the_training_tables(custom_data):

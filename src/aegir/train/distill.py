@@ -121,11 +121,21 @@ def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool
     return members
 
 
-def _file_digest(path: str | Path) -> str:
+def _teacher_digest(path: str | Path) -> str:
+    """SHA-256 of what `load_classifier` reads for a teacher: a checkpoint file, a run folder's
+    final.pt, or every file of an exported specialist folder (with its relative name)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "specialist.json").is_file():
+        p = p / "final.pt"
+    if not p.exists():
+        raise CheckpointError(f"{path}: teacher checkpoint not found")
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for f in files:
+        h.update(f.relative_to(p).as_posix().encode() if p.is_dir() else b"")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
@@ -156,7 +166,7 @@ def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[s
     runs share: another student seed on the same teachers skips the columns seen before); the rest
     are computed on `device`. With `write_cache`, the run folder gets this run's targets and the
     shared file the union of what it held and these."""
-    key = json.dumps({"teachers": [_file_digest(p) for p in paths], "views": views, "temperature": temperature,
+    key = json.dumps({"teachers": [_teacher_digest(p) for p in paths], "views": views, "temperature": temperature,
                       "labels": list(labels)})
     own_file = Path(cache_dir) / TARGETS_FILE if cache_dir is not None else None
     shared = (Path(shared_cache) / f"teacher-targets-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
