@@ -4,7 +4,8 @@ On the shared SOTAB V2 sample (train CTA/Train + CTA/Train50, evaluate CTA/Valid
 GitTables Schema.org folds (train 0-2, evaluate 3): micro/macro-F1 of Aegir fine-tuned from a
 pretrained checkpoint vs from random, full fine-tune vs frozen backbone (linear probe), and the
 hierarchical loss, next to the classical baseline (char n-gram TF-IDF + logistic regression, same
-data), with the liveness figures of every Aegir run. CPU budget: every run has the same fixed number
+data; scored twice, plain and with balanced class weights, since the better of the two differs by
+benchmark), with the liveness figures of every Aegir run. CPU budget: every run has the same fixed number
 of epochs; the numbers are what a 2-core machine reaches in that budget, not converged results.
 
     python benchmarks/cta_quality.py --pretrained outputs/mixed-v2/<ts>/final.pt [--epochs 3]
