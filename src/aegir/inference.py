@@ -58,15 +58,21 @@ def _build(cfg: ModelConfig, extra: dict[str, Any], state: dict[str, torch.Tenso
     return model
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
+def classifier_source(path: str | Path) -> Path:
+    """What `load_classifier` reads for `path`: an exported specialist folder as is, a run folder's
+    final.pt, or the checkpoint file itself."""
     path = Path(path)
-    if path.is_dir() and (path / "specialist.json").is_file():
-        return _load_specialist(path, device)
-    if path.is_dir():
-        final = path / "final.pt"
-        if not final.is_file():
+    if path.is_dir() and not (path / "specialist.json").is_file():
+        if not (path / "final.pt").is_file():
             raise CheckpointError(f"{path}: neither a specialist folder nor a run folder with final.pt")
-        path = final
+        return path / "final.pt"
+    return path
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> LoadedClassifier:
+    path = classifier_source(path)
+    if path.is_dir():
+        return _load_specialist(path, device)
     ckpt = load_checkpoint(path)
     if ckpt.kind != "classifier":
         raise CheckpointError(f"{path}: checkpoint kind is {ckpt.kind!r}; annotate/eval need a fine-tuned "

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from aegir.checkpoint import CheckpointError
 from aegir.encoding.batch import encode_dataset
-from aegir.inference import LoadedClassifier, label_scores, load_classifiers, predict_views
+from aegir.inference import LoadedClassifier, classifier_source, label_scores, load_classifiers, predict_views
 from aegir.tables.table import LabeledColumn, LabeledDataset, TableError
 
 TARGETS_FILE = "teacher_targets.safetensors"
@@ -122,11 +122,9 @@ def load_teachers(paths: Sequence[str], labels: Sequence[str], multi_label: bool
 
 
 def _teacher_digest(path: str | Path) -> str:
-    """SHA-256 of what `load_classifier` reads for a teacher: a checkpoint file, a run folder's
-    final.pt, or every file of an exported specialist folder (with its relative name)."""
-    p = Path(path)
-    if p.is_dir() and not (p / "specialist.json").is_file():
-        p = p / "final.pt"
+    """SHA-256 of what `load_classifier` reads for a teacher (`classifier_source`): a checkpoint file,
+    a run folder's final.pt, or every file of an exported specialist folder (with its relative name)."""
+    p = classifier_source(path)
     if not p.exists():
         raise CheckpointError(f"{path}: teacher checkpoint not found")
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
