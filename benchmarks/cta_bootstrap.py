@@ -37,6 +37,9 @@ from aegir.inference import load_classifier  # noqa: E402
 from aegir.train.tasks import resolve_task  # noqa: E402
 
 
+BASELINE = "TF-IDF char 2-4 + LogReg"
+
+
 def macro_f1_resampled(gold: np.ndarray, pred: np.ndarray, n_labels: int, weights: np.ndarray) -> np.ndarray:
     """Macro-F1 for many resamples at once. gold, pred: (N,) label ids; weights: (S, N) multiplicities
     of each column in each resample. Returns (S,): F1 averaged over labels with gold support > 0."""
@@ -125,7 +128,7 @@ def main() -> None:
     base = tfidf_logreg(td.train, td.valid, class_weight=bw)
     gold_names = [t.labels[0] for t in td.valid.targets]
     names = sorted(set(gold_names) | set(base.predictions))
-    systems = {"TF-IDF char 2-4 + LogReg": list(base.predictions)}
+    systems = {BASELINE: list(base.predictions)}
     for ck in args.checkpoint:
         run = eval_dataset(load_classifier(ck), td.valid, views=args.views)
         assert [p.gold[0] for p in run.predictions] == gold_names  # same columns, same order
@@ -143,7 +146,7 @@ def main() -> None:
         ref = classification_report(gold_names, pred).macro_f1
         assert abs(full - ref) < 1e-9, (name, full, ref)  # the fast form is the project's metric
         scores[name] = (ref, macro_f1_resampled(gold, p, len(names), weights))
-    b_obs, b_boot = scores["TF-IDF char 2-4 + LogReg"]
+    b_obs, b_boot = scores[BASELINE]
     for name, members in groups:
         scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
     rows, diffs = [], []
@@ -159,7 +162,7 @@ def main() -> None:
         diffs.append(d)
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
-    b_big, b_small, n_big, n_small = support_split(gold_names, systems["TF-IDF char 2-4 + LogReg"], args.rare_below)
+    b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
             "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}

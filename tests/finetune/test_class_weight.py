@@ -22,6 +22,7 @@ def test_balanced_weights_are_scikit_learns():
     present = np.unique(ids)
     want = compute_class_weight("balanced", classes=present, y=np.array(ids))
     np.testing.assert_allclose(w[present], want, rtol=1e-6)
+    assert w[0] == pytest.approx(9 / (4 * 3)) and w[1] == pytest.approx(9 / (4 * 1))  # N / (K * n_c) by hand
     assert w[3] == 1.0 and w[5] == 1.0  # labels no column carries
     assert np.mean(w[ids]) == pytest.approx(1.0)  # the average column weighs 1: the lr keeps its meaning
 

@@ -188,6 +188,7 @@ def teacher_targets(paths: Sequence[str], ds: LabeledDataset, labels: Sequence[s
         if own_file and any(d.tobytes() not in own for d in digests):  # a resume rewrites nothing
             _write(own_file, digests, probs, key)
         if shared:
+            # Read again, not reused from above: another run may have added columns during our teacher pass.
             have = _read(shared, key)
             new = {d.tobytes(): p for d, p in zip(digests, probs) if d.tobytes() not in have}
             if new:

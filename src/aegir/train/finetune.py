@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -221,11 +222,13 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: Fine
 def balanced_class_weights(label_ids: Sequence[int], n_labels: int) -> torch.Tensor:
     """(n_labels,) N / (K * n_c) for the K labels present among the N labelled columns (1 for absent
     labels, which no column carries): scikit-learn's "balanced", so the weights average 1 per column."""
-    counts = torch.bincount(torch.as_tensor(list(label_ids), dtype=torch.long), minlength=n_labels).double()
-    present = counts > 0
-    w = torch.ones(n_labels, dtype=torch.float64)
-    w[present] = counts.sum() / (present.sum() * counts[present])
-    return w.float()
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(label_ids)
+    present = np.unique(y)
+    w = np.ones(n_labels)
+    w[present] = compute_class_weight("balanced", classes=present, y=y)
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def _norm(v: Any) -> Any:
