@@ -341,7 +341,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         # undertrained weights heavily (GitTables, 438 steps at d=0.998: 0.16 macro-F1 vs 0.28 raw).
         console.print(f"[yellow]warning: --ema {cfg.ema} averages over ~{1 / (1 - cfg.ema):.0f} steps but the run has "
                       f"{total}: the average keeps much of the early weights; use a decay d with 1/(1-d) <= "
-                      f"{max(total // 3, 1)} (e.g. {1 - 3 / total:.3f}) or train longer[/yellow]")
+                      f"{max(total // 3, 1)} (e.g. {max(0.0, 1 - 3 / total):.3f}) or train longer[/yellow]")
     # Short runs (tests, demos) cap warmup at a fifth of the run so the peak lr is actually reached.
     ocfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay,
                        warmup_steps=min(cfg.warmup_steps, max(total // 5, 1)), total_steps=total)
