@@ -39,7 +39,7 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
                          max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema,
-                         class_weight=args.class_weight, **over)
+                         class_weight=args.class_weight, logit_adjust=args.logit_adjust, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -56,7 +56,8 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
             rep = liveness_for(lc, td.valid, res.run_dir / f"liveness{tag.replace(' ', '-').replace(',', '')}-{views}view",
                                views=views)
             checks = {c.name: c.figure for c in rep.checks}
-            label = f"Aegir {name}{tag}" + (", balanced class weights" if args.class_weight == "balanced" else "") + (f", {views} row views at test" if args.views > 1 else "")
+            label = f"Aegir {name}{tag}" + (", balanced class weights" if args.class_weight == "balanced" else "") + \
+                (f", logit adjustment tau {args.logit_adjust}" if args.logit_adjust else "") + (f", {views} row views at test" if args.views > 1 else "")
             rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
                          "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
                          "mcl_coarse_clusters": checks.get("mcl_clusters"),
@@ -103,6 +104,8 @@ def main() -> None:
                     help="The 'distill' variant also trains on the training tables' unlabelled columns (teacher targets only).")
     ap.add_argument("--class-weight", default=FinetuneConfig.class_weight,
                     help="Aegir runs: none | balanced (labelled columns weighted by N / (K * n_label)).")
+    ap.add_argument("--logit-adjust", type=float, default=FinetuneConfig.logit_adjust,
+                    help="Aegir runs: logit-adjusted CE with this tau (1 = Menon et al.'s choice; 0 = off).")
     ap.add_argument("--teacher-cache", default=None,
                     help="Folder of teacher targets shared between runs (e.g. student seeds on the same teachers).")
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
@@ -148,7 +151,7 @@ def main() -> None:
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
-            "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
+            "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "logit_adjust": args.logit_adjust, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),

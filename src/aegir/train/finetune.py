@@ -71,6 +71,13 @@ class FinetuneConfig:
     # scikit-learn's class_weight="balanced" (the weights average 1 over the training columns, so the
     # learning rate keeps its meaning). For macro-F1 on long-tailed label sets (GitTables); single-label only.
     class_weight: str = "none"
+    # Logit adjustment (Menon et al., ICLR 2021, "Long-tail learning via logit adjustment"): the CE of
+    # labelled columns reads logits + tau * log(prior of each label), the prior being the label's share
+    # of the labelled training columns; inference reads the plain logits, which then estimate a
+    # label-balanced posterior. Unlike class weights it leaves the frequent labels' gradient scale alone.
+    # tau = 1 is the paper's choice; 0 = off. Single-label only; hierarchical and distillation terms are
+    # not adjusted.
+    logit_adjust: float = 0.0
     max_bytes: int = 512                # serialization budget per column
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
@@ -108,6 +115,8 @@ class FinetuneConfig:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         if self.class_weight not in ("none", "balanced"):
             raise ValueError(f"--class-weight must be 'none' or 'balanced', got {self.class_weight!r}")
+        if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
+            raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
         if self.parallel not in ("ddp", "none"):
@@ -156,7 +165,7 @@ class _TrainNet(nn.Module):
 
     def __init__(self, classifier: AegirClassifier, aux: HierarchyHeads | None, g_idx, p_idx, aux_weight: float,
                  info: DistInfo, distill_weight: float = 0.0, distill_temperature: float = 1.0,
-                 class_weight: torch.Tensor | None = None):
+                 class_weight: torch.Tensor | None = None, logit_offset: torch.Tensor | None = None):
         super().__init__()
         self.info = info
         self.distill_weight, self.distill_temperature = distill_weight, distill_temperature
@@ -167,6 +176,8 @@ class _TrainNet(nn.Module):
         self.aux_weight = aux_weight
         # (n_labels,) weight of a column by its label; None: every labelled column weighs 1.
         self.register_buffer("class_weight", class_weight, persistent=False)
+        # (n_labels,) tau * log(prior), added to the logits of the labelled columns' CE only.
+        self.register_buffer("logit_offset", logit_offset, persistent=False)
 
     def forward(self, ids, mask, target_mask, labels, denom: float, teacher=None):
         out = self.classifier(ids, mask, target_mask)
@@ -175,7 +186,8 @@ class _TrainNet(nn.Module):
         else:
             ok = labels >= 0  # (B,) unlabelled columns (-1) learn from teachers only
             cw = ok.float() if self.class_weight is None else torch.where(ok, self.class_weight[labels.clamp(min=0)], 0.0)
-            nll = F.cross_entropy(out.logits.float(), labels, reduction="none", ignore_index=-1)  # (B,)
+            z = out.logits.float() if self.logit_offset is None else out.logits.float() + self.logit_offset  # (B, L)
+            nll = F.cross_entropy(z, labels, reduction="none", ignore_index=-1)  # (B,)
             if self.aux is not None:
                 aux = self.aux(out.pooled.float())
                 y = labels.clamp(min=0)  # (B,) masked by cw where unlabelled
@@ -231,6 +243,16 @@ def balanced_class_weights(label_ids: Sequence[int], n_labels: int) -> torch.Ten
     return torch.tensor(w, dtype=torch.float32)
 
 
+def logit_adjustment(label_ids: Sequence[int], n_labels: int, tau: float) -> torch.Tensor:
+    """(n_labels,) tau * log(n_c / N) over the N labelled columns; a label no column carries counts as
+    one column (its offset stays finite; it is never a target, so the value only sets how strongly
+    its plain logit is pushed down)."""
+    if not len(label_ids):
+        raise ValueError("--logit-adjust needs labelled training columns to estimate the label priors from")
+    counts = np.maximum(np.bincount(np.asarray(label_ids, dtype=np.int64), minlength=n_labels), 1)
+    return torch.tensor(tau * np.log(counts / len(label_ids)), dtype=torch.float32)
+
+
 def _norm(v: Any) -> Any:
     """Run arguments compare equal across a JSON round trip (tuples come back as lists)."""
     return list(v) if isinstance(v, tuple) else v
@@ -269,6 +291,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if td.multi_label:
             raise TableError(f"--class-weight balanced is for single-label tasks; {cfg.task} is multi-label")
         class_w = balanced_class_weights([e.label_ids[0] for e in train_ex if e.label_ids], len(labels))
+    offset = None
+    if cfg.logit_adjust > 0:
+        if td.multi_label:
+            raise TableError(f"--logit-adjust is for single-label tasks; {cfg.task} is multi-label")
+        offset = logit_adjustment([e.label_ids[0] for e in train_ex if e.label_ids], len(labels), cfg.logit_adjust)
 
     resume_ckpt = None
     run_dir: Path
@@ -279,7 +306,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
         for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
-                  "row_views", "ema", "class_weight", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
+                  "row_views", "ema", "class_weight", "logit_adjust", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
@@ -325,7 +352,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                           f"{tt.n_cached} of {len(tt.probs)} from the cache) over "
                           f"{len(train_ex)} training columns")
     net = _TrainNet(clf, aux, g_idx, p_idx, cfg.aux_weight, info, cfg.distill_weight if cfg.teachers else 0.0,
-                    cfg.distill_temperature, class_w).to(info.device)
+                    cfg.distill_temperature, class_w, offset).to(info.device)
     ema = None
     if cfg.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
