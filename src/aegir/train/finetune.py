@@ -186,7 +186,9 @@ class _TrainNet(nn.Module):
         else:
             ok = labels >= 0  # (B,) unlabelled columns (-1) learn from teachers only
             cw = ok.float() if self.class_weight is None else torch.where(ok, self.class_weight[labels.clamp(min=0)], 0.0)
-            z = out.logits.float() if self.logit_offset is None else out.logits.float() + self.logit_offset  # (B, L)
+            z = out.logits.float()  # (B, L)
+            if self.logit_offset is not None:
+                z = z + self.logit_offset
             nll = F.cross_entropy(z, labels, reduction="none", ignore_index=-1)  # (B,)
             if self.aux is not None:
                 aux = self.aux(out.pooled.float())
@@ -286,16 +288,16 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
     if not train_ex:
         raise ValueError(f"task {cfg.task}: no labelled training columns")
-    class_w = None
+    # Label rebalancing (class weights, logit adjustment) reads the labelled columns' label frequencies.
+    class_w = offset = None
+    for flag, on in (("--class-weight balanced", cfg.class_weight == "balanced"), ("--logit-adjust", cfg.logit_adjust > 0)):
+        if on and td.multi_label:
+            raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
+    label_ids = [e.label_ids[0] for e in train_ex if e.label_ids]
     if cfg.class_weight == "balanced":
-        if td.multi_label:
-            raise TableError(f"--class-weight balanced is for single-label tasks; {cfg.task} is multi-label")
-        class_w = balanced_class_weights([e.label_ids[0] for e in train_ex if e.label_ids], len(labels))
-    offset = None
+        class_w = balanced_class_weights(label_ids, len(labels))
     if cfg.logit_adjust > 0:
-        if td.multi_label:
-            raise TableError(f"--logit-adjust is for single-label tasks; {cfg.task} is multi-label")
-        offset = logit_adjustment([e.label_ids[0] for e in train_ex if e.label_ids], len(labels), cfg.logit_adjust)
+        offset = logit_adjustment(label_ids, len(labels), cfg.logit_adjust)
 
     resume_ckpt = None
     run_dir: Path
