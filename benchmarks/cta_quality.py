@@ -57,7 +57,7 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
                                views=views)
             checks = {c.name: c.figure for c in rep.checks}
             label = f"Aegir {name}{tag}" + (", balanced class weights" if args.class_weight == "balanced" else "") + \
-                (f", logit adjustment tau {args.logit_adjust}" if args.logit_adjust else "") + (f", {views} row views at test" if args.views > 1 else "")
+                (f", logit adjustment tau {args.logit_adjust}" if args.logit_adjust else "") + (f", {views} row view{'s' if views > 1 else ''} at test" if args.views > 1 else "")
             rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
                          "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
                          "mcl_coarse_clusters": checks.get("mcl_clusters"),
