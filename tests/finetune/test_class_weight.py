@@ -27,16 +27,12 @@ def test_balanced_weights_are_scikit_learns():
     assert np.mean(w[ids]) == pytest.approx(1.0)  # the average column weighs 1: the lr keeps its meaning
 
 
-def test_weighted_loss_is_the_weighted_cross_entropy_by_hand():
+def test_weighted_loss_is_the_weighted_cross_entropy_by_hand(byte_batch):
     torch.manual_seed(0)
     clf = AegirClassifier(ModelConfig.preset("nano"), 5).eval()
     w = torch.tensor([0.5, 2.0, 1.0, 3.0, 1.0])
     net = _TrainNet(clf, None, None, None, 0.5, DistInfo(), class_weight=w).eval()
-    ids = torch.randint(3, 200, (4, 40))
-    mask = torch.ones(4, 40, dtype=torch.bool)
-    mask[2, 30:] = False
-    tmask = torch.zeros(4, 40, dtype=torch.bool)
-    tmask[:, 1:10] = True
+    ids, mask, tmask = byte_batch
     labels = torch.tensor([1, 3, -1, 0])  # -1: an unlabelled column (teacher targets only) adds nothing
     with torch.no_grad():
         loss = net(ids, mask, tmask, labels, denom=4.0)[0]

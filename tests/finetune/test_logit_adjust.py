@@ -26,16 +26,12 @@ def test_offsets_are_tau_log_prior_by_hand():
         logit_adjustment([], 6, tau=1.0)
 
 
-def test_adjusted_loss_is_the_cross_entropy_of_offset_logits_by_hand():
+def test_adjusted_loss_is_the_cross_entropy_of_offset_logits_by_hand(byte_batch):
     torch.manual_seed(0)
     clf = AegirClassifier(ModelConfig.preset("nano"), 5).eval()
     off = logit_adjustment([0, 0, 0, 0, 1, 1, 2, 3], 5, tau=1.0)
     net = _TrainNet(clf, None, None, None, 0.5, DistInfo(), logit_offset=off).eval()
-    ids = torch.randint(3, 200, (4, 40))
-    mask = torch.ones(4, 40, dtype=torch.bool)
-    mask[1, 25:] = False
-    tmask = torch.zeros(4, 40, dtype=torch.bool)
-    tmask[:, 1:12] = True
+    ids, mask, tmask = byte_batch
     labels = torch.tensor([0, 3, -1, 4])  # -1: an unlabelled column adds nothing
     with torch.no_grad():
         loss = net(ids, mask, tmask, labels, denom=4.0)[0]
