@@ -39,7 +39,8 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
                          max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema,
-                         class_weight=args.class_weight, logit_adjust=args.logit_adjust, **over)
+                         class_weight=args.class_weight, logit_adjust=args.logit_adjust,
+                         repeat_threshold=args.repeat_threshold, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -57,7 +58,8 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
                                views=views)
             checks = {c.name: c.figure for c in rep.checks}
             label = f"Aegir {name}{tag}" + (", balanced class weights" if args.class_weight == "balanced" else "") + \
-                (f", logit adjustment tau {args.logit_adjust}" if args.logit_adjust else "") + (f", {views} row view{'s' if views > 1 else ''} at test" if args.views > 1 else "")
+                (f", logit adjustment tau {args.logit_adjust}" if args.logit_adjust else "") + \
+                (f", repeat threshold {args.repeat_threshold}" if args.repeat_threshold else "") + (f", {views} row view{'s' if views > 1 else ''} at test" if args.views > 1 else "")
             rows.append({"system": label, "micro_f1": rep.metrics.micro_f1, "macro_f1": rep.metrics.macro_f1,
                          "gate": "PASS" if rep.passed else "FAIL", "failures": list(rep.failures), "views": views,
                          "mcl_coarse_clusters": checks.get("mcl_clusters"),
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--out", default="outputs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", default="sotab-cta,gittables-schema")
+    ap.add_argument("--data", default=None,
+                    help="Data root for the tasks (as `aegir train --data`); default: ../shared/data's copy.")
     ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (head init, data order, row views).")
     ap.add_argument("--ema", type=float, default=0.0, help="Weight EMA decay for the fine-tunes (0 = off).")
     ap.add_argument("--result", default="docs/results/cta")
@@ -106,6 +110,8 @@ def main() -> None:
                     help="Aegir runs: none | balanced (labelled columns weighted by N / (K * n_label)).")
     ap.add_argument("--logit-adjust", type=float, default=FinetuneConfig.logit_adjust,
                     help="Aegir runs: logit-adjusted CE with this tau (1 = Menon et al.'s choice; 0 = off).")
+    ap.add_argument("--repeat-threshold", type=float, default=FinetuneConfig.repeat_threshold,
+                    help="Repeat-factor sampling threshold for the fine-tunes (aegir train --repeat-threshold; 0 = off).")
     ap.add_argument("--teacher-cache", default=None,
                     help="Folder of teacher targets shared between runs (e.g. student seeds on the same teachers).")
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
@@ -119,13 +125,13 @@ def main() -> None:
     notes: dict[str, str] = {}
     for task in args.tasks.split(","):
         try:
-            td = resolve_task(task, add_synthetic=args.augment)
+            td = resolve_task(task, args.data, add_synthetic=args.augment)
         except TableError as e:  # e.g. GitTables: its Schema.org property labels are not synthetic labels
             if not args.augment:
                 raise
             notes[task] = f"no synthetic augmentation ({e})"
             print(task, notes[task], flush=True)
-            td = resolve_task(task)
+            td = resolve_task(task, args.data)
         rows = [run_baseline(td), run_baseline(td, "balanced")]  # the stronger of the two is the bar
         print(task, rows[-2:], flush=True)
         variants = {"full": ("pretrained, full fine-tune", {"pretrained": args.pretrained}),
@@ -150,8 +156,8 @@ def main() -> None:
                                      "labels": len(td.vocab)}]
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"pretrained": args.pretrained, "augment_synthetic_tables": args.augment, "epochs": args.epochs,
-            "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "logit_adjust": args.logit_adjust, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
+    meta = {"pretrained": args.pretrained, **({"data": args.data} if args.data else {}), "augment_synthetic_tables": args.augment, "epochs": args.epochs,
+            "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "logit_adjust": args.logit_adjust, "repeat_threshold": args.repeat_threshold, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),

@@ -47,12 +47,13 @@ def view_seed(view: int, table_index: int) -> int | None:
 
 
 def encode_dataset(ds: LabeledDataset, label_index: dict[str, int] | None, cfg: SerializeConfig,
-                   view: int = 0) -> list[EncodedColumn]:
-    """Serialize every target. Labels outside `label_index` give empty label_ids (evaluated as misses).
-    `view` 0 is the deterministic serialization; views 1, 2, ... use random row subsets (see
-    `view_seed`), for training augmentation and test-time averaging."""
+                   view: int = 0, indices: Sequence[int] | None = None) -> list[EncodedColumn]:
+    """Serialize every target (or the targets at `indices`, in that order). Labels outside
+    `label_index` give empty label_ids (evaluated as misses). `view` 0 is the deterministic
+    serialization; views 1, 2, ... use random row subsets (see `view_seed`), for training
+    augmentation and test-time averaging."""
     out = []
-    for t in ds.targets:
+    for t in (ds.targets if indices is None else [ds.targets[i] for i in indices]):
         lab = tuple(label_index[l] for l in t.labels if l in label_index) if label_index else ()
         out.append(encode_column(ds.tables[t.table_index], t.column, cfg, t.main_column, lab, t.table_index,
                                  view_seed(view, t.table_index)))

@@ -44,6 +44,7 @@ from aegir.train.distributed import (
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
+from aegir.train.sampling import epoch_examples, epoch_repeats, repeat_factors
 from aegir.train.tasks import TASKS, TaskData, resolve_task
 
 log = logging.getLogger("aegir.finetune")
@@ -78,6 +79,10 @@ class FinetuneConfig:
     # tau = 1 is the paper's choice; 0 = off. Single-label only; hierarchical and distillation terms are
     # not adjusted.
     logit_adjust: float = 0.0
+    # Repeat-factor sampling (train/sampling.py, LVIS): a label carried by a share f < T of the labelled
+    # training columns has its columns repeated sqrt(T / f) times per epoch, each copy a new row view.
+    # 0 = off. Epochs get longer by the copies (the run reports how many).
+    repeat_threshold: float = 0.0
     max_bytes: int = 512                # serialization budget per column
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
@@ -117,6 +122,8 @@ class FinetuneConfig:
             raise ValueError(f"--class-weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
             raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
+        if not (0.0 <= self.repeat_threshold <= 1.0 and math.isfinite(self.repeat_threshold)):
+            raise ValueError(f"--repeat-threshold must be in [0, 1], got {self.repeat_threshold}")
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
         if self.parallel not in ("ddp", "none"):
@@ -268,6 +275,14 @@ def _epoch_view(cfg: FinetuneConfig, epoch: int) -> int:
     return 1 + cfg.seed * 10_007 + epoch
 
 
+def _repeat_view(cfg: FinetuneConfig, epoch: int, k: int) -> int:
+    """Row view of the k-th extra copy (repeat-factor sampling) in `epoch`: a random view distinct
+    from every epoch's own view, even in epoch 0; the deterministic view 0 without row views."""
+    if not cfg.row_views:
+        return 0
+    return 1 + cfg.seed * 10_007 + epoch + k * 7_777_777
+
+
 def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console, hooks: FinetuneHooks) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
@@ -284,6 +299,14 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         keep = [i for i, e in enumerate(enc) if e.label_ids or cfg.teachers]
         return [enc[i] for i in keep], keep
 
+    def epoch_list(epoch: int, base: list[EncodedColumn], src: list[int]) -> tuple[list[EncodedColumn], list[int]]:
+        """The epoch's examples (with repeat-factor copies when on) and each one's index in train_ds.targets."""
+        if factors is None:
+            return base, src
+        ep = epoch_examples(base, epoch_repeats(factors, cfg.seed, epoch), lambda pos, k: encode_dataset(
+            train_ds, index, scfg, view=_repeat_view(cfg, epoch, k), indices=[src[p] for p in pos]))
+        return ep.examples, [src[p] for p in ep.source]
+
     train_ex, train_src = encode_train(0)
     valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
     if not train_ex:
@@ -298,6 +321,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         class_w = balanced_class_weights(label_ids, len(labels))
     if cfg.logit_adjust > 0:
         offset = logit_adjustment(label_ids, len(labels), cfg.logit_adjust)
+    factors = repeat_factors([e.label_ids for e in train_ex], cfg.repeat_threshold) if cfg.repeat_threshold > 0 else None
 
     resume_ckpt = None
     run_dir: Path
@@ -308,7 +332,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
         for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
-                  "row_views", "ema", "class_weight", "logit_adjust", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
+                  "row_views", "ema", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
@@ -361,8 +385,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
 
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
-    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    epoch_sizes = [len(train_ex) if factors is None else int(epoch_repeats(factors, cfg.seed, e).sum())
+                   for e in range(cfg.epochs)]
+    total = sum(math.ceil(n / cfg.batch_size) for n in epoch_sizes)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     if ema is not None and info.is_main and 1 / (1 - cfg.ema) > total / 3:
@@ -401,6 +426,10 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                                                           "task_note": td.note, "from_random": from_random}, indent=1))
         console.print(f"[bold]aegir train[/bold] task={cfg.task} labels={len(labels)} train={len(train_ex)} "
                       f"valid={len(valid_ex)} steps={total} run={run_dir}")
+        if factors is not None:
+            console.print(f"repeat-factor sampling (threshold {cfg.repeat_threshold}): {int((factors > 1).sum())} of "
+                          f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "
+                          f"{sum(epoch_sizes) / cfg.epochs:.0f} examples per epoch on average")
 
     def extra(metrics_hist):
         return classifier_extra(td.vocab, scfg, cfg.task, td.multi_label, td.cpa, history=metrics_hist,
@@ -433,8 +462,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if view != encoded_view:  # a fresh random row view of every training column (a function of seed and epoch: resumable)
             train_ex, train_src = encode_train(view)
             encoded_view = view
+        epoch_ex, epoch_src = epoch_list(epoch, train_ex, train_src)
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(len(train_ex), generator=g).tolist()
+        perm = torch.randperm(len(epoch_ex), generator=g).tolist()
         n_batches = math.ceil(len(perm) / cfg.batch_size)
         net.train()
         while batch_pos < n_batches:
@@ -442,8 +472,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             if len(glob) % info.world_size:  # last partial batch: keep it divisible across ranks
                 glob = glob[: len(glob) - len(glob) % info.world_size] or glob[:info.world_size]
             mine_idx = [glob[i] for i in shard_range(len(glob), info.rank, info.world_size)]
-            b = collate([train_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
-            teach = soft_targets[[train_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
+            b = collate([epoch_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
+            teach = soft_targets[[epoch_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
             sched.set_step(step)
             # Sum over examples / global count, times world size because DDP averages gradients.
             loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
