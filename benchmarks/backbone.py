@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from result_files import result_file  # benchmarks/ is the script's own folder, first on sys.path
+
 # Passive OpenMP waiting: when other processes share the cores, spinning worker threads make a
 # 2-thread run several times slower (measured here: GEMM 16 -> 35 GFLOP/s median under load).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -247,7 +249,7 @@ def router_after_training(steps: int, B: int = 8, T: int = 256) -> dict:
 
 def write_results(res: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2))
+    result_file(out, ".json").write_text(json.dumps(res, indent=2))
     g = res["gemm_gflops"]
     L = ["# Backbone throughput (CPU)", ""]
     L.append(f"Written by `benchmarks/backbone.py` on {res['date']}. {res['machine']}; torch {res['torch']}, "
@@ -320,7 +322,7 @@ def write_results(res: dict, out: Path) -> None:
               f"AdamW lr 2e-3, targets 3, 2)", "", "| step | LM loss (nats) | compression stage 0, 1 |", "|---|---|---|"]
         for r in tr["log"]:
             L.append(f"| {r['step']} | {r['loss']:.3f} | {', '.join(f'{c:.2f}' for c in r['compression'])} |")
-    out.with_suffix(".md").write_text("\n".join(L) + "\n")
+    result_file(out, ".md").write_text("\n".join(L) + "\n")
 
 
 def main() -> None:
@@ -336,7 +338,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.render_only:
         out = Path(args.out) if args.out else ROOT / "docs/results/backbone"
-        write_results(json.loads(out.with_suffix(".json").read_text()), out)
+        write_results(json.loads(result_file(out, ".json").read_text()), out)
         return
     torch.set_num_threads(args.threads)
     from aegir.runtime import tune_cpu_allocator
@@ -388,7 +390,7 @@ def main() -> None:
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0
     write_results(res, out)
-    print(f"wrote {out.with_suffix('.md')} and .json in {res['wall_s']:.0f} s")
+    print(f"wrote {result_file(out, '.md')} and .json in {res['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from result_files import result_file  # benchmarks/ is the script's own folder, first on sys.path
+
 import torch
 import torch.nn.functional as F
 
@@ -127,7 +129,7 @@ def main() -> None:
         print(res["rows"][-1], flush=True)
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    result_file(out, ".json").write_text(json.dumps(res, indent=1))
     L = ["# Backbone parts: old vs new form (CPU)", "",
          f"Written by `benchmarks/backbone_parts.py` on {res['date']}; torch {res['torch']}, {res['threads']} threads, "
          f"min over {res['reps']} alternating repetitions (old, new, old, new, ...). Load average before/after: "
@@ -137,7 +139,7 @@ def main() -> None:
           for r in res["rows"]]
     L += ["", "The dense dechunk builds a (B, Tc, Tc) weight matrix (at Tc = 4,096: 8 x 4,096^2 floats = 0.5 GB, "
           "plus its cumsum/exp temporaries and their gradients); the blocked one never holds more than (B, Tc, 64)."]
-    out.with_suffix(".md").write_text("\n".join(L) + "\n")
+    result_file(out, ".md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from result_files import result_file  # noqa: E402
 from classical_baseline import tfidf_logreg  # noqa: E402
 
 from aegir.eval_run import eval_dataset  # noqa: E402
@@ -166,8 +167,8 @@ def main() -> None:
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
             "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
-    plot_differences(rows, diffs, out.with_suffix(".png"))
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    plot_differences(rows, diffs, result_file(out, ".png"))
+    result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
@@ -183,8 +184,8 @@ def main() -> None:
               f"{r['macro_f1_frequent']:.3f} / {r['macro_f1_rare']:.3f} |" for r in rows]
     for name, members in groups:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
-    lines += ["", f"![differences]({out.with_suffix('.png').name})"]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"![differences]({result_file(out, '.png').name})"]
+    result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

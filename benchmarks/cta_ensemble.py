@@ -17,6 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
+from result_files import result_file  # benchmarks/ is the script's own folder, first on sys.path
+
 import numpy as np
 import torch
 
@@ -59,14 +61,14 @@ def main() -> None:
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"task": args.task, "views": args.views, "valid_columns": len(gold), "checkpoints": args.checkpoints}
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# CTA ensembles ({args.task} validation, {len(gold)} columns)", "",
              "Written by `benchmarks/cta_ensemble.py`: mean softmax over fine-tuned checkpoints, each averaged over "
              f"{args.views} row views first. Validation numbers, not test numbers.", "",
              "| system | micro-F1 | macro-F1 |", "|---|---|---|"]
     lines += [f"| {r['system']} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} |" for r in rows]
     lines += ["", "Members:"] + [f"{i + 1}. `{c}`" for i, c in enumerate(args.checkpoints)]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

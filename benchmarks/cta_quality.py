@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from result_files import result_file  # noqa: E402
 from classical_baseline import tfidf_logreg  # noqa: E402
 
 from aegir.evaluation import classification_report  # noqa: E402
@@ -163,7 +164,7 @@ def main() -> None:
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
             "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
-    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
     lines = ["# CTA quality (validation splits; CPU budget)", "",
              "Written by `benchmarks/cta_quality.py`. Validation numbers, not test numbers: the official test",
              "splits are kept aside. Every Aegir run gets the same number of epochs on 2 CPU threads, so these are",
@@ -179,7 +180,7 @@ def main() -> None:
             lines.append(f"| {r['system']} | {r['micro_f1']:.3f} | {r['macro_f1']:.3f} | {r['gate']} | "
                          f"{r.get('mcl_coarse_clusters', '-')} | {r.get('distinct_predicted', '-')} | {r['train_seconds']} |")
         lines.append("")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from result_files import result_file  # benchmarks/ is the script's own folder, first on sys.path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -314,8 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         out = REPO / out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(res), encoding="utf-8")
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
-    print(f"wrote {out} and {out.with_suffix('.json')}", file=sys.stderr)
+    result_file(out, ".json").write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
+    print(f"wrote {out} and {result_file(out, '.json')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
