@@ -83,9 +83,11 @@ def test_eval_writes_report(trained, custom_data, tmp_path):
     assert run.report.micro_f1 == pytest.approx(rep["micro_f1"])
 
 
-def test_resume_continues_the_same_run(custom_data, tmp_path):
+@pytest.mark.parametrize("repeat_threshold", [0.0, 0.5])  # 0.5: the epoch's repeated copies are rebuilt alike
+def test_resume_continues_the_same_run(custom_data, tmp_path, repeat_threshold):
     cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, lr=3e-3, warmup_steps=2,
-                         max_bytes=48, progress=False, checkpoint_every=3, epochs=1, max_steps=6, out=str(tmp_path))
+                         max_bytes=48, progress=False, checkpoint_every=3, epochs=1, max_steps=6, out=str(tmp_path),
+                         repeat_threshold=repeat_threshold)
     full = finetune(cfg)
 
     def losses(run_dir):
