@@ -29,9 +29,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from result_files import result_file  # benchmarks/ is the script's own folder, first on sys.path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
