@@ -44,7 +44,7 @@ from aegir.train.distributed import (
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
-from aegir.train.sampling import epoch_examples, epoch_repeats, repeat_factors
+from aegir.train.sampling import check_threshold, epoch_examples, epoch_repeats, repeat_factors
 from aegir.train.tasks import TASKS, TaskData, resolve_task
 
 log = logging.getLogger("aegir.finetune")
@@ -122,8 +122,7 @@ class FinetuneConfig:
             raise ValueError(f"--class-weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
             raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
-        if not (0.0 <= self.repeat_threshold <= 1.0 and math.isfinite(self.repeat_threshold)):
-            raise ValueError(f"--repeat-threshold must be in [0, 1], got {self.repeat_threshold}")
+        check_threshold(self.repeat_threshold)
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
         if self.parallel not in ("ddp", "none"):
@@ -303,7 +302,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         """The epoch's examples (with repeat-factor copies when on) and each one's index in train_ds.targets."""
         if factors is None:
             return base, src
-        ep = epoch_examples(base, epoch_repeats(factors, cfg.seed, epoch), lambda pos, k: encode_dataset(
+        ep = epoch_examples(base, epoch_counts[epoch], lambda pos, k: encode_dataset(
             train_ds, index, scfg, view=_repeat_view(cfg, epoch, k), indices=[src[p] for p in pos]))
         return ep.examples, [src[p] for p in ep.source]
 
@@ -322,6 +321,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     if cfg.logit_adjust > 0:
         offset = logit_adjustment(label_ids, len(labels), cfg.logit_adjust)
     factors = repeat_factors([e.label_ids for e in train_ex], cfg.repeat_threshold) if cfg.repeat_threshold > 0 else None
+    # (epochs, N) copies per example and epoch, drawn once: they size the schedule and build each epoch.
+    epoch_counts = [epoch_repeats(factors, cfg.seed, e) for e in range(cfg.epochs)] if factors is not None else None
 
     resume_ckpt = None
     run_dir: Path
@@ -385,8 +386,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
 
         ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
 
-    epoch_sizes = [len(train_ex) if factors is None else int(epoch_repeats(factors, cfg.seed, e).sum())
-                   for e in range(cfg.epochs)]
+    epoch_sizes = [len(train_ex)] * cfg.epochs if epoch_counts is None else [int(c.sum()) for c in epoch_counts]
     total = sum(math.ceil(n / cfg.batch_size) for n in epoch_sizes)
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)

@@ -25,12 +25,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 
+def check_threshold(threshold: float) -> None:
+    """The one check of a repeat threshold (config and `repeat_factors` both call it)."""
+    if not (0.0 <= threshold <= 1.0 and math.isfinite(threshold)):
+        raise ValueError(f"--repeat-threshold must be in [0, 1], got {threshold}")
+
+
 def repeat_factors(label_sets: Sequence[Sequence[int]], threshold: float) -> np.ndarray:
     """(N,) float repeat factor of each training example from its label ids (LVIS's r = max_c
     max(1, sqrt(t / f_c)), f_c the share of labelled examples carrying label c). Unlabelled examples
     (teacher targets only) get 1. threshold 0 gives all ones."""
-    if not (0.0 <= threshold <= 1.0 and math.isfinite(threshold)):
-        raise ValueError(f"--repeat-threshold must be in [0, 1], got {threshold}")
+    check_threshold(threshold)
     r = np.ones(len(label_sets))
     labelled = [s for s in label_sets if len(s)]
     if threshold == 0.0 or not labelled:
