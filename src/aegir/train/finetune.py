@@ -37,6 +37,7 @@ from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
 from aegir.tables.table import TableError
 from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
+from aegir.train.head_refit import REFIT_MODES, head_features, refit_classifier_head, training_views
 from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
     unwrap, wrap_model,
@@ -83,6 +84,14 @@ class FinetuneConfig:
     # training columns has its columns repeated sqrt(T / f) times per epoch, each copy a new row view.
     # 0 = off. Epochs get longer by the copies (the run reports how many).
     repeat_threshold: float = 0.0
+    # Classifier re-training after the last epoch (train/head_refit.py; Kang et al., ICLR 2020): the
+    # backbone is frozen and the head's linear layer refitted by L2 logistic regression on the pooled
+    # features of the labelled training columns over refit_views row views, "balanced" (labels weighted
+    # N / (K * n_label)) or "plain". final.pt gets the refitted head, the last step checkpoint keeps the
+    # joint-trained one. Single-label only.
+    refit_head: str = "none"
+    refit_l2: float = 1e-3
+    refit_views: int = 4
     max_bytes: int = 512                # serialization budget per column
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
@@ -123,6 +132,12 @@ class FinetuneConfig:
         if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
             raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
         check_threshold(self.repeat_threshold)
+        if self.refit_head not in REFIT_MODES:
+            raise ValueError(f"--refit-head must be one of {', '.join(REFIT_MODES)}, got {self.refit_head!r}")
+        if not (self.refit_l2 > 0 and math.isfinite(self.refit_l2)):
+            raise ValueError(f"--refit-l2 must be a finite number > 0, got {self.refit_l2}")
+        if self.refit_views < 1:
+            raise ValueError(f"--refit-views must be >= 1, got {self.refit_views}")
         if self.loss not in ("ce", "hierarchical"):
             raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
         if self.parallel not in ("ddp", "none"):
@@ -312,7 +327,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         raise ValueError(f"task {cfg.task}: no labelled training columns")
     # Label rebalancing (class weights, logit adjustment) reads the labelled columns' label frequencies.
     class_w = offset = None
-    for flag, on in (("--class-weight balanced", cfg.class_weight == "balanced"), ("--logit-adjust", cfg.logit_adjust > 0)):
+    for flag, on in (("--class-weight balanced", cfg.class_weight == "balanced"), ("--logit-adjust", cfg.logit_adjust > 0),
+                     ("--refit-head", cfg.refit_head != "none")):
         if on and td.multi_label:
             raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
     label_ids = [e.label_ids[0] for e in train_ex if e.label_ids]
@@ -431,9 +447,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                           f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "
                           f"{sum(epoch_sizes) / cfg.epochs:.0f} examples per epoch on average")
 
+    post: dict[str, Any] = {}  # what happened after the last epoch (the head refit), recorded in final.pt
+
     def extra(metrics_hist):
         return classifier_extra(td.vocab, scfg, cfg.task, td.multi_label, td.cpa, history=metrics_hist,
-                                from_random=from_random, **init_meta)
+                                from_random=from_random, **init_meta, **post)
 
     def save(path: Path, ep: int, bpos: int, metrics: dict[str, Any], final: bool = False) -> None:
         if info.is_main:
@@ -451,6 +469,14 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         barrier(info)
 
     valid_metrics: dict[str, Any] = {}
+
+    def validate():
+        """Report of the weights inference will use (the EMA average when on) on the validation columns."""
+        scored = ema.module if ema is not None else unwrap(model)
+        raw = predict(scored.classifier, valid_ex, batch_size=cfg.eval_batch_size, device=info.device)
+        return score_label_sets([tuple(labels[j] for j in e.label_ids) for e in valid_ex],
+                                predicted_label_sets(raw, labels, td.multi_label), td.multi_label)
+
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.task}", unit="step", disable=not (cfg.progress and info.is_main))
@@ -509,10 +535,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                 break
         if batch_pos >= n_batches or done:
             if valid_ex and info.is_main:
-                scored = ema.module if ema is not None else unwrap(model)
-                raw = predict(scored.classifier, valid_ex, batch_size=cfg.eval_batch_size, device=info.device)
-                rep = score_label_sets([tuple(labels[j] for j in e.label_ids) for e in valid_ex],
-                                       predicted_label_sets(raw, labels, td.multi_label), td.multi_label)
+                rep = validate()
                 valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
                 valid_metrics["epoch"] = epoch
                 history.append({"step": step, **valid_metrics})
@@ -524,8 +547,25 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     bar.close()
     final = run_dir / "final.pt"
     valid_metrics = dict(valid_metrics, train_seconds=time.time() - t0)
-    if ema is not None and not (run_dir / step_checkpoint_name(step)).exists():
-        save(run_dir / step_checkpoint_name(step), epoch, batch_pos, valid_metrics)  # the raw weights, kept beside the average
+    if (ema is not None or cfg.refit_head != "none") and not (run_dir / step_checkpoint_name(step)).exists():
+        # The raw, joint-trained weights, kept beside what final.pt will hold (the average, the refitted head).
+        save(run_dir / step_checkpoint_name(step), epoch, batch_pos, valid_metrics)
+    if cfg.refit_head != "none" and info.is_main:
+        target = (ema.module if ema is not None else unwrap(model)).classifier
+        feats = head_features(target, training_views(train_ds, labels, scfg, cfg.refit_views),
+                              batch_size=cfg.eval_batch_size, device=info.device)
+        refit = refit_classifier_head(target, feats, cfg.refit_head, cfg.refit_l2)
+        post["head_refit"] = refit.summary()
+        console.print(f"head refit ({cfg.refit_head}, l2 {cfg.refit_l2:g}) on {refit.fit.n_examples} training "
+                      f"examples ({cfg.refit_views} row views): {refit.fit.iterations} L-BFGS iterations")
+        if valid_ex:
+            joint = {f"joint_{k}": v for k, v in valid_metrics.items() if k.startswith("valid_")}
+            rep = validate()
+            valid_metrics = {**valid_metrics, **joint, **{f"valid_{k}": v for k, v in rep.summary().items()}}
+            logger.write({"step": step, **valid_metrics})
+            console.print(f"after the refit: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f} "
+                          f"(joint head: {joint.get('joint_valid_micro_f1', float('nan')):.3f} / "
+                          f"{joint.get('joint_valid_macro_f1', float('nan')):.3f})")
     save(final, epoch, batch_pos, valid_metrics, final=True)
     logger.close()
     return FinetuneResult(run_dir, final, step, valid_metrics, history, from_random)
