@@ -129,7 +129,8 @@ def test_train_shim_flags(custom_data, tmp_path):
     help_shim = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--help"], capture_output=True, text=True)
     assert help_cli.returncode == help_shim.returncode == 0
     for flag in ("--task", "--pretrained", "--epochs", "--batch-size", "--lr", "--warmup-steps", "--freeze-backbone",
-                 "--loss", "--data", "--resume", "--class-weight", "--logit-adjust", "--repeat-threshold"):
+                 "--loss", "--data", "--resume", "--class-weight", "--logit-adjust", "--repeat-threshold",
+                 "--refit-head", "--refit-l2", "--refit-views"):
         assert flag in help_shim.stdout and flag in help_cli.stdout
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--data", str(custom_data),
                         "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-bytes", "32",
@@ -144,6 +145,9 @@ def test_train_shim_flags(custom_data, tmp_path):
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--repeat-threshold", "2"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--repeat-threshold must be in" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--refit-head", "cRT"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--refit-head must be one of" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path):
