@@ -148,7 +148,7 @@ def head_features(classifier, views: Sequence[Sequence], batch_size: int = 64,
     return HeadFeatures(x, torch.cat(ys), len(views))
 
 
-def refit_classifier_head(classifier, features: HeadFeatures, mode: str = "balanced", l2: float = 1e-3) -> HeadRefit:
+def refit_classifier_head(classifier, features: HeadFeatures, mode: str = "balanced", l2: float = 1e-2) -> HeadRefit:
     """Refit `classifier.head.proj` in place on `features` (from `head_features` of this classifier)."""
     if mode not in REFIT_MODES or mode == "none":
         raise ValueError(f"refit mode must be one of {REFIT_MODES[1:]}, got {mode!r}")
