@@ -88,7 +88,7 @@ def main() -> None:
         labels = lc.vocab.labels
         index = {l: i for i, l in enumerate(labels)}
         t = time.time()
-        valid_views = [predict(lc.model, [e for e in encode_dataset(td.valid, index, lc.serialize_cfg, view=v)],
+        valid_views = [predict(lc.model, encode_dataset(td.valid, index, lc.serialize_cfg, view=v),
                                batch_size=64) for v in range(max(1, args.views))]
         gold = [t_.labels for t_ in td.valid.targets]
         feats = head_features(lc.model, training_views(td.train, labels, lc.serialize_cfg, args.refit_views))
