@@ -15,9 +15,10 @@ from aegir.inference import load_classifier, predict
 from aegir.model import AegirClassifier
 from aegir.config import ModelConfig
 from aegir.train.finetune import FinetuneConfig, finetune
-from aegir.train.head_refit import (balanced_sample_weights, fit_linear_head, head_features,
+from aegir.train.head_refit import (fit_linear_head, head_features,
                                     refit_classifier_head, save_refit_checkpoint, training_views)
 from aegir.tables.table import TableError
+from aegir.train.rebalance import balanced_class_weights
 from aegir.train.tasks import resolve_task
 
 
@@ -45,7 +46,7 @@ def test_fit_equals_sklearn_logistic_regression(balanced):
 
 def test_balanced_weights_give_every_label_the_same_total():
     y = torch.tensor([0, 0, 0, 0, 2, 2, 3])  # label 1 absent
-    s = balanced_sample_weights(y, 4)
+    s = balanced_class_weights(y.tolist(), 4, dtype=torch.float64)[y]  # the refit's per-example weights
     totals = [float(s[y == k].sum()) for k in (0, 2, 3)]
     assert totals == pytest.approx([7 / 3] * 3) and float(s.sum()) == pytest.approx(7.0)
 

@@ -17,9 +17,8 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +44,7 @@ from aegir.train.distributed import (
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
+from aegir.train.rebalance import balanced_class_weights, logit_adjustment
 from aegir.train.sampling import check_threshold, epoch_examples, epoch_repeats, repeat_factors
 from aegir.train.tasks import TASKS, TaskData, resolve_task
 
@@ -252,28 +252,6 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: Fine
         return _finetune(cfg, task_data, info, console, hooks or FinetuneHooks())
     finally:
         teardown(info)
-
-
-def balanced_class_weights(label_ids: Sequence[int], n_labels: int) -> torch.Tensor:
-    """(n_labels,) N / (K * n_c) for the K labels present among the N labelled columns (1 for absent
-    labels, which no column carries): scikit-learn's "balanced", so the weights average 1 per column."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    y = np.asarray(label_ids)
-    present = np.unique(y)
-    w = np.ones(n_labels)
-    w[present] = compute_class_weight("balanced", classes=present, y=y)
-    return torch.tensor(w, dtype=torch.float32)
-
-
-def logit_adjustment(label_ids: Sequence[int], n_labels: int, tau: float) -> torch.Tensor:
-    """(n_labels,) tau * log(n_c / N) over the N labelled columns; a label no column carries counts as
-    one column (its offset stays finite; it is never a target, so the value only sets how strongly
-    its plain logit is pushed down)."""
-    if not len(label_ids):
-        raise ValueError("--logit-adjust needs labelled training columns to estimate the label priors from")
-    counts = np.maximum(np.bincount(np.asarray(label_ids, dtype=np.int64), minlength=n_labels), 1)
-    return torch.tensor(tau * np.log(counts / len(label_ids)), dtype=torch.float32)
 
 
 def _norm(v: Any) -> Any:

@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from aegir.train.rebalance import balanced_class_weights
+
 REFIT_MODES = ("none", "balanced", "plain")
 # Absent labels' bias sits this far below the lowest fitted bias: exp(-60) ~ 1e-26 relative probability.
 _ABSENT_BIAS_GAP = 60.0
@@ -42,13 +44,6 @@ class LinearFit:
     grad_norm: float          # max |gradient| at the solution (convergence check)
     n_examples: int
     labels_fitted: int        # labels with at least one training example
-
-
-def balanced_sample_weights(y: Tensor, n_labels: int) -> Tensor:
-    """s_i = N / (K_present * n_{y_i}): each label present carries total weight N / K_present."""
-    counts = torch.bincount(y, minlength=n_labels).double()  # (K,)
-    present = int((counts > 0).sum())
-    return len(y) / (present * counts[y])  # (N,)
 
 
 def fit_linear_head(x: Tensor, y: Tensor, n_labels: int, l2: float, balanced: bool = True,
@@ -70,7 +65,9 @@ def fit_linear_head(x: Tensor, y: Tensor, n_labels: int, l2: float, balanced: bo
     remap = torch.full((n_labels,), -1, dtype=torch.long)
     remap[fitted] = torch.arange(len(fitted))
     yk = remap[y]  # (N,) labels as indices into the fitted rows
-    s = balanced_sample_weights(yk, len(fitted)) if balanced else torch.ones(n, dtype=torch.float64)  # (N,)
+    # s_i = N / (K * n_{y_i}) over the fitted labels, so each carries total weight N / K; or all ones.
+    s = balanced_class_weights(yk.tolist(), len(fitted), dtype=torch.float64)[yk] if balanced \
+        else torch.ones(n, dtype=torch.float64)  # (N,)
     w = torch.zeros(len(fitted), f, dtype=torch.float64, requires_grad=True)  # (K_present, F)
     b = torch.zeros(len(fitted), dtype=torch.float64, requires_grad=True)  # (K_present,)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-15,
