@@ -28,10 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_files import result_file  # noqa: E402
 
-from aegir.diagnostics import LivenessInputs, StageBoundaryCounts, run_liveness  # noqa: E402
+from aegir.diagnostics import run_liveness  # noqa: E402
 from aegir.encoding.batch import encode_dataset  # noqa: E402
 from aegir.eval_run import predicted_label_sets, score_label_sets  # noqa: E402
-from aegir.inference import Predictions, classifier_source, load_classifier, predict  # noqa: E402
+from aegir.inference import Predictions, average_views, classifier_source, load_classifier, predict  # noqa: E402
+from aegir.liveness_run import gate_inputs  # noqa: E402
 from aegir.train.head_refit import (head_features, refit_classifier_head, save_refit_checkpoint,  # noqa: E402
                                     training_views)
 from aegir.train.tasks import resolve_task  # noqa: E402
@@ -44,21 +45,15 @@ def head_logits(lc, pooled: np.ndarray) -> np.ndarray:
 
 
 def score_head(lc, views: list[Predictions], n_views: int, gold, labels, out_dir: Path) -> dict:
-    """Macro/micro-F1 and the gate of `lc`'s head over the first `n_views` views' embeddings (mean logits,
-    as aegir's test-time view averaging)."""
-    logits = np.mean([head_logits(lc, v.pooled) for v in views[:n_views]], axis=0).astype(np.float32)
-    pooled = np.mean([v.pooled for v in views[:n_views]], axis=0).astype(np.float32)
-    raw = Predictions(logits, pooled, views[0].n_boundary, views[0].n_valid)
+    """Macro/micro-F1 and the gate of `lc`'s head over the first `n_views` views' embeddings, averaged as
+    aegir's test-time view averaging does (`average_views`: mean logits, mean pooled embeddings)."""
+    raw = average_views([Predictions(head_logits(lc, v.pooled), v.pooled, v.n_boundary, v.n_valid)
+                         for v in views[:n_views]])
     predicted = predicted_label_sets(raw, labels, False)
     rep = score_label_sets(gold, predicted, False)
-    counts = [StageBoundaryCounts(boundaries=raw.n_boundary[:, s], lengths=raw.n_valid[:, s])
-              for s in range(raw.n_valid.shape[1])]
-    gate = run_liveness(LivenessInputs(embeddings=pooled, predicted=[p[0] for p in predicted],
-                                       gold=[g[0] for g in gold], boundaries=counts, label_names=labels,
-                                       meta={"checkpoint": lc.source}), None, out_dir)
+    gate = run_liveness(gate_inputs(raw, predicted, gold, labels, False, {"checkpoint": lc.source}), None, out_dir)
     checks = {c.name: c.figure for c in gate.checks}
-    return {"micro_f1": rep.micro_f1,
-            "macro_f1": rep.macro_f1, "gate": "PASS" if gate.passed else "FAIL",
+    return {"micro_f1": rep.micro_f1, "macro_f1": rep.macro_f1, "gate": "PASS" if gate.passed else "FAIL",
             "mcl_coarse_clusters": checks.get("mcl_clusters"), "distinct_predicted": checks.get("distinct_predicted")}
 
 
