@@ -168,7 +168,6 @@ def _max_abs_diff(a, b) -> float:
 def _clusters_from_limit(m: np.ndarray | sp.spmatrix, attractor_eps: float = 1e-9) -> np.ndarray:
     """Hard cluster ids from the (near-)idempotent limit matrix; see module doc, step 4."""
     m = sp.csr_matrix(m)
-    n = m.shape[0]
     attractors = np.flatnonzero(m.diagonal() > attractor_eps)
     if attractors.size == 0:  # cannot happen after convergence; guard for max_iter cut-offs
         attractors = np.unique(np.asarray(m.argmax(axis=0)).ravel())

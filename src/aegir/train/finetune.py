@@ -29,139 +29,26 @@ from aegir.checkpoint import (
 )
 from aegir.config import ModelConfig
 from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
-from aegir.encoding.serialize import SerializeConfig
 from aegir.eval_run import predicted_label_sets, score_label_sets
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
 from aegir.tables.table import TableError
 from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
-from aegir.train.head_refit import REFIT_MODES, head_features, refit_classifier_head, training_views
+from aegir.train.head_refit import head_features, refit_classifier_head, training_views
 from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
     unwrap, wrap_model,
 )
+from aegir.train.finetune_config import FinetuneConfig
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
 from aegir.train.rebalance import balanced_class_weights, logit_adjustment
-from aegir.train.sampling import check_threshold, epoch_examples, epoch_repeats, repeat_factors
-from aegir.train.tasks import TASKS, TaskData, resolve_task
+from aegir.train.sampling import epoch_examples, epoch_repeats, repeat_factors
+from aegir.train.tasks import TaskData, resolve_task
 
 log = logging.getLogger("aegir.finetune")
-
-
-@dataclass
-class FinetuneConfig:
-    task: str = "synthetic-cta"
-    model_size: str = "nano"            # used only without --pretrained (else the checkpoint's config)
-    pretrained: str | None = None
-    data: str | None = None
-    valid_data: str | None = None
-    epochs: int = 10
-    max_steps: int | None = None        # stop early after this many optimizer steps
-    batch_size: int = 32                # global batch (split over torchrun processes)
-    lr: float = 1e-4
-    head_lr_mult: float = 10.0          # the new head starts from scratch: let it move faster
-    warmup_steps: int = 500
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    freeze_backbone: bool = False
-    loss: str = "ce"                    # "ce" | "hierarchical"; multi-label tasks always use BCE
-    aux_weight: float = 0.5             # weight of each auxiliary hierarchical head
-    # "balanced": each labelled column's CE (and hierarchical terms) weighted by N / (K * n_label), as
-    # scikit-learn's class_weight="balanced" (the weights average 1 over the training columns, so the
-    # learning rate keeps its meaning). For macro-F1 on long-tailed label sets (GitTables); single-label only.
-    class_weight: str = "none"
-    # Logit adjustment (Menon et al., ICLR 2021, "Long-tail learning via logit adjustment"): the CE of
-    # labelled columns reads logits + tau * log(prior of each label), the prior being the label's share
-    # of the labelled training columns; inference reads the plain logits, which then estimate a
-    # label-balanced posterior. Unlike class weights it leaves the frequent labels' gradient scale alone.
-    # tau = 1 is the paper's choice; 0 = off. Single-label only; hierarchical and distillation terms are
-    # not adjusted.
-    logit_adjust: float = 0.0
-    # Repeat-factor sampling (train/sampling.py, LVIS): a label carried by a share f < T of the labelled
-    # training columns has its columns repeated sqrt(T / f) times per epoch, each copy a new row view.
-    # 0 = off. Epochs get longer by the copies (the run reports how many).
-    repeat_threshold: float = 0.0
-    # Classifier re-training after the last epoch (train/head_refit.py; Kang et al., ICLR 2020): the
-    # backbone is frozen and the head's linear layer refitted by L2 logistic regression on the pooled
-    # features of the labelled training columns over refit_views row views, "balanced" (labels weighted
-    # N / (K * n_label)) or "plain". final.pt gets the refitted head, the last step checkpoint keeps the
-    # joint-trained one. Single-label only.
-    refit_head: str = "none"
-    refit_l2: float = 1e-2  # chosen on a held-out GitTables fold (docs/finetuning.md)
-    refit_views: int = 4
-    max_bytes: int = 512                # serialization budget per column
-    # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
-    # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
-    # the serializer's 48: on SOTAB it lifted macro-F1 on three of three paired seeds (cta_analysis.md).
-    max_cell_bytes: int = 128
-    n_synthetic: int = 600
-    add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
-    row_views: bool = True              # epochs after the first train on new random row views (augmentation)
-    # Exponential moving average of the weights (0 = off): validation and final.pt use the average.
-    # Validation F1 of one fine-tune swings by ~0.03 between late epochs; the average smooths that.
-    ema: float = 0.0
-    # Distillation (train/distill.py): teacher classifiers whose softened mean probability the
-    # student also learns from, with this weight and temperature; teacher logits averaged over
-    # teacher_views row views. distill_unlabeled adds the training tables' unlabelled columns (CTA).
-    teachers: tuple[str, ...] = ()
-    distill_weight: float = 0.5
-    distill_temperature: float = 2.0
-    teacher_views: int = 1
-    distill_unlabeled: bool = False
-    # A folder several runs share for teacher targets (found by content; see train/distill.py), so
-    # more student seeds on the same data and teachers skip the teacher pass. None: run folder only.
-    teacher_cache: str | None = None
-    seed: int = 0
-    out: str = "outputs"
-    run_name: str | None = None         # default: the task name
-    resume: str | None = None
-    device: str = "auto"
-    parallel: str = "ddp"
-    checkpoint_every: int = 200         # steps
-    eval_batch_size: int = 64
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
-        if self.class_weight not in ("none", "balanced"):
-            raise ValueError(f"--class-weight must be 'none' or 'balanced', got {self.class_weight!r}")
-        if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
-            raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
-        check_threshold(self.repeat_threshold)
-        if self.refit_head not in REFIT_MODES:
-            raise ValueError(f"--refit-head must be one of {', '.join(REFIT_MODES)}, got {self.refit_head!r}")
-        if not (self.refit_l2 > 0 and math.isfinite(self.refit_l2)):
-            raise ValueError(f"--refit-l2 must be a finite number > 0, got {self.refit_l2}")
-        if self.refit_views < 1:
-            raise ValueError(f"--refit-views must be >= 1, got {self.refit_views}")
-        if self.loss not in ("ce", "hierarchical"):
-            raise ValueError(f"--loss must be 'ce' or 'hierarchical', got {self.loss!r}")
-        if self.parallel not in ("ddp", "none"):
-            # FSDP is for pretraining `base`; classifiers of the design's sizes fit one device and DDP is exact.
-            raise ValueError(f"--parallel for fine-tuning must be 'ddp' or 'none', got {self.parallel!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch size must be >= 1")
-        self.serialize_config()  # the serializer checks its own fields (ValueError)
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"--ema must be in [0, 1), got {self.ema}")
-        self.teachers = tuple(str(t) for t in self.teachers)
-        if not 0.0 <= self.distill_weight <= 1.0:
-            raise ValueError(f"--distill-weight must be in [0, 1], got {self.distill_weight}")
-        if not self.distill_temperature > 0:
-            raise ValueError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
-        if self.teacher_views < 1:
-            raise ValueError(f"--teacher-views must be >= 1, got {self.teacher_views}")
-        if self.distill_unlabeled and not self.teachers:
-            raise ValueError("--distill-unlabeled needs at least one --teacher (the unlabelled columns' only targets)")
-        if self.teacher_cache and not self.teachers:
-            raise ValueError("--teacher-cache needs at least one --teacher")
-
-    def serialize_config(self) -> SerializeConfig:
-        return SerializeConfig(max_bytes=self.max_bytes, max_cell_bytes=self.max_cell_bytes)
 
 
 @dataclass

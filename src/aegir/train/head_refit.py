@@ -23,6 +23,7 @@ never saw a positive example of them either).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -168,10 +169,8 @@ def training_views(train, labels: Sequence[str], scfg, n_views: int) -> list[lis
     return [[e for e in encode_dataset(train, index, scfg, view=v) if e.label_ids] for v in range(n_views)]
 
 
-def save_refit_checkpoint(lc, refit: HeadRefit, path) -> "Path":
+def save_refit_checkpoint(lc, refit: HeadRefit, path) -> Path:
     """Write `lc` (its head refitted) as a classifier checkpoint that records the refit and its source."""
-    from pathlib import Path
-
     from aegir.checkpoint import save_checkpoint
     from aegir.inference import classifier_extra
 
