@@ -11,8 +11,9 @@ present in each resample's gold labels, as the project's metric does on the full
         --checkpoint A/final.pt --checkpoint B/final.pt --result docs/results/cta_bootstrap
 
 `--mean-of NAME=A,B,C` adds a row for the mean macro-F1 of several checkpoints (the seeds of one recipe), scored
-on the same resamples: the recipe's expected score, not one lucky seed's. Every row's distribution of
-differences is also plotted (`<result>.png`).
+on the same resamples: the recipe's expected score, not one lucky seed's. `--ensemble NAME=A,B,C` adds a row
+for those checkpoints used together as one classifier (mean probability, as `aegir eval --checkpoint A
+--checkpoint B ...` predicts). Every row's distribution of differences is also plotted (`<result>.png`).
 
 What it does not cover: run-to-run (seed) variance of training beyond the seeds given; for that, compare
 more seeds. Validation numbers only (the official test splits are kept aside).
@@ -34,7 +35,8 @@ from classical_baseline import tfidf_logreg  # noqa: E402
 
 from aegir.eval_run import eval_dataset  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
-from aegir.inference import load_classifier  # noqa: E402
+from aegir.checkpoint import CheckpointError  # noqa: E402
+from aegir.inference import load_classifier, load_classifiers  # noqa: E402
 from aegir.train.tasks import resolve_task  # noqa: E402
 
 
@@ -72,12 +74,12 @@ def support_split(gold: list[str], pred: list[str], k: int) -> tuple[float, floa
     return mean(big), mean(small), len(big), len(small)
 
 
-def parse_mean_of(spec: str) -> tuple[str, list[str]]:
+def parse_mean_of(spec: str, option: str = "--mean-of") -> tuple[str, list[str]]:
     """'NAME=A,B,...' -> (NAME, [A, B, ...]); at least two checkpoints."""
     name, sep, rest = spec.partition("=")
     members = [m for m in rest.split(",") if m]
     if not sep or not name or len(members) < 2:
-        raise SystemExit(f"error: --mean-of {spec!r}: expected NAME=CHECKPOINT,CHECKPOINT[,...] (two or more)")
+        raise SystemExit(f"error: {option} {spec!r}: expected NAME=CHECKPOINT,CHECKPOINT[,...] (two or more)")
     return name, members
 
 
@@ -108,6 +110,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", action="append", default=[], help="Classifier to compare (repeatable).")
     ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=A,B,...",
                     help="Also compare the mean macro-F1 of these checkpoints (e.g. one recipe's seeds); repeatable.")
+    ap.add_argument("--ensemble", action="append", default=[], metavar="NAME=A,B,...",
+                    help="Also compare these checkpoints as one ensemble (mean probability); repeatable.")
     ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
                     help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
     ap.add_argument("--views", type=int, default=4)
@@ -119,10 +123,13 @@ def main() -> None:
     ap.add_argument("--result", default="docs/results/cta_bootstrap")
     args = ap.parse_args()
     groups = [parse_mean_of(g) for g in args.mean_of]
+    ensembles = [parse_mean_of(e, "--ensemble") for e in args.ensemble]
+    if len({name for name, _ in groups + ensembles}) < len(groups + ensembles):
+        raise SystemExit("error: every --mean-of and --ensemble needs its own NAME")
     for _, members in groups:  # members are scored (and listed) one by one too
         args.checkpoint += [m for m in members if m not in args.checkpoint]
-    if not args.checkpoint:
-        raise SystemExit("error: give at least one --checkpoint or --mean-of")
+    if not args.checkpoint and not ensembles:
+        raise SystemExit("error: give at least one --checkpoint, --mean-of or --ensemble")
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, add_synthetic=args.augment)
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
@@ -135,6 +142,14 @@ def main() -> None:
         assert [p.gold[0] for p in run.predictions] == gold_names  # same columns, same order
         systems[ck] = [p.predicted[0] for p in run.predictions]
         names = sorted(set(names) | set(systems[ck]))
+    for name, members in ensembles:
+        try:
+            run = eval_dataset(load_classifiers(members), td.valid, views=args.views)
+        except CheckpointError as e:
+            raise SystemExit(f"error: --ensemble {name}: {e}") from None
+        assert [p.gold[0] for p in run.predictions] == gold_names
+        systems[name] = [p.predicted[0] for p in run.predictions]
+        names = sorted(set(names) | set(systems[name]))
     ids = {n: i for i, n in enumerate(names)}
     gold = np.array([ids[g] for g in gold_names])
     rng = np.random.default_rng(args.seed)
@@ -151,7 +166,7 @@ def main() -> None:
     for name, members in groups:
         scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
     rows, diffs = [], []
-    for ck in args.checkpoint + [name for name, _ in groups]:
+    for ck in args.checkpoint + [name for name, _ in groups + ensembles]:
         obs, boot = scores[ck]
         d = boot - b_boot
         lo, hi = np.percentile(d, [2.5, 97.5])
@@ -166,7 +181,8 @@ def main() -> None:
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
             "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
-            "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups}}
+            "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups},
+            "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
@@ -179,11 +195,18 @@ def main() -> None:
              f"the {n_small} with fewer (the baseline: {b_big:.3f} / {b_small:.3f}).",
              "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above | frequent / rare |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {'`' + r['checkpoint'] + '`' if r['checkpoint'] in args.checkpoint else '**mean of ' + r['checkpoint'] + '**'} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
+    kind = {name: "mean of" for name, _ in groups} | {name: "ensemble" for name, _ in ensembles}
+
+    def row_name(ck: str) -> str:
+        return f"`{ck}`" if ck in args.checkpoint else f"**{kind[ck]} {ck}**"
+
+    lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} | "
               f"{r['macro_f1_frequent']:.3f} / {r['macro_f1_rare']:.3f} |" for r in rows]
     for name, members in groups:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
+    for name, members in ensembles:
+        lines += ["", f"{name}: one classifier, the mean probability of " + ", ".join(f"`{m}`" for m in members) + "."]
     lines += ["", f"![differences]({result_file(out, '.png').name})"]
     result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

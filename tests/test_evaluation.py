@@ -274,6 +274,8 @@ def test_bootstrap_mean_of_spec_and_plot(tmp_path):
     for bad in ("a.pt,b.pt", "x=a.pt", "=a.pt,b.pt"):
         with pytest.raises(SystemExit, match="NAME=CHECKPOINT"):
             parse_mean_of(bad)
+    with pytest.raises(SystemExit, match="--ensemble 'x=a.pt'"):  # the option named is the one given
+        parse_mean_of("x=a.pt", "--ensemble")
     rows = [{"checkpoint": "a" * 80}, {"checkpoint": "b"}]
     plot_differences(rows, [np.linspace(-0.1, 0.1, 50), np.linspace(0, 0.2, 50)], tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
