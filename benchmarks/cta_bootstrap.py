@@ -14,6 +14,9 @@ present in each resample's gold labels, as the project's metric does on the full
 on the same resamples: the recipe's expected score, not one lucky seed's. `--ensemble NAME=A,B,C` adds a row
 for those checkpoints used together as one classifier (mean probability, as `aegir eval --checkpoint A
 --checkpoint B ...` predicts). Every row's distribution of differences is also plotted (`<result>.png`).
+`--compare A:B` adds a paired difference between two of those rows (checkpoints or NAMEs), A minus B on the
+same resamples: did a change of recipe (say, the mean of distilled students against the mean of the plain
+runs they were distilled from) move the score beyond the validation set's sampling noise?
 
 What it does not cover: run-to-run (seed) variance of training beyond the seeds given; for that, compare
 more seeds. Validation numbers only (the official test splits are kept aside).
@@ -83,6 +86,24 @@ def parse_mean_of(spec: str, option: str = "--mean-of") -> tuple[str, list[str]]
     return name, members
 
 
+def paired_difference(obs_a: float, boot_a: np.ndarray, obs_b: float, boot_b: np.ndarray) -> dict:
+    """A minus B: the observed difference, the 95% percentile interval of the per-resample differences, and
+    the share of resamples where A is not above B (ties count as not above)."""
+    d = boot_a - boot_b
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    return {"diff": obs_a - obs_b, "ci95": [float(lo), float(hi)], "share_not_above": float((d <= 0).mean())}
+
+
+def parse_compare(spec: str, known: list[str]) -> tuple[str, str]:
+    """'A:B' -> (A, B), both names of rows (checkpoint paths or NAMEs). Paths may hold ':' themselves, so
+    every split at a ':' is tried and exactly one must name two known rows."""
+    splits = [(spec[:i], spec[i + 1:]) for i, c in enumerate(spec) if c == ":"]
+    hits = [(a, b) for a, b in splits if a in known and b in known and a != b]
+    if len(hits) != 1:
+        raise SystemExit(f"error: --compare {spec!r}: expected A:B, two different rows among: " + ", ".join(known))
+    return hits[0]
+
+
 def plot_differences(rows: list[dict], diffs: list[np.ndarray], path: Path) -> None:
     import matplotlib
 
@@ -112,6 +133,8 @@ def main() -> None:
                     help="Also compare the mean macro-F1 of these checkpoints (e.g. one recipe's seeds); repeatable.")
     ap.add_argument("--ensemble", action="append", default=[], metavar="NAME=A,B,...",
                     help="Also compare these checkpoints as one ensemble (mean probability); repeatable.")
+    ap.add_argument("--compare", action="append", default=[], metavar="A:B",
+                    help="Paired difference A minus B between two rows (checkpoints or NAMEs); repeatable.")
     ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
                     help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
     ap.add_argument("--views", type=int, default=4)
@@ -130,6 +153,7 @@ def main() -> None:
         args.checkpoint += [m for m in members if m not in args.checkpoint]
     if not args.checkpoint and not ensembles:
         raise SystemExit("error: give at least one --checkpoint, --mean-of or --ensemble")
+    compares = [parse_compare(c, args.checkpoint + [name for name, _ in groups + ensembles]) for c in args.compare]
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, add_synthetic=args.augment)
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
@@ -168,14 +192,16 @@ def main() -> None:
     rows, diffs = [], []
     for ck in args.checkpoint + [name for name, _ in groups + ensembles]:
         obs, boot = scores[ck]
-        d = boot - b_boot
-        lo, hi = np.percentile(d, [2.5, 97.5])
         split = (support_split(gold_names, systems[ck], args.rare_below) if ck in systems
                  else tuple(np.mean([support_split(gold_names, systems[m], args.rare_below) for m in dict(groups)[ck]], 0)))
-        rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs, "diff": obs - b_obs,
-                     "ci95": [float(lo), float(hi)], "share_not_above": float((d <= 0).mean()),
+        rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs,
+                     **paired_difference(obs, boot, b_obs, b_boot),
                      "macro_f1_frequent": split[0], "macro_f1_rare": split[1]})
-        diffs.append(d)
+        diffs.append(boot - b_boot)
+    pairs = []
+    for a, b in compares:  # same resamples as every row: the difference is paired column by column
+        pairs.append({"a": a, "b": b, "macro_f1_a": scores[a][0], "macro_f1_b": scores[b][0],
+                      **paired_difference(*scores[a], *scores[b])})
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
@@ -184,7 +210,7 @@ def main() -> None:
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups},
             "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
-    result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows, "compare": pairs}, indent=1))
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
@@ -203,6 +229,13 @@ def main() -> None:
     lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} | "
               f"{r['macro_f1_frequent']:.3f} / {r['macro_f1_rare']:.3f} |" for r in rows]
+    if pairs:
+        lines += ["", "Paired differences between rows (same resamples):", "",
+                  "| A | B | macro-F1 A / B | A minus B | 95% interval | resamples where A is not above B |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {row_name(r['a'])} | {row_name(r['b'])} | {r['macro_f1_a']:.3f} / {r['macro_f1_b']:.3f} | "
+                  f"{r['diff']:+.3f} | [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} |"
+                  for r in pairs]
     for name, members in groups:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
     for name, members in ensembles:

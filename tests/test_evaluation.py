@@ -281,6 +281,30 @@ def test_bootstrap_mean_of_spec_and_plot(tmp_path):
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_bootstrap_compare_spec_and_paired_difference():
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from cta_bootstrap import paired_difference, parse_compare
+
+    known = ["student", "plain", "C:/runs/a:b/final.pt"]
+    assert parse_compare("student:plain", known) == ("student", "plain")
+    assert parse_compare("C:/runs/a:b/final.pt:plain", known) == ("C:/runs/a:b/final.pt", "plain")  # ':' in a path
+    for bad in ("student", "student:student", "student:nope", "plain-student"):
+        with pytest.raises(SystemExit, match="--compare .*expected A:B"):
+            parse_compare(bad, known)
+    a = np.array([0.5, 0.4, 0.6, 0.3, 0.5])
+    b = np.array([0.4, 0.4, 0.5, 0.4, 0.45])  # differences 0.1, 0, 0.1, -0.1, 0.05
+    got = paired_difference(0.47, a, 0.43, b)
+    assert got["diff"] == pytest.approx(0.04)
+    assert got["share_not_above"] == pytest.approx(2 / 5)  # the tie counts as not above
+    assert got["ci95"] == pytest.approx(list(np.percentile(a - b, [2.5, 97.5])))
+    assert got["ci95"][0] < 0 < got["ci95"][1]
+
+
 def test_bootstrap_support_split_partitions_macro_f1():
     import sys
     from pathlib import Path
