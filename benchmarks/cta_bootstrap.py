@@ -153,27 +153,28 @@ def main() -> None:
         args.checkpoint += [m for m in members if m not in args.checkpoint]
     if not args.checkpoint and not ensembles:
         raise SystemExit("error: give at least one --checkpoint, --mean-of or --ensemble")
-    compares = [parse_compare(c, args.checkpoint + [name for name, _ in groups + ensembles]) for c in args.compare]
+    row_names = args.checkpoint + [name for name, _ in groups + ensembles]  # the table's rows, in order
+    compares = [parse_compare(c, row_names) for c in args.compare]
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, add_synthetic=args.augment)
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
     base = tfidf_logreg(td.train, td.valid, class_weight=bw)
     gold_names = [t.labels[0] for t in td.valid.targets]
-    names = sorted(set(gold_names) | set(base.predictions))
+
+    def predicted(classifier) -> list[str]:
+        run = eval_dataset(classifier, td.valid, views=args.views)
+        assert [p.gold[0] for p in run.predictions] == gold_names  # same columns, same order
+        return [p.predicted[0] for p in run.predictions]
+
     systems = {BASELINE: list(base.predictions)}
     for ck in args.checkpoint:
-        run = eval_dataset(load_classifier(ck), td.valid, views=args.views)
-        assert [p.gold[0] for p in run.predictions] == gold_names  # same columns, same order
-        systems[ck] = [p.predicted[0] for p in run.predictions]
-        names = sorted(set(names) | set(systems[ck]))
+        systems[ck] = predicted(load_classifier(ck))
     for name, members in ensembles:
         try:
-            run = eval_dataset(load_classifiers(members), td.valid, views=args.views)
+            systems[name] = predicted(load_classifiers(members))
         except CheckpointError as e:
             raise SystemExit(f"error: --ensemble {name}: {e}") from None
-        assert [p.gold[0] for p in run.predictions] == gold_names
-        systems[name] = [p.predicted[0] for p in run.predictions]
-        names = sorted(set(names) | set(systems[name]))
+    names = sorted(set(gold_names).union(*systems.values()))
     ids = {n: i for i, n in enumerate(names)}
     gold = np.array([ids[g] for g in gold_names])
     rng = np.random.default_rng(args.seed)
@@ -190,7 +191,7 @@ def main() -> None:
     for name, members in groups:
         scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
     rows, diffs = [], []
-    for ck in args.checkpoint + [name for name, _ in groups + ensembles]:
+    for ck in row_names:
         obs, boot = scores[ck]
         split = (support_split(gold_names, systems[ck], args.rare_below) if ck in systems
                  else tuple(np.mean([support_split(gold_names, systems[m], args.rare_below) for m in dict(groups)[ck]], 0)))
