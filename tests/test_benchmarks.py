@@ -1,0 +1,69 @@
+"""Helpers of the benchmark scripts under benchmarks/ (on pytest's pythonpath, see pyproject.toml):
+result-file naming and the bootstrap's resampled metrics, specs and paired differences."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cta_bootstrap import macro_f1_resampled, paired_difference, parse_compare, parse_mean_of, plot_differences, support_split
+from result_files import result_file
+
+from aegir.evaluation import classification_report
+
+
+def test_dotted_stems_do_not_collide():
+    a, b = result_file("docs/results/cta_t0.02", ".json"), result_file("docs/results/cta_t0.05", ".json")
+    assert a == Path("docs/results/cta_t0.02.json") and b == Path("docs/results/cta_t0.05.json")
+    assert result_file("out/cta", ".md") == Path("out/cta.md")
+    assert result_file("out/cta.md", ".png") == Path("out/cta.png")  # a stem given with its extension
+
+
+def test_bootstrap_macro_f1_is_the_metric_on_each_resample():
+    """benchmarks/cta_bootstrap.py scores thousands of resamples at once from multiplicities; each
+    must equal classification_report's macro-F1 on the resample spelled out column by column."""
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 7, 60)
+    pred = np.where(rng.random(60) < 0.6, gold, rng.integers(0, 9, 60))  # some labels only predicted
+    weights = np.stack([np.bincount(rng.integers(0, 60, 60), minlength=60) for _ in range(6)]).astype(float)
+    fast = macro_f1_resampled(gold, pred, 9, weights)
+    for s in range(6):
+        idx = np.repeat(np.arange(60), weights[s].astype(int))
+        want = classification_report([str(x) for x in gold[idx]], [str(x) for x in pred[idx]]).macro_f1
+        assert fast[s] == pytest.approx(want, abs=1e-12)
+
+
+def test_bootstrap_mean_of_spec_and_plot(tmp_path):
+    assert parse_mean_of("student=a/final.pt,b/final.pt") == ("student", ["a/final.pt", "b/final.pt"])
+    for bad in ("a.pt,b.pt", "x=a.pt", "=a.pt,b.pt"):
+        with pytest.raises(SystemExit, match="NAME=CHECKPOINT"):
+            parse_mean_of(bad)
+    with pytest.raises(SystemExit, match="--ensemble 'x=a.pt'"):  # the option named is the one given
+        parse_mean_of("x=a.pt", "--ensemble")
+    rows = [{"checkpoint": "a" * 80}, {"checkpoint": "b"}]
+    plot_differences(rows, [np.linspace(-0.1, 0.1, 50), np.linspace(0, 0.2, 50)], tmp_path / "d.png")
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_compare_spec_and_paired_difference():
+    known = ["student", "plain", "C:/runs/a:b/final.pt"]
+    assert parse_compare("student:plain", known) == ("student", "plain")
+    assert parse_compare("C:/runs/a:b/final.pt:plain", known) == ("C:/runs/a:b/final.pt", "plain")  # ':' in a path
+    for bad in ("student", "student:student", "student:nope", "plain-student"):
+        with pytest.raises(SystemExit, match="--compare .*expected A:B"):
+            parse_compare(bad, known)
+    a = np.array([0.5, 0.4, 0.6, 0.3, 0.5])
+    b = np.array([0.4, 0.4, 0.5, 0.4, 0.45])  # differences 0.1, 0, 0.1, -0.1, 0.05
+    got = paired_difference(0.47, a, 0.43, b)
+    assert got["diff"] == pytest.approx(0.04)
+    assert got["share_not_above"] == pytest.approx(2 / 5)  # the tie counts as not above
+    assert got["ci95"] == pytest.approx(list(np.percentile(a - b, [2.5, 97.5])))
+    assert got["ci95"][0] < 0 < got["ci95"][1]
+
+
+def test_bootstrap_support_split_partitions_macro_f1():
+    gold = ["a"] * 6 + ["b"] * 5 + ["c"] * 2 + ["d"]
+    pred = ["a"] * 5 + ["b"] + ["b"] * 4 + ["a"] + ["c", "a"] + ["x"]
+    big, small, nb, ns = support_split(gold, pred, 5)
+    # a: tp 5, fp 2 (from b and c), fn 1 -> 10/13; b: tp 4, fp 1, fn 1 -> 8/10; c: tp 1, fn 1 -> 2/3; d: 0
+    assert (nb, ns) == (2, 2)
+    assert big == pytest.approx((10 / 13 + 8 / 10) / 2) and small == pytest.approx((2 / 3 + 0) / 2)
+    assert (nb * big + ns * small) / (nb + ns) == pytest.approx(classification_report(gold, pred).macro_f1)
