@@ -84,3 +84,31 @@ def pretrain_command(
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain", help="Pretrain the byte-level backbone on the mixed corpus.")(pretrain_command)
+
+    @app.command("generate")
+    def generate_command(
+        checkpoint: Path = typer.Option(..., help="Pretraining checkpoint (final.pt or its run folder)."),
+        prompt: str = typer.Option("", help="Text to continue (read byte by byte after [BOS])."),
+        max_bytes: int = typer.Option(200, help="Bytes to sample at most (stops at [EOS])."),
+        temperature: float = typer.Option(0.8, help="Softmax temperature; 0 is greedy."),
+        top_k: int = typer.Option(40, help="Sample from the k most likely ids; 0 for all."),
+        seed: int = typer.Option(0, help="Sampling seed."),
+        show_chunks: bool = typer.Option(False, "--show-chunks", help="Also print the text cut where each router opened chunks."),
+    ) -> None:
+        """Sample a continuation from the byte LM in step (recurrent) mode."""
+        from rich.console import Console
+
+        from aegir.generate import GenerateError, generate
+
+        console = Console()
+        try:
+            g = generate(checkpoint, prompt, max_bytes, temperature, top_k or None, seed)
+        except GenerateError as e:
+            console.print(f"[red]error:[/red] {e}")
+            raise typer.Exit(2) from None
+        print(prompt + g.text)
+        if show_chunks:
+            for s in range(len(g.boundaries)):
+                print(f"--- chunks opened by router {s} (|):\n{g.chunked(s)}")
+        console.print(f"[dim]{len(g.ids)} bytes sampled, stopped at {g.stopped}; "
+                      f"{g.bytes_per_second:.0f} bytes/s in step mode[/dim]")

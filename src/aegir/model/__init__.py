@@ -7,9 +7,10 @@ from aegir.model.aegir import (
     ClassifierOutput,
     LMOutput,
     ModelInputError,
+    StepOutput,
     named_lr_multipliers,
 )
-from aegir.model.hnet import StageStats
+from aegir.model.hnet import StageState, StageStats
 from aegir.model.summary import FlopsPerByte, ParamCounts, flops_per_byte, format_parameter_counts, parameter_counts
 
 __all__ = [
@@ -19,6 +20,8 @@ __all__ = [
     "ClassifierOutput",
     "LMOutput",
     "StageStats",
+    "StageState",
+    "StepOutput",
     "ModelInputError",
     "named_lr_multipliers",
     "ParamCounts",

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from aegir.config import ModelConfig
 from aegir.model.embedding import TiedByteEmbedding
 from aegir.model.heads import ClassificationHead, byte_lm_logits, pool_column
-from aegir.model.hnet import HNetStage, StageStats
+from aegir.model.hnet import HNetStage, StageState, StageStats
 
 
 class ModelInputError(ValueError):
@@ -48,6 +48,18 @@ class LMOutput:
     @property
     def bits_per_byte(self) -> float:
         return float(self.loss.detach()) / math.log(2.0)
+
+
+@dataclass
+class StepOutput:
+    """One byte per row through the backbone in step (recurrent) mode."""
+
+    hidden: Tensor  # (B, d_model[0]): the last position's hidden state, as `forward` gives it
+    state: StageState  # pass back into the next `step`
+    boundaries: list[Tensor]  # per router, outer first: (B,) bool, this byte opened a chunk there
+
+    def lm_logits(self, model: "AegirModel") -> Tensor:
+        return model.lm_logits(self.hidden)  # (B, n_active)
 
 
 @dataclass
@@ -145,6 +157,24 @@ class AegirModel(_KeepsParamTags, nn.Module):
         w = self.cfg.ratio_loss_weight
         rl = sum((s.ratio_loss for s in stages), hidden.new_zeros((), dtype=torch.float32))
         return BackboneOutput(hidden=hidden, stages=stages, ratio_loss=w * rl)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> StageState:
+        """Empty step-mode state for `batch_size` rows (before the first byte)."""
+        w = self.embedding.live
+        return self.hnet.initial_state(batch_size, torch.device(device) if device else w.device, w.dtype)
+
+    def step(self, ids: Tensor, state: StageState) -> StepOutput:
+        """Step-mode inference: the next id of every row, ids (B,), with the state of the bytes so
+        far. O(1) work per byte, against re-running `forward` on the whole prefix; the result equals
+        `forward(prefix).hidden[:, -1]` (tests: float64, to rounding). Rows have no padding here."""
+        if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype not in (torch.long, torch.int32):
+            raise ModelInputError(f"step takes one id per row, an integer tensor of shape (B,), got "
+                                  f"{getattr(ids, 'shape', type(ids))}")
+        check_inputs(ids[:, None], None, self.cfg.vocab_size)
+        with self._autocast(ids):
+            x = self.ln_in(self.embedding(ids.long()[:, None]))[:, 0]  # (B, 1, d0) -> (B, d0)
+            st = self.hnet.step(x, state)
+        return StepOutput(hidden=st.y, state=st.state, boundaries=st.boundaries)
 
     def lm_logits(self, hidden: Tensor) -> Tensor:
         return byte_lm_logits(hidden, self.embedding.live, self.cfg.n_active)  # (B, T, n_active)

@@ -18,14 +18,14 @@ sums plus a block-level EMA between them (`ema_blocked`), instead of Mamba-2's S
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aegir.config import ModelConfig, ParsedLayout, parse_layout  # noqa: F401  (parse_layout re-exported)
-from aegir.model.rwkv7 import RWKV7Stack, _fp32_off, _hi
+from aegir.model.rwkv7 import BlockState, RWKV7Stack, _fp32_off, _hi
 
 P_CLAMP = 1e-4  # dechunk clamps p to [1e-4, 1 - 1e-4] so log(1 - p) stays finite
 
@@ -77,12 +77,15 @@ class Router(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor) -> RouterOutput:
         with _fp32_off(h):  # p sits near 0.5: bf16 rounding would flip boundaries
-            hf = _hi(h)
-            cos = F.cosine_similarity(self.q(hf[:, :-1]), self.k(hf[:, 1:]), dim=-1)  # (B, T-1)
-            p = ((1 - cos) / 2).clamp(0.0, 1.0)
+            p = self.prob(h[:, :-1], h[:, 1:])  # (B, T-1)
             p = torch.cat([p.new_ones(p.shape[0], 1), p], dim=1)  # (B, T): first position forced (T = 1 too)
             p = p * mask
         return RouterOutput(prob=p, boundary=(p > 0.5) & mask)
+
+    def prob(self, h_prev: Tensor, h: Tensor) -> Tensor:
+        """Boundary probability of h (..., D) after h_prev (..., D), in fp32 (float64 in tests)."""
+        cos = F.cosine_similarity(self.q(_hi(h_prev)), self.k(_hi(h)), dim=-1)  # (...)
+        return ((1 - cos) / 2).clamp(0.0, 1.0)
 
 
 @dataclass
@@ -202,6 +205,52 @@ def ratio_loss(boundary: Tensor, prob: Tensor, valid: Tensor, target: float) -> 
     return N / (N - 1) * ((N - 1) * Fr * G + (1 - Fr) * (1 - G))
 
 
+@dataclass
+class StageState:
+    """Step-mode state of one stage and, recursively, the stages inside it. Every tensor has the
+    batch first, so rows can be selected and written back (`select_rows` / `put_rows`): an inner
+    stage advances only in the rows whose byte opened a chunk."""
+
+    blocks: list[BlockState]  # the encoder; the main stack of the innermost stage
+    decoder: list[BlockState]  # empty for the innermost stage
+    started: Tensor | None = None  # (B,) bool: the router has seen a position (p_0 = 1 is forced)
+    h_prev: Tensor | None = None  # (B, d) previous encoder output, for the router's cosine
+    zbar: Tensor | None = None  # (B, d) fp32 dechunk EMA over the chunks so far
+    inner: "StageState | None" = None
+
+
+def select_rows(state, idx: Tensor):
+    """The rows idx (long, (n,)) of a step-mode state (dataclasses, lists and tensors, batch first)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_select(0, idx)  # (n, ...)
+    if isinstance(state, list):
+        return [select_rows(s, idx) for s in state]
+    return type(state)(**{f.name: select_rows(getattr(state, f.name), idx) for f in fields(state)})
+
+
+def put_rows(state, idx: Tensor, rows):
+    """`state` with rows idx replaced by `rows` (as returned by `select_rows`, then advanced)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.index_copy(0, idx, rows)  # (B, ...)
+    if isinstance(state, list):
+        return [put_rows(s, idx, r) for s, r in zip(state, rows)]
+    return type(state)(**{f.name: put_rows(getattr(state, f.name), idx, getattr(rows, f.name))
+                          for f in fields(state)})
+
+
+@dataclass
+class StageStep:
+    """One step of a stage: its output and state, and where chunks opened (outer router first)."""
+
+    y: Tensor  # (B, d_stage)
+    state: StageState
+    boundaries: list[Tensor]  # per router at or inside this stage: (B,) bool, this byte opened a chunk there
+
+
 class HNetStage(nn.Module):
     """Stage `stage` of the nested H-Net; holds the inner stage recursively."""
 
@@ -263,3 +312,57 @@ class HNetStage(nn.Module):
             target_ratio=self.target_ratio,
         )
         return y, [stats] + inner_stats
+
+    def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> StageState:
+        if self.is_innermost:
+            return StageState(blocks=self.main.initial_state(batch, device, dtype), decoder=[])
+        hi = torch.float64 if dtype == torch.float64 else torch.float32
+        return StageState(
+            blocks=self.encoder.initial_state(batch, device, dtype),
+            decoder=self.decoder.initial_state(batch, device, dtype),
+            started=torch.zeros(batch, dtype=torch.bool, device=device),
+            h_prev=torch.zeros(batch, self.width, device=device, dtype=dtype),
+            zbar=torch.zeros(batch, self.width, device=device, dtype=hi),
+            inner=self.inner.initial_state(batch, device, dtype),
+        )
+
+    def step(self, x: Tensor, state: StageState) -> StageStep:
+        """Step-mode inference: one new position per row, x (B, d_stage). Equal to `forward` on
+        the sequence so far, at its last position (every operation is causal): the router compares
+        with the previous encoder output, a boundary sends the byte into the inner stage (only
+        those rows advance there) and updates the dechunk EMA, and every byte decodes from the EMA
+        of the chunk it belongs to. The STE confidence is exactly 1 in the forward pass: omitted."""
+        if self.is_innermost:
+            y, blocks = self.main.step(x, state.blocks)
+            return StageStep(y=y, state=StageState(blocks=blocks, decoder=[]), boundaries=[])
+        h, enc = self.encoder.step(x, state.blocks)  # (B, d)
+        with _fp32_off(h):
+            res = self.residual_proj(_hi(h))  # (B, d) fp32 residual path
+            p = torch.where(state.started, self.router.prob(state.h_prev, h), 1.0)  # (B,) first position: 1
+        boundary = p > 0.5  # (B,)
+        inner_state, zbar = state.inner, state.zbar
+        inner_bounds = [torch.zeros_like(boundary) for _ in range(self.inner_routers)]
+        idx = boundary.nonzero().squeeze(1)  # (n,) rows that open a chunk
+        if idx.numel():
+            hc = h.index_select(0, idx)  # (n, d)
+            if self.pad_dimension is not None:
+                hc = torch.cat([hc, self.pad_dimension.to(hc.dtype).expand(hc.shape[0], -1)], dim=-1)  # (n, d_next)
+            sub = self.inner.step(hc, select_rows(inner_state, idx))
+            inner_state = put_rows(inner_state, idx, sub.state)
+            inner_bounds = [full.index_copy(0, idx, b) for full, b in zip(inner_bounds, sub.boundaries)]
+            with _fp32_off(h):
+                P = p.index_select(0, idx).clamp(P_CLAMP, 1 - P_CLAMP)[:, None].to(zbar.dtype)  # (n, 1)
+                z = _hi(sub.y[:, : self.width])  # (n, d)
+                zbar = zbar.index_copy(0, idx, P * z + (1 - P) * zbar.index_select(0, idx))  # (B, d)
+        y, dec = self.decoder.step(zbar.to(res.dtype) + res, state.decoder)
+        new = StageState(blocks=enc, decoder=dec, started=torch.ones_like(boundary), h_prev=h, zbar=zbar,
+                         inner=inner_state)
+        return StageStep(y=y, state=new, boundaries=[boundary] + inner_bounds)
+
+    @property
+    def inner_routers(self) -> int:
+        """Routers inside this stage's inner stage (0 for the innermost and the one around it)."""
+        n, st = 0, self.inner
+        while not st.is_innermost:
+            n, st = n + 1, st.inner
+        return n

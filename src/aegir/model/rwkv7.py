@@ -16,13 +16,14 @@ projections run under bf16 autocast and the residual stream stays fp32.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from aegir.model.wkv import wkv, wkv_chunked, wkv_naive  # noqa: F401  (re-exported)
+from aegir.model.wkv import wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
 
 LOG_W_SCALE = -math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(.) in (-0.6065, 0): bounded decay
 
@@ -112,10 +113,10 @@ class RWKV7TimeMix(nn.Module):
         self.ln_x.weight.fill_(((l + 1) / L) ** 0.7)
         self.ln_x.bias.zero_()
 
-    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        B, T, C = x.shape
+    def _mix(self, x: Tensor, xx: Tensor, v_first: Tensor | None) -> tuple["_Mixed", Tensor]:
+        """Projections of (..., C) positions, x the input and xx = previous input - x (token shift).
+        Shared by the parallel forward (..., = B, T) and step mode (..., = B)."""
         H, N = self.n_heads, self.head_size
-        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
         mu = self.mu.to(x.dtype)
         xr, xw, xk, xv, xa, xg = (x + xx * mu[j] for j in range(6))  # (measured faster than addcmul here)
         r = self.receptance(xr)
@@ -124,7 +125,7 @@ class RWKV7TimeMix(nn.Module):
         with _fp32_off(x):
             # Decay in fp32: the chunk factors exponentiate cumulative sums of log w.
             w_hat = self.w0 + torch.tanh(_hi(xw) @ self.w1) @ self.w2
-            log_w = LOG_W_SCALE * torch.sigmoid(w_hat)  # (B, T, C)
+            log_w = LOG_W_SCALE * torch.sigmoid(w_hat)  # (..., C)
         if self.layer == 0:
             v_first = v
         else:
@@ -133,21 +134,69 @@ class RWKV7TimeMix(nn.Module):
             v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
         iclr = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)  # in-context learning rate a
         g = torch.sigmoid(xg @ self.g1) @ self.g2
-        kk = F.normalize((k * self.k_k).view(B, T, H, N), dim=-1, eps=1e-12)  # (B, T, H, N)
+        kk = F.normalize((k * self.k_k).unflatten(-1, (H, N)), dim=-1, eps=1e-12)  # (..., C) -> (..., H, N)
         k = k * (1 + (iclr - 1) * self.k_a)
+        return _Mixed(r=r, log_w=log_w, k=k, v=v, kk=kk, iclr=iclr, g=g), v_first
+
+    def _wkv_inputs(self, m: "_Mixed") -> tuple[Tensor, ...]:
+        """(r, log w, k, v, a, b) per head in fp32 (float64 in tests), each (..., C) -> (..., H, N);
+        call with autocast off."""
+        heads = (self.n_heads, self.head_size)
+        r32, k32, v32 = (_hi(t).unflatten(-1, heads) for t in (m.r, m.k, m.v))  # (..., H, N)
+        kk32, iclr32 = _hi(m.kk), _hi(m.iclr).unflatten(-1, heads)  # (..., H, N)
+        return r32, m.log_w.unflatten(-1, heads), k32, v32, -kk32, kk32 * iclr32
+
+    def _out(self, y: Tensor, r32: Tensor, k32: Tensor, v32: Tensor, g: Tensor) -> Tensor:
+        """WKV output y (..., H, N) -> per-head GroupNorm + bonus r.(r_k k) v -> gated output (..., C)."""
+        C = self.width
+        with _fp32_off(y):
+            lead = y.shape[:-2]
+            y = self.ln_x(y.reshape(-1, C)).view(*lead, C)  # (..., H, N) -> (L, C) -> (..., C)
+            bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (..., H, N)
+            y = y + bonus.flatten(-2)  # (..., C)
+        return self.output(y.to(g.dtype) * g)
+
+    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
+        m, v_first = self._mix(x, xx, v_first)
         with _fp32_off(x):
-            shape = (B, T, H, N)
-            r32, k32, v32 = _hi(r).view(shape), _hi(k).view(shape), _hi(v).view(shape)  # (B, T, H, N)
-            kk32, iclr32 = _hi(kk), _hi(iclr).view(shape)  # (B, T, H, N)
-            args = (r32, log_w.view(shape), k32, v32, -kk32, kk32 * iclr32, mask)  # log_w (B, T, C) -> (B, T, H, N)
+            args = (*self._wkv_inputs(m), mask)  # (B, T, H, N) each
             if self.wkv_recompute and torch.is_grad_enabled():
                 y = checkpoint(wkv, *args, impl=self.wkv_impl, chunk=self.wkv_chunk, use_reentrant=False)
             else:
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
-            y = self.ln_x(y.reshape(B * T, C)).view(B, T, C)  # (B*T, C) -> (B, T, C)
-            bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (B, T, H, N)
-            y = y + bonus.view(B, T, C)  # (B, T, C)
-        return self.output(y.to(g.dtype) * g), v_first
+        return self._out(y, args[0], args[2], args[3], m.g), v_first
+
+    def step(self, x: Tensor, v_first: Tensor | None, x_prev: Tensor, state: Tensor
+             ) -> tuple[Tensor, Tensor, Tensor]:
+        """One position per row: x, x_prev (B, C), WKV state (B, H, K, V) -> (output, v_first, state)."""
+        m, v_first = self._mix(x, x_prev - x, v_first)
+        with _fp32_off(x):
+            r32, log_w, k32, v32, a32, b32 = self._wkv_inputs(m)  # (B, H, N) each
+            y, state = wkv_step(r32, log_w, k32, v32, a32, b32, state)  # (B, H, V), (B, H, K, V)
+        return self._out(y, r32, k32, v32, m.g), v_first, state
+
+
+@dataclass
+class _Mixed:
+    """The time-mix projections of some positions, each (..., C) except kk (..., H, N)."""
+
+    r: Tensor
+    log_w: Tensor  # fp32
+    k: Tensor
+    v: Tensor
+    kk: Tensor  # normalised removal key
+    iclr: Tensor  # in-context learning rate a
+    g: Tensor  # output gate
+
+
+@dataclass
+class BlockState:
+    """Step-mode state of one block: the token-shift inputs and the WKV state."""
+
+    att_x: Tensor  # (B, C) previous time-mix input (after ln1); zero before the first position
+    wkv: Tensor  # (B, H, K, V) fp32 (float64 in tests)
+    ffn_x: Tensor  # (B, C) previous channel-mix input (after ln2)
 
 
 class _ReluSquare(torch.autograd.Function):
@@ -192,8 +241,15 @@ class RWKV7ChannelMix(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
-        h = relu_square(self.key(x + xx * self.mu_k.to(x.dtype)))  # (B, T, 4C)
+        return self._ffn(x, xx)
+
+    def _ffn(self, x: Tensor, xx: Tensor) -> Tensor:
+        h = relu_square(self.key(x + xx * self.mu_k.to(x.dtype)))  # (..., 4C)
         return self.value(h)
+
+    def step(self, x: Tensor, x_prev: Tensor) -> Tensor:
+        """One position per row: x, x_prev (B, C)."""
+        return self._ffn(x, x_prev - x)
 
 
 class RWKV7Block(nn.Module):
@@ -213,6 +269,21 @@ class RWKV7Block(nn.Module):
         x = x + dx
         x = x + self.ffn(self.ln2(x))
         return x, v_first
+
+    def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> BlockState:
+        C, H, N = self.att.width, self.att.n_heads, self.att.head_size
+        zeros = torch.zeros(batch, C, device=device, dtype=dtype)
+        wkv_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return BlockState(att_x=zeros, wkv=torch.zeros(batch, H, N, N, device=device, dtype=wkv_dtype), ffn_x=zeros)
+
+    def step(self, x: Tensor, v_first: Tensor | None, state: BlockState) -> tuple[Tensor, Tensor, BlockState]:
+        """x (B, C), one position per row -> (x, v_first, next state); equals `forward` position by position."""
+        xa = self.ln1(x)
+        dx, v_first, wkv_state = self.att.step(xa, v_first, state.att_x, state.wkv)
+        x = x + dx
+        xf = self.ln2(x)
+        x = x + self.ffn.step(xf, state.ffn_x)
+        return x, v_first, BlockState(att_x=xa, wkv=wkv_state, ffn_x=xf)
 
 
 class RWKV7Stack(nn.Module):
@@ -239,3 +310,14 @@ class RWKV7Stack(nn.Module):
             else:
                 x, v_first = blk(x, v_first, mask)
         return self.norm(x)
+
+    def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> list[BlockState]:
+        return [blk.initial_state(batch, device, dtype) for blk in self.blocks]
+
+    def step(self, x: Tensor, states: list[BlockState]) -> tuple[Tensor, list[BlockState]]:
+        """x (B, C), one position per row, through every block and the final norm."""
+        v_first, new = None, []
+        for blk, st in zip(self.blocks, states):
+            x, v_first, st = blk.step(x, v_first, st)
+            new.append(st)
+        return self.norm(x), new

@@ -93,6 +93,15 @@ def wkv_naive(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tens
     return torch.stack(outs, dim=1)  # (B, T, H, V)
 
 
+def wkv_step(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+             M: Tensor) -> tuple[Tensor, Tensor]:
+    """One recurrent step for step-mode inference: inputs (B, H, N), state M (B, H, K, V).
+    Returns (o (B, H, V), the next state); the same update as one iteration of `wkv_naive`."""
+    u = torch.einsum("bhk,bhkv->bhv", a, M)  # (B, H, V): a_t M_{t-1}
+    M = log_w.exp()[..., None] * M + b[..., None] * u[:, :, None, :] + k[..., None] * v[:, :, None, :]  # (B, H, K, V)
+    return torch.einsum("bhk,bhkv->bhv", r, M), M  # (B, H, V)
+
+
 def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
                 mask: Tensor | None = None, chunk: int = 64) -> Tensor:
     """Chunked parallel form: all chunk-local (c x c) work is batched over chunks; only a

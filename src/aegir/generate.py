@@ -1,0 +1,147 @@
+"""Sampling bytes from a pretrained backbone in step (recurrent) mode: `aegir generate`.
+
+What it is for: looking at what the byte LM learned (does it continue a CREATE TABLE, a table row,
+a sentence?) and where its routers open chunks on that text. Every byte costs O(1) work in step
+mode (`AegirModel.step`), so the prompt is read byte by byte too (no parallel prefill).
+
+A document is `[BOS] bytes [EOS]` in pretraining (encoding/corpus.py), so the prompt is preceded
+by BOS and sampling stops at EOS. Only the ids that occur (bytes + specials, `n_active`) are scored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from aegir.checkpoint import CheckpointError, load_checkpoint, load_weights
+from aegir.config import ModelConfig
+from aegir.encoding.vocab import BOS, EOS, N_BYTES, decode_ids, encode_text
+from aegir.model import AegirModel
+
+
+class GenerateError(ValueError):
+    """Bad sampling arguments (a user mistake: one clear line at the CLI)."""
+
+
+@dataclass
+class Generation:
+    prompt: str
+    ids: list[int]  # the sampled ids, prompt excluded (EOS included when sampling stopped there)
+    stopped: str  # "eos" or "max_bytes"
+    boundaries: list[list[int]]  # per router, outer first: positions in [BOS] prompt sample that opened a chunk
+    seconds: float  # wall time of reading the prompt and sampling
+    prompt_ids: list[int] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The continuation, bytes decoded as UTF-8 (with replacement), specials as [NAME]."""
+        return decode_ids([i for i in self.ids if i != EOS])
+
+    @property
+    def bytes_per_second(self) -> float:
+        n = 1 + len(self.prompt_ids) + len(self.ids)
+        return n / self.seconds if self.seconds > 0 else float("inf")
+
+    def chunked(self, stage: int = 0, sep: str = "|") -> str:
+        """Prompt + continuation with `sep` before every byte that opened a chunk at router `stage`
+        (the BOS position is left out). Chunks split where the router says, which can be inside a
+        multi-byte UTF-8 character: such pieces show replacement characters."""
+        if not 0 <= stage < len(self.boundaries):
+            raise GenerateError(f"stage {stage}: this model has {len(self.boundaries)} router(s)")
+        seq = [BOS, *self.prompt_ids, *(i for i in self.ids if i != EOS)]
+        opens = set(self.boundaries[stage])
+        pieces, cur = [], []
+        for pos in range(1, len(seq)):
+            if pos in opens and cur:
+                pieces.append(decode_ids(cur))
+                cur = []
+            cur.append(seq[pos])
+        if cur:
+            pieces.append(decode_ids(cur))
+        return sep.join(pieces)
+
+
+def load_lm(path: str | Path, device: str | torch.device = "cpu") -> AegirModel:
+    """A pretraining checkpoint (file, or a run folder's final.pt), loaded strictly, in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "final.pt").is_file():
+            raise CheckpointError(f"{path}: a folder without final.pt (give the checkpoint file)")
+        path = path / "final.pt"
+    ck = load_checkpoint(path)
+    if ck.kind != "pretrain" or not isinstance(ck.config, ModelConfig):
+        raise CheckpointError(f"{path}: a {ck.kind!r} checkpoint; generate samples from a pretraining "
+                              "checkpoint of the byte-level backbone (aegir pretrain)")
+    model = AegirModel(ck.config)
+    load_weights(model, ck, strict=True)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 200, temperature: float = 0.8,
+             top_k: int | None = 40, seed: int = 0, bytes_only: bool = True) -> Generation:
+    """Continue `prompt` by sampling up to `max_bytes` ids (stops early at EOS).
+
+    temperature 0 is greedy decoding; top_k keeps the k most likely ids (None: all). With
+    `bytes_only`, specials other than EOS are never sampled (a text continuation has none)."""
+    if max_bytes < 1:
+        raise GenerateError(f"max_bytes must be >= 1, got {max_bytes}")
+    if temperature < 0:
+        raise GenerateError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise GenerateError(f"top_k must be >= 1 (or None for all ids), got {top_k}")
+    if not isinstance(model, AegirModel):
+        model = load_lm(model)
+    device = model.embedding.live.device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    prompt_ids = encode_text(prompt)
+    t0 = time.perf_counter()
+    state = model.initial_state(1, device)
+    bounds: list[list[int]] = []
+    pos = 0
+
+    def feed(i: int):
+        nonlocal state, pos
+        out = model.step(torch.tensor([i], device=device), state)
+        state = out.state
+        if not bounds:
+            bounds.extend([] for _ in out.boundaries)
+        for b, opened in zip(bounds, out.boundaries):
+            if bool(opened[0]):
+                b.append(pos)
+        pos += 1
+        return out
+
+    for i in [BOS, *prompt_ids]:
+        out = feed(i)
+    ids: list[int] = []
+    stopped = "max_bytes"
+    for _ in range(max_bytes):
+        logits = out.lm_logits(model)[0].float().cpu()  # (n_active,)
+        if bytes_only:
+            keep = torch.zeros_like(logits, dtype=torch.bool)
+            keep[:N_BYTES] = True
+            keep[EOS] = True
+            logits = logits.masked_fill(~keep, float("-inf"))
+        nxt = _sample(logits, temperature, top_k, gen)
+        ids.append(nxt)
+        if nxt == EOS:
+            stopped = "eos"
+            break
+        out = feed(nxt)
+    return Generation(prompt=prompt, ids=ids, stopped=stopped, boundaries=bounds,
+                      seconds=time.perf_counter() - t0, prompt_ids=prompt_ids)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator) -> int:
+    """One id from (n,) logits: argmax at temperature 0, else softmax(logits / T) over the top k."""
+    if temperature == 0:
+        return int(logits.argmax())
+    if top_k is not None and top_k < logits.numel():
+        kth = logits.topk(top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=gen))
