@@ -82,11 +82,14 @@ def load_lm(path: str | Path, device: str | torch.device = "cpu") -> AegirModel:
 
 @torch.no_grad()
 def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 200, temperature: float = 0.8,
-             top_k: int | None = 40, seed: int = 0, bytes_only: bool = True) -> Generation:
+             top_k: int | None = 40, seed: int = 0, bytes_only: bool = True,
+             device: str | torch.device = "cpu") -> Generation:
     """Continue `prompt` by sampling up to `max_bytes` ids (stops early at EOS).
 
     temperature 0 is greedy decoding; top_k keeps the k most likely ids (None: all). With
-    `bytes_only`, specials other than EOS are never sampled (a text continuation has none)."""
+    `bytes_only`, specials other than EOS are never sampled (a text continuation has none).
+    `device` applies when a checkpoint path is given (a model stays where it is); on CUDA the step
+    runs under the model's bf16 autocast like the forward pass."""
     if max_bytes < 1:
         raise GenerateError(f"max_bytes must be >= 1, got {max_bytes}")
     if temperature < 0:
@@ -94,7 +97,9 @@ def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 
     if top_k is not None and top_k < 1:
         raise GenerateError(f"top_k must be >= 1 (or None for all ids), got {top_k}")
     if not isinstance(model, AegirModel):
-        model = load_lm(model)
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise GenerateError(f"device {device!r}: CUDA is not available here (use --device cpu)")
+        model = load_lm(model, device)
     device = model.embedding.live.device
     gen = torch.Generator(device="cpu").manual_seed(seed)
     prompt_ids = encode_text(prompt)

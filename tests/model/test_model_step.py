@@ -139,6 +139,9 @@ def test_generate_continues_what_the_lm_learned(tmp_path):
     assert sampled.ids == generate(path, "id,", max_bytes=12, temperature=1.0, top_k=5, seed=3).ids  # seeded
     with pytest.raises(GenerateError, match="temperature"):
         generate(path, "x", temperature=-1)
+    if not torch.cuda.is_available():
+        with pytest.raises(GenerateError, match="CUDA is not available"):
+            generate(path, "x", device="cuda")
     with pytest.raises(GenerateError, match="router"):
         g.chunked(2)
 

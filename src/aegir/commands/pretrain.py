@@ -93,6 +93,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.8, help="Softmax temperature; 0 is greedy."),
         top_k: int = typer.Option(40, help="Sample from the k most likely ids; 0 for all."),
         seed: int = typer.Option(0, help="Sampling seed."),
+        device: str = typer.Option("cpu", help="Device to run on (cpu, cuda, cuda:1, ...)."),
         show_chunks: bool = typer.Option(False, "--show-chunks", help="Also print the text cut where each router opened chunks."),
     ) -> None:
         """Sample a continuation from the byte LM in step (recurrent) mode."""
@@ -102,7 +103,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         try:
-            g = generate(checkpoint, prompt, max_bytes, temperature, top_k or None, seed)
+            g = generate(checkpoint, prompt, max_bytes, temperature, top_k or None, seed, device=device)
         except GenerateError as e:
             console.print(f"[red]error:[/red] {e}")
             raise typer.Exit(2) from None
