@@ -1,8 +1,9 @@
 """Sampling bytes from a pretrained backbone in step (recurrent) mode: `aegir generate`.
 
 What it is for: looking at what the byte LM learned (does it continue a CREATE TABLE, a table row,
-a sentence?) and where its routers open chunks on that text. Every byte costs O(1) work in step
-mode (`AegirModel.step`), so the prompt is read byte by byte too (no parallel prefill).
+a sentence?) and where its routers open chunks on that text. The prompt is read in one parallel
+forward pass that also returns the recurrent state (`forward(..., return_state=True)`); every
+sampled byte then costs O(1) work in step mode (`AegirModel.step`).
 
 A document is `[BOS] bytes [EOS]` in pretraining (encoding/corpus.py), so the prompt is preceded
 by BOS and sampling stops at EOS. Only the ids that occur (bytes + specials, `n_active`) are scored.
@@ -104,28 +105,31 @@ def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 
     gen = torch.Generator(device="cpu").manual_seed(seed)
     prompt_ids = encode_text(prompt)
     t0 = time.perf_counter()
-    state = model.initial_state(1, device)
+    # The prompt in one parallel pass (prefill); then one step per sampled byte.
+    seq = torch.tensor([[BOS, *prompt_ids]], device=device)  # (1, T)
+    pre = model(seq, return_state=True)
+    state, pos = pre.state, seq.shape[1]
     bounds: list[list[int]] = []
-    pos = 0
+    where = torch.arange(seq.shape[1], device=device)  # byte positions of the current stage's sequence
+    for st in pre.stages:  # router s runs on the positions that opened chunks at router s - 1
+        where = where[st.boundary_mask[0, : where.numel()]]
+        bounds.append(where.tolist())
 
     def feed(i: int):
         nonlocal state, pos
         out = model.step(torch.tensor([i], device=device), state)
         state = out.state
-        if not bounds:
-            bounds.extend([] for _ in out.boundaries)
         for b, opened in zip(bounds, out.boundaries):
             if bool(opened[0]):
                 b.append(pos)
         pos += 1
         return out
 
-    for i in [BOS, *prompt_ids]:
-        out = feed(i)
+    hidden = pre.hidden[:, -1]  # (1, D): predicts the first sampled byte
     ids: list[int] = []
     stopped = "max_bytes"
     for _ in range(max_bytes):
-        logits = out.lm_logits(model)[0].float().cpu()  # (n_active,)
+        logits = model.lm_logits(hidden)[0].float().cpu()  # (1, n_active) -> (n_active,)
         if bytes_only:
             keep = torch.zeros_like(logits, dtype=torch.bool)
             keep[:N_BYTES] = True
@@ -136,7 +140,7 @@ def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 
         if nxt == EOS:
             stopped = "eos"
             break
-        out = feed(nxt)
+        hidden = feed(nxt).hidden
     return Generation(prompt=prompt, ids=ids, stopped=stopped, boundaries=bounds,
                       seconds=time.perf_counter() - t0, prompt_ids=prompt_ids)
 

@@ -9,7 +9,7 @@ import torch
 from aegir.config import ModelConfig
 from aegir.model import AegirModel, ModelInputError
 from aegir.model.hnet import put_rows, select_rows
-from aegir.model.wkv import wkv_naive, wkv_step
+from aegir.model.wkv import wkv_chunked, wkv_naive, wkv_step
 
 
 def _perturbed(preset: str, seed: int = 0) -> AegirModel:
@@ -57,6 +57,26 @@ def test_step_mode_equals_forward_float64(preset):
         assert not bool(bnd[b, ~s0.boundary_mask[b] & mask[b], 1].any())  # inner routers only see chunk starts
 
 
+def test_prefill_then_step_equals_forward_float64():
+    """forward(..., return_state=True) on ragged prefixes, then step mode on each row's next bytes,
+    gives the forward pass of the whole sequence (the WKV's final state under padding included)."""
+    m = _perturbed("nano", seed=1)
+    B, T = 3, 80
+    ids = torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(2))
+    lens = torch.tensor([40, 33, 70])  # 70 > one 64-wide WKV chunk: the chunked form's state carries over
+    mask = torch.arange(T)[None, :] < lens[:, None]
+    with torch.no_grad():
+        full = m(ids)
+        pre = m(ids, mask, return_state=True)
+        st, rows = pre.state, torch.arange(B)
+        for j in range(10):
+            out = m.step(ids[rows, lens + j], st)
+            st = out.state
+            want = full.hidden[rows, lens + j]  # (B, D)
+            assert (out.hidden - want).abs().max() <= 1e-10 * want.abs().max(), j
+    assert m(ids).state is None  # the state is only built when asked for
+
+
 def test_wkv_step_is_one_naive_step_float64():
     g = torch.Generator().manual_seed(0)
     B, T, H, N = 2, 5, 2, 8
@@ -69,6 +89,14 @@ def test_wkv_step_is_one_naive_step_float64():
     for t in range(T):
         o, M = wkv_step(r[:, t], log_w[:, t], k[:, t], v[:, t], a[:, t], b[:, t], M)
         torch.testing.assert_close(o, want[:, t], rtol=1e-12, atol=1e-12)
+    # final states of the parallel forms, ragged (padding steps leave the state alone), with c = 2 < T
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    _, M_naive = wkv_naive(r, log_w, k, v, a, b, mask, return_state=True)
+    _, M_chunk = wkv_chunked(r, log_w, k, v, a, b, mask, chunk=2, return_state=True)
+    torch.testing.assert_close(M_chunk, M_naive, rtol=1e-10, atol=1e-12)
+    _, M_short = wkv_naive(r[1:, :3], log_w[1:, :3], k[1:, :3], v[1:, :3], a[1:, :3], b[1:, :3], return_state=True)
+    torch.testing.assert_close(M_naive[1:], M_short, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(M_naive[:1], M[:1], rtol=1e-12, atol=1e-12)
 
 
 def test_select_and_put_rows_round_trip():
@@ -134,6 +162,14 @@ def test_generate_continues_what_the_lm_learned(tmp_path):
     assert g.text == "me;id,name;id,name;i" and g.stopped == "max_bytes"
     assert len(g.boundaries) == 2 and 0 in g.boundaries[0]  # BOS opens the first chunk
     full = "id,name;id,na" + g.text
+    # Chunk starts found by prefill (prompt) and step mode (sampled bytes) = those of one forward pass.
+    from aegir.encoding.vocab import BOS, encode_text
+    from aegir.generate import load_lm
+
+    with torch.no_grad():
+        stages = load_lm(path)(torch.tensor([[BOS, *encode_text(full)]])).stages
+    s0 = stages[0].boundary_mask[0].nonzero().squeeze(1)
+    assert g.boundaries[0] == s0.tolist() and g.boundaries[1] == s0[stages[1].boundary_mask[0]].tolist()
     assert g.chunked(0).replace("|", "") == full and g.chunked(0).count("|") == len(g.boundaries[0]) - 1
     sampled = generate(path, "id,", max_bytes=12, temperature=1.0, top_k=5, seed=3)
     assert sampled.ids == generate(path, "id,", max_bytes=12, temperature=1.0, top_k=5, seed=3).ids  # seeded

@@ -112,4 +112,4 @@ def register(app: typer.Typer) -> None:
             for s in range(len(g.boundaries)):
                 print(f"--- chunks opened by router {s} (|):\n{g.chunked(s)}")
         console.print(f"[dim]{len(g.ids)} bytes sampled, stopped at {g.stopped}; "
-                      f"{g.bytes_per_second:.0f} bytes/s in step mode[/dim]")
+                      f"{g.bytes_per_second:.0f} bytes/s (prompt in one pass, then step mode)[/dim]")

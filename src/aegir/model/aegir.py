@@ -36,6 +36,7 @@ class BackboneOutput:
     hidden: Tensor  # (B, T, d_model[0]) after the outer decoder's final norm
     stages: list[StageStats]  # one per router, outer first
     ratio_loss: Tensor  # scalar, already multiplied by cfg.ratio_loss_weight: add it to the task loss
+    state: StageState | None = None  # with return_state: step-mode state after each row's last valid byte
 
 
 @dataclass
@@ -149,14 +150,16 @@ class AegirModel(_KeepsParamTags, nn.Module):
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward(self, ids: Tensor, mask: Tensor | None = None) -> BackboneOutput:
+    def forward(self, ids: Tensor, mask: Tensor | None = None, return_state: bool = False) -> BackboneOutput:
+        """With `return_state`, also the step-mode state after each row's last valid position
+        (a parallel prefill: `step` continues from it as if every byte had been stepped)."""
         mask = check_inputs(ids, mask, self.cfg.vocab_size)
         with self._autocast(ids):
             x = self.ln_in(self.embedding(ids.long()))  # (B, T, d0), fp32 residual stream
-            hidden, stages = self.hnet(x, mask)
+            hidden, stages, state = self.hnet.run(x, mask, return_state)
         w = self.cfg.ratio_loss_weight
         rl = sum((s.ratio_loss for s in stages), hidden.new_zeros((), dtype=torch.float32))
-        return BackboneOutput(hidden=hidden, stages=stages, ratio_loss=w * rl)
+        return BackboneOutput(hidden=hidden, stages=stages, ratio_loss=w * rl, state=state)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> StageState:
         """Empty step-mode state for `batch_size` rows (before the first byte)."""

@@ -287,9 +287,23 @@ class HNetStage(nn.Module):
         return [p for p in self.parameters() if id(p) not in inner]
 
     def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, list[StageStats]]:
+        y, stats, _ = self.run(x, mask)
+        return y, stats
+
+    def run(self, x: Tensor, mask: Tensor, want_state: bool = False
+            ) -> tuple[Tensor, list[StageStats], StageState | None]:
+        """The parallel forward pass; with `want_state` also the step-mode state after each row's
+        last valid position (prefill): `step` then continues exactly where the sequence ends."""
         if self.is_innermost:
-            return self.main(x, mask), []
-        h = self.encoder(x, mask)  # (B, T, d)
+            if want_state:
+                y, blocks = self.main.prefill(x, mask)
+                return y, [], StageState(blocks=blocks, decoder=[])
+            return self.main(x, mask), [], None
+        enc = None
+        if want_state:
+            h, enc = self.encoder.prefill(x, mask)  # (B, T, d)
+        else:
+            h = self.encoder(x, mask)  # (B, T, d)
         with _fp32_off(h):
             res = self.residual_proj(_hi(h))  # (B, T, d) fp32 residual path
         route = self.router(h, mask)
@@ -298,11 +312,20 @@ class HNetStage(nn.Module):
         if self.pad_dimension is not None:
             pad = self.pad_dimension.to(hc.dtype).expand(*hc.shape[:2], -1)  # (B, Tc, d_next - d)
             hc = torch.cat([hc, pad * ch.mask[:, :, None].to(hc.dtype)], dim=-1)  # (B, Tc, d_next)
-        z, inner_stats = self.inner(hc, ch.mask)
+        z, inner_stats, inner_state = self.inner.run(hc, ch.mask, want_state)
         z = z[..., : self.width]  # (B, Tc, d)
         u = dechunk(z, route.boundary, route.prob, ch.index)  # (B, T, d) fp32
         conf = torch.where(route.boundary, route.prob, 1 - route.prob)  # (B, T)
-        y = self.decoder(u * ste(conf)[:, :, None] + res, mask)
+        state = None
+        if want_state:
+            y, dec = self.decoder.prefill(u * ste(conf)[:, :, None] + res, mask)
+            last = mask.long().sum(1) - 1  # (B,)
+            rows = torch.arange(x.shape[0], device=x.device)
+            # the EMA of the last chunk is what the last byte decoded from: u at the last position
+            state = StageState(blocks=enc, decoder=dec, started=torch.ones_like(last, dtype=torch.bool),
+                               h_prev=h[rows, last], zbar=u[rows, last], inner=inner_state)  # (B, d) each
+        else:
+            y = self.decoder(u * ste(conf)[:, :, None] + res, mask)
         stats = StageStats(
             stage=self.stage,
             boundary_mask=route.boundary,
@@ -311,7 +334,7 @@ class HNetStage(nn.Module):
             ratio_loss=ratio_loss(route.boundary, route.prob, mask, self.target_ratio),
             target_ratio=self.target_ratio,
         )
-        return y, [stats] + inner_stats
+        return y, [stats] + inner_stats, state
 
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> StageState:
         if self.is_innermost:

@@ -157,15 +157,25 @@ class RWKV7TimeMix(nn.Module):
         return self.output(y.to(g.dtype) * g)
 
     def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        out, v_first, _ = self.run(x, v_first, mask)
+        return out, v_first
+
+    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, want_state: bool = False
+            ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The parallel forward pass; with `want_state` also each row's WKV state after its last
+        valid position (B, H, K, V), for step mode to continue from (prefill)."""
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
         m, v_first = self._mix(x, xx, v_first)
+        state = None
         with _fp32_off(x):
             args = (*self._wkv_inputs(m), mask)  # (B, T, H, N) each
-            if self.wkv_recompute and torch.is_grad_enabled():
+            if want_state:
+                y, state = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk, return_state=True)
+            elif self.wkv_recompute and torch.is_grad_enabled():
                 y = checkpoint(wkv, *args, impl=self.wkv_impl, chunk=self.wkv_chunk, use_reentrant=False)
             else:
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
-        return self._out(y, args[0], args[2], args[3], m.g), v_first
+        return self._out(y, args[0], args[2], args[3], m.g), v_first, state
 
     def step(self, x: Tensor, v_first: Tensor | None, x_prev: Tensor, state: Tensor
              ) -> tuple[Tensor, Tensor, Tensor]:
@@ -175,6 +185,11 @@ class RWKV7TimeMix(nn.Module):
             r32, log_w, k32, v32, a32, b32 = self._wkv_inputs(m)  # (B, H, N) each
             y, state = wkv_step(r32, log_w, k32, v32, a32, b32, state)  # (B, H, V), (B, H, K, V)
         return self._out(y, r32, k32, v32, m.g), v_first, state
+
+
+def _at(x: Tensor, pos: Tensor) -> Tensor:
+    """x (B, T, C) at one position per row, pos (B,) -> (B, C)."""
+    return x[torch.arange(x.shape[0], device=x.device), pos]  # gather -> (B, C)
 
 
 @dataclass
@@ -265,10 +280,21 @@ class RWKV7Block(nn.Module):
         self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult)
 
     def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        dx, v_first = self.att(self.ln1(x), v_first, mask)
-        x = x + dx
-        x = x + self.ffn(self.ln2(x))
+        x, v_first, _ = self.run(x, v_first, mask)
         return x, v_first
+
+    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, last: Tensor | None = None
+            ) -> tuple[Tensor, Tensor, BlockState | None]:
+        """The parallel forward pass; given `last` (B,), each row's last valid position, also the
+        step-mode state there (prefill)."""
+        xa = self.ln1(x)
+        dx, v_first, wkv_state = self.att.run(xa, v_first, mask, want_state=last is not None)
+        x = x + dx
+        xf = self.ln2(x)
+        x = x + self.ffn(xf)
+        if last is None:
+            return x, v_first, None
+        return x, v_first, BlockState(att_x=_at(xa, last), wkv=wkv_state, ffn_x=_at(xf, last))
 
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> BlockState:
         C, H, N = self.att.width, self.att.n_heads, self.att.head_size
@@ -310,6 +336,18 @@ class RWKV7Stack(nn.Module):
             else:
                 x, v_first = blk(x, v_first, mask)
         return self.norm(x)
+
+    def prefill(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[BlockState]]:
+        """`forward`, plus every block's step-mode state at each row's last valid position."""
+        last = (mask.long().sum(1) - 1 if mask is not None  # (B,)
+                else torch.full((x.shape[0],), x.shape[1] - 1, dtype=torch.long, device=x.device))
+        if mask is not None and bool(mask.all()):
+            mask = None
+        v_first, states = None, []
+        for blk in self.blocks:
+            x, v_first, st = blk.run(x, v_first, mask, last)
+            states.append(st)
+        return self.norm(x), states
 
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> list[BlockState]:
         return [blk.initial_state(batch, device, dtype) for blk in self.blocks]

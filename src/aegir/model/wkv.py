@@ -77,8 +77,9 @@ def unit_lower_inverse(N: Tensor, base: int = 16) -> Tensor:
 
 
 def wkv_naive(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-              mask: Tensor | None = None) -> Tensor:
-    """Reference recurrence, one Python step per position. Returns o (B, T, H, N)."""
+              mask: Tensor | None = None, return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Reference recurrence, one Python step per position. Returns o (B, T, H, N), and with
+    `return_state` also the final state (B, H, K, V) (padding steps leave it unchanged)."""
     log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
     B, T, H, N = r.shape
     M = r.new_zeros(B, H, N, v.shape[-1])  # (B, H, K, V)
@@ -90,7 +91,8 @@ def wkv_naive(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tens
              + b[:, t, :, :, None] * u[:, :, None, :]
              + k[:, t, :, :, None] * v[:, t, :, None, :])
         outs.append(torch.einsum("bhk,bhkv->bhv", r[:, t], M))  # (B, H, V)
-    return torch.stack(outs, dim=1)  # (B, T, H, V)
+    o = torch.stack(outs, dim=1)  # (B, T, H, V)
+    return (o, M) if return_state else o
 
 
 def wkv_step(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
@@ -103,7 +105,8 @@ def wkv_step(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tenso
 
 
 def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-                mask: Tensor | None = None, chunk: int = 64) -> Tensor:
+                mask: Tensor | None = None, chunk: int = 64, return_state: bool = False
+                ) -> Tensor | tuple[Tensor, Tensor]:
     """Chunked parallel form: all chunk-local (c x c) work is batched over chunks; only a
     (K x K)-by-(K x V) product per chunk is sequential (T/c steps).
 
@@ -113,6 +116,8 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
     factors are centred on the chunk midpoint (`ref`) so e^{+-(G-ref)} stays within e^{+-c/2*0.61}
     for c = 64 in fp32; products of a pair (t, s) then equal e^{G_t - G_s} up to rounding.
     Derivation: architecture.md section 2; tests check it against `wkv_naive` to 1e-10 in float64.
+    With `return_state`, also returns the state after the last position (B, H, K, V): padding and
+    the ragged tail are identity steps, so it is each row's state after its last valid position.
     """
     log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
     B, T, H, K = r.shape
@@ -185,6 +190,8 @@ def wkv_chunked(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Te
         outs.append(torch.baddbmm(O0_i, Qe_i, M))  # (BH, c, V)
         M = torch.baddbmm(Q_i, P_i, M)  # (BH, K, V)
     o = torch.stack(outs, dim=1).reshape(B, H, n * c, V)[:, :, :T]  # (BH, n, c, V) -> (B, H, T, V)
+    if return_state:
+        return o.transpose(1, 2), M.reshape(B, H, K, V)  # (B, T, H, V), (BH, K, V) -> (B, H, K, V)
     return o.transpose(1, 2)  # (B, T, H, V)
 
 
@@ -197,7 +204,7 @@ def fla_available() -> bool:
 
 
 def wkv_fla(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-            mask: Tensor | None = None) -> Tensor:
+            mask: Tensor | None = None, return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """fla's Triton chunk kernel (CUDA only; opt-in with wkv_impl="fla"). Untested here: no GPU
     was available while writing it. fla takes the same (r, log w, k, v, a, b) convention."""
     if not r.is_cuda:
@@ -205,17 +212,19 @@ def wkv_fla(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor
     from fla.ops.rwkv7 import chunk_rwkv7
 
     log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
-    o, _ = chunk_rwkv7(r=r, w=log_w, k=k, v=v, a=a, b=b, scale=1.0, initial_state=None,
-                       output_final_state=False)
-    return o  # (B, T, H, V)
+    o, state = chunk_rwkv7(r=r, w=log_w, k=k, v=v, a=a, b=b, scale=1.0, initial_state=None,
+                           output_final_state=return_state)
+    # fla documents its final state as [N, H, K, V]: the layout of this module's M (untested here).
+    return (o, state) if return_state else o  # (B, T, H, V), (B, H, K, V)
 
 
 def wkv(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-        mask: Tensor | None = None, impl: str = "chunked", chunk: int = 64) -> Tensor:
+        mask: Tensor | None = None, impl: str = "chunked", chunk: int = 64,
+        return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     if impl == "chunked":
-        return wkv_chunked(r, log_w, k, v, a, b, mask, chunk)
+        return wkv_chunked(r, log_w, k, v, a, b, mask, chunk, return_state)
     if impl == "naive":
-        return wkv_naive(r, log_w, k, v, a, b, mask)
+        return wkv_naive(r, log_w, k, v, a, b, mask, return_state)
     if impl == "fla":
-        return wkv_fla(r, log_w, k, v, a, b, mask)
+        return wkv_fla(r, log_w, k, v, a, b, mask, return_state)
     raise ValueError(f"unknown wkv impl {impl!r}")
