@@ -137,13 +137,25 @@ def test_verl_compute_score():
         compute_score("x", "y", SCHEMA.to_json(), extra_info={"stage": "other"})
 
 
-def test_runaway_outputs_are_capped_and_fast():
-    import time
+def test_runaway_outputs_are_scored_on_a_capped_prefix():
+    """A runaway answer is scored on a prefix (row alignment is cubic, soft schema F1 quadratic) and
+    its content terms shrink by the share scored: equal to the prefix's terms times that share."""
+    from aegir.t2t.rewards import _MAX_NAMES, schema_reward_details
 
-    line = GOLD_NDJSON
-    t0 = time.perf_counter()
-    r = table_reward("\n".join([line] * 2000), TABLE_GT)
-    names = ",".join(f'{{"name":"f{i}"}}' for i in range(3000))
-    s = schema_reward('{"structure":"kv_single","fields":[' + names + "]}", SCHEMA.to_json())
-    assert time.perf_counter() - t0 < 10.0
-    assert 0.0 < r < table_reward(line, TABLE_GT) and 0.0 < s < 0.5
+    lines = [ln for ln in "\n".join([GOLD_NDJSON] * 2000).splitlines() if ln.strip()]
+    cap = 2 * len(ROWS) + 16
+    full = table_reward_details("\n".join(lines), TABLE_GT)
+    prefix = table_reward_details("\n".join(lines[:cap]), TABLE_GT)
+    assert prefix.parts["cell_exact"] > 0
+    assert full.parts["cell_exact"] == pytest.approx(cap / len(lines) * prefix.parts["cell_exact"])
+    assert 0.0 < full.score < table_reward(GOLD_NDJSON, TABLE_GT)
+
+    def schema_answer(n: int) -> str:
+        return '{"structure":"kv_single","fields":[' + ",".join(f'{{"name":"f{i}"}}' for i in range(n)) + "]}"
+
+    runaway = schema_reward_details(schema_answer(3000), SCHEMA.to_json())
+    head = schema_reward_details(schema_answer(_MAX_NAMES), SCHEMA.to_json())
+    assert head.parts["names_ok"] > 0
+    assert runaway.parts["names_ok"] == pytest.approx(_MAX_NAMES / 3000 * head.parts["names_ok"])
+    assert runaway.parts["soft_f1"] == pytest.approx(_MAX_NAMES / 3000 * head.parts["soft_f1"])
+    assert 0.0 < schema_reward(schema_answer(3000), SCHEMA.to_json()) < 0.5
