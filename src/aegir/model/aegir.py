@@ -169,7 +169,9 @@ class AegirModel(_KeepsParamTags, nn.Module):
     def step(self, ids: Tensor, state: StageState) -> StepOutput:
         """Step-mode inference: the next id of every row, ids (B,), with the state of the bytes so
         far. O(1) work per byte, against re-running `forward` on the whole prefix; the result equals
-        `forward(prefix).hidden[:, -1]` (tests: float64, to rounding). Rows have no padding here."""
+        `forward(prefix).hidden[:, -1]` (tests: float64, to rounding). Rows have no padding here.
+        For a whole model on one device: blocks sharded by FSDP gather their weights only in their
+        own forward, which step mode (and the prefill state) bypasses."""
         if not isinstance(ids, Tensor) or ids.dim() != 1 or ids.dtype not in (torch.long, torch.int32):
             raise ModelInputError(f"step takes one id per row, an integer tensor of shape (B,), got "
                                   f"{getattr(ids, 'shape', type(ids))}")
