@@ -67,3 +67,21 @@ def test_bootstrap_support_split_partitions_macro_f1():
     assert (nb, ns) == (2, 2)
     assert big == pytest.approx((10 / 13 + 8 / 10) / 2) and small == pytest.approx((2 / 3 + 0) / 2)
     assert (nb * big + ns * small) / (nb + ns) == pytest.approx(classification_report(gold, pred).macro_f1)
+
+
+def test_generation_benchmark_smoke(tmp_path):
+    """benchmarks/generation.py on nano at toy sizes: every figure is present and positive, the boundary
+    rates are rates, and the result table has the preset's row."""
+    import generation
+
+    m = generation.bench_preset("nano", prompt_len=24, steps=6, batch=2, reps=1, threads=2)
+    assert [(r["threads"], r["B"]) for r in m["step"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert m["prefill_bytes_per_s"] > 0 and all(r["ms_per_step"] > 0 for r in m["step"])
+    assert m["generate_sampled"] <= 6 and m["recompute_ms_per_byte_at_end"] > 0
+    assert len(m["boundary_rate"]) == 2 and all(0.0 <= r <= 1.0 for r in m["boundary_rate"])
+    res = {"date": "d", "machine": "m", "torch": "t", "threads": 2, "omp_wait_policy": None, "reps": 1, "prompt_len": 24, "steps": 6,
+           "batch": 2, "load_before": [0], "load_after": [0], "models": [m]}
+    generation.write_results(res, tmp_path / "generation")
+    md = (tmp_path / "generation.md").read_text()
+    assert "| nano |" in md and "| nano | 2 | 2 |" in md
+    assert (tmp_path / "generation.json").is_file()

@@ -12,6 +12,8 @@ by BOS and sampling stops at EOS. Only the ids that occur (bytes + specials, `n_
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,21 +130,42 @@ def generate(model: AegirModel | str | Path, prompt: str = "", max_bytes: int = 
     hidden = pre.hidden[:, -1]  # (1, D): predicts the first sampled byte
     ids: list[int] = []
     stopped = "max_bytes"
-    for _ in range(max_bytes):
-        logits = model.lm_logits(hidden)[0].float().cpu()  # (1, n_active) -> (n_active,)
-        if bytes_only:
-            keep = torch.zeros_like(logits, dtype=torch.bool)
-            keep[:N_BYTES] = True
-            keep[EOS] = True
-            logits = logits.masked_fill(~keep, float("-inf"))
-        nxt = _sample(logits, temperature, top_k, gen)
-        ids.append(nxt)
-        if nxt == EOS:
-            stopped = "eos"
-            break
-        hidden = feed(nxt).hidden
+    with step_threads(device):
+        for _ in range(max_bytes):
+            logits = model.lm_logits(hidden)[0].float().cpu()  # (1, n_active) -> (n_active,)
+            if bytes_only:
+                keep = torch.zeros_like(logits, dtype=torch.bool)
+                keep[:N_BYTES] = True
+                keep[EOS] = True
+                logits = logits.masked_fill(~keep, float("-inf"))
+            nxt = _sample(logits, temperature, top_k, gen)
+            ids.append(nxt)
+            if nxt == EOS:
+                stopped = "eos"
+                break
+            hidden = feed(nxt).hidden
     return Generation(prompt=prompt, ids=ids, stopped=stopped, boundaries=bounds,
                       seconds=time.perf_counter() - t0, prompt_ids=prompt_ids)
+
+
+@contextmanager
+def step_threads(device: torch.device, n: int = 1) -> Iterator[None]:
+    """Run step mode on CPU with `n` intra-op threads (restored afterwards).
+
+    Why: a step is ~1,300 tiny aten calls (nano), too small for intra-op parallelism to pay, and with
+    OMP_WAIT_POLICY=PASSIVE (recommended on shared CPUs, docs/architecture.md) every parallel region
+    wakes sleeping workers. Measured on 2 cores (docs/results/generation.md): nano 6.7 -> 4.0 ms per
+    step at B=1 and 23.2 -> 5.4 ms at B=8, tiny 14.3 -> 9.4 and 48.3 -> 14.5 ms, from 2 threads to 1.
+    The prefill, a parallel pass with real matmuls, keeps the caller's threads."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, gen: torch.Generator) -> int:

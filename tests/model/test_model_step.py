@@ -155,7 +155,7 @@ def test_generate_continues_what_the_lm_learned(tmp_path):
     from typer.testing import CliRunner
 
     from aegir.cli import app
-    from aegir.generate import GenerateError, generate
+    from aegir.generate import GenerateError, generate, step_threads
 
     path = _pattern_lm(tmp_path)
     g = generate(path, "id,name;id,na", max_bytes=20, temperature=0)
@@ -171,6 +171,17 @@ def test_generate_continues_what_the_lm_learned(tmp_path):
     s0 = stages[0].boundary_mask[0].nonzero().squeeze(1)
     assert g.boundaries[0] == s0.tolist() and g.boundaries[1] == s0[stages[1].boundary_mask[0]].tolist()
     assert g.chunked(0).replace("|", "") == full and g.chunked(0).count("|") == len(g.boundaries[0]) - 1
+    # Steps run with one intra-op thread on CPU (aegir.generate.step_threads); the caller's count comes back.
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with step_threads(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        assert generate(path, "id,name;id,na", max_bytes=20, temperature=0).text == g.text
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
     sampled = generate(path, "id,", max_bytes=12, temperature=1.0, top_k=5, seed=3)
     assert sampled.ids == generate(path, "id,", max_bytes=12, temperature=1.0, top_k=5, seed=3).ids  # seeded
     with pytest.raises(GenerateError, match="temperature"):
