@@ -308,3 +308,37 @@ def test_ensembles_average_member_probabilities(trained, custom_data, tmp_path):
                         "--format", "csv", "--out", str(tmp_path / "ev")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["micro_f1"] == pytest.approx(ens.report.micro_f1)
+
+
+def test_validation_tables_do_not_follow_the_training_seed(custom_data, tmp_path):
+    """Without validation files, the held-out tables depend on --split-seed only: two training seeds share
+    them (one seed's training tables are never another's validation tables), and a run saved before
+    split_seed existed (held out with its training seed) is evaluated and resumed on its own split."""
+    from aegir.eval_run import default_validation
+    from aegir.train.tasks import resolve_task
+
+    def tables(ds):
+        return {ds.tables[t.table_index].name for t in ds.targets}
+
+    a, b = resolve_task("custom", str(custom_data), seed=0), resolve_task("custom", str(custom_data), seed=3)
+    assert tables(a.valid) == tables(b.valid) and a.split_seed == b.split_seed == 0
+    c = resolve_task("custom", str(custom_data), split_seed=2)
+    assert tables(c.valid) != tables(a.valid) and c.split_seed == 2 and not tables(c.valid) & tables(c.train)
+    assert resolve_task("custom", str(custom_data), valid_data=str(custom_data)).split_seed is None
+
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, lr=3e-3, warmup_steps=2,
+                         max_bytes=48, progress=False, checkpoint_every=2, epochs=1, max_steps=4, out=str(tmp_path),
+                         seed=2, split_seed=2)
+    run = finetune(cfg)
+    # Rewrite the run's checkpoints as an older version saved them: no split_seed in the run arguments.
+    for p in {*list_checkpoints(run.run_dir), run.final_checkpoint}:
+        ck = torch.load(p, weights_only=True)
+        del ck["run_args"]["split_seed"]
+        torch.save(ck, p)
+    assert tables(default_validation(load_classifier(run.final_checkpoint))) == tables(c.valid)
+    for p in list_checkpoints(run.run_dir):
+        if p.name != "step-00000002.pt":
+            p.unlink()
+    with pytest.raises(CheckpointError, match="resume with --split-seed 2"):
+        finetune(FinetuneConfig(**{**cfg.__dict__, "split_seed": 0, "resume": str(run.run_dir)}))
+    assert finetune(FinetuneConfig(**{**cfg.__dict__, "resume": str(run.run_dir)})).steps == 4

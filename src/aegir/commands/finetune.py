@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         distill_unlabeled: bool = typer.Option(False, help="Also train on the training tables' unlabelled columns, teacher targets only (single-label CTA)."),
         teacher_cache: Optional[Path] = typer.Option(None, help="Folder of teacher targets shared between runs (found by content): more student seeds on the same data and teachers skip the teacher pass."),
         seed: int = typer.Option(0),
+        split_seed: int = typer.Option(0, help="Seed of the by-table validation hold-out where the task has no validation files (sotab-cpa on the sample, custom, wikitables-cta, synthetic-cta); apart from --seed, so seeds share one validation set."),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
         resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
                                  teachers=tuple(str(t) for t in teacher or ()), distill_weight=distill_weight,
                                  distill_temperature=distill_temperature, teacher_views=teacher_views,
                                  distill_unlabeled=distill_unlabeled,
-                                 teacher_cache=str(teacher_cache) if teacher_cache else None, seed=seed, out=str(out), run_name=run_name,
+                                 teacher_cache=str(teacher_cache) if teacher_cache else None, seed=seed, split_seed=split_seed, out=str(out), run_name=run_name,
                                  resume=str(resume) if resume else None, device=device, parallel=parallel,
                                  checkpoint_every=checkpoint_every)
         except ValueError as e:

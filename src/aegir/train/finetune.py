@@ -165,7 +165,7 @@ def _repeat_view(cfg: FinetuneConfig, epoch: int, k: int) -> int:
 def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console, hooks: FinetuneHooks) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
-                            add_synthetic=cfg.add_synthetic)
+                            add_synthetic=cfg.add_synthetic, split_seed=cfg.split_seed)
     scfg = cfg.serialize_config()
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
@@ -213,7 +213,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if resume_ckpt is None:
             raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
         saved = resume_ckpt.run_args
-        for k in ("task", "seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
+        if td.split_seed is not None and "split_seed" not in saved and saved.get("seed", 0) != cfg.split_seed:
+            # Runs from before split_seed existed held out their validation tables with the training seed.
+            raise CheckpointError(f"{run_dir}: this run's validation tables were chosen with its seed "
+                                  f"{saved.get('seed', 0)}; resume with --split-seed {saved.get('seed', 0)}")
+        for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
                   "row_views", "ema", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")

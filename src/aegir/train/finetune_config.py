@@ -79,6 +79,9 @@ class FinetuneConfig:
     # more student seeds on the same data and teachers skip the teacher pass. None: run folder only.
     teacher_cache: str | None = None
     seed: int = 0
+    # The by-table hash holding out validation tables where a task has no validation files
+    # (tasks.resolve_task). Kept apart from `seed` so that seeds share one validation set.
+    split_seed: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
     resume: str | None = None

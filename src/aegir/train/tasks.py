@@ -28,6 +28,9 @@ class TaskData:
     multi_label: bool
     cpa: bool
     note: str = ""
+    # The seed of the by-table hash that carved the validation set out of the training data; None
+    # when validation came from its own files (SOTAB CTA, GitTables folds, --valid-data).
+    split_seed: int | None = None
 
 
 def split_by_table(ds: LabeledDataset, valid_fraction: float, seed: int = 0) -> tuple[LabeledDataset, LabeledDataset]:
@@ -73,14 +76,22 @@ def _filter_to_vocab(ds: LabeledDataset, vocab: LabelVocab) -> LabeledDataset:
 
 
 def resolve_task(task: str, data: str | None = None, valid_data: str | None = None, *,
-                 n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15, add_synthetic: int = 0) -> TaskData:
+                 n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15, add_synthetic: int = 0,
+                 split_seed: int = 0) -> TaskData:
     """Train/validation data and label vocabulary of a task.
+
+    seed: the synthetic generator's seed (synthetic-cta, add_synthetic). split_seed: the by-table hash
+    that holds out `valid_fraction` of the tables where a task has no validation files (sotab-cpa on
+    the sample, custom, wikitables-cta, synthetic-cta). It is not the training seed, so runs with
+    different seeds share one validation set: their scores compare, and one seed's training tables
+    are never another's validation tables (teachers, ensembles).
 
     add_synthetic: also train on this many embedded synthetic tables (SOTAB CTA labels; for
     sotab-cta and custom tasks, only the synthetic columns whose label is in the task's vocabulary).
     Validation data is never augmented.
     """
-    td = _resolve(task, data, valid_data, n_synthetic=n_synthetic, seed=seed, valid_fraction=valid_fraction)
+    td = _resolve(task, data, valid_data, n_synthetic=n_synthetic, seed=seed, valid_fraction=valid_fraction,
+                  split_seed=split_seed)
     if add_synthetic > 0:
         if task == "synthetic-cta":
             raise TableError("--add-synthetic is for real-data tasks; use --n-synthetic for synthetic-cta")
@@ -93,14 +104,14 @@ def resolve_task(task: str, data: str | None = None, valid_data: str | None = No
 
 
 def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic: int, seed: int,
-             valid_fraction: float) -> TaskData:
+             valid_fraction: float, split_seed: int) -> TaskData:
     if task not in TASKS:
         raise TableError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if task == "synthetic-cta":
         ds = load_labeled("synthetic", n_synthetic=n_synthetic, seed=seed)["synthetic"]
-        tr, va = split_by_table(ds, valid_fraction, seed)
+        tr, va = split_by_table(ds, valid_fraction, split_seed)
         return TaskData(task, tr, va, LabelVocab.benchmark("sotab-cta"), False, False,
-                        note=f"{n_synthetic} synthetic tables (seed {seed})")
+                        note=f"{n_synthetic} synthetic tables (seed {seed})", split_seed=split_seed)
     if task in ("sotab-cta", "sotab-cpa"):
         root = _sotab_root(data)
         splits = resolve_sotab(root)
@@ -110,13 +121,16 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         if not train_parts:
             raise TableError(f"{root}: no {kind.upper()} training split found")
         train = _filter_to_vocab(dedupe_targets(merge(train_parts)), vocab)
+        hashed = None
         if valid_data:
             valid = read_sotab(*next(iter(resolve_sotab(valid_data).values())))
         elif f"{kind}-validation" in splits:
             valid = read_sotab(*splits[f"{kind}-validation"])
         else:
-            train, valid = split_by_table(train, valid_fraction, seed)
-        return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, False, kind == "cpa", note=str(root))
+            train, valid = split_by_table(train, valid_fraction, split_seed)
+            hashed = split_seed
+        return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, False, kind == "cpa", note=str(root),
+                        split_seed=hashed)
     if task.startswith("gittables-"):
         ontology = "dbpedia" if task.endswith("dbpedia") else "schema"
         root = Path(data) if data else (shared_data_dir() / "gittables_semtab22" if shared_data_dir() else None)
@@ -136,10 +150,11 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         train = read_turl(data)
         valid = read_turl(valid_data) if valid_data else None
         if valid is None:
-            train, valid = split_by_table(train, valid_fraction, seed)
+            train, valid = split_by_table(train, valid_fraction, split_seed)
         vocab = LabelVocab.from_labels([l for t in train.targets for l in t.labels], name="wikitables-cta")
         return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, True, False,
-                        note="label list built from the training data (the 255-type list is not available offline)")
+                        note="label list built from the training data (the 255-type list is not available offline)",
+                        split_seed=None if valid_data else split_seed)
     # custom: a labelled CSV folder, or a SOTAB layout split
     if not data:
         raise TableError("task custom needs --data PATH (a folder of CSVs with labels.csv, or a SOTAB split)")
@@ -151,11 +166,12 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         valid = merge(list(load_labeled(fmt, valid_data).values()))
         train = ds
     else:
-        train, valid = split_by_table(ds, valid_fraction, seed)
+        train, valid = split_by_table(ds, valid_fraction, split_seed)
     labels = [l for t in train.targets for l in t.labels]
     if not labels:
         raise TableError(f"{data}: no labelled columns found")
     vocab = LabelVocab.from_labels(labels, name="custom")
     cpa = ds.task == "cpa"
     return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, ds.multi_label, cpa,
-                    note=f"{fmt} data at {data}; vocabulary of {len(vocab)} labels built from it")
+                    note=f"{fmt} data at {data}; vocabulary of {len(vocab)} labels built from it",
+                    split_seed=None if valid_data else split_seed)
