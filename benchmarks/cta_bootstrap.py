@@ -18,6 +18,11 @@ for those checkpoints used together as one classifier (mean probability, as `aeg
 same resamples: did a change of recipe (say, the mean of distilled students against the mean of the plain
 runs they were distilled from) move the score beyond the validation set's sampling noise?
 
+`--cv-folds K` scores a k-fold cross-validation (`aegir train --cv-folds K --cv-fold i`, tasks whose validation
+tables are held out by hash): every `--checkpoint` is then `NAME=C0,C1,...` with fold i's run in place i, the
+baseline is trained once per fold on that fold's training tables, and the K validation parts are pooled into one
+set of columns, each scored by the run that did not train on it. `--mean-of` then names such rows.
+
 What it does not cover: run-to-run (seed) variance of training beyond the seeds given; for that, compare
 more seeds. Validation numbers only (the official test splits are kept aside).
 """
@@ -104,6 +109,15 @@ def parse_compare(spec: str, known: list[str]) -> tuple[str, str]:
     return hits[0]
 
 
+def fold_mismatch(run_args: dict, fold: int, folds: int, split_seed: int) -> str | None:
+    """Why a checkpoint is not fold `fold` of a `folds`-fold cross-validation with `split_seed`, or None."""
+    got = (run_args.get("cv_fold", 0), run_args.get("cv_folds", 0), run_args.get("split_seed", run_args.get("seed", 0)))
+    if got != (fold, folds, split_seed):
+        return (f"trained as fold {got[0]} of {got[1]} (split seed {got[2]}), "
+                f"expected fold {fold} of {folds} (split seed {split_seed})")
+    return None
+
+
 def plot_differences(rows: list[dict], diffs: list[np.ndarray], path: Path) -> None:
     import matplotlib
 
@@ -127,6 +141,7 @@ def _short(name: str, n: int = 48) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="sotab-cta")
+    ap.add_argument("--data", default=None, help="The task's data (as `aegir train --data`); default: ../shared/data's copy.")
     ap.add_argument("--augment", type=int, default=0, help="Synthetic tables added to the baseline's training data.")
     ap.add_argument("--checkpoint", action="append", default=[], help="Classifier to compare (repeatable).")
     ap.add_argument("--mean-of", action="append", default=[], metavar="NAME=A,B,...",
@@ -137,6 +152,9 @@ def main() -> None:
                     help="Paired difference A minus B between two rows (checkpoints or NAMEs); repeatable.")
     ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
                     help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
+    ap.add_argument("--split-seed", type=int, default=0, help="The task's by-table hold-out seed (aegir train --split-seed).")
+    ap.add_argument("--cv-folds", type=int, default=0,
+                    help="Pool a k-fold cross-validation: every --checkpoint is NAME=FOLD0,FOLD1,... (see above).")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--rare-below", type=int, default=5,
                     help="Also report macro-F1 over labels with at least / fewer than this many validation columns.")
@@ -145,33 +163,58 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--result", default="docs/results/cta_bootstrap")
     args = ap.parse_args()
+    K = args.cv_folds
     groups = [parse_mean_of(g) for g in args.mean_of]
     ensembles = [parse_mean_of(e, "--ensemble") for e in args.ensemble]
     if len({name for name, _ in groups + ensembles}) < len(groups + ensembles):
         raise SystemExit("error: every --mean-of and --ensemble needs its own NAME")
-    for _, members in groups:  # members are scored (and listed) one by one too
-        args.checkpoint += [m for m in members if m not in args.checkpoint]
+    # runs[row] = the checkpoint(s) scoring each fold's validation columns, in fold order (one fold without CV).
+    runs: dict[str, list[str]] = {}
+    if K:
+        if ensembles:
+            raise SystemExit("error: --ensemble is not available with --cv-folds")
+        for spec in args.checkpoint:
+            name, members = parse_mean_of(spec, "--checkpoint")
+            if len(members) != K:
+                raise SystemExit(f"error: --checkpoint {name}: {len(members)} checkpoints for {K} folds")
+            runs[name] = members
+        for name, members in groups:
+            if unknown := [m for m in members if m not in runs]:
+                raise SystemExit(f"error: --mean-of {name}: with --cv-folds its members are --checkpoint NAMEs; "
+                                 f"unknown: {', '.join(unknown)}")
+        args.checkpoint = list(runs)
+    else:
+        for _, members in groups:  # members are scored (and listed) one by one too
+            args.checkpoint += [m for m in members if m not in args.checkpoint]
+        runs = {ck: [ck] for ck in args.checkpoint}
     if not args.checkpoint and not ensembles:
         raise SystemExit("error: give at least one --checkpoint, --mean-of or --ensemble")
     row_names = args.checkpoint + [name for name, _ in groups + ensembles]  # the table's rows, in order
     compares = [parse_compare(c, row_names) for c in args.compare]
     torch.set_num_threads(args.threads)
-    td = resolve_task(args.task, add_synthetic=args.augment)
+    folds = [resolve_task(args.task, args.data, add_synthetic=args.augment, split_seed=args.split_seed, cv=(i, K) if K else None)
+             for i in range(max(K, 1))]
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
-    base = tfidf_logreg(td.train, td.valid, class_weight=bw)
-    gold_names = [t.labels[0] for t in td.valid.targets]
+    # Every fold's validation columns, in fold order, then column order: the pooled set the bootstrap resamples.
+    gold_names = [t.labels[0] for td in folds for t in td.valid.targets]
+    systems = {BASELINE: [p for td in folds for p in tfidf_logreg(td.train, td.valid, class_weight=bw).predictions]}
 
-    def predicted(classifier) -> list[str]:
+    def predicted(classifier, td) -> list[str]:
         run = eval_dataset(classifier, td.valid, views=args.views)
-        assert [p.gold[0] for p in run.predictions] == gold_names  # same columns, same order
+        assert [p.gold[0] for p in run.predictions] == [t.labels[0] for t in td.valid.targets]  # same columns, same order
         return [p.predicted[0] for p in run.predictions]
 
-    systems = {BASELINE: list(base.predictions)}
-    for ck in args.checkpoint:
-        systems[ck] = predicted(load_classifier(ck))
+    for name, members in runs.items():
+        pooled = []
+        for i, (ck, td) in enumerate(zip(members, folds)):
+            lc = load_classifier(ck)
+            if K and (why := fold_mismatch(lc.meta.get("run_args", {}), i, K, args.split_seed)):
+                raise SystemExit(f"error: --checkpoint {name}: {ck} {why}")
+            pooled += predicted(lc, td)
+        systems[name] = pooled
     for name, members in ensembles:
         try:
-            systems[name] = predicted(load_classifiers(members))
+            systems[name] = predicted(load_classifiers(members), folds[0])
         except CheckpointError as e:
             raise SystemExit(f"error: --ensemble {name}: {e}") from None
     names = sorted(set(gold_names).union(*systems.values()))
@@ -207,12 +250,14 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
-            "task": args.task, "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
+            "task": args.task, **({"data": args.data} if args.data else {}), "split_seed": args.split_seed, **({"cv_folds": K, "cv": {n: m for n, m in runs.items()}} if K else {}),
+            "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups},
             "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows, "compare": pairs}, indent=1))
-    lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} validation, {n} columns)", "",
+    where = f"{K}-fold cross-validation, every column scored once" if K else "validation"
+    lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} {where}, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
              f"baseline trained on the same data (+{args.augment} synthetic tables"
@@ -225,6 +270,8 @@ def main() -> None:
     kind = {name: "mean of" for name, _ in groups} | {name: "ensemble" for name, _ in ensembles}
 
     def row_name(ck: str) -> str:
+        if K and ck in runs:
+            return f"{ck} (folds 0-{K - 1})"
         return f"`{ck}`" if ck in args.checkpoint else f"**{kind[ck]} {ck}**"
 
     lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
@@ -241,6 +288,8 @@ def main() -> None:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
     for name, members in ensembles:
         lines += ["", f"{name}: one classifier, the mean probability of " + ", ".join(f"`{m}`" for m in members) + "."]
+    for name, members in runs.items() if K else ():
+        lines += ["", f"{name}: " + ", ".join(f"fold {i} `{m}`" for i, m in enumerate(members)) + "."]
     lines += ["", f"![differences]({result_file(out, '.png').name})"]
     result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

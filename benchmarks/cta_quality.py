@@ -38,10 +38,11 @@ from aegir.train.tasks import resolve_task  # noqa: E402
 def run_aegir(name: str, task: str, td, args, **over) -> dict:
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").replace("--", "-")
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
-                         max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}", progress=False,
+                         max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}" + (f"-cv{args.cv_folds}-fold{args.cv_fold}" if args.cv_folds else ""), progress=False,
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema,
                          class_weight=args.class_weight, logit_adjust=args.logit_adjust,
-                         repeat_threshold=args.repeat_threshold, **over)
+                         repeat_threshold=args.repeat_threshold, split_seed=args.split_seed,
+                         cv_folds=args.cv_folds, cv_fold=args.cv_fold if args.cv_folds else 0, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -92,6 +93,12 @@ def main() -> None:
     ap.add_argument("--data", default=None,
                     help="Data root for the tasks (as `aegir train --data`); default: ../shared/data's copy.")
     ap.add_argument("--seed", type=int, default=0, help="Fine-tuning seed (head init, data order, row views).")
+    ap.add_argument("--split-seed", type=int, default=0,
+                    help="Hash seed of the by-table hold-out where a task has no validation files (aegir train --split-seed).")
+    ap.add_argument("--cv-folds", type=int, default=0,
+                    help="k-fold cross-validation over those tables (aegir train --cv-folds): run once per --cv-fold; "
+                         "cta_bootstrap.py --cv-folds pools the folds.")
+    ap.add_argument("--cv-fold", type=int, default=0, help="The part held out in this run (with --cv-folds).")
     ap.add_argument("--ema", type=float, default=0.0, help="Weight EMA decay for the fine-tunes (0 = off).")
     ap.add_argument("--result", default="docs/results/cta")
     ap.add_argument("--augment", type=int, default=0,
@@ -118,6 +125,7 @@ def main() -> None:
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
                     help="Train on the deterministic serialization only (no per-epoch row views).")
     args = ap.parse_args()
+    cv = (args.cv_fold, args.cv_folds) if args.cv_folds else None
     torch.set_num_threads(args.threads)
     from aegir.runtime import tune_cpu_allocator
 
@@ -126,13 +134,13 @@ def main() -> None:
     notes: dict[str, str] = {}
     for task in args.tasks.split(","):
         try:
-            td = resolve_task(task, args.data, add_synthetic=args.augment)
+            td = resolve_task(task, args.data, add_synthetic=args.augment, split_seed=args.split_seed, cv=cv)
         except TableError as e:  # e.g. GitTables: its Schema.org property labels are not synthetic labels
             if not args.augment:
                 raise
             notes[task] = f"no synthetic augmentation ({e})"
             print(task, notes[task], flush=True)
-            td = resolve_task(task, args.data)
+            td = resolve_task(task, args.data, split_seed=args.split_seed, cv=cv)
         rows = [run_baseline(td), run_baseline(td, "balanced")]  # the stronger of the two is the bar
         print(task, rows[-2:], flush=True)
         variants = {"full": ("pretrained, full fine-tune", {"pretrained": args.pretrained}),
@@ -159,13 +167,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, **({"data": args.data} if args.data else {}), "augment_synthetic_tables": args.augment, "epochs": args.epochs,
             "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "logit_adjust": args.logit_adjust, "repeat_threshold": args.repeat_threshold, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
+            "split_seed": args.split_seed, **({"cv_folds": args.cv_folds, "cv_fold": args.cv_fold} if cv else {}),
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
             "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
-    lines = ["# CTA quality (validation splits; CPU budget)", "",
+    kinds = "CPA" if all(t.endswith("-cpa") for t in args.tasks.split(",")) else "CTA"
+    fold = f"; cross-validation fold {args.cv_fold} of {args.cv_folds}" if cv else ""
+    lines = [f"# {kinds} quality (validation splits{fold}; CPU budget)", "",
              "Written by `benchmarks/cta_quality.py`. Validation numbers, not test numbers: the official test",
              "splits are kept aside. Every Aegir run gets the same number of epochs on 2 CPU threads, so these are",
              "budget-limited figures for the backbone size of the pretrained checkpoint, not converged results.", "",

@@ -87,7 +87,8 @@ def default_validation(lc: LoadedClassifier) -> LabeledDataset:
     task = lc.task
     # Runs from before split_seed held their validation tables out with the training seed.
     td = resolve_task(task, a.get("data"), a.get("valid_data"), n_synthetic=a.get("n_synthetic", 600),
-                      seed=a.get("seed", 0), split_seed=a.get("split_seed", a.get("seed", 0)))
+                      seed=a.get("seed", 0), split_seed=a.get("split_seed", a.get("seed", 0)),
+                      cv=(a["cv_fold"], a["cv_folds"]) if a.get("cv_folds") else None)
     if td.valid is None:
         raise TableError(f"task {task}: no validation data; pass --data")
     return td.valid

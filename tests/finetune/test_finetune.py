@@ -130,7 +130,7 @@ def test_train_shim_flags(custom_data, tmp_path):
     assert help_cli.returncode == help_shim.returncode == 0
     for flag in ("--task", "--pretrained", "--epochs", "--batch-size", "--lr", "--warmup-steps", "--freeze-backbone",
                  "--loss", "--data", "--resume", "--class-weight", "--logit-adjust", "--repeat-threshold",
-                 "--refit-head", "--refit-l2", "--refit-views"):
+                 "--refit-head", "--refit-l2", "--refit-views", "--split-seed", "--cv-folds", "--cv-fold"):
         assert flag in help_shim.stdout and flag in help_cli.stdout
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--data", str(custom_data),
                         "--epochs", "1", "--max-steps", "2", "--batch-size", "4", "--max-bytes", "32",
@@ -148,6 +148,9 @@ def test_train_shim_flags(custom_data, tmp_path):
     r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--refit-head", "cRT"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--refit-head must be one of" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--task", "custom", "--cv-folds", "5", "--cv-fold", "5"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "0 <= --cv-fold < --cv-folds" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path):

@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
         teacher_cache: Optional[Path] = typer.Option(None, help="Folder of teacher targets shared between runs (found by content): more student seeds on the same data and teachers skip the teacher pass."),
         seed: int = typer.Option(0),
         split_seed: int = typer.Option(0, help="Seed of the by-table validation hold-out where the task has no validation files (sotab-cpa on the sample, custom, wikitables-cta, synthetic-cta); apart from --seed, so seeds share one validation set."),
+        cv_folds: int = typer.Option(0, help="k-fold cross-validation over those tables instead of the 15% hold-out (0 = off): run once per --cv-fold 0..k-1 and every table is scored once."),
+        cv_fold: int = typer.Option(0, help="The part held out for validation in this run (with --cv-folds)."),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
         resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
                                  teachers=tuple(str(t) for t in teacher or ()), distill_weight=distill_weight,
                                  distill_temperature=distill_temperature, teacher_views=teacher_views,
                                  distill_unlabeled=distill_unlabeled,
-                                 teacher_cache=str(teacher_cache) if teacher_cache else None, seed=seed, split_seed=split_seed, out=str(out), run_name=run_name,
+                                 teacher_cache=str(teacher_cache) if teacher_cache else None, seed=seed, split_seed=split_seed, cv_folds=cv_folds, cv_fold=cv_fold, out=str(out), run_name=run_name,
                                  resume=str(resume) if resume else None, device=device, parallel=parallel,
                                  checkpoint_every=checkpoint_every)
         except ValueError as e:

@@ -165,7 +165,7 @@ def _repeat_view(cfg: FinetuneConfig, epoch: int, k: int) -> int:
 def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console, hooks: FinetuneHooks) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
-                            add_synthetic=cfg.add_synthetic, split_seed=cfg.split_seed)
+                            add_synthetic=cfg.add_synthetic, split_seed=cfg.split_seed, cv=cfg.cv)
     scfg = cfg.serialize_config()
     labels = td.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
@@ -217,6 +217,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             # Runs from before split_seed existed held out their validation tables with the training seed.
             raise CheckpointError(f"{run_dir}: this run's validation tables were chosen with its seed "
                                   f"{saved.get('seed', 0)}; resume with --split-seed {saved.get('seed', 0)}")
+        for k in ("cv_folds", "cv_fold"):  # runs from before cross-validation held out 15%
+            if _norm(saved.get(k, 0)) != _norm(getattr(cfg, k)):
+                raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved.get(k, 0)!r}")
         for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
                   "row_views", "ema", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):

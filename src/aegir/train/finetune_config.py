@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aegir.encoding.serialize import SerializeConfig
 from aegir.train.head_refit import REFIT_MODES
 from aegir.train.sampling import check_threshold
-from aegir.train.tasks import TASKS
+from aegir.train.tasks import TASKS, check_cv
 
 
 @dataclass
@@ -82,6 +82,9 @@ class FinetuneConfig:
     # The by-table hash holding out validation tables where a task has no validation files
     # (tasks.resolve_task). Kept apart from `seed` so that seeds share one validation set.
     split_seed: int = 0
+    # k-fold cross-validation over those tables instead (0 = off): hold out part cv_fold of cv_folds.
+    cv_folds: int = 0
+    cv_fold: int = 0
     out: str = "outputs"
     run_name: str | None = None         # default: the task name
     resume: str | None = None
@@ -91,6 +94,11 @@ class FinetuneConfig:
     eval_batch_size: int = 64
     progress: bool = True
 
+    @property
+    def cv(self) -> tuple[int, int] | None:
+        """(fold, folds) of a cross-validation run, or None."""
+        return (self.cv_fold, self.cv_folds) if self.cv_folds else None
+
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
@@ -99,6 +107,8 @@ class FinetuneConfig:
         if not (self.logit_adjust >= 0 and math.isfinite(self.logit_adjust)):
             raise ValueError(f"--logit-adjust must be a finite number >= 0, got {self.logit_adjust}")
         check_threshold(self.repeat_threshold)
+        if self.cv_folds or self.cv_fold:
+            check_cv(self.cv_fold, self.cv_folds)
         if self.refit_head not in REFIT_MODES:
             raise ValueError(f"--refit-head must be one of {', '.join(REFIT_MODES)}, got {self.refit_head!r}")
         if not (self.refit_l2 > 0 and math.isfinite(self.refit_l2)):

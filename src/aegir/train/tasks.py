@@ -31,17 +31,33 @@ class TaskData:
     # The seed of the by-table hash that carved the validation set out of the training data; None
     # when validation came from its own files (SOTAB CTA, GitTables folds, --valid-data).
     split_seed: int | None = None
+    # (fold, folds) when that hold-out was one part of a k-fold partition of the tables.
+    cv: tuple[int, int] | None = None
 
 
-def split_by_table(ds: LabeledDataset, valid_fraction: float, seed: int = 0) -> tuple[LabeledDataset, LabeledDataset]:
-    """Deterministic split by table (never by column: columns of one table share context)."""
+def split_by_table(ds: LabeledDataset, valid_fraction: float, seed: int = 0,
+                   cv: tuple[int, int] | None = None) -> tuple[LabeledDataset, LabeledDataset]:
+    """Deterministic split by table (never by column: columns of one table share context).
+
+    Without `cv`, a table is held out when its hash falls below `valid_fraction`. With cv = (fold, folds),
+    the tables are partitioned into `folds` parts by the same hash and part `fold` is held out, so the
+    runs of folds 0..folds-1 together score every table exactly once (k-fold cross-validation).
+    """
+    if cv is not None:
+        check_cv(*cv)
+
     def is_valid(ti: int) -> bool:
-        key = f"{seed}:{ds.tables[ti].name}:{ti}".encode()
-        return (zlib.crc32(key) % 10_000) / 10_000 < valid_fraction
+        h = zlib.crc32(f"{seed}:{ds.tables[ti].name}:{ti}".encode())
+        return h % cv[1] == cv[0] if cv is not None else (h % 10_000) / 10_000 < valid_fraction
 
     tr = [t for t in ds.targets if not is_valid(t.table_index)]
     va = [t for t in ds.targets if is_valid(t.table_index)]
     return replace(ds, targets=tr), replace(ds, targets=va)
+
+
+def check_cv(fold: int, folds: int) -> None:
+    if folds < 2 or not 0 <= fold < folds:
+        raise ValueError(f"cross-validation needs --cv-folds >= 2 and 0 <= --cv-fold < --cv-folds, got fold {fold} of {folds}")
 
 
 def dedupe_targets(ds: LabeledDataset) -> LabeledDataset:
@@ -77,21 +93,26 @@ def _filter_to_vocab(ds: LabeledDataset, vocab: LabelVocab) -> LabeledDataset:
 
 def resolve_task(task: str, data: str | None = None, valid_data: str | None = None, *,
                  n_synthetic: int = 600, seed: int = 0, valid_fraction: float = 0.15, add_synthetic: int = 0,
-                 split_seed: int = 0) -> TaskData:
+                 split_seed: int = 0, cv: tuple[int, int] | None = None) -> TaskData:
     """Train/validation data and label vocabulary of a task.
 
     seed: the synthetic generator's seed (synthetic-cta, add_synthetic). split_seed: the by-table hash
     that holds out `valid_fraction` of the tables where a task has no validation files (sotab-cpa on
     the sample, custom, wikitables-cta, synthetic-cta). It is not the training seed, so runs with
     different seeds share one validation set: their scores compare, and one seed's training tables
-    are never another's validation tables (teachers, ensembles).
+    are never another's validation tables (teachers, ensembles). cv=(fold, folds): hold out that part
+    of a k-fold partition of the tables instead of `valid_fraction` (tasks without validation files only).
 
     add_synthetic: also train on this many embedded synthetic tables (SOTAB CTA labels; for
     sotab-cta and custom tasks, only the synthetic columns whose label is in the task's vocabulary).
     Validation data is never augmented.
     """
     td = _resolve(task, data, valid_data, n_synthetic=n_synthetic, seed=seed, valid_fraction=valid_fraction,
-                  split_seed=split_seed)
+                  split_seed=split_seed, cv=cv)
+    if cv is not None and td.split_seed is None:
+        raise TableError(f"task {task}: --cv-folds is for data without a validation split; this one has its own "
+                         "(SOTAB CTA validation, the last GitTables fold, or --valid-data)")
+    td.cv = cv if td.split_seed is not None else None
     if add_synthetic > 0:
         if task == "synthetic-cta":
             raise TableError("--add-synthetic is for real-data tasks; use --n-synthetic for synthetic-cta")
@@ -104,12 +125,12 @@ def resolve_task(task: str, data: str | None = None, valid_data: str | None = No
 
 
 def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic: int, seed: int,
-             valid_fraction: float, split_seed: int) -> TaskData:
+             valid_fraction: float, split_seed: int, cv: tuple[int, int] | None) -> TaskData:
     if task not in TASKS:
         raise TableError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if task == "synthetic-cta":
         ds = load_labeled("synthetic", n_synthetic=n_synthetic, seed=seed)["synthetic"]
-        tr, va = split_by_table(ds, valid_fraction, split_seed)
+        tr, va = split_by_table(ds, valid_fraction, split_seed, cv)
         return TaskData(task, tr, va, LabelVocab.benchmark("sotab-cta"), False, False,
                         note=f"{n_synthetic} synthetic tables (seed {seed})", split_seed=split_seed)
     if task in ("sotab-cta", "sotab-cpa"):
@@ -127,7 +148,7 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         elif f"{kind}-validation" in splits:
             valid = read_sotab(*splits[f"{kind}-validation"])
         else:
-            train, valid = split_by_table(train, valid_fraction, split_seed)
+            train, valid = split_by_table(train, valid_fraction, split_seed, cv)
             hashed = split_seed
         return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, False, kind == "cpa", note=str(root),
                         split_seed=hashed)
@@ -150,7 +171,7 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         train = read_turl(data)
         valid = read_turl(valid_data) if valid_data else None
         if valid is None:
-            train, valid = split_by_table(train, valid_fraction, split_seed)
+            train, valid = split_by_table(train, valid_fraction, split_seed, cv)
         vocab = LabelVocab.from_labels([l for t in train.targets for l in t.labels], name="wikitables-cta")
         return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, True, False,
                         note="label list built from the training data (the 255-type list is not available offline)",
@@ -166,7 +187,7 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         valid = merge(list(load_labeled(fmt, valid_data).values()))
         train = ds
     else:
-        train, valid = split_by_table(ds, valid_fraction, split_seed)
+        train, valid = split_by_table(ds, valid_fraction, split_seed, cv)
     labels = [l for t in train.targets for l in t.labels]
     if not labels:
         raise TableError(f"{data}: no labelled columns found")
