@@ -155,6 +155,8 @@ def main() -> None:
     ap.add_argument("--split-seed", type=int, default=0, help="The task's by-table hold-out seed (aegir train --split-seed).")
     ap.add_argument("--cv-folds", type=int, default=0,
                     help="Pool a k-fold cross-validation: every --checkpoint is NAME=FOLD0,FOLD1,... (see above).")
+    ap.add_argument("--baseline-main-column", action="store_true",
+                    help="CPA: the baseline also reads each pair's main column (a second TF-IDF block), as Aegir does.")
     ap.add_argument("--views", type=int, default=4)
     ap.add_argument("--rare-below", type=int, default=5,
                     help="Also report macro-F1 over labels with at least / fewer than this many validation columns.")
@@ -197,7 +199,8 @@ def main() -> None:
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
     # Every fold's validation columns, in fold order, then column order: the pooled set the bootstrap resamples.
     gold_names = [t.labels[0] for td in folds for t in td.valid.targets]
-    systems = {BASELINE: [p for td in folds for p in tfidf_logreg(td.train, td.valid, class_weight=bw).predictions]}
+    systems = {BASELINE: [p for td in folds for p in tfidf_logreg(td.train, td.valid, class_weight=bw,
+                                                                    main_column=args.baseline_main_column).predictions]}
 
     def predicted(classifier, td) -> list[str]:
         run = eval_dataset(classifier, td.valid, views=args.views)
@@ -251,7 +254,8 @@ def main() -> None:
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
             "task": args.task, **({"data": args.data} if args.data else {}), "split_seed": args.split_seed, **({"cv_folds": K, "cv": {n: m for n, m in runs.items()}} if K else {}),
-            "augment": args.augment, "baseline_class_weight": args.baseline_class_weight, "views": args.views, "samples": args.samples,
+            "augment": args.augment, "baseline_class_weight": args.baseline_class_weight,
+            "baseline_main_column": args.baseline_main_column, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups},
             "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
@@ -261,7 +265,7 @@ def main() -> None:
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
              f"baseline trained on the same data (+{args.augment} synthetic tables"
-             f"{', balanced class weights' if bw else ''}). Covers the sampling noise of "
+             f"{', balanced class weights' if bw else ''}{', reading the main column too' if args.baseline_main_column else ''}). Covers the sampling noise of "
              "the validation set, not the seed-to-seed variance of training. Validation numbers, not test numbers.",
              "", f"Frequent / rare: macro-F1 over the {n_big} labels with at least {args.rare_below} validation columns / "
              f"the {n_small} with fewer (the baseline: {b_big:.3f} / {b_small:.3f}).",

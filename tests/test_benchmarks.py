@@ -1,5 +1,6 @@
 """Helpers of the benchmark scripts under benchmarks/ (on pytest's pythonpath, see pyproject.toml):
 result-file naming and the bootstrap's resampled metrics, specs and paired differences."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,33 @@ def test_generation_benchmark_smoke(tmp_path):
     md = (tmp_path / "generation.md").read_text()
     assert "| nano |" in md and "| nano | 2 | 2 |" in md
     assert (tmp_path / "generation.json").is_file()
+
+
+def _cpa_pairs(n: int, seed: int):
+    """CPA pairs whose object columns are drawn from one pool of dates: only the main column (book titles
+    against event names) tells datePublished from startDate."""
+    from aegir.tables.table import LabeledColumn, LabeledDataset, Table
+
+    rng = np.random.default_rng(seed)
+    tables, targets = [], []
+    for i in range(n):
+        book = i % 2 == 0
+        subjects = [f"{w} {rng.integers(100)}" for w in (("The Novel of", "Collected Poems", "A History of") if book
+                                                           else ("Jazz Night", "Marathon", "Tech Summit"))]
+        dates = [f"20{rng.integers(10, 25)}-0{rng.integers(1, 10)}-1{rng.integers(0, 10)}" for _ in range(3)]
+        tables.append(Table(columns=[subjects, dates], meta={"name": f"t{i}"}))
+        targets.append(LabeledColumn(i, 1, ("datePublished" if book else "startDate",), main_column=0))
+    return LabeledDataset(tables, targets, task="cpa")
+
+
+def test_baseline_reads_the_main_column_only_when_asked():
+    from classical_baseline import tfidf_logreg
+
+    train, test = _cpa_pairs(60, 0), _cpa_pairs(40, 1)
+    with_main = tfidf_logreg(train, test, main_column=True)
+    assert with_main.predictions == with_main.gold  # the subject's words separate the two properties
+    alone = tfidf_logreg(train, test)
+    assert np.mean(np.array(alone.predictions) == np.array(alone.gold)) < 0.8  # dates alone do not
+    with pytest.raises(ValueError, match="needs CPA data"):
+        cta = replace(train, targets=[replace(t, main_column=None) for t in train.targets], task="cta")
+        tfidf_logreg(cta, test, main_column=True)
