@@ -22,6 +22,8 @@ runs they were distilled from) move the score beyond the validation set's sampli
 tables are held out by hash): every `--checkpoint` is then `NAME=C0,C1,...` with fold i's run in place i, the
 baseline is trained once per fold on that fold's training tables, and the K validation parts are pooled into one
 set of columns, each scored by the run that did not train on it. `--mean-of` then names such rows.
+`--folds 0,1` pools only those folds (every `--checkpoint` then lists one run per named fold, in that order):
+a paired comparison of two recipes on part of a cross-validation when the budget does not cover all K.
 
 What it does not cover: run-to-run (seed) variance of training beyond the seeds given; for that, compare
 more seeds. Validation numbers only (the official test splits are kept aside).
@@ -109,6 +111,19 @@ def parse_compare(spec: str, known: list[str]) -> tuple[str, str]:
     return hits[0]
 
 
+def parse_folds(spec: str | None, k: int) -> list[int]:
+    """'0,2' -> [0, 2]: the folds of a k-fold cross-validation to pool (all k when spec is None)."""
+    if spec is None:
+        return list(range(k))
+    try:
+        folds = [int(f) for f in spec.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --folds {spec!r}: expected fold numbers separated by commas, e.g. 0,1") from None
+    if not folds or len(set(folds)) < len(folds) or not all(0 <= f < k for f in folds):
+        raise SystemExit(f"error: --folds {spec!r}: distinct folds in 0..{k - 1} expected")
+    return folds
+
+
 def fold_mismatch(run_args: dict, fold: int, folds: int, split_seed: int) -> str | None:
     """Why a checkpoint is not fold `fold` of a `folds`-fold cross-validation with `split_seed`, or None."""
     got = (run_args.get("cv_fold", 0), run_args.get("cv_folds", 0), run_args.get("split_seed", run_args.get("seed", 0)))
@@ -155,6 +170,8 @@ def main() -> None:
     ap.add_argument("--split-seed", type=int, default=0, help="The task's by-table hold-out seed (aegir train --split-seed).")
     ap.add_argument("--cv-folds", type=int, default=0,
                     help="Pool a k-fold cross-validation: every --checkpoint is NAME=FOLD0,FOLD1,... (see above).")
+    ap.add_argument("--folds", default=None, metavar="I,J,...",
+                    help="With --cv-folds: pool only these folds (default: all); checkpoints list one run per named fold.")
     ap.add_argument("--baseline-main-column", action="store_true",
                     help="CPA: the baseline also reads each pair's main column (a second TF-IDF block), as Aegir does.")
     ap.add_argument("--views", type=int, default=4)
@@ -166,6 +183,9 @@ def main() -> None:
     ap.add_argument("--result", default="docs/results/cta_bootstrap")
     args = ap.parse_args()
     K = args.cv_folds
+    if args.folds is not None and not K:
+        raise SystemExit("error: --folds needs --cv-folds")
+    fold_ids = parse_folds(args.folds, K) if K else [0]
     groups = [parse_mean_of(g) for g in args.mean_of]
     ensembles = [parse_mean_of(e, "--ensemble") for e in args.ensemble]
     if len({name for name, _ in groups + ensembles}) < len(groups + ensembles):
@@ -177,8 +197,8 @@ def main() -> None:
             raise SystemExit("error: --ensemble is not available with --cv-folds")
         for spec in args.checkpoint:
             name, members = parse_mean_of(spec, "--checkpoint")
-            if len(members) != K:
-                raise SystemExit(f"error: --checkpoint {name}: {len(members)} checkpoints for {K} folds")
+            if len(members) != len(fold_ids):
+                raise SystemExit(f"error: --checkpoint {name}: {len(members)} checkpoints for {len(fold_ids)} folds")
             runs[name] = members
         for name, members in groups:
             if unknown := [m for m in members if m not in runs]:
@@ -195,7 +215,7 @@ def main() -> None:
     compares = [parse_compare(c, row_names) for c in args.compare]
     torch.set_num_threads(args.threads)
     folds = [resolve_task(args.task, args.data, add_synthetic=args.augment, split_seed=args.split_seed, cv=(i, K) if K else None)
-             for i in range(max(K, 1))]
+             for i in fold_ids]
     bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
     # Every fold's validation columns, in fold order, then column order: the pooled set the bootstrap resamples.
     gold_names = [t.labels[0] for td in folds for t in td.valid.targets]
@@ -209,7 +229,7 @@ def main() -> None:
 
     for name, members in runs.items():
         pooled = []
-        for i, (ck, td) in enumerate(zip(members, folds)):
+        for i, ck, td in zip(fold_ids, members, folds):
             lc = load_classifier(ck)
             if K and (why := fold_mismatch(lc.meta.get("run_args", {}), i, K, args.split_seed)):
                 raise SystemExit(f"error: --checkpoint {name}: {ck} {why}")
@@ -253,14 +273,15 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
-            "task": args.task, **({"data": args.data} if args.data else {}), "split_seed": args.split_seed, **({"cv_folds": K, "cv": {n: m for n, m in runs.items()}} if K else {}),
+            "task": args.task, **({"data": args.data} if args.data else {}), "split_seed": args.split_seed, **({"cv_folds": K, "folds": fold_ids, "cv": {n: m for n, m in runs.items()}} if K else {}),
             "augment": args.augment, "baseline_class_weight": args.baseline_class_weight,
             "baseline_main_column": args.baseline_main_column, "views": args.views, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "mean_of": {name: members for name, members in groups},
             "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows, "compare": pairs}, indent=1))
-    where = f"{K}-fold cross-validation, every column scored once" if K else "validation"
+    some = f"folds {', '.join(map(str, fold_ids))} of a {K}-fold cross-validation"
+    where = (f"{K}-fold cross-validation, every column scored once" if len(fold_ids) == K else some) if K else "validation"
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} {where}, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
@@ -275,7 +296,8 @@ def main() -> None:
 
     def row_name(ck: str) -> str:
         if K and ck in runs:
-            return f"{ck} (folds 0-{K - 1})"
+            return f"{ck} (folds {fold_ids[0]}-{fold_ids[-1]})" if fold_ids == list(range(fold_ids[0], fold_ids[-1] + 1)) \
+                else f"{ck} (folds {', '.join(map(str, fold_ids))})"
         return f"`{ck}`" if ck in args.checkpoint else f"**{kind[ck]} {ck}**"
 
     lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
@@ -293,7 +315,7 @@ def main() -> None:
     for name, members in ensembles:
         lines += ["", f"{name}: one classifier, the mean probability of " + ", ".join(f"`{m}`" for m in members) + "."]
     for name, members in runs.items() if K else ():
-        lines += ["", f"{name}: " + ", ".join(f"fold {i} `{m}`" for i, m in enumerate(members)) + "."]
+        lines += ["", f"{name}: " + ", ".join(f"fold {i} `{m}`" for i, m in zip(fold_ids, members)) + "."]
     lines += ["", f"![differences]({result_file(out, '.png').name})"]
     result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

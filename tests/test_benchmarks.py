@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cta_bootstrap import macro_f1_resampled, paired_difference, parse_compare, parse_mean_of, plot_differences, support_split
+from cta_bootstrap import (fold_mismatch, macro_f1_resampled, paired_difference, parse_compare, parse_folds, parse_mean_of,
+                           plot_differences, support_split)
 from result_files import result_file
 
 from aegir.evaluation import classification_report
@@ -58,6 +59,17 @@ def test_bootstrap_compare_spec_and_paired_difference():
     assert got["share_not_above"] == pytest.approx(2 / 5)  # the tie counts as not above
     assert got["ci95"] == pytest.approx(list(np.percentile(a - b, [2.5, 97.5])))
     assert got["ci95"][0] < 0 < got["ci95"][1]
+
+
+def test_bootstrap_fold_subset_spec():
+    """--folds picks part of a k-fold cross-validation; each checkpoint must then be its named fold's run."""
+    assert parse_folds(None, 5) == [0, 1, 2, 3, 4]
+    assert parse_folds("0,1", 5) == [0, 1] and parse_folds("3,1", 5) == [3, 1]
+    for bad in ("", "0,0", "5", "-1", "0;1", "a"):
+        with pytest.raises(SystemExit, match="--folds"):
+            parse_folds(bad, 5)
+    assert fold_mismatch({"cv_fold": 3, "cv_folds": 5, "split_seed": 0}, 3, 5, 0) is None
+    assert "trained as fold 1 of 5" in fold_mismatch({"cv_fold": 1, "cv_folds": 5, "split_seed": 0}, 3, 5, 0)
 
 
 def test_bootstrap_support_split_partitions_macro_f1():
