@@ -8,6 +8,7 @@ import pytest
 from cta_bootstrap import (fold_mismatch, macro_f1_resampled, paired_difference, parse_compare, parse_folds, parse_mean_of,
                            plot_differences, support_split)
 from result_files import result_file
+from serialization_budget import measure, segment_bytes
 
 from aegir.evaluation import classification_report
 
@@ -128,3 +129,26 @@ def test_baseline_reads_the_main_column_only_when_asked():
     with pytest.raises(ValueError, match="needs CPA data"):
         cta = replace(train, targets=[replace(t, main_column=None) for t in train.targets], task="cta")
         tfidf_logreg(cta, test, main_column=True)
+
+
+def test_serialization_budget_segments_and_completeness():
+    """benchmarks/serialization_budget.py: segment lengths add up to the serialization, and a column is
+    complete exactly when the budget left it whole."""
+    from aegir.encoding.serialize import SerializeConfig, serialize
+    from aegir.tables.table import LabeledColumn, Table
+
+    tab = Table(columns=[["Dune", "Emma", "Ulysses"], ["1965", "1815", "1922"], ["Herbert", "Austen", "Joyce"]])
+    t = LabeledColumn(0, 1, ("Book/datePublished",), main_column=0)
+    wide = SerializeConfig(max_bytes=512)
+    ids = serialize(tab, 1, wide, 0).ids
+    seg = segment_bytes(ids)
+    # [MAIN] Dune|Emma|Ulysses [SEP] = 1 + 4+1+4+1+7 + 1; [TGT] 1965|1815|1922 [SEP] = 1 + 14 + 1
+    assert seg["main"] == 19 and seg["target"] == 16
+    assert seg["main"] + seg["target"] + seg["context"] + 1 == len(ids)  # + [CLS]
+    got = measure([tab], [t], wide)
+    assert got["main_complete"] == 1.0 and got["target_complete"] == 1.0 and got["with_context"] == 1.0
+    tight = measure([tab], [t], SerializeConfig(max_bytes=24, max_target_bytes=12, min_context_bytes=4))
+    assert tight["main_complete"] == 0.0 and tight["mean_main"] <= 11  # the main column's half of the window
+    assert tight["mean_ids"] <= 24
+    cta = measure([tab], [LabeledColumn(0, 1, ("year",))], wide)
+    assert cta["mean_main"] is None and cta["main_complete"] is None and cta["target_complete"] == 1.0
