@@ -20,19 +20,20 @@ from sklearn.pipeline import make_pipeline
 from aegir.tables.table import LabeledDataset
 
 
+def _text(ds: LabeledDataset, i: int, j: int, max_cells: int) -> str:
+    """Column j of target i's table as the baseline reads it: header, then up to max_cells cells."""
+    table = ds.tables[ds.targets[i].table_index]
+    return " | ".join([table.column_name(j)] + table.columns[j][:max_cells])
+
+
 def column_text(ds: LabeledDataset, i: int, max_cells: int = 32) -> str:
-    t = ds.targets[i]
-    table = ds.tables[t.table_index]
-    return " | ".join([table.column_name(t.column)] + table.columns[t.column][:max_cells])
+    return _text(ds, i, ds.targets[i].column, max_cells)
 
 
 def main_column_text(ds: LabeledDataset, i: int, max_cells: int = 32) -> str:
     """The CPA pair's main column as column_text writes a column; empty without one."""
-    t = ds.targets[i]
-    if t.main_column is None:
-        return ""
-    table = ds.tables[t.table_index]
-    return " | ".join([table.column_name(t.main_column)] + table.columns[t.main_column][:max_cells])
+    j = ds.targets[i].main_column
+    return "" if j is None else _text(ds, i, j, max_cells)
 
 
 @dataclass
