@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -49,18 +48,25 @@ def segment_bytes(ids: list[int]) -> dict[str, int]:
     return out
 
 
-def measure(tables, targets, cfg: SerializeConfig) -> dict:
-    """Mean segment lengths and completeness over `targets` (LabeledColumn) at one budget."""
-    whole = replace(cfg, max_bytes=UNLIMITED, max_target_bytes=UNLIMITED, max_column_bytes=UNLIMITED)
+def whole_segments(pairs, max_cell_bytes: int) -> list[dict[str, int]]:
+    """Each pair's segment lengths with no byte limit (same rows, same per-cell cut): what "complete" means.
+    It does not depend on the budget, so it is computed once for all of them."""
+    whole = SerializeConfig(max_bytes=UNLIMITED, max_target_bytes=UNLIMITED, max_column_bytes=UNLIMITED,
+                            max_cell_bytes=max_cell_bytes)
+    return [segment_bytes(serialize(tab, t.column, whole, t.main_column).ids) for tab, t in pairs]
+
+
+def measure(pairs, cfg: SerializeConfig, whole: list[dict[str, int]] | None = None) -> dict:
+    """Mean segment lengths and completeness over (Table, LabeledColumn) pairs at one budget."""
+    whole = whole_segments(pairs, cfg.max_cell_bytes) if whole is None else whole
     rows = []
-    for t in targets:
-        tab = tables[t.table_index]
+    for (tab, t), full in zip(pairs, whole, strict=True):
         s = serialize(tab, t.column, cfg, t.main_column)
-        got, full = segment_bytes(s.ids), segment_bytes(serialize(tab, t.column, whole, t.main_column).ids)
+        got = segment_bytes(s.ids)
         rows.append((got["main"], got["target"], got["context"], len(s.context),
                      got["main"] >= full["main"], got["target"] >= full["target"], len(s.ids)))
     a = np.array(rows, dtype=np.float64)
-    cpa = any(t.main_column is not None for t in targets)
+    cpa = any(t.main_column is not None for _, t in pairs)
     return {"max_bytes": cfg.max_bytes, "columns": len(rows), "mean_ids": a[:, 6].mean(),
             "mean_main": a[:, 0].mean() if cpa else None, "mean_target": a[:, 1].mean(), "mean_context": a[:, 2].mean(),
             "mean_context_columns": a[:, 3].mean(), "with_context": (a[:, 3] > 0).mean(),
@@ -106,14 +112,9 @@ def main() -> None:
         raise SystemExit(f"error: --budgets {args.budgets!r}: expected integers separated by commas") from None
     td = resolve_task(args.task, args.data)
     parts = [td.train] + ([td.valid] if td.valid is not None else [])
-    rows = []
-    for b in budgets:
-        cfg = SerializeConfig(max_bytes=b, max_cell_bytes=args.max_cell_bytes)
-        per_part = [measure(p.tables, p.targets, cfg) for p in parts]
-        n = sum(r["columns"] for r in per_part)
-        merged = {k: (None if per_part[0][k] is None else sum(r[k] * r["columns"] for r in per_part) / n)
-                  for k in per_part[0] if k not in ("max_bytes", "columns")}
-        rows.append({"max_bytes": b, "columns": n, **merged})
+    pairs = [(p.tables[t.table_index], t) for p in parts for t in p.targets]
+    whole = whole_segments(pairs, args.max_cell_bytes)
+    rows = [measure(pairs, SerializeConfig(max_bytes=b, max_cell_bytes=args.max_cell_bytes), whole) for b in budgets]
     out = Path(args.result or f"docs/results/serialization_budget_{args.task.replace('-', '_')}")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"task": args.task, **({"data": args.data} if args.data else {}), "max_cell_bytes": args.max_cell_bytes,

@@ -145,10 +145,10 @@ def test_serialization_budget_segments_and_completeness():
     # [MAIN] Dune|Emma|Ulysses [SEP] = 1 + 4+1+4+1+7 + 1; [TGT] 1965|1815|1922 [SEP] = 1 + 14 + 1
     assert seg["main"] == 19 and seg["target"] == 16
     assert seg["main"] + seg["target"] + seg["context"] + 1 == len(ids)  # + [CLS]
-    got = measure([tab], [t], wide)
+    got = measure([(tab, t)], wide)
     assert got["main_complete"] == 1.0 and got["target_complete"] == 1.0 and got["with_context"] == 1.0
-    tight = measure([tab], [t], SerializeConfig(max_bytes=24, max_target_bytes=12, min_context_bytes=4))
+    tight = measure([(tab, t)], SerializeConfig(max_bytes=24, max_target_bytes=12, min_context_bytes=4))
     assert tight["main_complete"] == 0.0 and tight["mean_main"] <= 11  # the main column's half of the window
     assert tight["mean_ids"] <= 24
-    cta = measure([tab], [LabeledColumn(0, 1, ("year",))], wide)
+    cta = measure([(tab, LabeledColumn(0, 1, ("year",)))], wide)
     assert cta["mean_main"] is None and cta["main_complete"] is None and cta["target_complete"] == 1.0
