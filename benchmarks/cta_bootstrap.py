@@ -280,8 +280,11 @@ def main() -> None:
             "ensemble": {name: members for name, members in ensembles}}
     plot_differences(rows, diffs, result_file(out, ".png"))
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "rows": rows, "compare": pairs}, indent=1))
-    some = f"folds {', '.join(map(str, fold_ids))} of a {K}-fold cross-validation"
-    where = (f"{K}-fold cross-validation, every column scored once" if len(fold_ids) == K else some) if K else "validation"
+    listed = ", ".join(map(str, fold_ids))
+    where = (f"{K}-fold cross-validation, every column scored once" if len(fold_ids) == K
+             else f"folds {listed} of a {K}-fold cross-validation") if K else "validation"
+    # Row names: "folds 0-2" for consecutive folds, else the list.
+    span = f"folds {fold_ids[0]}-{fold_ids[-1]}" if fold_ids == list(range(fold_ids[0], fold_ids[-1] + 1)) else f"folds {listed}"
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} {where}, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
@@ -296,8 +299,7 @@ def main() -> None:
 
     def row_name(ck: str) -> str:
         if K and ck in runs:
-            return f"{ck} (folds {fold_ids[0]}-{fold_ids[-1]})" if fold_ids == list(range(fold_ids[0], fold_ids[-1] + 1)) \
-                else f"{ck} (folds {', '.join(map(str, fold_ids))})"
+            return f"{ck} ({span})"
         return f"`{ck}`" if ck in args.checkpoint else f"**{kind[ck]} {ck}**"
 
     lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
