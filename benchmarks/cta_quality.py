@@ -42,7 +42,8 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema,
                          class_weight=args.class_weight, logit_adjust=args.logit_adjust,
                          repeat_threshold=args.repeat_threshold, split_seed=args.split_seed,
-                         cv_folds=args.cv_folds, cv_fold=args.cv_fold if args.cv_folds else 0, **over)
+                         cv_folds=args.cv_folds, cv_fold=args.cv_fold if args.cv_folds else 0,
+                         pool_main=args.pool_main and task.endswith("-cpa"), **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -123,6 +124,8 @@ def main() -> None:
                     help="Repeat-factor sampling threshold for the fine-tunes (aegir train --repeat-threshold; 0 = off).")
     ap.add_argument("--teacher-cache", default=None,
                     help="Folder of teacher targets shared between runs (e.g. student seeds on the same teachers).")
+    ap.add_argument("--pool-main", action="store_true",
+                    help="CPA runs: pool the main column's positions into the pair embedding too (aegir train --pool-main).")
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
                     help="Train on the deterministic serialization only (no per-epoch row views).")
     args = ap.parse_args()
@@ -174,7 +177,7 @@ def main() -> None:
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
-            "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "threads": args.threads, "torch": torch.__version__,
+            "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "pool_main": args.pool_main, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
     kinds = "CPA" if all(t.endswith("-cpa") for t in args.tasks.split(",")) else "CTA"

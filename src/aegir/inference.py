@@ -46,7 +46,8 @@ def classifier_extra(vocab: LabelVocab, scfg: SerializeConfig, task: str, multi_
 
 def _build(cfg: ModelConfig, extra: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> AegirClassifier:
     vocab = LabelVocab.from_dict(extra["labels"])
-    model = AegirClassifier(cfg, len(vocab), multi_label=bool(extra.get("multi_label", False)))
+    model = AegirClassifier(cfg, len(vocab), multi_label=bool(extra.get("multi_label", False)),
+                            pool_main=bool(extra.get("pool_main", False)))
     # Auxiliary (hierarchical-loss) heads are training-only: drop them, keep everything else strict.
     state = {k: v for k, v in state.items() if not k.startswith("aux.")}
     own = {k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")} or state
@@ -104,7 +105,7 @@ def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
     (out / "config.json").write_text(json.dumps(lc.model.cfg.to_dict(), indent=1))
     lc.vocab.save(out / "labels.json")
     spec = {"format": "aegir-specialist", "version": 1, "task": lc.task, "multi_label": lc.multi_label,
-            "cpa": lc.cpa, "serialize": asdict(lc.serialize_cfg), "source_checkpoint": str(checkpoint),
+            "cpa": lc.cpa, "pool_main": lc.model.pool_main, "serialize": asdict(lc.serialize_cfg), "source_checkpoint": str(checkpoint),
             **{k: v for k, v in lc.meta.items() if k in ("step", "git_commit", "metrics")}}
     (out / "specialist.json").write_text(json.dumps(spec, indent=1, default=str))
     return out
@@ -128,7 +129,8 @@ def _load_specialist(path: Path, device) -> LoadedClassifier:
         state = load_file(str(path / "model.safetensors"))
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for bad files
         raise CheckpointError(f"{path}/model.safetensors: unreadable ({e})") from None
-    extra = {"labels": vocab.to_dict(), "multi_label": spec.get("multi_label", False)}
+    extra = {"labels": vocab.to_dict(), "multi_label": spec.get("multi_label", False),
+             "pool_main": spec.get("pool_main", False)}
     model = _build(cfg, extra, state, str(path)).to(device)
     return LoadedClassifier(model, vocab, SerializeConfig(**spec["serialize"]), spec.get("task", "custom"),
                             bool(spec.get("multi_label")), bool(spec.get("cpa")), str(path), meta=spec)
@@ -258,7 +260,7 @@ def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_siz
     for s in it:
         idx = order[s : s + batch_size]
         b = collate([examples[i] for i in idx]).to(device)
-        out = model(b.ids, b.mask, b.target_mask)
+        out = model(b.ids, b.mask, b.target_mask, b.main_mask)
         lg = out.logits.float().cpu().numpy()
         pl = out.pooled.float().cpu().numpy()
         # Per-example boundary counts on each router's positions, padding excluded.

@@ -55,6 +55,13 @@ def test_cpa_variant(table, data):
     tgt_pos = s.ids.index(TGT)
     assert s.target_mask[tgt_pos] and not any(s.target_mask[:tgt_pos])
     assert main not in s.context and target not in s.context
+    # main_mask is exactly the [MAIN] .. [SEP] segment before [TGT], disjoint from the target's
+    assert len(s.main_mask) == len(s.ids)
+    assert s.main_mask == [1 <= i < tgt_pos for i in range(len(s.ids))]
+    assert s.ids[tgt_pos - 1] == SEP
+    assert not any(m and t for m, t in zip(s.main_mask, s.target_mask))
+    # without a main column (CTA) the mask is all False
+    assert not any(serialize(table, target, SerializeConfig(max_bytes=300)).main_mask)
 
 
 def test_one_long_cell_cannot_eat_the_budget():

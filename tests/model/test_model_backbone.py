@@ -151,6 +151,29 @@ def test_pooling_hand_computed():
     assert pooled[0].tolist() == [3.0, 4.0, 4.0, 5.0]
     # row 1: empty target -> zero mean (not NaN); last valid = position 3
     assert pooled[1].tolist() == [0.0, 0.0, 14.0, 15.0]
+    # CPA main-column pooling: [target mean | main mean | last]; padding excluded from the main mean too
+    mmask = torch.tensor([[1, 0, 0, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    pooled = pool_column(hidden, mask, tmask, mmask)
+    assert pooled[0].tolist() == [3.0, 4.0, 0.0, 1.0, 4.0, 5.0]  # main: position 0 only (3 is padding)
+    assert pooled[1].tolist() == [0.0, 0.0, 9.0, 10.0, 14.0, 15.0]  # main: ([8,9] + [10,11]) / 2
+
+
+def test_pool_main_classifier_needs_main_mask():
+    torch.manual_seed(0)
+    ids, mask = batch()
+    tmask, mmask = mask.clone(), torch.zeros_like(mask)
+    tmask[:, :6], mmask[:, 1:6] = False, True
+    clf = AegirClassifier(nano(), n_labels=5, pool_main=True)
+    out = clf(ids, mask, tmask, mmask)
+    assert out.pooled.shape == (3, clf.pooled_dim) == (3, 3 * 64)
+    # the middle third is the main column's mean of the final hidden state
+    hidden = clf.backbone(ids, mask).hidden
+    torch.testing.assert_close(out.pooled[:, 64:128], hidden[:, 1:6].mean(dim=1))
+    with pytest.raises(ModelInputError, match="main_mask"):
+        clf(ids, mask, tmask)
+    # a plain classifier ignores main_mask: same output with or without it
+    plain = AegirClassifier(nano(), n_labels=5).eval()
+    torch.testing.assert_close(plain(ids, mask, tmask, mmask).logits, plain(ids, mask, tmask).logits)
 
 
 def test_classifier_outputs_and_losses():

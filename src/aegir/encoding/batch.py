@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -21,6 +21,7 @@ class EncodedColumn:
     column: int
     main_column: int | None = None
     truncated: bool = False
+    main_mask: list[bool] = field(default_factory=list)  # CPA: the main column's segment; empty = none
 
 
 @dataclass
@@ -29,15 +30,17 @@ class Batch:
     mask: torch.Tensor         # (B, T) bool
     target_mask: torch.Tensor  # (B, T) bool
     labels: torch.Tensor       # (B,) long (single-label; -1 = none) or (B, L) float (multi-label)
+    main_mask: torch.Tensor    # (B, T) bool, the CPA main column's segment (all False without one)
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.ids.to(device), self.mask.to(device), self.target_mask.to(device), self.labels.to(device))
+        return Batch(self.ids.to(device), self.mask.to(device), self.target_mask.to(device), self.labels.to(device),
+                     self.main_mask.to(device))
 
 
 def encode_column(table: Table, column: int, cfg: SerializeConfig, main: int | None = None,
                   label_ids: tuple[int, ...] = (), table_index: int = 0, row_seed: int | None = None) -> EncodedColumn:
     s = serialize(table, column, cfg, main=main, row_seed=row_seed)
-    return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated)
+    return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated, s.main_mask)
 
 
 def view_seed(view: int, table_index: int) -> int | None:
@@ -66,11 +69,14 @@ def collate(examples: Sequence[EncodedColumn], n_labels: int = 0, multi_label: b
     ids = torch.full((B, T), PAD, dtype=torch.long)
     mask = torch.zeros((B, T), dtype=torch.bool)
     tmask = torch.zeros((B, T), dtype=torch.bool)
+    mmask = torch.zeros((B, T), dtype=torch.bool)
     for i, e in enumerate(examples):
         n = len(e.ids)
         ids[i, :n] = torch.tensor(e.ids, dtype=torch.long)
         mask[i, :n] = True
         tmask[i, :n] = torch.tensor(e.target_mask, dtype=torch.bool)
+        if e.main_mask:
+            mmask[i, :n] = torch.tensor(e.main_mask, dtype=torch.bool)
     if multi_label:
         labels = torch.zeros((B, n_labels), dtype=torch.float32)
         for i, e in enumerate(examples):
@@ -78,4 +84,4 @@ def collate(examples: Sequence[EncodedColumn], n_labels: int = 0, multi_label: b
                 labels[i, j] = 1.0
     else:
         labels = torch.tensor([e.label_ids[0] if e.label_ids else -1 for e in examples], dtype=torch.long)
-    return Batch(ids, mask, tmask, labels)
+    return Batch(ids, mask, tmask, labels, mmask)

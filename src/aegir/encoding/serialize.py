@@ -64,6 +64,7 @@ class Serialized:
     context: list[int] = field(default_factory=list)  # context column indices, in serialized order
     truncated: bool = False            # some cell, column, or context column did not fit
     rows_used: list[int] = field(default_factory=list)  # row indices the cells came from
+    main_mask: list[bool] = field(default_factory=list)  # CPA: True on the main column's segment ([MAIN] .. [SEP]); else all False
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -184,11 +185,13 @@ def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(
     cells = lambda j: [table.columns[j][i] for i in rows]  # noqa: E731
     ids: list[int] = [CLS]
     mask: list[bool] = [False]
+    main_mask: list[bool] = [False]
     truncated = len(rows) < table.n_rows
     if main is not None and main != target:
         seg, t = _segment(MAIN, table.column_name(main), cells(main), cfg, min(cfg.max_target_bytes, (cfg.max_bytes - 1) // 2))
         ids += seg
         mask += [False] * len(seg)
+        main_mask += [True] * len(seg)
         truncated |= t
     seg, t = _segment(TGT, table.column_name(target), cells(target), cfg, min(cfg.max_target_bytes, cfg.max_bytes - len(ids)))
     ids += seg
@@ -211,7 +214,9 @@ def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(
             mask += [False] * len(seg)
             truncated |= t
             context.append(j)
-    return Serialized(ids=ids, target_mask=mask, context=context, truncated=truncated, rows_used=rows)
+    main_mask += [False] * (len(ids) - len(main_mask))
+    return Serialized(ids=ids, target_mask=mask, context=context, truncated=truncated, rows_used=rows,
+                      main_mask=main_mask)
 
 
 def serialize_table_text(table: Table, cfg: SerializeConfig = SerializeConfig(), target: int = 0) -> list[int]:

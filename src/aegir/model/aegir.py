@@ -66,7 +66,7 @@ class StepOutput:
 @dataclass
 class ClassifierOutput:
     logits: Tensor  # (B, n_labels)
-    pooled: Tensor  # (B, 2 * d_model[0]) pooled column embedding
+    pooled: Tensor  # (B, 2 * d_model[0]) pooled column embedding; (B, 3 * d_model[0]) with pool_main
     stages: list[StageStats]
     ratio_loss: Tensor  # weighted
 
@@ -201,18 +201,21 @@ class AegirModel(_KeepsParamTags, nn.Module):
         loss = ce / max(n, 1)
         return LMOutput(loss=loss, ratio_loss=out.ratio_loss, n_tokens=n, stages=out.stages)
 
-    def pool(self, hidden: Tensor, mask: Tensor, target_mask: Tensor) -> Tensor:
-        return pool_column(hidden, mask.bool(), target_mask.bool())  # (B, 2 * d0)
+    def pool(self, hidden: Tensor, mask: Tensor, target_mask: Tensor, main_mask: Tensor | None = None) -> Tensor:
+        return pool_column(hidden, mask.bool(), target_mask.bool(),
+                           None if main_mask is None else main_mask.bool())  # (B, 2 * d0) or (B, 3 * d0)
 
 
 class AegirClassifier(_KeepsParamTags, nn.Module):
-    """Backbone + pooled column embedding + linear head. multi_label selects BCE over CE."""
+    """Backbone + pooled column embedding + linear head. multi_label selects BCE over CE.
+    pool_main (CPA) adds the mean over the main column's positions to the pooled embedding
+    (`pool_column`); forward then needs `main_mask`."""
 
-    def __init__(self, cfg: ModelConfig, n_labels: int, multi_label: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig, n_labels: int, multi_label: bool = False, pool_main: bool = False) -> None:
         super().__init__()
         self.backbone = AegirModel(cfg)
-        self.n_labels, self.multi_label = n_labels, multi_label
-        self.head = ClassificationHead(self.backbone.pooled_dim, n_labels)
+        self.n_labels, self.multi_label, self.pool_main = n_labels, multi_label, pool_main
+        self.head = ClassificationHead(self.pooled_dim, n_labels)
         _tag(self.head.parameters(), 0, cfg.lr_multipliers[0])
 
     @classmethod
@@ -231,13 +234,25 @@ class AegirClassifier(_KeepsParamTags, nn.Module):
     def cfg(self) -> ModelConfig:
         return self.backbone.cfg
 
-    def forward(self, ids: Tensor, mask: Tensor | None, target_mask: Tensor) -> ClassifierOutput:
+    @property
+    def pooled_dim(self) -> int:
+        return self.backbone.pooled_dim + (self.cfg.d_model[0] if self.pool_main else 0)
+
+    def forward(self, ids: Tensor, mask: Tensor | None, target_mask: Tensor,
+                main_mask: Tensor | None = None) -> ClassifierOutput:
+        """main_mask (B, T) marks the CPA main column; used only by a pool_main classifier, which
+        requires it (all False for inputs without a main column)."""
         if mask is None:
             mask = torch.ones_like(ids, dtype=torch.bool)
         if target_mask.shape != ids.shape:
             raise ModelInputError(f"target_mask shape {tuple(target_mask.shape)} does not match ids {tuple(ids.shape)}")
+        if self.pool_main and main_mask is None:
+            raise ModelInputError("this classifier pools the main column (pool_main): pass main_mask")
+        if self.pool_main and main_mask.shape != ids.shape:
+            raise ModelInputError(f"main_mask shape {tuple(main_mask.shape)} does not match ids {tuple(ids.shape)}")
         out = self.backbone(ids, mask)
-        pooled = self.backbone.pool(out.hidden, mask, target_mask)  # (B, 2 * d0)
+        pooled = self.backbone.pool(out.hidden, mask, target_mask,
+                                    main_mask if self.pool_main else None)  # (B, 2 * d0) or (B, 3 * d0)
         logits = self.head(pooled.float())  # (B, n_labels)
         return ClassifierOutput(logits=logits, pooled=pooled, stages=out.stages, ratio_loss=out.ratio_loss)
 

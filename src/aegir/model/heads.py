@@ -8,6 +8,12 @@ Pooling for classification: concat(masked mean of the final hidden state over th
 column's positions, final hidden state at the last non-pad position). The backbone is causal:
 target-column positions come first in a serialized input and have not read the context columns,
 while the last position has read everything; the mean summarises the target column itself.
+
+CPA option (`main_mask`): a third part, the masked mean over the main (subject) column's
+positions, between the two: [target mean | main mean | last]. The main column comes first in a CPA
+input, so its mean is a summary of the subject column alone, which the target mean and the last
+state only carry folded into a recurrent state. The TF-IDF baseline that reads the main column as
+its own features is what motivated it (docs/results/cta_analysis.md).
 """
 
 from __future__ import annotations
@@ -21,16 +27,24 @@ def byte_lm_logits(hidden: Tensor, embedding_weight: Tensor, n_active: int) -> T
     return hidden @ embedding_weight[:n_active].to(hidden.dtype).t()  # (B, T, n_active)
 
 
-def pool_column(hidden: Tensor, mask: Tensor, target_mask: Tensor) -> Tensor:
-    """(B, T, D) -> (B, 2D): [mean over target positions | hidden at the last valid position].
+def _masked_mean(hidden: Tensor, mask: Tensor, which: Tensor) -> Tensor:
+    """(B, T, D) -> (B, D): mean over positions where `which & mask`; zero (never NaN) where none."""
+    w = (which & mask).to(hidden.dtype)  # (B, T)
+    return (hidden * w[:, :, None]).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, D)
 
-    Rows whose target_mask is empty get a zero mean (never NaN); padding is always excluded."""
+
+def pool_column(hidden: Tensor, mask: Tensor, target_mask: Tensor, main_mask: Tensor | None = None) -> Tensor:
+    """(B, T, D) -> (B, 2D): [mean over target positions | hidden at the last valid position], or
+    with `main_mask` (B, 3D): [target mean | mean over the main column's positions | last].
+
+    Rows whose target (or main) mask is empty get a zero mean (never NaN); padding is always excluded."""
     B, T, D = hidden.shape
-    tm = (target_mask & mask).to(hidden.dtype)  # (B, T)
-    mean = (hidden * tm[:, :, None]).sum(dim=1) / tm.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, D)
+    parts = [_masked_mean(hidden, mask, target_mask)]  # (B, D)
+    if main_mask is not None:
+        parts.append(_masked_mean(hidden, mask, main_mask))  # (B, D)
     last = (mask.long().sum(dim=1) - 1).clamp(min=0)  # (B,) right padding: last valid index
-    tail = hidden.gather(1, last[:, None, None].expand(B, 1, D)).squeeze(1)  # (B, D)
-    return torch.cat([mean, tail], dim=-1)  # (B, 2D)
+    parts.append(hidden.gather(1, last[:, None, None].expand(B, 1, D)).squeeze(1))  # gather (B, 1, D) -> (B, D)
+    return torch.cat(parts, dim=-1)  # (B, 2D) or (B, 3D)
 
 
 class ClassificationHead(nn.Module):

@@ -87,8 +87,8 @@ class _TrainNet(nn.Module):
         # (n_labels,) tau * log(prior), added to the logits of the labelled columns' CE only.
         self.register_buffer("logit_offset", logit_offset, persistent=False)
 
-    def forward(self, ids, mask, target_mask, labels, denom: float, teacher=None):
-        out = self.classifier(ids, mask, target_mask)
+    def forward(self, ids, mask, target_mask, labels, denom: float, teacher=None, main_mask=None):
+        out = self.classifier(ids, mask, target_mask, main_mask)
         if self.classifier.multi_label:
             task = F.binary_cross_entropy_with_logits(out.logits.float(), labels, reduction="sum") / labels.shape[1]
         else:
@@ -196,6 +196,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                      ("--refit-head", cfg.refit_head != "none")):
         if on and td.multi_label:
             raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
+    if cfg.pool_main and not td.cpa:
+        raise TableError(f"--pool-main pools the main column of a column pair (CPA); {cfg.task} is column type "
+                         "annotation: its inputs have no main column")
     label_ids = [e.label_ids[0] for e in train_ex if e.label_ids]
     if cfg.class_weight == "balanced":
         class_w = balanced_class_weights(label_ids, len(labels))
@@ -221,7 +224,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             if _norm(saved.get(k, 0)) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved.get(k, 0)!r}")
         for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
-                  "row_views", "ema", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
+                  "row_views", "ema", "pool_main", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
@@ -231,7 +234,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     if not isinstance(mcfg, ModelConfig):
         raise CheckpointError("checkpoint has no Aegir model config")
 
-    clf = AegirClassifier(mcfg, len(labels), multi_label=td.multi_label)
+    clf = AegirClassifier(mcfg, len(labels), multi_label=td.multi_label, pool_main=cfg.pool_main)
     init_meta: dict[str, Any] = {}
     from_random = not cfg.pretrained and resume_ckpt is None
     if cfg.pretrained and resume_ckpt is None:
@@ -247,7 +250,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
 
         parents = json.loads(resources.files("aegir.resources").joinpath("schema_hierarchy.json").read_text())["parents"]
         groups, props, g_idx, p_idx = path_targets(labels, parents)
-        aux = HierarchyHeads(clf.backbone.pooled_dim, len(groups), len(props))
+        aux = HierarchyHeads(clf.pooled_dim, len(groups), len(props))
         for p in aux.parameters():
             p._aegir_lr_mult = cfg.head_lr_mult
     if cfg.freeze_backbone:
@@ -322,7 +325,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     post: dict[str, Any] = {}  # what happened after the last epoch (the head refit), recorded in final.pt
 
     def extra(metrics_hist):
-        return classifier_extra(td.vocab, scfg, cfg.task, td.multi_label, td.cpa, history=metrics_hist,
+        return classifier_extra(td.vocab, scfg, cfg.task, td.multi_label, td.cpa, pool_main=cfg.pool_main, history=metrics_hist,
                                 from_random=from_random, **init_meta, **post)
 
     def save(path: Path, ep: int, bpos: int, metrics: dict[str, Any], final: bool = False) -> None:
@@ -375,7 +378,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             sched.set_step(step)
             # Sum over examples / global count, times world size because DDP averages gradients.
             loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
-                                              teach)
+                                              teach, b.main_mask)
             total_loss = loss + ratio.objective
             if not torch.isfinite(total_loss):
                 save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})

@@ -61,6 +61,9 @@ class FinetuneConfig:
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
     # the serializer's 48: on SOTAB it lifted macro-F1 on three of three paired seeds (cta_analysis.md).
     max_cell_bytes: int = 128
+    # CPA: pool the main (subject) column's positions into the pair embedding as well (model/heads.py),
+    # [target mean | main mean | last] instead of [target mean | last]. CPA tasks only.
+    pool_main: bool = False
     n_synthetic: int = 600
     add_synthetic: int = 0              # real-data tasks: also train on this many synthetic tables
     row_views: bool = True              # epochs after the first train on new random row views (augmentation)
