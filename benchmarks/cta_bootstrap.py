@@ -73,15 +73,24 @@ def macro_f1_resampled(gold: np.ndarray, pred: np.ndarray, n_labels: int, weight
 def support_split(gold: list[str], pred: list[str], k: int) -> tuple[float, float, int, int]:
     """Macro-F1 over the labels with >= k gold columns, and over those with 1..k-1, and how many of
     each: the two parts average (weighted by those counts) to the full macro-F1. On small validation
-    sets, the rare labels are where single columns swing the score."""
+    sets, the rare labels are where single columns swing the score. A part with no labels (e.g. no
+    rare label in a large cross-validation) is None, printed as "–"."""
     support: dict[str, int] = {}
     for g in gold:
         support[g] = support.get(g, 0) + 1
     f1 = {r.label: r.f1 for r in classification_report(gold, pred).per_label}
     big = [f1[l] for l, c in support.items() if c >= k]
     small = [f1[l] for l, c in support.items() if c < k]
-    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-    return mean(big), mean(small), len(big), len(small)
+    return _mean_or_none(big), _mean_or_none(small), len(big), len(small)
+
+
+def _mean_or_none(xs) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def _f3(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def parse_mean_of(spec: str, option: str = "--mean-of") -> tuple[str, list[str]]:
@@ -259,8 +268,8 @@ def main() -> None:
     rows, diffs = [], []
     for ck in row_names:
         obs, boot = scores[ck]
-        split = (support_split(gold_names, systems[ck], args.rare_below) if ck in systems
-                 else tuple(np.mean([support_split(gold_names, systems[m], args.rare_below) for m in dict(groups)[ck]], 0)))
+        parts = [support_split(gold_names, systems[m], args.rare_below) for m in ([ck] if ck in systems else dict(groups)[ck])]
+        split = (_mean_or_none([p[0] for p in parts]), _mean_or_none([p[1] for p in parts]))
         rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs,
                      **paired_difference(obs, boot, b_obs, b_boot),
                      "macro_f1_frequent": split[0], "macro_f1_rare": split[1]})
@@ -292,7 +301,7 @@ def main() -> None:
              f"{', balanced class weights' if bw else ''}{', reading the main column too' if args.baseline_main_column else ''}). Covers the sampling noise of "
              "the validation set, not the seed-to-seed variance of training. Validation numbers, not test numbers.",
              "", f"Frequent / rare: macro-F1 over the {n_big} labels with at least {args.rare_below} validation columns / "
-             f"the {n_small} with fewer (the baseline: {b_big:.3f} / {b_small:.3f}).",
+             f"the {n_small} with fewer (the baseline: {_f3(b_big)} / {_f3(b_small)}).",
              "", "| checkpoint | macro-F1 | baseline | difference | 95% interval | resamples not above | frequent / rare |",
              "|---|---|---|---|---|---|---|"]
     kind = {name: "mean of" for name, _ in groups} | {name: "ensemble" for name, _ in ensembles}
@@ -304,7 +313,7 @@ def main() -> None:
 
     lines += [f"| {row_name(r['checkpoint'])} | {r['macro_f1']:.3f} | {r['baseline_macro_f1']:.3f} | {r['diff']:+.3f} | "
               f"[{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} | "
-              f"{r['macro_f1_frequent']:.3f} / {r['macro_f1_rare']:.3f} |" for r in rows]
+              f"{_f3(r['macro_f1_frequent'])} / {_f3(r['macro_f1_rare'])} |" for r in rows]
     if pairs:
         lines += ["", "Paired differences between rows (same resamples):", "",
                   "| A | B | macro-F1 A / B | A minus B | 95% interval | resamples where A is not above B |",

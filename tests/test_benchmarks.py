@@ -81,6 +81,9 @@ def test_bootstrap_support_split_partitions_macro_f1():
     assert (nb, ns) == (2, 2)
     assert big == pytest.approx((10 / 13 + 8 / 10) / 2) and small == pytest.approx((2 / 3 + 0) / 2)
     assert (nb * big + ns * small) / (nb + ns) == pytest.approx(classification_report(gold, pred).macro_f1)
+    # no label below the threshold: the rare part is None (printed "–"), not NaN
+    big, small, nb, ns = support_split(gold, pred, 1)
+    assert (nb, ns, small) == (4, 0, None) and big == pytest.approx(classification_report(gold, pred).macro_f1)
 
 
 def test_generation_benchmark_smoke(tmp_path):
