@@ -1,5 +1,9 @@
 """`annotate(df | path, checkpoint)`: per column, the top-k labels with scores.
 
+A CPA (column-pair) checkpoint annotates the relation of every other column to a main (subject)
+column, `main_column` (default 0, the subject column's place in SOTAB and most web tables): each pair
+is serialized as in training (`[MAIN] main [SEP] [TGT] column [SEP] context`).
+
 Wide tables: every column is annotated (each one serialized as the target, with MMR-chosen context
 within the byte budget), in batches — nothing is dropped. Long tables: each column is read through
 `max_rows` evenly spaced rows (the serializer's row sampling); the result says how many rows were
@@ -29,6 +33,7 @@ class ColumnAnnotation:
     rows_read: int
     rows_total: int
     truncated: bool  # some cell or context did not fit the byte budget
+    main_column: int | None = None  # CPA: the subject column this column's property is relative to
 
     @property
     def label(self) -> str:
@@ -45,7 +50,9 @@ class AnnotationResult:
     notes: list[str] = field(default_factory=list)
 
     def to_records(self) -> list[dict[str, Any]]:
-        return [{"column_index": c.column, "column_name": c.name, "label": c.label, "score": c.labels[0][1],
+        return [{"column_index": c.column, "column_name": c.name,
+                 **({"main_column_index": c.main_column} if c.main_column is not None else {}),
+                 "label": c.label, "score": c.labels[0][1],
                  "top_k": [{"label": l, "score": s} for l, s in c.labels], "rows_read": c.rows_read,
                  "rows_total": c.rows_total} for c in self.columns]
 
@@ -55,6 +62,8 @@ class AnnotationResult:
         rows = []
         for c in self.columns:
             r = {"column_index": c.column, "column_name": c.name}
+            if c.main_column is not None:
+                r["main_column_index"] = c.main_column
             for k, (l, s) in enumerate(c.labels, 1):
                 r[f"label_{k}"], r[f"score_{k}"] = l, round(s, 4)
             r["rows_read"], r["rows_total"] = c.rows_read, c.rows_total
@@ -94,8 +103,22 @@ def _cached(c: Checkpoint) -> LoadedClassifier:
     return _CACHE.get(key) or _CACHE.setdefault(key, load_classifier(c))
 
 
+def _main_index(table: Table, main_column: int | str, source: str) -> int:
+    """The main column by index or by header name, checked against the table."""
+    if isinstance(main_column, str) and not main_column.lstrip("-").isdigit():
+        names = [table.column_name(j) for j in range(table.n_cols)]
+        if main_column not in names:
+            raise TableError(f"{source}: main column {main_column!r} is not a column name; columns: {names[:20]}")
+        return names.index(main_column)
+    j = int(main_column)
+    if not 0 <= j < table.n_cols:
+        raise TableError(f"{source}: main column {j} out of range (the table has columns 0..{table.n_cols - 1})")
+    return j
+
+
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
-             batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1) -> AnnotationResult:
+             batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
+             main_column: int | str | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -104,6 +127,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     the others random row subsets); more views read more of a long table's rows.
     labels: restrict predictions to this subset of the model's vocabulary (unknown names raise).
     max_rows_read: rows parsed from a file (the serializer samples `max_rows` of them per column).
+    main_column: CPA checkpoints only: the subject column (index or header name; default 0). Every
+    other column is annotated with its property relative to it.
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -113,8 +138,15 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     table, source = _as_table(data, max_rows_read)
     if table.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
+    main = None
     if lc.cpa:  # members share the task kind (load_classifiers checks)
-        raise TableError("this checkpoint is a CPA (column-pair) model; annotate() does column types (CTA)")
+        if table.n_cols < 2:
+            raise TableError(f"{source}: a CPA (column-pair) checkpoint needs at least two columns; the table has one")
+        main = _main_index(table, 0 if main_column is None else main_column, source)
+    elif main_column is not None:
+        raise TableError("main_column (--main-column) is for CPA (column-pair) checkpoints; this one annotates "
+                         f"column types ({lc.task})")
+    targets = [j for j in range(table.n_cols) if j != main]
     vocab = lc.vocab.labels
     mask = None
     if labels is not None:
@@ -123,12 +155,12 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
 
-    examples = [encode_column(table, j, lc.serialize_cfg, row_seed=view_seed(0, 0)) for j in range(table.n_cols)]
+    examples = [encode_column(table, j, lc.serialize_cfg, main=main, row_seed=view_seed(0, 0)) for j in targets]
 
     def encode_view(m: LoadedClassifier, v: int):
         if m is lc and v == 0:
             return examples
-        return [encode_column(table, j, m.serialize_cfg, row_seed=view_seed(v, 0)) for j in range(table.n_cols)]
+        return [encode_column(table, j, m.serialize_cfg, main=main, row_seed=view_seed(v, 0)) for j in targets]
     raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
@@ -136,8 +168,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     rows_read = len(set().union(*(row_sample(table.n_rows, m.serialize_cfg.max_rows, view_seed(v, 0))
                                   for m in members for v in range(views))))
     cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
-                             [(vocab[i], float(s)) for i, s in zip(idx[j], scores[j])], rows_read, total,
-                             examples[j].truncated) for j in range(table.n_cols)]
+                             [(vocab[i], float(s)) for i, s in zip(idx[r], scores[r])], rows_read, total,
+                             examples[r].truncated, main) for r, j in enumerate(targets)]
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"

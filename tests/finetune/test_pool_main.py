@@ -1,29 +1,40 @@
-"""`--pool-main` (CPA): the main column's positions pooled into the pair embedding, end to end on the real
-SOTAB V2 CPA sample: the run trains, its checkpoint and an exported specialist rebuild the wider head and
-predict the same, and a CTA task refuses the flag by name."""
-import numpy as np
-import pytest
+"""CPA end to end on the real SOTAB V2 CPA sample, with `--pool-main` (the main column's positions pooled
+into the pair embedding): the run trains, its checkpoint and an exported specialist rebuild the wider head
+and predict the same, a CTA task refuses the flag by name, and `annotate` gives every other column's
+property relative to a main column chosen by index or name (API and CLI)."""
+import json
 
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aegir.annotate import annotate
+from aegir.cli import app
 from aegir.encoding.batch import encode_dataset
 from aegir.inference import export_specialist, load_classifier, predict
 from aegir.tables import TableError
 from aegir.train.finetune import FinetuneConfig, finetune
+from aegir.train.tasks import resolve_task
 
 
-def test_pool_main_cpa_run_checkpoint_and_specialist(shared_data, tmp_path):
+@pytest.fixture(scope="module")
+def cpa_run(shared_data, tmp_path_factory):
     cfg = FinetuneConfig(task="sotab-cpa", data=str(shared_data / "sotab_v2_sample"), model_size="nano", pool_main=True,
                          epochs=1, max_steps=3, batch_size=8, lr=3e-3, warmup_steps=1, max_bytes=64, row_views=False,
-                         out=str(tmp_path), progress=False, checkpoint_every=10_000)
-    res = finetune(cfg)
+                         out=str(tmp_path_factory.mktemp("cpa")), progress=False, checkpoint_every=10_000)
+    return cfg, finetune(cfg)
+
+
+def test_pool_main_cpa_run_checkpoint_and_specialist(cpa_run, tmp_path):
+    cfg, res = cpa_run
     lc = load_classifier(res.final_checkpoint)
     d0 = lc.model.cfg.d_model[0]
     assert lc.cpa and lc.model.pool_main
     assert lc.model.head.proj.in_features == lc.model.pooled_dim == 3 * d0
 
-    from aegir.train.tasks import resolve_task
-
     td = resolve_task("sotab-cpa", cfg.data)
-    ex = [e for e in encode_dataset(td.valid, None, lc.serialize_cfg)][:24]
+    ex = encode_dataset(td.valid, None, lc.serialize_cfg)[:24]
     assert all(any(e.main_mask) for e in ex)  # every CPA input marks its main column
     got = predict(lc.model, ex, batch_size=8)
     assert got.pooled.shape == (24, 3 * d0)
@@ -41,3 +52,51 @@ def test_pool_main_is_refused_for_cta(custom_data, tmp_path):
                          epochs=1, max_bytes=48, out=str(tmp_path), progress=False)
     with pytest.raises(TableError, match="--pool-main"):
         finetune(cfg)
+
+
+def _people(path):
+    df = pd.DataFrame({"name": ["Ada Lovelace", "Alan Turing", "Grace Hopper"],
+                       "born": ["1815-12-10", "1912-06-23", "1906-12-09"],
+                       "city": ["London", "London", "New York"]})
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_annotate_cpa_pairs_against_a_main_column(cpa_run, trained, tmp_path):
+    _, res = cpa_run
+    ck = res.final_checkpoint
+    vocab = set(load_classifier(ck).vocab.labels)
+    df = _people(tmp_path / "people.csv")
+    out = annotate(tmp_path / "people.csv", ck, top_k=2)
+    assert [(c.column, c.main_column) for c in out.columns] == [(1, 0), (2, 0)]  # default main column 0
+    assert all(len(c.labels) == 2 and {l for l, _ in c.labels} <= vocab for c in out.columns)
+    # the same pairs give the same scores from a DataFrame; a main column by name or index
+    assert [c.labels for c in annotate(df, ck, top_k=2).columns] == [c.labels for c in out.columns]
+    by_name = annotate(df, ck, main_column="city")
+    assert [(c.column, c.main_column) for c in by_name.columns] == [(0, 2), (1, 2)]
+    assert [c.labels for c in annotate(df, ck, main_column=2).columns] == [c.labels for c in by_name.columns]
+    assert out.to_records()[0]["main_column_index"] == 0 and "main_column_index" in out.to_frame()
+    with pytest.raises(TableError, match="out of range"):
+        annotate(df, ck, main_column=3)
+    with pytest.raises(TableError, match="'country' is not a column name"):
+        annotate(df, ck, main_column="country")
+    with pytest.raises(TableError, match="at least two columns"):
+        annotate(df[["name"]], ck)
+    with pytest.raises(TableError, match="--main-column"):  # a CTA checkpoint has no main column
+        annotate(df, trained.final_checkpoint, main_column=0)
+
+
+def test_annotate_cli_main_column(cpa_run, tmp_path):
+    _, res = cpa_run
+    _people(tmp_path / "people.csv")
+    js = tmp_path / "ann.json"
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "people.csv"), "--checkpoint", str(res.final_checkpoint),
+                                 "--main-column", "born", "--out", str(js)])
+    assert r.exit_code == 0, r.output
+    recs = json.loads(js.read_text())
+    assert [(x["column_name"], x["main_column_index"]) for x in recs] == [("name", 1), ("city", 1)]
+    assert "subject" in r.output
+    bad = CliRunner().invoke(app, ["annotate", str(tmp_path / "people.csv"), "--checkpoint", str(res.final_checkpoint),
+                                   "--main-column", "9"])
+    # main() turns the TableError into one "error: ..." line and exit status 2
+    assert isinstance(bad.exception, TableError) and "main column 9 out of range" in str(bad.exception)
