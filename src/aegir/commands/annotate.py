@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(3, help="Labels per column."),
         out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
         views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
-        main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index or header name; default 0); every other column gets its property relative to it."),
+        main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column)."""
         from aegir.annotate import annotate
