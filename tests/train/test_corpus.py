@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aegir.encoding.corpus import Corpus, CorpusConfig, CorpusError, build_corpus, collect_docs, sql_type, table_ddl
+from aegir.encoding.corpus import (Corpus, CorpusConfig, CorpusError, build_corpus, collect_docs, corpus_summary, sql_type,
+                                   table_ddl)
 from aegir.encoding.vocab import BOS, CLS, EOS, decode_ids
 from aegir.tables import Table, TableError
 
@@ -136,6 +137,48 @@ def test_sotab_and_gittables_files_become_table_documents(tmp_path: Path) -> Non
     bad.write_bytes(gzip.compress(b'{"0": "a"}\nnot json\n'))
     with pytest.raises(TableError, match=r"broken\.json\.gz, line 2: invalid JSON"):
         collect_docs(CorpusConfig(data=(str(bad),)))
+
+
+def test_exclude_skips_the_evaluation_tables_across_sotab_splits(tmp_path: Path) -> None:
+    """--exclude keeps evaluation tables out of domain-adaptive pretraining: SOTAB ships one web table as
+    X_CTA.json.gz in CTA/Train and as X_CPA.json.gz in CPA/Train, so CTA training tables that reappear
+    in the CPA split (the CPA evaluation folds) must be skipped by table, not by file name."""
+    import gzip
+    import json
+
+    from aegir.encoding.corpus import split_sources, table_key
+    from aegir.train.pretrain import PretrainConfig
+
+    def write(path: Path, word: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "wt") as f:
+            for i in range(6):
+                f.write(json.dumps({"0": f"{word} {i}", "1": f"{word}-{i}@example.com"}) + "\n")
+
+    cta, cpa = tmp_path / "CTA" / "Train", tmp_path / "CPA" / "Train"
+    write(cta / "Book_shared.com_September2020_CTA.json.gz", "Leaked")
+    write(cta / "Book_own.com_September2020_CTA.json.gz", "Kept")
+    write(cpa / "Book_shared.com_September2020_CPA.json.gz", "Evaluated")
+    (tmp_path / "notes.txt").write_text("plain text is never a table " * 20)
+    assert table_key(cpa / "Book_shared.com_September2020_CPA.json.gz") == "Book_shared.com_September2020"
+    assert table_key(Path("sales_1.csv")) == "sales_1"
+
+    keep, skipped = split_sources((str(cta), str(tmp_path / "notes.txt")), (str(cpa),))
+    assert [f.name for f in skipped] == ["Book_shared.com_September2020_CTA.json.gz"]
+    assert sorted(f.name for f in keep) == ["Book_own.com_September2020_CTA.json.gz", "notes.txt"]
+
+    cfg = PretrainConfig(data=(str(cta),), exclude=(str(cpa),), seq_len=256).corpus_config()
+    docs = collect_docs(cfg)
+    text = " ".join(decode_ids(d) for d in docs.tables)
+    assert "Kept 3" in text and "Leaked" not in text and "Evaluated" not in text
+    assert docs.excluded == [str(cta / "Book_shared.com_September2020_CTA.json.gz")]
+    assert "1 data files skipped by --exclude" in corpus_summary(Corpus(cfg, docs))
+    assert PretrainConfig.from_dict(PretrainConfig(exclude=(str(cpa),)).to_dict()).exclude == (str(cpa),)
+
+    with pytest.raises(CorpusError, match="removes every file of --data"):
+        collect_docs(CorpusConfig(data=(str(cpa),), exclude=(str(cta / ".."),)))
+    with pytest.raises(CorpusError, match=r"--exclude .*missing: no such file"):
+        collect_docs(CorpusConfig(data=(str(cta),), exclude=(str(tmp_path / "missing"),)))
 
 
 def test_table_documents_cut_cells_at_max_cell_bytes() -> None:

@@ -39,6 +39,7 @@ def pretrain_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this pretraining checkpoint's weights and architecture (continued / domain-adaptive pretraining; fresh optimizer and schedule)."),
     data: list[Path] = typer.Option([], "--data", help="Text/table files or folders (.txt .md .jsonl .parquet .csv .tsv .sql, SOTAB .json.gz tables, GitTables fold CSVs); repeatable. Pass training splits only. Default: the embedded corpus."),
+    exclude: list[Path] = typer.Option([], "--exclude", help="Skip every --data table whose file matches a table in these files/folders (file name without extension; SOTAB's _CTA/_CPA suffix ignored), e.g. the tables you will evaluate on; repeatable."),
     embedded: Optional[bool] = typer.Option(None, "--embedded/--no-embedded", help="Also mix in the embedded corpus (default: only when no --data)."),
     seed: int = typer.Option(0, "--seed", help="Data order and initialisation seed."),
     eval_every: int = typer.Option(100, "--eval-every", help="Held-out bits-per-byte every N steps."),
@@ -65,7 +66,8 @@ def pretrain_command(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = PretrainConfig(
-            run_name=run_name or config, corpus=config, data=tuple(str(d) for d in data), embedded=embedded,
+            run_name=run_name or config, corpus=config, data=tuple(str(d) for d in data),
+            exclude=tuple(str(d) for d in exclude), embedded=embedded,
             model_size=model_size, model_overrides=_parse_sets(set_), steps=steps, hours=hours,
             batch_size=batch_size, seq_len=seq_len, max_cell_bytes=max_cell_bytes, lr=lr, warmup_steps=warmup_steps, seed=seed, out=str(out),
             resume=str(resume) if resume else None, init=str(init) if init else None, eval_every=eval_every, ckpt_every=ckpt_every,

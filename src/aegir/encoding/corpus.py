@@ -62,6 +62,9 @@ class CorpusError(TableError):
 class CorpusConfig:
     preset: str = "mixed-v2"
     data: tuple[str, ...] = ()          # user files/folders; empty = embedded default
+    # Files/folders whose tables must NOT be read from `data` (evaluation tables): a data file is
+    # skipped when its table key (see `table_key`) matches one of theirs. Nothing here is read.
+    exclude: tuple[str, ...] = ()
     embedded: bool | None = None        # None: embedded default only when `data` is empty
     seq_len: int = 512
     seed: int = 0
@@ -87,6 +90,7 @@ class CorpusConfig:
         if not 0 < self.heldout_fraction < 0.5:
             raise CorpusError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+        object.__setattr__(self, "exclude", tuple(str(d) for d in self.exclude))
 
     def serialize_config(self) -> SerializeConfig:
         """How table documents are serialized: fine-tuning's layout within one training window."""
@@ -101,6 +105,7 @@ class Docs:
     ddl: list[list[int]] = field(default_factory=list)
     tables: list[list[int]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # what was read, for logs
+    excluded: list[str] = field(default_factory=list)  # data files skipped by CorpusConfig.exclude
 
 
 @dataclass
@@ -164,8 +169,41 @@ def _read_parquet(path: Path, fld: str, max_rows: int) -> tuple[list[str], Table
     return [], from_dataframe(df.head(max_rows), meta={"source": "parquet", "name": path.name})
 
 
-def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[str], list[Table], list[str], list[str]]:
-    """(texts, tables, ddl statements, file names) from user files and folders."""
+_SOTAB_TASK_SUFFIX = re.compile(r"_(CTA|CPA)$")
+
+
+def table_key(path: Path) -> str:
+    """The identity of the table in a file, for `CorpusConfig.exclude`: the file name without its
+    extension and, for SOTAB, without the task suffix, because SOTAB V2 ships one web table as
+    `X_CTA.json.gz` in the CTA split and as `X_CPA.json.gz` in the CPA split."""
+    name = path.name
+    for ext in (".json.gz", ".json"):
+        if name.lower().endswith(ext):
+            return _SOTAB_TASK_SUFFIX.sub("", name[: -len(ext)])
+    return path.stem
+
+
+def _source_files(paths: tuple[str, ...], flag: str) -> list[Path]:
+    """Every readable file named by `paths` (folders are searched recursively)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and _kind_of(f) is not None)
+            if not found:
+                raise CorpusError(f"{flag} {p}: folder has no .txt/.md/.jsonl/.parquet/.csv/.tsv/.sql/.json.gz files")
+            files += found
+        elif p.is_file():
+            if _kind_of(p) is None:
+                raise CorpusError(f"{flag} {p}: unsupported file type (use .txt, .md, .jsonl, .parquet, .csv, .tsv, "
+                                  ".sql, or a SOTAB table .json.gz)")
+            files.append(p)
+        else:
+            raise CorpusError(f"{flag} {p}: no such file or folder")
+    return files
+
+
+def read_user_sources(files: list[Path], cfg: CorpusConfig) -> tuple[list[str], list[Table], list[str], list[str]]:
+    """(texts, tables, ddl statements, file names) from user files (`split_sources`' first list)."""
     from aegir.tables.readers.csv import read_csv
     from aegir.tables.readers.gittables import read_gittables
     from aegir.tables.readers.sotab import read_sotab_table
@@ -174,20 +212,6 @@ def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[s
     tables: list[Table] = []
     ddls: list[str] = []
     names: list[str] = []
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and _kind_of(f) is not None)
-            if not found:
-                raise CorpusError(f"{p}: folder has no .txt/.md/.jsonl/.parquet/.csv/.tsv/.sql/.json.gz files")
-            files += found
-        elif p.is_file():
-            if _kind_of(p) is None:
-                raise CorpusError(f"{p}: unsupported file type (use .txt, .md, .jsonl, .parquet, .csv, .tsv, "
-                                  ".sql, or a SOTAB table .json.gz)")
-            files.append(p)
-        else:
-            raise CorpusError(f"{p}: no such file or folder")
     for f in files:
         k = _kind_of(f)
         names.append(str(f))
@@ -209,6 +233,19 @@ def read_user_sources(paths: tuple[str, ...], cfg: CorpusConfig) -> tuple[list[s
         else:
             tables.append(read_csv(f, max_rows=cfg.max_table_rows))
     return texts, tables, ddls, names
+
+
+def split_sources(paths: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
+    """(files to read, files skipped): the files of `paths`, split by whether their table key is one
+    of the keys of the files in `exclude`."""
+    files = _source_files(paths, "--data")
+    if not exclude:
+        return files, []
+    keys = {table_key(f) for f in _source_files(exclude, "--exclude")}
+    keep = [f for f in files if table_key(f) not in keys]
+    if not keep:
+        raise CorpusError(f"--exclude {list(exclude)} removes every file of --data {list(paths)}: nothing is left to read")
+    return keep, [f for f in files if table_key(f) in keys]
 
 
 def _first_rows(t: Table, n: int) -> Table:
@@ -355,7 +392,9 @@ def collect_docs(cfg: CorpusConfig) -> Docs:
     tables: list[Table] = []
     ddls: list[str] = []
     if cfg.data:
-        texts, tables, ddls, docs.names = read_user_sources(cfg.data, cfg)
+        files, skipped = split_sources(cfg.data, cfg.exclude)
+        docs.excluded = [str(f) for f in skipped]
+        texts, tables, ddls, docs.names = read_user_sources(files, cfg)
     if cfg.embedded or (cfg.embedded is None and not cfg.data):
         texts += embedded_texts(cfg.max_text_bytes)
         tables += embedded_tables(cfg)
@@ -400,6 +439,7 @@ class Corpus:
     def __init__(self, cfg: CorpusConfig, docs: Docs) -> None:
         self.cfg = cfg
         self.sources = docs.names
+        self.excluded = docs.excluded
         self.train: dict[str, np.ndarray] = {}
         self.heldout: dict[str, np.ndarray] = {}
         self.n_docs: dict[str, int] = {}
@@ -465,4 +505,5 @@ def build_corpus(cfg: CorpusConfig) -> Corpus:
 
 def corpus_summary(c: Corpus) -> str:
     parts = [f"{k}: w={s.weight:.2f} docs={s.n_docs} train={s.train_ids:,} held-out={s.heldout_ids:,}" for k, s in c.stats().items()]
-    return "; ".join(parts) + f" (python {sys.version_info.major}.{sys.version_info.minor})"
+    skipped = f"; {len(c.excluded)} data files skipped by --exclude" if c.excluded else ""
+    return "; ".join(parts) + skipped + f" (python {sys.version_info.major}.{sys.version_info.minor})"

@@ -66,6 +66,7 @@ class PretrainConfig:
     run_name: str = "mixed-v2"
     corpus: str = "mixed-v2"
     data: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()       # tables in these files/folders are skipped in `data` (eval tables)
     embedded: bool | None = None
     model_size: str = "nano"
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +100,7 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         self.data = tuple(str(d) for d in self.data)
+        self.exclude = tuple(str(d) for d in self.exclude)
         for name in ("batch_size", "seq_len", "eval_every", "ckpt_every", "log_every"):
             if getattr(self, name) < 1:
                 raise PretrainConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -112,6 +114,7 @@ class PretrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["data"] = list(self.data)
+        d["exclude"] = list(self.exclude)
         return d
 
     @classmethod
@@ -120,7 +123,7 @@ class PretrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def corpus_config(self) -> CorpusConfig:
-        return CorpusConfig(preset=self.corpus, data=self.data, embedded=self.embedded,
+        return CorpusConfig(preset=self.corpus, data=self.data, exclude=self.exclude, embedded=self.embedded,
                             seq_len=self.seq_len, seed=self.seed, max_cell_bytes=self.max_cell_bytes,
                             **self.corpus_overrides)
 
