@@ -129,6 +129,9 @@ def main() -> None:
     ap.add_argument("--no-row-views", dest="row_views", action="store_false",
                     help="Train on the deterministic serialization only (no per-epoch row views).")
     args = ap.parse_args()
+    if args.pool_main and (no_main := [t for t in args.tasks.split(",") if not t.endswith("-cpa")]):
+        # A CTA input has no main column; say so rather than drop the flag without a word.
+        print(f"note: --pool-main applies to CPA tasks only; {', '.join(no_main)} run without it", flush=True)
     cv = (args.cv_fold, args.cv_folds) if args.cv_folds else None
     torch.set_num_threads(args.threads)
     from aegir.runtime import tune_cpu_allocator
