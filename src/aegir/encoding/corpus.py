@@ -242,10 +242,13 @@ def split_sources(paths: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[lis
     if not exclude:
         return files, []
     keys = {table_key(f) for f in _source_files(exclude, "--exclude")}
-    keep = [f for f in files if table_key(f) not in keys]
+    keep: list[Path] = []
+    skipped: list[Path] = []
+    for f in files:
+        (skipped if table_key(f) in keys else keep).append(f)
     if not keep:
         raise CorpusError(f"--exclude {list(exclude)} removes every file of --data {list(paths)}: nothing is left to read")
-    return keep, [f for f in files if table_key(f) in keys]
+    return keep, skipped
 
 
 def _first_rows(t: Table, n: int) -> Table:
