@@ -21,7 +21,8 @@ runs they were distilled from) move the score beyond the validation set's sampli
 `--cv-folds K` scores a k-fold cross-validation (`aegir train --cv-folds K --cv-fold i`, tasks whose validation
 tables are held out by hash): every `--checkpoint` is then `NAME=C0,C1,...` with fold i's run in place i, the
 baseline is trained once per fold on that fold's training tables, and the K validation parts are pooled into one
-set of columns, each scored by the run that did not train on it. `--mean-of` then names such rows.
+set of columns, each scored by the run that did not train on it. `--mean-of` and `--ensemble` then name such
+rows; an ensemble scores each fold with the named rows' runs of that fold, used together.
 `--folds 0,1` pools only those folds (every `--checkpoint` then lists one run per named fold, in that order):
 a paired comparison of two recipes on part of a cross-validation when the budget does not cover all K.
 
@@ -202,17 +203,16 @@ def main() -> None:
     # runs[row] = the checkpoint(s) scoring each fold's validation columns, in fold order (one fold without CV).
     runs: dict[str, list[str]] = {}
     if K:
-        if ensembles:
-            raise SystemExit("error: --ensemble is not available with --cv-folds")
         for spec in args.checkpoint:
             name, members = parse_mean_of(spec, "--checkpoint")
             if len(members) != len(fold_ids):
                 raise SystemExit(f"error: --checkpoint {name}: {len(members)} checkpoints for {len(fold_ids)} folds")
             runs[name] = members
-        for name, members in groups:
-            if unknown := [m for m in members if m not in runs]:
-                raise SystemExit(f"error: --mean-of {name}: with --cv-folds its members are --checkpoint NAMEs; "
-                                 f"unknown: {', '.join(unknown)}")
+        for flag, named in (("--mean-of", groups), ("--ensemble", ensembles)):
+            for name, members in named:
+                if unknown := [m for m in members if m not in runs]:
+                    raise SystemExit(f"error: {flag} {name}: with --cv-folds its members are --checkpoint NAMEs; "
+                                     f"unknown: {', '.join(unknown)}")
         args.checkpoint = list(runs)
     else:
         for _, members in groups:  # members are scored (and listed) one by one too
@@ -245,8 +245,10 @@ def main() -> None:
             pooled += predicted(lc, td)
         systems[name] = pooled
     for name, members in ensembles:
+        # With --cv-folds each fold is scored by its own runs of the members (checkpoint NAMEs), used together.
+        per_fold = [[runs[m][k] for m in members] for k in range(len(fold_ids))] if K else [members]
         try:
-            systems[name] = predicted(load_classifiers(members), folds[0])
+            systems[name] = [p for files, td in zip(per_fold, folds) for p in predicted(load_classifiers(files), td)]
         except CheckpointError as e:
             raise SystemExit(f"error: --ensemble {name}: {e}") from None
     names = sorted(set(gold_names).union(*systems.values()))

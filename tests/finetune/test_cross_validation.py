@@ -74,13 +74,21 @@ def test_fold_runs_evaluate_resume_and_pool(custom_data, tmp_path):
     cmd = [sys.executable, str(BENCH), "--task", "custom", "--data", str(custom_data), "--cv-folds", "2",
            "--views", "1", "--samples", "50", "--threads", "1"]
     out = tmp_path / "boot"
-    done = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--result", str(out)], capture_output=True, text=True)
+    # An ensemble of a row with itself scores each fold with that fold's run twice: the mean probability of
+    # two equal classifiers predicts what one does, on every pooled column.
+    done = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--checkpoint", f"again={f0},{f1}",
+                                 "--ensemble", "both=nano,again", "--result", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     res = json.loads(out.with_suffix(".json").read_text())
     n_all = len(resolve_task("custom", str(custom_data), valid_fraction=0.0).train.targets)
-    assert res["meta"]["valid_columns"] == n_all and res["meta"]["cv"] == {"nano": [f0, f1]}
-    assert [r["checkpoint"] for r in res["rows"]] == ["nano"]
+    assert res["meta"]["valid_columns"] == n_all and res["meta"]["cv"] == {"nano": [f0, f1], "again": [f0, f1]}
+    rows = {r["checkpoint"]: r for r in res["rows"]}
+    assert list(rows) == ["nano", "again", "both"] and res["meta"]["ensemble"] == {"both": ["nano", "again"]}
+    assert rows["both"]["macro_f1"] == pytest.approx(rows["nano"]["macro_f1"], abs=1e-12)
     assert "2-fold cross-validation" in out.with_suffix(".md").read_text()
+    unknown = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--ensemble", "both=nano,other",
+                                    "--result", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert unknown.returncode != 0 and "--ensemble both: with --cv-folds its members are --checkpoint NAMEs; unknown: other" in unknown.stderr
 
     swapped = subprocess.run(cmd + ["--checkpoint", f"nano={f1},{f0}", "--result", str(tmp_path / "bad")],
                              capture_output=True, text=True)
