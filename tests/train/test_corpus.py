@@ -173,7 +173,10 @@ def test_exclude_skips_the_evaluation_tables_across_sotab_splits(tmp_path: Path)
     assert "Kept 3" in text and "Leaked" not in text and "Evaluated" not in text
     assert docs.excluded == [str(cta / "Book_shared.com_September2020_CTA.json.gz")]
     assert "1 data files skipped by --exclude" in corpus_summary(Corpus(cfg, docs))
-    assert PretrainConfig.from_dict(PretrainConfig(exclude=(str(cpa),)).to_dict()).exclude == (str(cpa),)
+    kept = PretrainConfig(data=(str(cta),), exclude=(str(cpa),))
+    assert PretrainConfig.from_dict(kept.to_dict()).exclude == (str(cpa),)
+    with pytest.raises(CorpusError, match="no --data was given, so there is nothing to skip"):
+        PretrainConfig(exclude=(str(cpa),)).corpus_config()
 
     with pytest.raises(CorpusError, match="removes every file of --data"):
         collect_docs(CorpusConfig(data=(str(cpa),), exclude=(str(cta / ".."),)))

@@ -91,6 +91,10 @@ class CorpusConfig:
             raise CorpusError(f"heldout_fraction must be in (0, 0.5), got {self.heldout_fraction}")
         object.__setattr__(self, "data", tuple(str(d) for d in self.data))
         object.__setattr__(self, "exclude", tuple(str(d) for d in self.exclude))
+        if self.exclude and not self.data:
+            # The embedded corpus holds no user tables, so an exclusion list would silently do nothing.
+            raise CorpusError(f"--exclude {list(self.exclude)} skips --data files; no --data was given, "
+                              "so there is nothing to skip")
 
     def serialize_config(self) -> SerializeConfig:
         """How table documents are serialized: fine-tuning's layout within one training window."""
