@@ -246,9 +246,9 @@ def main() -> None:
         systems[name] = pooled
     for name, members in ensembles:
         # With --cv-folds each fold is scored by its own runs of the members (checkpoint NAMEs), used together.
-        per_fold = [[runs[m][k] for m in members] for k in range(len(fold_ids))] if K else [members]
+        fold_files = [[runs[m][k] for m in members] for k in range(len(fold_ids))] if K else [members]
         try:
-            systems[name] = [p for files, td in zip(per_fold, folds) for p in predicted(load_classifiers(files), td)]
+            systems[name] = [p for files, td in zip(fold_files, folds) for p in predicted(load_classifiers(files), td)]
         except CheckpointError as e:
             raise SystemExit(f"error: --ensemble {name}: {e}") from None
     names = sorted(set(gold_names).union(*systems.values()))
@@ -265,6 +265,14 @@ def main() -> None:
         assert abs(full - ref) < 1e-9, (name, full, ref)  # the fast form is the project's metric
         scores[name] = (ref, macro_f1_resampled(gold, p, len(names), weights))
     b_obs, b_boot = scores[BASELINE]
+    # Per fold (--cv-folds): macro-F1 on each fold's own validation columns, which sit in fold order.
+    ends = np.cumsum([len(td.valid.targets) for td in folds])
+    spans = list(zip([0, *ends[:-1]], ends))
+    per_fold = {name: [classification_report(gold_names[a:b], pred[a:b]).macro_f1 for a, b in spans]
+                for name, pred in systems.items()} if K else {}
+    for name, members in groups:
+        if K:
+            per_fold[name] = list(np.mean([per_fold[m] for m in members], 0))
     for name, members in groups:
         scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
     rows, diffs = [], []
@@ -274,7 +282,8 @@ def main() -> None:
         split = (_mean_or_none([p[0] for p in parts]), _mean_or_none([p[1] for p in parts]))
         rows.append({"checkpoint": ck, "macro_f1": obs, "baseline_macro_f1": b_obs,
                      **paired_difference(obs, boot, b_obs, b_boot),
-                     "macro_f1_frequent": split[0], "macro_f1_rare": split[1]})
+                     "macro_f1_frequent": split[0], "macro_f1_rare": split[1],
+                     **({"per_fold": per_fold[ck]} if K else {})})
         diffs.append(boot - b_boot)
     pairs = []
     for a, b in compares:  # same resamples as every row: the difference is paired column by column
@@ -284,6 +293,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     b_big, b_small, n_big, n_small = support_split(gold_names, systems[BASELINE], args.rare_below)
     meta = {"rare_below": args.rare_below, "baseline_frequent_rare": [b_big, b_small], "labels_frequent_rare": [n_big, n_small],
+            **({"baseline_per_fold": per_fold[BASELINE]} if K else {}),
             "task": args.task, **({"data": args.data} if args.data else {}), "split_seed": args.split_seed, **({"cv_folds": K, "folds": fold_ids, "cv": {n: m for n, m in runs.items()}} if K else {}),
             "augment": args.augment, "baseline_class_weight": args.baseline_class_weight,
             "baseline_main_column": args.baseline_main_column, "views": args.views, "samples": args.samples,
@@ -323,6 +333,11 @@ def main() -> None:
         lines += [f"| {row_name(r['a'])} | {row_name(r['b'])} | {r['macro_f1_a']:.3f} / {r['macro_f1_b']:.3f} | "
                   f"{r['diff']:+.3f} | [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] | {r['share_not_above']:.1%} |"
                   for r in pairs]
+    if K:
+        lines += ["", "Per fold (macro-F1 on each fold's own validation columns; the pooled figure above is not their mean):", "",
+                  "| system | " + " | ".join(f"fold {i}" for i in fold_ids) + " |", "|---|" + "---|" * len(fold_ids),
+                  "| baseline | " + " | ".join(f"{x:.3f}" for x in per_fold[BASELINE]) + " |"]
+        lines += [f"| {row_name(r['checkpoint'])} | " + " | ".join(f"{x:.3f}" for x in r["per_fold"]) + " |" for r in rows]
     for name, members in groups:
         lines += ["", f"{name}: the mean over " + ", ".join(f"`{m}`" for m in members) + " on every resample."]
     for name, members in ensembles:

@@ -9,7 +9,7 @@ import pytest
 from cta_bootstrap import fold_mismatch
 
 from aegir.checkpoint import CheckpointError, list_checkpoints
-from aegir.eval_run import default_validation
+from aegir.eval_run import default_validation, eval_dataset
 from aegir.inference import load_classifier
 from aegir.tables import TableError
 from aegir.train.finetune import FinetuneConfig, finetune
@@ -85,6 +85,11 @@ def test_fold_runs_evaluate_resume_and_pool(custom_data, tmp_path):
     rows = {r["checkpoint"]: r for r in res["rows"]}
     assert list(rows) == ["nano", "again", "both"] and res["meta"]["ensemble"] == {"both": ["nano", "again"]}
     assert rows["both"]["macro_f1"] == pytest.approx(rows["nano"]["macro_f1"], abs=1e-12)
+    # Per fold: each fold's run scored on that fold's validation columns alone, as `aegir eval` scores it.
+    by_hand = [eval_dataset(load_classifier(f), resolve_task("custom", str(custom_data), cv=(i, 2)).valid).report.macro_f1
+               for i, f in enumerate((f0, f1))]
+    assert rows["nano"]["per_fold"] == pytest.approx(by_hand, abs=1e-12) == rows["both"]["per_fold"]
+    assert len(res["meta"]["baseline_per_fold"]) == 2
     assert "2-fold cross-validation" in out.with_suffix(".md").read_text()
     unknown = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--ensemble", "both=nano,other",
                                     "--result", str(tmp_path / "bad")], capture_output=True, text=True)
