@@ -94,12 +94,14 @@ def _f3(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def parse_mean_of(spec: str, option: str = "--mean-of") -> tuple[str, list[str]]:
-    """'NAME=A,B,...' -> (NAME, [A, B, ...]); at least two checkpoints."""
+def parse_mean_of(spec: str, option: str = "--mean-of", at_least: int = 2) -> tuple[str, list[str]]:
+    """'NAME=A,B,...' -> (NAME, [A, B, ...]); at least `at_least` checkpoints (a --checkpoint row of a
+    cross-validation lists one run per fold, so `--folds 4` gives it one)."""
     name, sep, rest = spec.partition("=")
     members = [m for m in rest.split(",") if m]
-    if not sep or not name or len(members) < 2:
-        raise SystemExit(f"error: {option} {spec!r}: expected NAME=CHECKPOINT,CHECKPOINT[,...] (two or more)")
+    if not sep or not name or len(members) < at_least:
+        want = "NAME=CHECKPOINT[,...]" if at_least == 1 else "NAME=CHECKPOINT,CHECKPOINT[,...] (two or more)"
+        raise SystemExit(f"error: {option} {spec!r}: expected {want}")
     return name, members
 
 
@@ -204,7 +206,7 @@ def main() -> None:
     runs: dict[str, list[str]] = {}
     if K:
         for spec in args.checkpoint:
-            name, members = parse_mean_of(spec, "--checkpoint")
+            name, members = parse_mean_of(spec, "--checkpoint", at_least=1)
             if len(members) != len(fold_ids):
                 raise SystemExit(f"error: --checkpoint {name}: {len(members)} checkpoints for {len(fold_ids)} folds")
             runs[name] = members

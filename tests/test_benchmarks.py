@@ -41,6 +41,10 @@ def test_bootstrap_mean_of_spec_and_plot(tmp_path):
             parse_mean_of(bad)
     with pytest.raises(SystemExit, match="--ensemble 'x=a.pt'"):  # the option named is the one given
         parse_mean_of("x=a.pt", "--ensemble")
+    # A cross-validation row pooled over one fold (--folds 4) names one run.
+    assert parse_mean_of("plain=a.pt", "--checkpoint", at_least=1) == ("plain", ["a.pt"])
+    with pytest.raises(SystemExit, match=r"--checkpoint 'plain=': expected NAME=CHECKPOINT\[,...\]$"):
+        parse_mean_of("plain=", "--checkpoint", at_least=1)
     rows = [{"checkpoint": "a" * 80}, {"checkpoint": "b"}]
     plot_differences(rows, [np.linspace(-0.1, 0.1, 50), np.linspace(0, 0.2, 50)], tmp_path / "d.png")
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
