@@ -306,8 +306,10 @@ def main() -> None:
     listed = ", ".join(map(str, fold_ids))
     where = (f"{K}-fold cross-validation, every column scored once" if len(fold_ids) == K
              else f"folds {listed} of a {K}-fold cross-validation") if K else "validation"
-    # Row names: "folds 0-2" for consecutive folds, else the list.
-    span = f"folds {fold_ids[0]}-{fold_ids[-1]}" if fold_ids == list(range(fold_ids[0], fold_ids[-1] + 1)) else f"folds {listed}"
+    # Row names: "fold 4" for one fold, "folds 0-2" for consecutive folds, else the list.
+    span = (f"fold {listed}" if len(fold_ids) == 1
+            else f"folds {fold_ids[0]}-{fold_ids[-1]}" if fold_ids == list(range(fold_ids[0], fold_ids[-1] + 1))
+            else f"folds {listed}")
     lines = [f"# Paired bootstrap against the TF-IDF baseline ({args.task} {where}, {n} columns)", "",
              "Written by `benchmarks/cta_bootstrap.py`: the validation columns resampled with replacement "
              f"{args.samples} times, both systems scored on every resample; {args.views} row views per checkpoint; "
