@@ -273,10 +273,9 @@ def main() -> None:
     per_fold = {name: [classification_report(gold_names[a:b], pred[a:b]).macro_f1 for a, b in spans]
                 for name, pred in systems.items()} if K else {}
     for name, members in groups:
+        scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
         if K:
             per_fold[name] = list(np.mean([per_fold[m] for m in members], 0))
-    for name, members in groups:
-        scores[name] = (float(np.mean([scores[m][0] for m in members])), np.mean([scores[m][1] for m in members], 0))
     rows, diffs = [], []
     for ck in row_names:
         obs, boot = scores[ck]
