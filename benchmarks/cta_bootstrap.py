@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_files import result_file  # noqa: E402
 from classical_baseline import tfidf_logreg  # noqa: E402
 
-from aegir.eval_run import eval_dataset  # noqa: E402
+from aegir.eval_run import eval_dataset, predicted_label_sets  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
 from aegir.checkpoint import CheckpointError  # noqa: E402
-from aegir.inference import load_classifier, load_classifiers  # noqa: E402
+from aegir.inference import Predictions, combine_members, load_classifier, load_classifiers  # noqa: E402
 from aegir.train.tasks import resolve_task  # noqa: E402
 
 
@@ -233,26 +233,41 @@ def main() -> None:
     systems = {BASELINE: [p for td in folds for p in tfidf_logreg(td.train, td.valid, class_weight=bw,
                                                                     main_column=args.baseline_main_column).predictions]}
 
-    def predicted(classifier, td) -> list[str]:
-        run = eval_dataset(classifier, td.valid, views=args.views)
-        assert [p.gold[0] for p in run.predictions] == [t.labels[0] for t in td.valid.targets]  # same columns, same order
-        return [p.predicted[0] for p in run.predictions]
+    # Each checkpoint file is predicted once per fold (views averaged) and kept: an ensemble is then the mean
+    # probability of its members' kept predictions (`combine_members`, what `aegir eval` with several
+    # checkpoints computes), so scoring many ensembles of the same runs costs no further forward passes.
+    raw: dict[tuple[str, int], Predictions] = {}  # (checkpoint file, fold position) -> its predictions there
+
+    def predict_file(ck: str, k: int, lc) -> Predictions:
+        if (ck, k) not in raw:
+            run = eval_dataset(lc, folds[k].valid, views=args.views)
+            assert [p.gold[0] for p in run.predictions] == [t.labels[0] for t in folds[k].valid.targets]  # same columns, same order
+            raw[(ck, k)] = run.raw
+        return raw[(ck, k)]
+
+    def labels_of(files: list[str], k: int, name: str, members=None) -> list[str]:
+        """The top label per column of fold position k for these files used together (one file: that
+        checkpoint alone), from the members' kept predictions."""
+        try:
+            members = load_classifiers(members or files)  # `aegir eval`'s checks: one label vocabulary, one kind of task
+        except CheckpointError as e:
+            raise SystemExit(f"error: --ensemble {name}: {e}") from None
+        first = members[0]
+        both = combine_members([predict_file(f, k, lc) for f, lc in zip(files, members)], first.multi_label)
+        return [p[0] for p in predicted_label_sets(both, first.vocab.labels, first.multi_label)]
 
     for name, members in runs.items():
         pooled = []
-        for i, ck, td in zip(fold_ids, members, folds):
+        for k, (i, ck) in enumerate(zip(fold_ids, members)):
             lc = load_classifier(ck)
             if K and (why := fold_mismatch(lc.meta.get("run_args", {}), i, K, args.split_seed)):
                 raise SystemExit(f"error: --checkpoint {name}: {ck} {why}")
-            pooled += predicted(lc, td)
+            pooled += labels_of([ck], k, name, [lc])
         systems[name] = pooled
     for name, members in ensembles:
         # With --cv-folds each fold is scored by its own runs of the members (checkpoint NAMEs), used together.
         fold_files = [[runs[m][k] for m in members] for k in range(len(fold_ids))] if K else [members]
-        try:
-            systems[name] = [p for files, td in zip(fold_files, folds) for p in predicted(load_classifiers(files), td)]
-        except CheckpointError as e:
-            raise SystemExit(f"error: --ensemble {name}: {e}") from None
+        systems[name] = [p for k, files in enumerate(fold_files) for p in labels_of(files, k, name)]
     names = sorted(set(gold_names).union(*systems.values()))
     ids = {n: i for i, n in enumerate(names)}
     gold = np.array([ids[g] for g in gold_names])

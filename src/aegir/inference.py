@@ -231,15 +231,25 @@ def predict_ensemble(members: Sequence[LoadedClassifier],
     averaged probabilities; pooled embeddings and boundary counts are the first member's."""
     runs = [predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size)
             for m in members]
-    if len(runs) == 1:
-        raw = runs[0]
-    else:
-        multi = members[0].multi_label
-        p = np.mean([r.probabilities(multi) for r in runs], axis=0)  # (N, n_labels)
-        p = np.clip(p, 1e-12, 1 - 1e-7) if multi else np.maximum(p, 1e-30)
-        logits = (np.log(p) - np.log1p(-p)) if multi else np.log(p)
-        raw = Predictions(logits.astype(np.float32), runs[0].pooled, runs[0].n_boundary, runs[0].n_valid)
+    raw = combine_members(runs, members[0].multi_label)
     return restrict_labels(raw, label_mask) if label_mask is not None else raw
+
+
+def combine_members(runs: Sequence[Predictions], multi_label: bool = False) -> Predictions:
+    """The ensemble of several members' predictions of the same columns (each already averaged over
+    its row views): logits = log(mean probability) (multi-label: logit(mean sigmoid)); pooled
+    embeddings and boundary counts are the first member's. One member is returned unchanged.
+    Public so that a benchmark scoring many ensembles of the same members can predict each member once."""
+    if not runs:
+        raise ValueError("combine_members() got no predictions")
+    if len(runs) == 1:
+        return runs[0]
+    if any(r.logits.shape != runs[0].logits.shape for r in runs[1:]):
+        raise ValueError("combine_members(): members cover different columns or label sets")
+    p = np.mean([r.probabilities(multi_label) for r in runs], axis=0)  # (N, n_labels)
+    p = np.clip(p, 1e-12, 1 - 1e-7) if multi_label else np.maximum(p, 1e-30)
+    logits = (np.log(p) - np.log1p(-p)) if multi_label else np.log(p)
+    return Predictions(logits.astype(np.float32), runs[0].pooled, runs[0].n_boundary, runs[0].n_valid)
 
 
 @torch.no_grad()

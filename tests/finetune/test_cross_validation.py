@@ -10,7 +10,7 @@ from cta_bootstrap import fold_mismatch
 
 from aegir.checkpoint import CheckpointError, list_checkpoints
 from aegir.eval_run import default_validation, eval_dataset
-from aegir.inference import load_classifier
+from aegir.inference import load_classifier, load_classifiers
 from aegir.tables import TableError
 from aegir.train.finetune import FinetuneConfig, finetune
 from aegir.train.tasks import resolve_task
@@ -71,24 +71,32 @@ def test_fold_runs_evaluate_resume_and_pool(custom_data, tmp_path):
     assert finetune(FinetuneConfig(**{**base, "cv_fold": 1, "resume": str(runs[1].run_dir)})).steps == 4
 
     f0, f1 = (str(r.final_checkpoint) for r in runs)
+    # A second recipe (another seed) per fold, for an ensemble of two different runs.
+    g0, g1 = (str(finetune(FinetuneConfig(**{**base, "seed": 3, "max_steps": 2}, cv_fold=i, run_name=f"s3fold{i}")).final_checkpoint)
+              for i in range(2))
     cmd = [sys.executable, str(BENCH), "--task", "custom", "--data", str(custom_data), "--cv-folds", "2",
-           "--views", "1", "--samples", "50", "--threads", "1"]
+           "--views", "2", "--samples", "50", "--threads", "1"]
     out = tmp_path / "boot"
     # An ensemble of a row with itself scores each fold with that fold's run twice: the mean probability of
     # two equal classifiers predicts what one does, on every pooled column.
     done = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--checkpoint", f"again={f0},{f1}",
-                                 "--ensemble", "both=nano,again", "--result", str(out)], capture_output=True, text=True)
+                                 "--checkpoint", f"s3={g0},{g1}", "--ensemble", "both=nano,again",
+                                 "--ensemble", "mix=nano,s3", "--result", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     res = json.loads(out.with_suffix(".json").read_text())
     n_all = len(resolve_task("custom", str(custom_data), valid_fraction=0.0).train.targets)
-    assert res["meta"]["valid_columns"] == n_all and res["meta"]["cv"] == {"nano": [f0, f1], "again": [f0, f1]}
+    assert res["meta"]["valid_columns"] == n_all and res["meta"]["cv"] == {"nano": [f0, f1], "again": [f0, f1], "s3": [g0, g1]}
     rows = {r["checkpoint"]: r for r in res["rows"]}
-    assert list(rows) == ["nano", "again", "both"] and res["meta"]["ensemble"] == {"both": ["nano", "again"]}
+    assert list(rows) == ["nano", "again", "s3", "both", "mix"]
+    assert res["meta"]["ensemble"] == {"both": ["nano", "again"], "mix": ["nano", "s3"]}
     assert rows["both"]["macro_f1"] == pytest.approx(rows["nano"]["macro_f1"], abs=1e-12)
-    # Per fold: each fold's run scored on that fold's validation columns alone, as `aegir eval` scores it.
-    by_hand = [eval_dataset(load_classifier(f), resolve_task("custom", str(custom_data), cv=(i, 2)).valid).report.macro_f1
-               for i, f in enumerate((f0, f1))]
+    # Per fold: each fold's run(s) scored on that fold's validation columns alone, as `aegir eval` scores them
+    # (the ensemble from each member's predictions made once, in the benchmark; from the models, here).
+    valid = [resolve_task("custom", str(custom_data), cv=(i, 2)).valid for i in range(2)]
+    by_hand = [eval_dataset(load_classifier(f), v, views=2).report.macro_f1 for f, v in zip((f0, f1), valid)]
     assert rows["nano"]["per_fold"] == pytest.approx(by_hand, abs=1e-12) == rows["both"]["per_fold"]
+    mixed = [eval_dataset(load_classifiers([f, g]), v, views=2).report.macro_f1 for f, g, v in zip((f0, f1), (g0, g1), valid)]
+    assert rows["mix"]["per_fold"] == pytest.approx(mixed, abs=1e-12)
     assert len(res["meta"]["baseline_per_fold"]) == 2
     assert "2-fold cross-validation" in out.with_suffix(".md").read_text()
     unknown = subprocess.run(cmd + ["--checkpoint", f"nano={f0},{f1}", "--ensemble", "both=nano,other",
