@@ -345,3 +345,24 @@ def test_validation_tables_do_not_follow_the_training_seed(custom_data, tmp_path
     with pytest.raises(CheckpointError, match="resume with --split-seed 2"):
         finetune(FinetuneConfig(**{**cfg.__dict__, "split_seed": 0, "resume": str(run.run_dir)}))
     assert finetune(FinetuneConfig(**{**cfg.__dict__, "resume": str(run.run_dir)})).steps == 4
+
+
+def test_ema_horizon_warning_suggests_a_decay_that_passes():
+    """The warning fires when the EMA horizon 1/(1-d) exceeds a third of the run, and the decay it
+    suggests passes the same check (1,488 steps at d=0.998 used to suggest 0.998 itself)."""
+    import re
+
+    from aegir.train.finetune import ema_horizon_warning
+
+    assert ema_horizon_warning(0.998, 1500) is None  # 500 steps <= 1500 / 3
+    msg = ema_horizon_warning(0.998, 1488)
+    assert msg is not None and "(e.g. 0.997)" in msg
+    assert ema_horizon_warning(0.0, 5) is None  # 0 = off
+    for total in range(1, 3000):
+        for decay in (0.5, 0.9, 0.99, 0.998, 0.9999):
+            msg = ema_horizon_warning(decay, total)
+            if msg is None:
+                assert 1 / (1 - decay) <= total / 3 + 1e-9
+                continue
+            suggested = float(re.search(r"\(e\.g\. ([0-9.]+)\)", msg).group(1))
+            assert suggested < decay and ema_horizon_warning(suggested, total) is None, (total, decay, msg)
