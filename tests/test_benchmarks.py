@@ -183,3 +183,14 @@ def test_synthetic_data_benchmark_probe_and_files(tmp_path):
     sd.write_results(res, tmp_path / "synth")
     assert "| 150 synthetic tables (seed 0) |" in (tmp_path / "synth.md").read_text()
     assert (tmp_path / "synth.json").is_file() and (tmp_path / "synth.png").stat().st_size > 0
+
+
+def test_views_benchmark_specs_and_plot(tmp_path):
+    from cta_views import parse_counts, plot_curves
+
+    assert parse_counts("16,1, 4,4,2", "--views") == [1, 2, 4, 16]
+    for bad in ("", "0,2", "two", "1,-4"):
+        with pytest.raises(SystemExit, match="--budgets .*expected positive integers"):
+            parse_counts(bad, "--budgets")
+    plot_curves({"C0, 256 B": {1: 0.6, 4: 0.65}, "C0, 512 B": {1: 0.62, 4: 0.7}}, 0.707, tmp_path / "v.png", "t")
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -80,3 +80,31 @@ def test_annotate_views_read_more_rows(trained):
     four = annotate(long, trained.final_checkpoint, top_k=1, views=4)
     assert four.columns[0].rows_read > one.columns[0].rows_read
     assert any("4 views" in n for n in four.notes)
+
+
+def test_views_benchmark_curve_is_eval_with_views(trained, custom_data):
+    """benchmarks/cta_views.py predicts each view once and scores N views as the mean of the first N
+    views' logits: the labels must be the ones `aegir eval --views N` predicts. At the trained budget
+    the serialization is the trained one; a doubled budget reads more bytes of the same columns."""
+    from cta_views import scaled_config, view_curve
+
+    from aegir.eval_run import eval_data, eval_dataset
+
+    lc = load_classifier(trained.final_checkpoint)
+    ds = eval_data(lc, str(custom_data), "csv")
+    index = {l: i for i, l in enumerate(lc.vocab.labels)}
+    cfg = lc.serialize_cfg
+    assert scaled_config(cfg, cfg.max_bytes) is cfg
+    per_view = [predict(lc.model, encode_dataset(ds, index, cfg, view=v)) for v in range(4)]
+    curve = view_curve(per_view, [1, 2, 4])
+    for n in (1, 2, 4):
+        want = [lc.vocab.labels.index(p.predicted[0]) for p in eval_dataset(lc, ds, views=n).predictions]
+        assert curve[n].tolist() == want
+    with pytest.raises(ValueError, match="5 views asked, 4 predicted"):
+        view_curve(per_view, [1, 5])
+    wide = scaled_config(cfg, 2 * cfg.max_bytes)
+    assert (wide.max_bytes, wide.max_target_bytes) == (2 * cfg.max_bytes, round(cfg.max_target_bytes * 2))
+    assert (wide.max_cell_bytes, wide.max_column_bytes, wide.max_rows) == (cfg.max_cell_bytes, cfg.max_column_bytes, cfg.max_rows)
+    short, long = encode_dataset(ds, index, cfg), encode_dataset(ds, index, wide)
+    assert all(len(a.ids) <= len(b.ids) <= wide.max_bytes for a, b in zip(short, long))
+    assert sum(len(e.ids) for e in short) < sum(len(e.ids) for e in long)
