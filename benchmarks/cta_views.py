@@ -36,8 +36,9 @@ from result_files import result_file  # noqa: E402
 from classical_baseline import tfidf_logreg  # noqa: E402
 from cta_bootstrap import macro_f1_resampled, paired_difference  # noqa: E402
 
-from aegir.encoding.batch import encode_dataset  # noqa: E402
+from aegir.encoding.batch import EncodedColumn, encode_dataset  # noqa: E402
 from aegir.encoding.serialize import SerializeConfig  # noqa: E402
+from aegir.encoding.vocab import CELL  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
 from aegir.inference import Predictions, average_views, load_classifier, predict  # noqa: E402
 from aegir.train.tasks import resolve_task  # noqa: E402
@@ -64,6 +65,11 @@ def scaled_config(cfg: SerializeConfig, budget: int) -> SerializeConfig:
         return cfg
     target = max(1, round(cfg.max_target_bytes * budget / cfg.max_bytes))
     return replace(cfg, max_bytes=budget, max_target_bytes=target)
+
+
+def target_cells(e: EncodedColumn) -> int:
+    """Cells of the target column in one serialization (a cut-off last cell counts): cell separators + 1."""
+    return 1 + sum(1 for i, t in zip(e.ids, e.target_mask) if t and i == CELL)
 
 
 def view_curve(per_view: list[Predictions], views: list[int]) -> dict[int, np.ndarray]:
@@ -105,6 +111,8 @@ def main() -> None:
     ap.add_argument("--views", default="1,2,4,8,16", help="Numbers of row views to score (comma-separated).")
     ap.add_argument("--budgets", default=None,
                     help="Total byte budgets to score (comma-separated); default: each checkpoint's trained one only.")
+    ap.add_argument("--baseline-cells", default="32",
+                    help="Also train the baseline reading only this many cells per column (comma-separated; 32 is the bar).")
     ap.add_argument("--samples", type=int, default=2000, help="Bootstrap resamples for the comparison with the baseline.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -119,6 +127,8 @@ def main() -> None:
     ds = td.valid
     gold_names = [t.labels[0] for t in ds.targets]
     base_pred = tfidf_logreg(td.train, ds).predictions
+    fewer = {c: tfidf_logreg(td.train, ds, max_cells=c).predictions
+             for c in parse_counts(args.baseline_cells, "--baseline-cells") if c != 32}
     lcs = [load_classifier(c) for c in args.checkpoint]
     labels = lcs[0].vocab.labels
     if any(lc.vocab.labels != labels for lc in lcs[1:]):
@@ -138,18 +148,20 @@ def main() -> None:
         return classification_report(gold_names, pred_names).macro_f1, macro_f1_resampled(gold, p, len(names), weights)
 
     b_obs, b_boot = score(base_pred)
+    baseline_cells = {c: score(p)[0] for c, p in fewer.items()} | {32: b_obs}
     points = []  # one per (checkpoint, budget, views)
     boots: dict[tuple[str, int, int], tuple[float, np.ndarray]] = {}
     for ck, lc in zip(args.checkpoint, lcs):
         for budget in budgets:
             cfg = scaled_config(lc.serialize_cfg, budget)
-            per_view, secs, nbytes = [], 0.0, 0
+            per_view, secs, nbytes, ncells = [], 0.0, 0, 0
             for v in range(views[-1]):
                 ex = encode_dataset(ds, index, cfg, view=v)
                 t0 = time.perf_counter()
                 per_view.append(predict(lc.model, ex, batch_size=args.batch_size))
                 secs += time.perf_counter() - t0
                 nbytes += sum(len(e.ids) for e in ex)
+                ncells += sum(target_cells(e) for e in ex)
                 print(f"{ck} budget {budget} view {v + 1}/{views[-1]}", flush=True)
             for nv, pred in view_curve(per_view, views).items():
                 obs, boot = score([labels[j] for j in pred])
@@ -159,6 +171,7 @@ def main() -> None:
                                **paired_difference(obs, boot, b_obs, b_boot)})
             points[-1]["seconds_per_view"] = secs / views[-1]
             points[-1]["mean_bytes_per_column"] = nbytes / views[-1] / n
+            points[-1]["mean_target_cells_per_view"] = ncells / views[-1] / n
     means = []
     if len(lcs) > 1:
         for budget in budgets:
@@ -173,6 +186,7 @@ def main() -> None:
     meta = {"task": args.task, **({"data": args.data} if args.data else {}), "augment": args.augment,
             "checkpoints": args.checkpoint, "views": views, "budgets": budgets, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "baseline_macro_f1": b_obs,
+            "baseline_macro_f1_by_cells": baseline_cells,
             "trained_serialization": [asdict(lc.serialize_cfg) for lc in lcs], "threads": args.threads}
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "points": points, "means": means}, indent=1))
     short = {ck: f"C{i}" for i, ck in enumerate(args.checkpoint)}
@@ -187,13 +201,13 @@ def main() -> None:
              f"Baseline ({BASELINE}, trained on the same data, +{args.augment} synthetic tables): macro-F1 "
              f"**{b_obs:.3f}**. Each cell: macro-F1, then the paired-bootstrap difference from the baseline with its 95% "
              f"interval ({args.samples} resamples of the columns). Validation numbers, not test numbers.", "",
-             "| checkpoint | budget (target cap) | bytes/column read | s per view | " + " | ".join(f"{v} view{'s' * (v > 1)}" for v in views) + " |",
+             "| checkpoint | budget (target cap) | bytes / target cells per view | s per view | " + " | ".join(f"{v} view{'s' * (v > 1)}" for v in views) + " |",
              "|---|---|---|---|" + "---|" * len(views)]
     for ck in args.checkpoint:
         for budget in budgets:
             row = [p for p in points if p["checkpoint"] == ck and p["budget"] == budget]
             cells = [f"{p['macro_f1']:.3f} ({p['diff']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}])" for p in row]
-            lines.append(f"| {short[ck]} | {budget} ({row[0]['max_target_bytes']}) | {row[-1]['mean_bytes_per_column']:.0f} | "
+            lines.append(f"| {short[ck]} | {budget} ({row[0]['max_target_bytes']}) | {row[-1]['mean_bytes_per_column']:.0f} / {row[-1]['mean_target_cells_per_view']:.1f} | "
                          f"{row[-1]['seconds_per_view']:.1f} | " + " | ".join(cells) + " |")
     for budget in budgets:
         row = [p for p in means if p["budget"] == budget]
@@ -203,6 +217,11 @@ def main() -> None:
     lines += [""] + [f"{short[ck]}: `{ck}` (trained at {lc.serialize_cfg.max_bytes} bytes, target cap "
                      f"{lc.serialize_cfg.max_target_bytes}, cells {lc.serialize_cfg.max_cell_bytes}, up to "
                      f"{lc.serialize_cfg.max_rows} rows per view)." for ck, lc in zip(args.checkpoint, lcs)]
+    if len(baseline_cells) > 1:
+        lines += ["", "The baseline reading fewer cells per column (header + the first k cells; 32 is the bar above):", "",
+                  "| cells read | " + " | ".join(str(c) for c in sorted(baseline_cells)) + " |",
+                  "|---|" + "---|" * len(baseline_cells),
+                  "| macro-F1 | " + " | ".join(f"{baseline_cells[c]:.3f}" for c in sorted(baseline_cells)) + " |"]
     lines += ["", f"![views]({result_file(out, '.png').name})"]
     result_file(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -138,6 +138,28 @@ def test_baseline_reads_the_main_column_only_when_asked():
         tfidf_logreg(cta, test, main_column=True)
 
 
+def test_baseline_reads_only_max_cells():
+    """The label shows only from the third cell on: a baseline reading two cells cannot see it."""
+    from classical_baseline import tfidf_logreg
+
+    from aegir.tables.table import LabeledColumn, LabeledDataset, Table
+
+    def data(n: int, seed: int) -> LabeledDataset:
+        rng = np.random.default_rng(seed)
+        tables, targets = [], []
+        for i in range(n):
+            kind = ("colour", "number")[i % 2]
+            tail = [("red", "green", "blue")[rng.integers(3)] if i % 2 == 0 else str(rng.integers(1000)) for _ in range(4)]
+            tables.append(Table(columns=[["n/a", "n/a", *tail]], meta={"name": f"t{i}"}))
+            targets.append(LabeledColumn(i, 0, (kind,)))
+        return LabeledDataset(tables, targets)
+
+    train, test = data(40, 0), data(20, 1)
+    full, two = tfidf_logreg(train, test), tfidf_logreg(train, test, max_cells=2)
+    assert full.predictions == full.gold
+    assert len(set(two.predictions)) == 1  # every column reads the same "n/a | n/a"
+
+
 def test_serialization_budget_segments_and_completeness():
     """benchmarks/serialization_budget.py: segment lengths add up to the serialization, and a column is
     complete exactly when the budget left it whole."""
@@ -186,7 +208,18 @@ def test_synthetic_data_benchmark_probe_and_files(tmp_path):
 
 
 def test_views_benchmark_specs_and_plot(tmp_path):
-    from cta_views import parse_counts, plot_curves
+    from cta_views import parse_counts, plot_curves, target_cells
+
+    from aegir.encoding.batch import EncodedColumn
+    from aegir.encoding.serialize import SerializeConfig, serialize
+    from aegir.encoding.vocab import CELL
+    from aegir.tables.table import Table
+
+    t = Table(columns=[["ab", "cd", "ef"], ["x", "y", "z"]], meta={"name": "t"})
+    s = serialize(t, 0, SerializeConfig(max_bytes=64))
+    assert target_cells(EncodedColumn(s.ids, s.target_mask, (), 0, 0)) == 3
+    # Cell separators outside the target segment (a context column's) are not counted.
+    assert sum(i == CELL for i in s.ids) == 4
 
     assert parse_counts("16,1, 4,4,2", "--views") == [1, 2, 4, 16]
     for bad in ("", "0,2", "two", "1,-4"):
