@@ -9,6 +9,10 @@ up to 32 whole cells. Two test-time knobs let the same checkpoint read more, wit
   same factor (cell, name and context-column caps unchanged), so the extra bytes go to more cells of the target column
   first. Whether a model trained on 256-byte inputs uses longer ones well is what this measures.
 
+On short tables (the SOTAB V2 sample's have 5 rows) a view reads no more rows than view 0, only re-orders them,
+which moves the cell and budget cuts and the context MMR picks; the result file's "target cells per view" and the
+baseline rows reading fewer cells (`--baseline-cells`) show how much of each column either side actually reads.
+
 For every checkpoint and budget, each view is predicted once and kept; the score at N views averages the first N
 views' logits (exactly `aegir eval --views N`). Each point is also compared with the baseline by a paired bootstrap
 over the validation columns (as `cta_bootstrap.py`). Several checkpoints (one recipe's seeds) also get a row for
