@@ -7,7 +7,7 @@ up to 32 whole cells. Two test-time knobs let the same checkpoint read more, wit
   evenly spaced rows, the others on random row subsets (`encode_dataset(view=v)`);
 - **byte budget**: the serialization's `max_bytes` raised above the one trained with, `max_target_bytes` scaled by the
   same factor (cell, name and context-column caps unchanged), so the extra bytes go to more cells of the target column
-  first. Whether a model trained on 256-byte inputs uses longer ones well is what this measures.
+  first (`aegir eval/annotate --max-bytes`, `aegir.encoding.serialize.at_budget`). Whether a model trained on 256-byte inputs uses longer ones well is what this measures.
 
 On short tables (the SOTAB V2 sample's have 5 rows) a view reads no more rows than view 0, only re-orders them,
 which moves the cell and budget cuts and the context MMR picks; the result file's "target cells per view" and the
@@ -41,7 +41,7 @@ from classical_baseline import tfidf_logreg  # noqa: E402
 from cta_bootstrap import macro_f1_resampled, paired_difference  # noqa: E402
 
 from aegir.encoding.batch import EncodedColumn, encode_dataset  # noqa: E402
-from aegir.encoding.serialize import SerializeConfig  # noqa: E402
+from aegir.encoding.serialize import at_budget  # noqa: E402
 from aegir.encoding.vocab import CELL  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
 from aegir.inference import Predictions, average_views, load_classifier, predict  # noqa: E402
@@ -59,16 +59,6 @@ def parse_counts(spec: str, option: str) -> list[int]:
     if not xs or xs[0] < 1:
         raise SystemExit(f"error: {option} {spec!r}: expected positive integers separated by commas")
     return xs
-
-
-def scaled_config(cfg: SerializeConfig, budget: int) -> SerializeConfig:
-    """The trained serialization at another total budget: `max_bytes` = budget and the target segment's cap
-    scaled by budget / trained budget (rounded, at least 1); cell, name and context-column caps as trained.
-    At the trained budget it is the trained config itself."""
-    if budget == cfg.max_bytes:
-        return cfg
-    target = max(1, round(cfg.max_target_bytes * budget / cfg.max_bytes))
-    return replace(cfg, max_bytes=budget, max_target_bytes=target)
 
 
 def target_cells(e: EncodedColumn) -> int:
@@ -157,7 +147,7 @@ def main() -> None:
     boots: dict[tuple[str, int, int], tuple[float, np.ndarray]] = {}
     for ck, lc in zip(args.checkpoint, lcs):
         for budget in budgets:
-            cfg = scaled_config(lc.serialize_cfg, budget)
+            cfg = at_budget(lc.serialize_cfg, budget)
             per_view, secs, nbytes, ncells = [], 0.0, 0, 0
             for v in range(views[-1]):
                 ex = encode_dataset(ds, index, cfg, view=v)

@@ -20,7 +20,7 @@ import numpy as np
 
 from aegir.encoding.batch import encode_column, view_seed
 from aegir.encoding.serialize import row_sample
-from aegir.inference import LoadedClassifier, load_classifier, load_classifiers, predict_ensemble
+from aegir.inference import LoadedClassifier, load_classifier, load_classifiers, predict_ensemble, read_at_budget
 from aegir.tables.readers import from_dataframe, read_csv
 from aegir.tables.table import Table, TableError
 
@@ -118,7 +118,7 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
 
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
-             main_column: int | str | None = None) -> AnnotationResult:
+             main_column: int | str | None = None, max_bytes: int | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -129,11 +129,13 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     max_rows_read: rows parsed from a file (the serializer samples `max_rows` of them per column).
     main_column: CPA checkpoints only: the subject column (index or header name; default 0). Every
     other column is annotated with its property relative to it.
+    max_bytes: bytes read per column instead of each checkpoint's trained budget (None: as trained); the
+    target column's share grows with it (`at_budget`).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
     single = isinstance(checkpoint, (str, Path, LoadedClassifier))
-    members = load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
+    members = [read_at_budget(m, max_bytes) for m in load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])]
     lc = members[0]
     table, source = _as_table(data, max_rows_read)
     if table.n_cols == 0:

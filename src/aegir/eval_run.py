@@ -14,7 +14,7 @@ from aegir.evaluation import (
     ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
     multilabel_report, plot_confusion_matrix, write_predictions,
 )
-from aegir.inference import LoadedClassifier, Predictions, load_classifiers, predict_ensemble
+from aegir.inference import LoadedClassifier, Predictions, load_classifiers, predict_ensemble, read_at_budget
 from aegir.tables.load import load_labeled, merge
 from aegir.tables.table import LabeledDataset, TableError
 
@@ -48,11 +48,12 @@ def score_label_sets(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...
 
 
 def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledDataset, batch_size: int = 64,
-                 top_k: int = 3, views: int = 1) -> EvalRun:
+                 top_k: int = 3, views: int = 1, max_bytes: int | None = None) -> EvalRun:
     """Predict and score every labelled column. `views` > 1 averages the logits over that many row
     views of each column (view 0 deterministic, the rest random row subsets; see encode_dataset).
-    Several classifiers (`load_classifiers`) are scored as an ensemble: mean probability."""
-    members = [lc] if isinstance(lc, LoadedClassifier) else list(lc)
+    Several classifiers (`load_classifiers`) are scored as an ensemble: mean probability. `max_bytes` reads
+    that many bytes per column instead of each member's trained budget (`read_at_budget`)."""
+    members = [read_at_budget(m, max_bytes) for m in ([lc] if isinstance(lc, LoadedClassifier) else list(lc))]
     lc = members[0]
     labels = lc.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
@@ -112,13 +113,14 @@ def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = N
 
 
 def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = None, data: str | None = None,
-             fmt: str | None = None, out: str | Path | None = None, batch_size: int = 64, views: int = 1) -> EvalRun:
+             fmt: str | None = None, out: str | Path | None = None, batch_size: int = 64, views: int = 1,
+             max_bytes: int | None = None) -> EvalRun:
     """Evaluate one classifier, or several as an ensemble (a list of checkpoints: mean probability;
     the validation data and the default output folder come from the first)."""
     members = load_classifiers([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     lc = members[0]
     ds = eval_data(lc, data, fmt, task)
-    run = eval_dataset(members, ds, batch_size, views=views)
+    run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes)
     out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(run.report.to_dict(), indent=1))

@@ -8,7 +8,7 @@ A classifier is either a training checkpoint (`final.pt`, kind "classifier", loa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,7 +18,7 @@ import torch
 from aegir.checkpoint import CheckpointError, load_checkpoint
 from aegir.config import ModelConfig
 from aegir.encoding.batch import EncodedColumn, collate
-from aegir.encoding.serialize import SerializeConfig
+from aegir.encoding.serialize import SerializeConfig, at_budget
 from aegir.model import AegirClassifier
 from aegir.tables.labels import LabelVocab
 
@@ -169,6 +169,14 @@ def restrict_labels(raw: Predictions, label_mask: np.ndarray) -> Predictions:
     """Only labels where `label_mask` is True can be predicted (the others get logit -1e9)."""
     logits = np.where(label_mask[None, :], raw.logits, -1e9).astype(np.float32)
     return Predictions(logits, raw.pooled, raw.n_boundary, raw.n_valid)
+
+
+def read_at_budget(lc: LoadedClassifier, max_bytes: int | None) -> LoadedClassifier:
+    """The classifier reading `max_bytes` per column instead of its trained budget (`at_budget`); the same
+    model object. None: unchanged."""
+    if max_bytes is None:
+        return lc
+    return replace(lc, serialize_cfg=at_budget(lc.serialize_cfg, max_bytes))
 
 
 def average_views(views: Sequence[Predictions]) -> Predictions:

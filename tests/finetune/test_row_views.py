@@ -86,7 +86,9 @@ def test_views_benchmark_curve_is_eval_with_views(trained, custom_data):
     """benchmarks/cta_views.py predicts each view once and scores N views as the mean of the first N
     views' logits: the labels must be the ones `aegir eval --views N` predicts. At the trained budget
     the serialization is the trained one; a doubled budget reads more bytes of the same columns."""
-    from cta_views import scaled_config, view_curve
+    from cta_views import view_curve
+
+    from aegir.encoding.serialize import at_budget
 
     from aegir.eval_run import eval_data, eval_dataset
 
@@ -94,7 +96,7 @@ def test_views_benchmark_curve_is_eval_with_views(trained, custom_data):
     ds = eval_data(lc, str(custom_data), "csv")
     index = {l: i for i, l in enumerate(lc.vocab.labels)}
     cfg = lc.serialize_cfg
-    assert scaled_config(cfg, cfg.max_bytes) is cfg
+    assert at_budget(cfg, cfg.max_bytes) is cfg
     per_view = [predict(lc.model, encode_dataset(ds, index, cfg, view=v)) for v in range(4)]
     curve = view_curve(per_view, [1, 2, 4])
     for n in (1, 2, 4):
@@ -102,9 +104,32 @@ def test_views_benchmark_curve_is_eval_with_views(trained, custom_data):
         assert curve[n].tolist() == want
     with pytest.raises(ValueError, match="5 views asked, 4 predicted"):
         view_curve(per_view, [1, 5])
-    wide = scaled_config(cfg, 2 * cfg.max_bytes)
+    wide = at_budget(cfg, 2 * cfg.max_bytes)
     assert (wide.max_bytes, wide.max_target_bytes) == (2 * cfg.max_bytes, round(cfg.max_target_bytes * 2))
     assert (wide.max_cell_bytes, wide.max_column_bytes, wide.max_rows) == (cfg.max_cell_bytes, cfg.max_column_bytes, cfg.max_rows)
     short, long = encode_dataset(ds, index, cfg), encode_dataset(ds, index, wide)
     assert all(len(a.ids) <= len(b.ids) <= wide.max_bytes for a, b in zip(short, long))
     assert sum(len(e.ids) for e in short) < sum(len(e.ids) for e in long)
+    with pytest.raises(ValueError, match="at least 8"):
+        at_budget(cfg, 4)
+    # eval and annotate read at that budget on request (--max-bytes), with the same weights.
+    by_hand = predict(lc.model, long).logits
+    assert np.allclose(eval_dataset(lc, ds, max_bytes=wide.max_bytes).raw.logits, by_hand, atol=1e-5)
+    assert lc.serialize_cfg is cfg  # the loaded classifier itself is not changed
+
+
+def test_annotate_and_eval_cli_read_more_bytes(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from aegir.annotate import annotate
+    from aegir.cli import app
+
+    long = pd.DataFrame({"n": [str(10_000 + i) for i in range(12)], "w": [f"word{i}" for i in range(12)]})
+    short, wide = annotate(long, trained.final_checkpoint), annotate(long, trained.final_checkpoint, max_bytes=512)
+    assert all(c.truncated for c in short.columns) and not any(c.truncated for c in wide.columns)
+    csv = tmp_path / "t.csv"
+    long.to_csv(csv, index=False)
+    ok = CliRunner().invoke(app, ["annotate", str(csv), "--checkpoint", str(trained.final_checkpoint), "--max-bytes", "512"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, ["annotate", str(csv), "--checkpoint", str(trained.final_checkpoint), "--max-bytes", "4"])
+    assert bad.exit_code == 2 and "max-bytes" in bad.output

@@ -22,13 +22,15 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(3, help="Labels per column."),
         out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
         views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
+        max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget the checkpoint was trained with)."),
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column)."""
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views, main_column=main_column)
+        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views, main_column=main_column,
+                       max_bytes=max_bytes)
         main = next((c.main_column for c in res.columns if c.main_column is not None), None)
         title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=title)

@@ -94,10 +94,12 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, help="Folder for report.json, predictions.csv, confusion.png."),
         batch_size: int = typer.Option(64),
         views: int = typer.Option(1, help="Average over this many row views per column (1 = deterministic rows only)."),
+        max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget each checkpoint was trained with)."),
     ) -> None:
         """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
         from aegir.eval_run import run_eval
 
-        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views)
+        rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views,
+                       max_bytes=max_bytes)
         console.print(rep.text)
         console.print(f"wrote {rep.out_dir}")
