@@ -50,7 +50,7 @@ class Generation:
 
     def chunked(self, stage: int = 0, sep: str = "|") -> str:
         """Prompt + continuation with `sep` before every byte that opened a chunk at router `stage`
-        (the BOS position is left out). Chunks split where the router says, which can be inside a
+        (the BOS position is left out, and so is a separator before the first byte). Chunks split where the router says, which can be inside a
         multi-byte UTF-8 character: such pieces show replacement characters."""
         if not 0 <= stage < len(self.boundaries):
             raise GenerateError(f"stage {stage}: this model has {len(self.boundaries)} router(s)")
