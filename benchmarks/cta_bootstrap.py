@@ -71,6 +71,11 @@ def macro_f1_resampled(gold: np.ndarray, pred: np.ndarray, n_labels: int, weight
     return (f1 * present).sum(1) / present.sum(1)
 
 
+def resample_weights(n: int, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """(samples, n) multiplicities of n columns in `samples` bootstrap resamples (with replacement)."""
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(samples)]).astype(np.float64)
+
+
 def support_split(gold: list[str], pred: list[str], k: int) -> tuple[float, float, int, int]:
     """Macro-F1 over the labels with >= k gold columns, and over those with 1..k-1, and how many of
     each: the two parts average (weighted by those counts) to the full macro-F1. On small validation
@@ -273,7 +278,7 @@ def main() -> None:
     gold = np.array([ids[g] for g in gold_names])
     rng = np.random.default_rng(args.seed)
     n = len(gold)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(args.samples)]).astype(np.float64)
+    weights = resample_weights(n, args.samples, rng)
     scores = {}
     for name, pred in systems.items():
         p = np.array([ids[x] for x in pred])

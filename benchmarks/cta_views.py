@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_files import result_file  # noqa: E402
 from classical_baseline import tfidf_logreg  # noqa: E402
-from cta_bootstrap import macro_f1_resampled, paired_difference  # noqa: E402
+from cta_bootstrap import macro_f1_resampled, paired_difference, resample_weights  # noqa: E402
 
 from aegir.encoding.batch import EncodedColumn, encode_dataset  # noqa: E402
 from aegir.encoding.serialize import at_budget  # noqa: E402
@@ -134,8 +134,7 @@ def main() -> None:
     ids = {n: i for i, n in enumerate(names)}
     gold = np.array([ids[g] for g in gold_names])
     n = len(gold)
-    rng = np.random.default_rng(args.seed)
-    weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(args.samples)]).astype(np.float64)
+    weights = resample_weights(n, args.samples, np.random.default_rng(args.seed))
 
     def score(pred_names: list[str]) -> tuple[float, np.ndarray]:
         p = np.array([ids[x] for x in pred_names])

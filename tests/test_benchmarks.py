@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cta_bootstrap import (fold_mismatch, macro_f1_resampled, paired_difference, parse_compare, parse_folds, parse_mean_of,
-                           plot_differences, support_split)
+                           plot_differences, resample_weights, support_split)
 from result_files import result_file
 from serialization_budget import measure, segment_bytes
 
@@ -26,7 +26,7 @@ def test_bootstrap_macro_f1_is_the_metric_on_each_resample():
     rng = np.random.default_rng(1)
     gold = rng.integers(0, 7, 60)
     pred = np.where(rng.random(60) < 0.6, gold, rng.integers(0, 9, 60))  # some labels only predicted
-    weights = np.stack([np.bincount(rng.integers(0, 60, 60), minlength=60) for _ in range(6)]).astype(float)
+    weights = resample_weights(60, 6, rng)
     fast = macro_f1_resampled(gold, pred, 9, weights)
     for s in range(6):
         idx = np.repeat(np.arange(60), weights[s].astype(int))
