@@ -38,7 +38,7 @@ from aegir.train.tasks import resolve_task  # noqa: E402
 def run_aegir(name: str, task: str, td, args, **over) -> dict:
     slug = "".join(ch if ch.isalnum() else "-" for ch in name).strip("-").replace("--", "-")
     cfg = FinetuneConfig(task=task, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
-                         max_bytes=args.max_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}" + (f"-cv{args.cv_folds}-fold{args.cv_fold}" if args.cv_folds else ""), progress=False,
+                         max_bytes=args.max_bytes, max_target_bytes=args.max_target_bytes, max_cell_bytes=args.max_cell_bytes, out=args.out, run_name=f"bench-{task}-{slug}" + (f"-cv{args.cv_folds}-fold{args.cv_fold}" if args.cv_folds else ""), progress=False,
                          checkpoint_every=100_000, row_views=args.row_views, seed=args.seed, ema=args.ema,
                          class_weight=args.class_weight, logit_adjust=args.logit_adjust,
                          repeat_threshold=args.repeat_threshold, split_seed=args.split_seed,
@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-bytes", type=int, default=256)
+    ap.add_argument("--max-target-bytes", type=int, default=FinetuneConfig.max_target_bytes,
+                    help="Cap on the target column's segment (context columns get the rest of --max-bytes).")
     ap.add_argument("--max-cell-bytes", type=int, default=FinetuneConfig.max_cell_bytes, help="Longest cell kept (bytes).")
     ap.add_argument("--out", default="outputs")
     ap.add_argument("--threads", type=int, default=2)
@@ -180,7 +182,7 @@ def main() -> None:
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
-            "max_bytes": args.max_bytes, "max_cell_bytes": args.max_cell_bytes, "pool_main": args.pool_main, "threads": args.threads, "torch": torch.__version__,
+            "max_bytes": args.max_bytes, "max_target_bytes": args.max_target_bytes, "max_cell_bytes": args.max_cell_bytes, "pool_main": args.pool_main, "threads": args.threads, "torch": torch.__version__,
             "machine": platform.processor() or platform.machine()}
     result_file(out, ".json").write_text(json.dumps({"meta": meta, "results": results, "notes": notes}, indent=1))
     kinds = "CPA" if all(t.endswith("-cpa") for t in args.tasks.split(",")) else "CTA"

@@ -105,8 +105,13 @@ def main() -> None:
     ap.add_argument("--views", default="1,2,4,8,16", help="Numbers of row views to score (comma-separated).")
     ap.add_argument("--budgets", default=None,
                     help="Total byte budgets to score (comma-separated); default: each checkpoint's trained one only.")
+    ap.add_argument("--target-share", type=float, default=None,
+                    help="Cap the target column's segment at this share of each budget (e.g. 0.5: the rest is left to "
+                         "context columns); default: the trained cap, scaled with the budget.")
     ap.add_argument("--baseline-cells", default="32",
                     help="Also train the baseline reading only this many cells per column (comma-separated; 32 is the bar).")
+    ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
+                    help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
     ap.add_argument("--samples", type=int, default=2000, help="Bootstrap resamples for the comparison with the baseline.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -116,12 +121,15 @@ def main() -> None:
     if not args.checkpoint:
         raise SystemExit("error: give at least one --checkpoint")
     views = parse_counts(args.views, "--views")
+    if args.target_share is not None and not 0.0 < args.target_share <= 1.0:
+        raise SystemExit(f"error: --target-share {args.target_share}: expected a share in (0, 1]")
     torch.set_num_threads(args.threads)
     td = resolve_task(args.task, args.data, add_synthetic=args.augment)
     ds = td.valid
     gold_names = [t.labels[0] for t in ds.targets]
-    base_pred = tfidf_logreg(td.train, ds).predictions
-    fewer = {c: tfidf_logreg(td.train, ds, max_cells=c).predictions
+    bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
+    base_pred = tfidf_logreg(td.train, ds, class_weight=bw).predictions
+    fewer = {c: tfidf_logreg(td.train, ds, class_weight=bw, max_cells=c).predictions
              for c in parse_counts(args.baseline_cells, "--baseline-cells") if c != 32}
     lcs = [load_classifier(c) for c in args.checkpoint]
     labels = lcs[0].vocab.labels
@@ -147,6 +155,8 @@ def main() -> None:
     for ck, lc in zip(args.checkpoint, lcs):
         for budget in budgets:
             cfg = at_budget(lc.serialize_cfg, budget)
+            if args.target_share is not None:
+                cfg = replace(cfg, max_target_bytes=max(1, round(args.target_share * budget)))
             per_view, secs, nbytes, ncells = [], 0.0, 0, 0
             for v in range(views[-1]):
                 ex = encode_dataset(ds, index, cfg, view=v)
@@ -177,7 +187,9 @@ def main() -> None:
     out = Path(args.result)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"task": args.task, **({"data": args.data} if args.data else {}), "augment": args.augment,
-            "checkpoints": args.checkpoint, "views": views, "budgets": budgets, "samples": args.samples,
+            "baseline_class_weight": args.baseline_class_weight,
+            "target_share": args.target_share, "checkpoints": args.checkpoint, "views": views,
+            "budgets": budgets, "samples": args.samples,
             "seed": args.seed, "valid_columns": n, "baseline_macro_f1": b_obs,
             "baseline_macro_f1_by_cells": baseline_cells,
             "trained_serialization": [asdict(lc.serialize_cfg) for lc in lcs], "threads": args.threads}
@@ -190,8 +202,9 @@ def main() -> None:
 
     lines = [f"# Test-time row views and byte budget ({args.task} validation, {n} columns)", "",
              "Written by `benchmarks/cta_views.py`: every checkpoint scored at each total byte budget (the target "
-             "segment's cap scaled with it) and each number of row views averaged at test, with the same weights. "
-             f"Baseline ({BASELINE}, trained on the same data, +{args.augment} synthetic tables): macro-F1 "
+             "segment's cap scaled with it, or set to a share of it by `--target-share`) and each number of row views averaged at test, with the same weights. "
+             f"Baseline ({BASELINE}{', balanced class weights' if bw else ''}, trained on the same data, "
+             f"+{args.augment} synthetic tables): macro-F1 "
              f"**{b_obs:.3f}**. Each cell: macro-F1, then the paired-bootstrap difference from the baseline with its 95% "
              f"interval ({args.samples} resamples of the columns). Validation numbers, not test numbers.", "",
              "| checkpoint | budget (target cap) | bytes / target cells per view | s per view | " + " | ".join(f"{v} view{'s' * (v > 1)}" for v in views) + " |",

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -228,6 +229,33 @@ def test_max_cell_bytes_is_recorded_and_fixed_for_the_run(custom_data, tmp_path)
     assert all(len(c.encode()) <= 3 for c in cells[1:]) and any(len(c.encode()) == 3 for c in cells)
     with pytest.raises(CheckpointError, match="max_cell_bytes"):
         finetune(FinetuneConfig(**{**cfg.__dict__, "max_cell_bytes": 4, "resume": str(res.run_dir)}))
+
+
+def test_max_target_bytes_leaves_the_rest_to_context_and_is_recorded(custom_data, tmp_path):
+    """--max-target-bytes caps the target segment, so a long target column leaves the remaining budget to
+    context columns; the cap reaches the checkpoint (eval/annotate serialize alike) and a resume with
+    another value is refused."""
+    from aegir.encoding.serialize import serialize
+    from aegir.tables.load import load_labeled
+
+    with pytest.raises(ValueError, match="max-target-bytes"):
+        FinetuneConfig(task="custom", max_target_bytes=0)
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, warmup_steps=1,
+                         max_bytes=64, max_target_bytes=24, progress=False, checkpoint_every=1, epochs=1, max_steps=1,
+                         out=str(tmp_path))
+    res = finetune(cfg)
+    lc = load_classifier(res.final_checkpoint)
+    assert (lc.serialize_cfg.max_bytes, lc.serialize_cfg.max_target_bytes) == (64, 24)
+    ds = next(iter(load_labeled("csv", custom_data).values()))
+    capped = [serialize(ds.tables[t.table_index], t.column, lc.serialize_cfg) for t in ds.targets]
+    whole = [serialize(ds.tables[t.table_index], t.column, replace(lc.serialize_cfg, max_target_bytes=64))
+             for t in ds.targets]
+    assert all(sum(s.target_mask) <= 24 for s in capped)
+    # Where the uncapped target fills the budget, the capped one leaves room for context columns.
+    long = [i for i, s in enumerate(whole) if not s.context]
+    assert long and all(capped[i].context for i in long)
+    with pytest.raises(CheckpointError, match="max_target_bytes"):
+        finetune(FinetuneConfig(**{**cfg.__dict__, "max_target_bytes": 32, "resume": str(res.run_dir)}))
 
 
 @pytest.mark.parametrize("command,config", [("train", "aegir.train.finetune:FinetuneConfig"),

@@ -239,7 +239,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         for k in ("cv_folds", "cv_fold"):  # runs from before cross-validation held out 15%
             if _norm(saved.get(k, 0)) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved.get(k, 0)!r}")
-        for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
+        for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_target_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
                   "row_views", "ema", "pool_main", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
             if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
                 raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")

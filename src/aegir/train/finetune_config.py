@@ -57,6 +57,10 @@ class FinetuneConfig:
     refit_l2: float = 1e-2  # chosen on a held-out GitTables fold (docs/finetuning.md)
     refit_views: int = 4
     max_bytes: int = 512                # serialization budget per column
+    # Cap on the target column's segment; context columns get what it leaves. At budgets of 256 or less
+    # the default lets a long target column take the whole budget (no context at all): GitTables' median
+    # column is about 280 bytes (docs/results/cta_analysis.md). Stored in the checkpoint like max_bytes.
+    max_target_bytes: int = 256
     # Longest cell kept (bytes). Short-value columns never reach it; for long-text columns
     # (descriptions, reviews) it trades more cells for more of each cell within max_bytes. 128, not
     # the serializer's 48: on SOTAB it lifted macro-F1 on three of three paired seeds (cta_analysis.md).
@@ -103,6 +107,8 @@ class FinetuneConfig:
         return (self.cv_fold, self.cv_folds) if self.cv_folds else None
 
     def __post_init__(self) -> None:
+        if self.max_target_bytes < 1:
+            raise ValueError(f"--max-target-bytes must be >= 1, got {self.max_target_bytes}")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         if self.class_weight not in ("none", "balanced"):
@@ -141,4 +147,5 @@ class FinetuneConfig:
             raise ValueError("--teacher-cache needs at least one --teacher")
 
     def serialize_config(self) -> SerializeConfig:
-        return SerializeConfig(max_bytes=self.max_bytes, max_cell_bytes=self.max_cell_bytes)
+        return SerializeConfig(max_bytes=self.max_bytes, max_target_bytes=self.max_target_bytes,
+                               max_cell_bytes=self.max_cell_bytes)
