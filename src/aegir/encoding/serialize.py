@@ -55,6 +55,8 @@ class SerializeConfig:
             raise ValueError("mmr_lambda must be in [0, 1]")
         if self.max_cell_bytes < 1:
             raise ValueError(f"max_cell_bytes (--max-cell-bytes) must be >= 1, got {self.max_cell_bytes}")
+        if self.max_target_bytes < 1:
+            raise ValueError(f"max_target_bytes (--max-target-bytes) must be >= 1, got {self.max_target_bytes}")
 
 
 def at_budget(cfg: SerializeConfig, budget: int) -> SerializeConfig:

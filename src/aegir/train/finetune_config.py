@@ -107,8 +107,6 @@ class FinetuneConfig:
         return (self.cv_fold, self.cv_folds) if self.cv_folds else None
 
     def __post_init__(self) -> None:
-        if self.max_target_bytes < 1:
-            raise ValueError(f"--max-target-bytes must be >= 1, got {self.max_target_bytes}")
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
         if self.class_weight not in ("none", "balanced"):
