@@ -25,7 +25,7 @@ from typing import Any
 DEFAULT_VOCAB_SIZE = 65536
 DEFAULT_N_ACTIVE = 268
 
-WKV_IMPLS = ("chunked", "naive", "fla")
+WKV_IMPLS = ("auto", "kernel", "chunked", "naive", "fla")
 RECOMPUTE = ("none", "wkv", "block")
 _TOKEN = re.compile(r"w(\d+)")
 
@@ -115,7 +115,10 @@ class ModelConfig:
     # e.g. [2.0, 1.5, 1.0]: outer stages see fewer, noisier gradient paths (H-Net uses [3.0, 1.7, 0.9]).
     lr_multipliers: list[float] | None = None
     wkv_chunk: int = 64
-    wkv_impl: str = "chunked"  # "chunked" (default), "naive" (reference loop), "fla" (CUDA only)
+    # "auto" (default): the compiled CPU kernel on CPU where it builds, else "chunked" (pure PyTorch,
+    # any device); "kernel" (CPU only, aegir.kernels), "naive" (reference loop), "fla" (CUDA only).
+    # A run-time choice: every path computes the same function (tested in float64).
+    wkv_impl: str = "auto"
     # Activation recomputation in the backward pass, trading time for memory:
     #   "none"  keep everything (fastest; small at B=8, T=1024 peaks at ~16 GB on CPU);
     #   "wkv"   recompute only the chunked WKV (its ~45 chunk-sized intermediates; +40% WKV time);

@@ -46,7 +46,7 @@ def _fp32_off(x: Tensor):
 
 class RWKV7TimeMix(nn.Module):
     def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
-                 wkv_impl: str = "chunked", wkv_chunk: int = 64, wkv_recompute: bool = False) -> None:
+                 wkv_impl: str = "auto", wkv_chunk: int = 64, wkv_recompute: bool = False) -> None:
         super().__init__()
         C, N = width, head_size
         self.wkv_recompute = wkv_recompute
@@ -271,7 +271,7 @@ class RWKV7Block(nn.Module):
     """Pre-norm block; the residual stream is kept in the dtype it arrives in (fp32)."""
 
     def __init__(self, width: int, head_size: int, layer: int, n_layers: int, lora: dict[str, int],
-                 ffn_mult: int = 4, eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64,
+                 ffn_mult: int = 4, eps: float = 1e-5, wkv_impl: str = "auto", wkv_chunk: int = 64,
                  wkv_recompute: bool = False) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(width, eps=eps)
@@ -317,7 +317,7 @@ class RWKV7Stack(nn.Module):
     Layer indices for init restart at 0 in every stack, and so does v_first."""
 
     def __init__(self, width: int, n_layers: int, head_size: int, lora: dict[str, int], ffn_mult: int = 4,
-                 eps: float = 1e-5, wkv_impl: str = "chunked", wkv_chunk: int = 64, recompute: str = "none") -> None:
+                 eps: float = 1e-5, wkv_impl: str = "auto", wkv_chunk: int = 64, recompute: str = "none") -> None:
         super().__init__()
         self.recompute_blocks = recompute == "block"
         self.blocks = nn.ModuleList(

@@ -218,9 +218,35 @@ def wkv_fla(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor
     return (o, state) if return_state else o  # (B, T, H, V), (B, H, K, V)
 
 
+def wkv_kernel(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+               mask: Tensor | None = None, return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The recurrence as a compiled C++ CPU kernel (`aegir.kernels.wkv_cpu`): forward and a
+    hand-written backward, same convention and padding semantics as `wkv_naive`."""
+    from aegir.kernels.wkv_cpu import wkv_cpu
+
+    log_w, k, v, a, b = _mask_inputs(log_w, k, v, a, b, mask)
+    return wkv_cpu(r, log_w, k, v, a, b, return_state=return_state)
+
+
+def resolve_impl(impl: str, x: Tensor) -> str:
+    """"auto" -> the CPU kernel for CPU tensors where it builds, else the chunked form (fla stays
+    opt-in on CUDA: it has not been run here)."""
+    if impl != "auto":
+        return impl
+    if x.device.type == "cpu":
+        from aegir.kernels import wkv_cpu
+
+        if wkv_cpu.available():
+            return "kernel"
+    return "chunked"
+
+
 def wkv(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-        mask: Tensor | None = None, impl: str = "chunked", chunk: int = 64,
+        mask: Tensor | None = None, impl: str = "auto", chunk: int = 64,
         return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    impl = resolve_impl(impl, r)
+    if impl == "kernel":
+        return wkv_kernel(r, log_w, k, v, a, b, mask, return_state)
     if impl == "chunked":
         return wkv_chunked(r, log_w, k, v, a, b, mask, chunk, return_state)
     if impl == "naive":

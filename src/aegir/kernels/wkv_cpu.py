@@ -1,0 +1,130 @@
+"""The RWKV-7 WKV recurrence as a C++ CPU kernel (`wkv7_cpu.cpp`), built on first use.
+
+Why: on CPU the chunked PyTorch form (`aegir.model.wkv.wkv_chunked`) spends most of a tiny
+training step in small batched GEMMs and full-size elementwise passes, and does ~3x the FLOPs of
+the recurrence. The kernel runs the recurrence itself, one (batch, head) per task, with the state
+in cache; its backward recomputes states from checkpoints every `SEGMENT` steps.
+
+The extension is compiled with torch.utils.cpp_extension (g++ and ninja) into the torch extensions
+cache (`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions), once per source version and CPU
+(it is built with -march=native, so the CPU's flags are part of its name). Where it cannot be
+built, `available()` is False with the reason in `unavailable_reason()`, and the model's
+`wkv_impl="auto"` falls back to the chunked form. `python -m aegir.kernels build` builds it ahead
+of time (`make install` does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SEGMENT = 16  # backward recomputes states in segments of this many steps (S holds SEGMENT + 1 states)
+_SOURCE = Path(__file__).with_name("wkv7_cpu.cpp")
+_lock = threading.Lock()
+_module = None
+_error: str | None = None
+
+
+def _cpu_tag() -> str:
+    """A short hash of the CPU model and flags: a -march=native build must not run on another CPU."""
+    info = platform.processor() + platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("model name", "flags")):
+                    info += line
+                if line.startswith("flags"):
+                    break
+    except OSError:
+        pass
+    return hashlib.sha1(info.encode()).hexdigest()[:10]
+
+
+def _ensure_ninja_on_path() -> None:
+    """cpp_extension runs `ninja`; a venv's pip-installed ninja is on PATH only when the venv is active."""
+    scripts = sysconfig.get_path("scripts")
+    if shutil.which("ninja") is None and scripts and (Path(scripts) / "ninja").exists():
+        os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+
+
+def load(verbose: bool = False):
+    """The compiled module, building it if needed; None (and the reason kept) if it cannot be built."""
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    with _lock:
+        if _module is not None or _error is not None:
+            return _module
+        if os.environ.get("AEGIR_CPU_KERNEL", "1") == "0":
+            _error = "disabled by AEGIR_CPU_KERNEL=0"
+            return None
+        if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
+            _error = f"only built on Linux x86_64/aarch64 (this is {sys.platform} {platform.machine()})"
+            return None
+        _ensure_ninja_on_path()
+        if shutil.which(os.environ.get("CXX", "c++")) is None:
+            _error = "no C++ compiler (c++) on PATH"
+            return None
+        from torch.utils import cpp_extension
+
+        march = ["-march=native"] if platform.machine() == "x86_64" else ["-mcpu=native"]
+        try:
+            _module = cpp_extension.load(
+                name=f"aegir_wkv7_cpu_{_cpu_tag()}",
+                sources=[str(_SOURCE)],
+                extra_cflags=["-O3", "-fopenmp", *march],
+                extra_ldflags=["-fopenmp"],
+                verbose=verbose,
+            )
+        except Exception as e:  # compiler errors, missing ninja, ...: fall back, keep the reason
+            _error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+        return _module
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def unavailable_reason() -> str | None:
+    load()
+    return _error
+
+
+class _WKV7(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, log_w, k, v, a, b):
+        ext = load()
+        o, ckpts, final = ext.forward(r, log_w, k, v, a, b, SEGMENT)
+        ctx.save_for_backward(r, log_w, k, v, a, b, ckpts)
+        return o, final
+
+    @staticmethod
+    def backward(ctx, d_o, d_final):
+        r, log_w, k, v, a, b, ckpts = ctx.saved_tensors
+        d_o = torch.zeros_like(v) if d_o is None else d_o  # o has v's shape (B, T, H, V)
+        empty = r.new_empty(0)
+        d_state = empty if d_final is None else d_final.contiguous()
+        grads = load().backward(r, log_w, k, v, a, b, ckpts, d_o.contiguous(), d_state, SEGMENT)
+        return tuple(grads)
+
+
+def wkv_cpu(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
+            return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """The WKV recurrence on (B, T, H, N) CPU tensors (fp32 or float64; no mask: the caller turns
+    padding into identity steps first). Returns o (B, T, H, V), and with `return_state` also the
+    state after the last position (B, H, K, V)."""
+    if load() is None:
+        raise RuntimeError(f"the WKV CPU kernel is not available: {_error}")
+    if r.is_cuda:
+        raise ValueError("wkv_cpu needs CPU tensors")
+    o, final = _WKV7.apply(*(x.contiguous() for x in (r, log_w, k, v, a, b)))
+    return (o, final) if return_state else o

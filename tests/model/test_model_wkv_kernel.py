@@ -1,0 +1,119 @@
+"""The compiled CPU WKV kernel against the naive recurrence (float64): outputs, final state and every
+gradient (its backward is hand-written), ragged lengths around the recompute segment, padding,
+the specialised (32, 64) and generic head sizes, and the whole time-mix."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from aegir.kernels import wkv_cpu
+from aegir.model.rwkv7 import RWKV7TimeMix
+from aegir.model.wkv import resolve_impl, wkv, wkv_naive
+
+from test_model_wkv import TOL, make_inputs, rel_err
+
+if shutil.which("c++") is None:  # no compiler: the model falls back to the chunked form
+    pytest.skip("no C++ compiler on this machine", allow_module_level=True)
+
+
+def test_kernel_builds_here():
+    # With a compiler present, a build failure is a bug in the kernel source, not a skip.
+    assert wkv_cpu.available(), wkv_cpu.unavailable_reason()
+
+
+@pytest.mark.parametrize(
+    "B,T,H,N",
+    [(2, 37, 2, 8),  # generic head size; T not a multiple of the segment
+     (1, wkv_cpu.SEGMENT, 1, 32),  # exactly one segment, specialised N = 32
+     (2, 3 * wkv_cpu.SEGMENT + 1, 2, 64),  # one step into a fourth segment, specialised N = 64
+     (3, 5, 1, 16)],  # shorter than one segment
+)
+def test_kernel_matches_naive_float64(B, T, H, N):
+    inputs = make_inputs(B, T, H, N, seed=T + N)
+    o_ref, s_ref = wkv_naive(*inputs, return_state=True)
+    o, s = wkv_cpu.wkv_cpu(*inputs, return_state=True)
+    assert o.dtype == torch.float64
+    assert rel_err(o, o_ref) <= TOL
+    assert rel_err(s, s_ref) <= TOL
+    # Gradients through both the outputs and the final state.
+    g_o, g_s = torch.randn_like(o_ref), torch.randn_like(s_ref)
+    grads_ref = torch.autograd.grad((o_ref * g_o).sum() + (s_ref * g_s).sum(), inputs, retain_graph=True)
+    grads = torch.autograd.grad((o * g_o).sum() + (s * g_s).sum(), inputs, retain_graph=True)
+    for name, gx, gr in zip("r log_w k v a b".split(), grads, grads_ref):
+        assert rel_err(gx, gr) <= TOL, name
+    # Only the outputs, or only the state, carrying a gradient.
+    for loss_ref, loss in (((o_ref * g_o).sum(), (o * g_o).sum()), ((s_ref * g_s).sum(), (s * g_s).sum())):
+        got = torch.autograd.grad(loss, inputs, retain_graph=True)
+        ref = torch.autograd.grad(loss_ref, inputs, retain_graph=True, allow_unused=True)
+        for x, gx, gr in zip(inputs, got, ref):
+            gr = torch.zeros_like(x) if gr is None else gr  # r does not reach the state
+            assert (gx - gr).abs().max() <= TOL * max(1.0, float(gr.abs().max()))
+
+
+def test_kernel_padding_and_noncontiguous_inputs():
+    B, T, H, N = 3, 40, 2, 8
+    inputs = make_inputs(B, T, H, N, seed=11)
+    mask = torch.arange(T)[None, :] < torch.tensor([40, 23, 4])[:, None]  # (B, T) right-padded
+    o_ref = wkv_naive(*inputs, mask=mask)
+    o = wkv(*inputs, mask=mask, impl="kernel")
+    assert rel_err(o[mask], o_ref[mask]) <= TOL
+    g = torch.randn_like(o) * mask[:, :, None, None]
+    for gx, gr in zip(torch.autograd.grad((o * g).sum(), inputs), torch.autograd.grad((o_ref * g).sum(), inputs)):
+        assert rel_err(gx, gr) <= TOL
+    # (B, H, T, N) storage seen as (B, T, H, N): the kernel makes its own contiguous copies.
+    strided = [x.detach().transpose(1, 2).contiguous().transpose(1, 2) for x in inputs]
+    assert not strided[0].is_contiguous()
+    assert rel_err(wkv_cpu.wkv_cpu(*strided), wkv_naive(*strided)) <= TOL
+
+
+def test_kernel_fp32_close_to_float64_reference():
+    inputs = [x.detach() for x in make_inputs(2, 300, 2, 64, seed=5, extreme_decay=True)]
+    with torch.no_grad():
+        o_ref = wkv_naive(*inputs)
+        o32 = wkv_cpu.wkv_cpu(*(x.float() for x in inputs))
+    assert o32.dtype == torch.float32
+    assert rel_err(o32.double(), o_ref) < 2e-5
+
+
+def test_auto_picks_the_kernel_on_cpu():
+    assert resolve_impl("auto", torch.zeros(1)) == "kernel"
+    assert resolve_impl("chunked", torch.zeros(1)) == "chunked"
+
+
+def test_time_mix_kernel_equals_naive_float64():
+    torch.manual_seed(0)
+    C, N, T = 64, 32, 45
+    lora = {"w": 8, "a": 8, "v": 8, "g": 8}
+    tm = {impl: RWKV7TimeMix(C, N, layer=1, n_layers=3, lora=lora, wkv_impl=impl).double() for impl in ("kernel", "naive")}
+    with torch.no_grad():  # leave the zero init (W_o = 0) so every path is exercised
+        for p in tm["kernel"].parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    tm["naive"].load_state_dict(tm["kernel"].state_dict())
+    x = torch.randn(2, T, C, dtype=torch.float64, requires_grad=True)
+    v_first = torch.randn(2, T, C, dtype=torch.float64)
+    mask = torch.ones(2, T, dtype=torch.bool)
+    mask[1, 30:] = False
+    outs = {}
+    for impl, m in tm.items():
+        y, _ = m(x, v_first, mask)
+        y = y * mask[:, :, None]
+        gx, = torch.autograd.grad(y.square().sum(), x)
+        gw, = torch.autograd.grad(m(x, v_first, mask)[0].mul(mask[:, :, None]).square().sum(), m.w0)
+        outs[impl] = (y, gx, gw)
+    for got, ref in zip(outs["kernel"], outs["naive"]):
+        assert rel_err(got, ref) <= TOL
+
+
+def test_disabled_by_environment(monkeypatch):
+    """AEGIR_CPU_KERNEL=0 opts out (the chunked form is used); the reason is kept."""
+    monkeypatch.setattr(wkv_cpu, "_module", None)
+    monkeypatch.setattr(wkv_cpu, "_error", None)
+    monkeypatch.setenv("AEGIR_CPU_KERNEL", "0")
+    assert not wkv_cpu.available()
+    assert "AEGIR_CPU_KERNEL" in wkv_cpu.unavailable_reason()
+    assert resolve_impl("auto", torch.zeros(1)) == "chunked"
+    with pytest.raises(RuntimeError, match="not available"):
+        wkv_cpu.wkv_cpu(*make_inputs(1, 4, 1, 8, seed=0))
