@@ -16,75 +16,212 @@
 // segment at a time into a per-task buffer, then walks that segment backwards.
 //
 // Layout: every sequence input is (B, T, H, N) contiguous, states are (B, H, K, V). The math runs in
-// the input dtype: fp32 for training, float64 for the equivalence tests.
+// the input dtype: fp32 for training, float64 for the equivalence tests. The decay arrives as
+// w = exp(log_w) (one vectorised exp by the caller, not a scalar exp per element here).
+//
+// Two inner-loop forms: value sizes 32 and 64 (the model's head sizes) keep the per-step vectors
+// (u, v, dO, du, ...) and the row accumulators in registers as 64-byte GCC/Clang vector-extension
+// values, lowered to the CPU's widest units; other sizes run plain loops. Both are instantiated
+// for float64 too, so the equivalence tests exercise the same code as fp32 training.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
 
+// ---------------------------------------------------------------------------------------------
+// 64-byte vectors (16 floats or 8 doubles).
+template <typename T>
+struct Vec {
+  static constexpr int L = 64 / sizeof(T);
+  typedef T type __attribute__((vector_size(64)));
+  typedef T half __attribute__((vector_size(32)));
+  typedef T quarter __attribute__((vector_size(16)));
+};
+template <typename T> using vec_t = typename Vec<T>::type;
+
+template <typename T>
+inline vec_t<T> vload(const T* p) {
+  vec_t<T> x;
+  std::memcpy(&x, p, sizeof(x));
+  return x;
+}
+template <typename T>
+inline void vstore(T* p, vec_t<T> x) { std::memcpy(p, &x, sizeof(x)); }
+template <typename T>
+inline vec_t<T> vbroadcast(T s) { return vec_t<T>{} + s; }
+template <typename T>
+inline T hsum(vec_t<T> x) {  // halve twice in vector registers, then add the last lanes
+  typename Vec<T>::half lo, hi;
+  std::memcpy(&lo, &x, 32);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&x) + 32, 32);
+  lo += hi;
+  typename Vec<T>::quarter a, b;
+  std::memcpy(&a, &lo, 16);
+  std::memcpy(&b, reinterpret_cast<const char*>(&lo) + 16, 16);
+  a += b;
+  T s = 0;
+  for (int l = 0; l < static_cast<int>(16 / sizeof(T)); ++l) s += a[l];
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
 // One step of the recurrence for one (batch, head), fused into a single pass over the state:
 //   Mout = diag(w) Min + b^T u + k^T v,  o = r Mout (when o != nullptr),
-//   u_next = a_next Mout (the next step's u, when a_next != nullptr; else u_next is zeroed).
-// Min and Mout may alias (in-place update). NV > 0 fixes V at compile time (unrolled inner loops).
-template <typename scalar_t, int NV>
-inline void step(const scalar_t* __restrict r, const scalar_t* __restrict lw, const scalar_t* __restrict k,
-                 const scalar_t* __restrict v, const scalar_t* __restrict b, const scalar_t* __restrict a_next,
-                 const scalar_t* Min, scalar_t* Mout, const scalar_t* __restrict u, scalar_t* __restrict u_next,
-                 scalar_t* __restrict o, int64_t K, int64_t V_) {
-  const int64_t V = NV > 0 ? NV : V_;
-  for (int64_t j = 0; j < V; ++j) u_next[j] = 0;
-  if (o != nullptr)
-    for (int64_t j = 0; j < V; ++j) o[j] = 0;
-  for (int64_t i = 0; i < K; ++i) {
-    const scalar_t wi = std::exp(lw[i]), bi = b[i], ki = k[i], ri = r[i];
-    const scalar_t ani = a_next != nullptr ? a_next[i] : scalar_t(0);
-    const scalar_t* in = Min + i * V;
-    scalar_t* out = Mout + i * V;
-    if (o != nullptr) {
-#pragma omp simd
-      for (int64_t j = 0; j < V; ++j) {
-        const scalar_t m = wi * in[j] + bi * u[j] + ki * v[j];
-        out[j] = m;
-        o[j] += ri * m;
-        u_next[j] += ani * m;
+//   u_next = a_next Mout (the next step's u; zero when a_next == nullptr, the last step).
+// Min and Mout may alias (in-place update). NV > 0 fixes V at compile time (the vector form).
+template <typename T, int NV>
+inline void step(const T* __restrict r, const T* __restrict w, const T* __restrict k, const T* __restrict v,
+                 const T* __restrict b, const T* __restrict a_next, const T* Min, T* Mout, const T* __restrict u,
+                 T* __restrict u_next, T* __restrict o, int64_t K, int64_t V) {
+  if constexpr (NV > 0) {
+    using vec = vec_t<T>;
+    constexpr int L = Vec<T>::L, Q = NV / L;
+    vec uR[Q], vR[Q], un[Q], oR[Q];
+    for (int q = 0; q < Q; ++q) {
+      uR[q] = vload(u + q * L);
+      vR[q] = vload(v + q * L);
+      un[q] = vec{};
+      oR[q] = vec{};
+    }
+    for (int64_t i = 0; i < K; ++i) {
+      const vec wi = vbroadcast(w[i]), bi = vbroadcast(b[i]), ki = vbroadcast(k[i]);
+      const vec ri = vbroadcast(o != nullptr ? r[i] : T(0));
+      const vec ai = vbroadcast(a_next != nullptr ? a_next[i] : T(0));
+#pragma GCC unroll 8
+      for (int q = 0; q < Q; ++q) {
+        const vec m = wi * vload(Min + i * NV + q * L) + bi * uR[q] + ki * vR[q];
+        vstore(Mout + i * NV + q * L, m);
+        oR[q] += ri * m;
+        un[q] += ai * m;
       }
-    } else {
-#pragma omp simd
+    }
+    for (int q = 0; q < Q; ++q) {
+      vstore(u_next + q * L, un[q]);
+      if (o != nullptr) vstore(o + q * L, oR[q]);
+    }
+  } else {
+    for (int64_t j = 0; j < V; ++j) u_next[j] = 0;
+    if (o != nullptr)
+      for (int64_t j = 0; j < V; ++j) o[j] = 0;
+    for (int64_t i = 0; i < K; ++i) {
+      const T wi = w[i], bi = b[i], ki = k[i], ri = o != nullptr ? r[i] : T(0);
+      const T ai = a_next != nullptr ? a_next[i] : T(0);
+      const T* in = Min + i * V;
+      T* out = Mout + i * V;
       for (int64_t j = 0; j < V; ++j) {
-        const scalar_t m = wi * in[j] + bi * u[j] + ki * v[j];
+        const T m = wi * in[j] + bi * u[j] + ki * v[j];
         out[j] = m;
-        u_next[j] += ani * m;
+        if (o != nullptr) o[j] += ri * m;
+        u_next[j] += ai * m;
       }
     }
   }
 }
 
-template <typename scalar_t, int NV>
-void forward_impl(const at::Tensor& r, const at::Tensor& lw, const at::Tensor& k, const at::Tensor& v,
+// One backward step over the rows of the state. On entry dM = dL/dM_t except for the update
+// deferred from step t+1, applied here row by row: dM <- diag(w_next) dM + a_next^T du_next + r^T dO.
+// Writes dr, dw_raw (= rowsum(dM * M_{t-1}); the caller multiplies by w), db, dk, and, when
+// da_next != nullptr, da_{t+1} = M_t du_{t+1}^T; returns dv and du (the latter for step t-1).
+template <typename T, int NV>
+inline void backward_step(int64_t K, int64_t V, T* __restrict dM, const T* __restrict Mt, const T* __restrict Mp,
+                          const T* __restrict u, const T* __restrict dun, const T* __restrict dO,
+                          const T* __restrict v, const T* __restrict r, const T* __restrict k, const T* __restrict b,
+                          const T* __restrict w_next, const T* __restrict a_next, T* __restrict dr,
+                          T* __restrict dw_raw, T* __restrict db, T* __restrict dk, T* __restrict da_next,
+                          T* __restrict dv, T* __restrict du) {
+  if constexpr (NV > 0) {
+    using vec = vec_t<T>;
+    constexpr int L = Vec<T>::L, Q = NV / L;
+    vec dunR[Q], dOR[Q], uR[Q], vR[Q], dvA[Q], duA[Q];
+    for (int q = 0; q < Q; ++q) {
+      dunR[q] = vload(dun + q * L);
+      dOR[q] = vload(dO + q * L);
+      uR[q] = vload(u + q * L);
+      vR[q] = vload(v + q * L);
+      dvA[q] = vec{};
+      duA[q] = vec{};
+    }
+    for (int64_t i = 0; i < K; ++i) {
+      const vec wn = vbroadcast(w_next[i]), an = vbroadcast(a_next[i]), ri = vbroadcast(r[i]);
+      const vec ki = vbroadcast(k[i]), bi = vbroadcast(b[i]);
+      vec acc_an{}, acc_r{}, acc_w{}, acc_b{}, acc_k{};
+#pragma GCC unroll 8
+      for (int q = 0; q < Q; ++q) {
+        const vec g = wn * vload(dM + i * NV + q * L) + an * dunR[q] + ri * dOR[q];  // dL/dM_t
+        vstore(dM + i * NV + q * L, g);
+        const vec m = vload(Mt + i * NV + q * L);
+        acc_an += m * dunR[q];
+        acc_r += m * dOR[q];
+        acc_w += g * vload(Mp + i * NV + q * L);
+        acc_b += g * uR[q];
+        acc_k += g * vR[q];
+        dvA[q] += ki * g;
+        duA[q] += bi * g;
+      }
+      if (da_next != nullptr) da_next[i] = hsum<T>(acc_an);
+      dr[i] = hsum<T>(acc_r);
+      dw_raw[i] = hsum<T>(acc_w);
+      db[i] = hsum<T>(acc_b);
+      dk[i] = hsum<T>(acc_k);
+    }
+    for (int q = 0; q < Q; ++q) {
+      vstore(dv + q * L, dvA[q]);
+      vstore(du + q * L, duA[q]);
+    }
+  } else {
+    for (int64_t j = 0; j < V; ++j) dv[j] = du[j] = 0;
+    for (int64_t i = 0; i < K; ++i) {
+      T* dMi = dM + i * V;
+      const T *Mti = Mt + i * V, *Mpi = Mp + i * V;
+      const T wn = w_next[i], an = a_next[i], ri = r[i], ki = k[i], bi = b[i];
+      T acc_an = 0, acc_r = 0, acc_w = 0, acc_b = 0, acc_k = 0;
+      for (int64_t j = 0; j < V; ++j) {
+        const T g = wn * dMi[j] + an * dun[j] + ri * dO[j];
+        dMi[j] = g;
+        acc_an += Mti[j] * dun[j];
+        acc_r += Mti[j] * dO[j];
+        acc_w += g * Mpi[j];
+        acc_b += g * u[j];
+        acc_k += g * v[j];
+        dv[j] += ki * g;
+        du[j] += bi * g;
+      }
+      if (da_next != nullptr) da_next[i] = acc_an;
+      dr[i] = acc_r;
+      dw_raw[i] = acc_w;
+      db[i] = acc_b;
+      dk[i] = acc_k;
+    }
+  }
+}
+
+template <typename T, int NV>
+void forward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& a, const at::Tensor& b, at::Tensor& o, at::Tensor& ckpts,
                   at::Tensor& final_state, int64_t seg) {
-  const int64_t B = r.size(0), T = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
+  const int64_t B = r.size(0), T_ = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
   const int64_t n_seg = ckpts.size(2);
-  const scalar_t *rp = r.data_ptr<scalar_t>(), *lwp = lw.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>();
-  const scalar_t *vp = v.data_ptr<scalar_t>(), *ap = a.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
-  scalar_t *op = o.data_ptr<scalar_t>(), *cp = ckpts.data_ptr<scalar_t>(), *fp = final_state.data_ptr<scalar_t>();
+  const T *rp = r.data_ptr<T>(), *wp = w.data_ptr<T>(), *kp = k.data_ptr<T>();
+  const T *vp = v.data_ptr<T>(), *ap = a.data_ptr<T>(), *bp = b.data_ptr<T>();
+  T *op = o.data_ptr<T>(), *cp = ckpts.data_ptr<T>(), *fp = final_state.data_ptr<T>();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> M(K * V), u(V), u_next(V);
+    std::vector<T> M(K * V), u(V), u_next(V);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t bi = bh / H, h = bh % H;
-      const int64_t offk = (bi * T * H + h) * K, offv = (bi * T * H + h) * V;  // position t adds t*H*N
-      std::fill(M.begin(), M.end(), scalar_t(0));
-      std::fill(u.begin(), u.end(), scalar_t(0));  // u_0 = a_0 M_{-1} = 0
-      for (int64_t t = 0; t < T; ++t) {
+      const int64_t offk = (bi * T_ * H + h) * K, offv = (bi * T_ * H + h) * V;  // position t adds t*H*N
+      std::fill(M.begin(), M.end(), T(0));
+      std::fill(u.begin(), u.end(), T(0));  // u_0 = a_0 M_{-1} = 0
+      for (int64_t t = 0; t < T_; ++t) {
         if (t % seg == 0) std::copy(M.begin(), M.end(), cp + (bh * n_seg + t / seg) * K * V);
         const int64_t tk = offk + t * H * K, tv = offv + t * H * V;
-        const scalar_t* a_next = t + 1 < T ? ap + tk + H * K : nullptr;
-        step<scalar_t, NV>(rp + tk, lwp + tk, kp + tk, vp + tv, bp + tk, a_next, M.data(), M.data(), u.data(),
-                           u_next.data(), op + tv, K, V);
+        const T* a_next = t + 1 < T_ ? ap + tk + H * K : nullptr;
+        step<T, NV>(rp + tk, wp + tk, kp + tk, vp + tv, bp + tk, a_next, M.data(), M.data(), u.data(), u_next.data(),
+                    op + tv, K, V);
         std::swap(u, u_next);
       }
       std::copy(M.begin(), M.end(), fp + bh * K * V);
@@ -95,95 +232,61 @@ void forward_impl(const at::Tensor& r, const at::Tensor& lw, const at::Tensor& k
 // The backward walks t downwards in one pass over the state per step. The update of dM by step
 // t+1 (dM <- diag(w_{t+1}) dM + a_{t+1}^T du_{t+1}) and da_{t+1} = M_t du_{t+1}^T are deferred into
 // step t's pass, which reads M_t anyway (for dr_t): three state-sized arrays per step, not five.
-template <typename scalar_t, int NV>
-void backward_impl(const at::Tensor& r, const at::Tensor& lw, const at::Tensor& k, const at::Tensor& v,
+template <typename T, int NV>
+void backward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k, const at::Tensor& v,
                    const at::Tensor& a, const at::Tensor& b, const at::Tensor& ckpts, const at::Tensor& d_o,
                    const at::Tensor& d_state, at::Tensor& dr, at::Tensor& dlw, at::Tensor& dk, at::Tensor& dv,
                    at::Tensor& da, at::Tensor& db, int64_t seg) {
-  const int64_t B = r.size(0), T = r.size(1), H = r.size(2), K = r.size(3), V_ = v.size(3);
-  const int64_t V = NV > 0 ? NV : V_;
+  const int64_t B = r.size(0), T_ = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
   const int64_t n_seg = ckpts.size(2);
   const bool has_dstate = d_state.defined() && d_state.numel() > 0;
-  const scalar_t *rp = r.data_ptr<scalar_t>(), *lwp = lw.data_ptr<scalar_t>(), *kp = k.data_ptr<scalar_t>();
-  const scalar_t *vp = v.data_ptr<scalar_t>(), *ap = a.data_ptr<scalar_t>(), *bp = b.data_ptr<scalar_t>();
-  const scalar_t *cp = ckpts.data_ptr<scalar_t>(), *dop = d_o.data_ptr<scalar_t>();
-  const scalar_t* dsp = has_dstate ? d_state.data_ptr<scalar_t>() : nullptr;
-  scalar_t *drp = dr.data_ptr<scalar_t>(), *dlwp = dlw.data_ptr<scalar_t>(), *dkp = dk.data_ptr<scalar_t>();
-  scalar_t *dvp = dv.data_ptr<scalar_t>(), *dap = da.data_ptr<scalar_t>(), *dbp = db.data_ptr<scalar_t>();
+  const T *rp = r.data_ptr<T>(), *wp = w.data_ptr<T>(), *kp = k.data_ptr<T>();
+  const T *vp = v.data_ptr<T>(), *ap = a.data_ptr<T>(), *bp = b.data_ptr<T>();
+  const T *cp = ckpts.data_ptr<T>(), *dop = d_o.data_ptr<T>();
+  const T* dsp = has_dstate ? d_state.data_ptr<T>() : nullptr;
+  T *drp = dr.data_ptr<T>(), *dlwp = dlw.data_ptr<T>(), *dkp = dk.data_ptr<T>();
+  T *dvp = dv.data_ptr<T>(), *dap = da.data_ptr<T>(), *dbp = db.data_ptr<T>();
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     // S holds the states M_{t0-1}, M_{t0}, ... of one segment; U the matching u_t (U[j] = u_{t0+j}).
-    std::vector<scalar_t> S((seg + 1) * K * V), U((seg + 1) * V), dM(K * V), du(V), du_next(V), dvt(V);
-    std::vector<scalar_t> w_next(K), a_next(K);
+    std::vector<T> S((seg + 1) * K * V), U((seg + 1) * V), dM(K * V), du(V), du_next(V);
+    std::vector<T> w_next(K), a_next(K);
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t bi = bh / H, h = bh % H;
-      const int64_t offk = (bi * T * H + h) * K, offv = (bi * T * H + h) * V;
+      const int64_t offk = (bi * T_ * H + h) * K, offv = (bi * T_ * H + h) * V;
       if (has_dstate) std::copy(dsp + bh * K * V, dsp + (bh + 1) * K * V, dM.begin());
-      else std::fill(dM.begin(), dM.end(), scalar_t(0));
-      // Deferred update from "step T": identity (w = 1, a = 0, du = 0).
-      std::fill(w_next.begin(), w_next.end(), scalar_t(1));
-      std::fill(a_next.begin(), a_next.end(), scalar_t(0));
-      std::fill(du_next.begin(), du_next.end(), scalar_t(0));
-      int64_t t_next = -1;  // the step whose da is still to be written (-1: none)
+      else std::fill(dM.begin(), dM.end(), T(0));
+      // The update deferred from "step T" is the identity (w = 1, a = 0, du = 0).
+      std::fill(w_next.begin(), w_next.end(), T(1));
+      std::fill(a_next.begin(), a_next.end(), T(0));
+      std::fill(du_next.begin(), du_next.end(), T(0));
       for (int64_t s = n_seg - 1; s >= 0; --s) {
-        const int64_t t0 = s * seg, len = std::min(seg, T - t0);
-        const scalar_t* ck = cp + (bh * n_seg + s) * K * V;
+        const int64_t t0 = s * seg, len = std::min(seg, T_ - t0);
+        const T* ck = cp + (bh * n_seg + s) * K * V;
         std::copy(ck, ck + K * V, S.begin());
         // u_{t0} = a_{t0} M_{t0-1}, then the segment's states, each step also giving the next u.
-        {
-          const scalar_t* at0 = ap + offk + t0 * H * K;
-          for (int64_t j = 0; j < V; ++j) U[j] = 0;
-          for (int64_t i = 0; i < K; ++i)
-            for (int64_t j = 0; j < V; ++j) U[j] += at0[i] * S[i * V + j];
-        }
+        const T* at0 = ap + offk + t0 * H * K;
+        std::fill(U.begin(), U.begin() + V, T(0));
+        for (int64_t i = 0; i < K; ++i)
+          for (int64_t j = 0; j < V; ++j) U[j] += at0[i] * S[i * V + j];
         for (int64_t j = 0; j < len; ++j) {
           const int64_t tk = offk + (t0 + j) * H * K, tv = offv + (t0 + j) * H * V;
-          const scalar_t* an = t0 + j + 1 < T ? ap + tk + H * K : nullptr;
-          step<scalar_t, NV>(rp + tk, lwp + tk, kp + tk, vp + tv, bp + tk, an, S.data() + j * K * V,
-                             S.data() + (j + 1) * K * V, U.data() + j * V, U.data() + (j + 1) * V, nullptr, K, V);
+          const T* an = t0 + j + 1 < T_ ? ap + tk + H * K : nullptr;
+          step<T, NV>(rp + tk, wp + tk, kp + tk, vp + tv, bp + tk, an, S.data() + j * K * V,
+                      S.data() + (j + 1) * K * V, U.data() + j * V, U.data() + (j + 1) * V, nullptr, K, V);
         }
         for (int64_t j = len - 1; j >= 0; --j) {
           const int64_t t = t0 + j;
           const int64_t tk = offk + t * H * K, tv = offv + t * H * V;
-          const scalar_t *rt = rp + tk, *lwt = lwp + tk, *kt = kp + tk, *vt = vp + tv, *at_ = ap + tk,
-                         *bt = bp + tk, *dot = dop + tv;
-          const scalar_t* __restrict Mprev = S.data() + j * K * V;
-          const scalar_t* __restrict Mt = S.data() + (j + 1) * K * V;
-          const scalar_t* __restrict u = U.data() + j * V;
-          const scalar_t* __restrict dun = du_next.data();
-          scalar_t* __restrict dup = du.data();
-          scalar_t* __restrict dvp_ = dvt.data();
-          for (int64_t jj = 0; jj < V; ++jj) dup[jj] = dvp_[jj] = 0;
+          T* da_next = t + 1 < T_ ? dap + tk + H * K : nullptr;  // da_{t+1}, finished in this pass
+          backward_step<T, NV>(K, V, dM.data(), S.data() + (j + 1) * K * V, S.data() + j * K * V, U.data() + j * V,
+                               du_next.data(), dop + tv, vp + tv, rp + tk, kp + tk, bp + tk, w_next.data(),
+                               a_next.data(), drp + tk, dlwp + tk, dbp + tk, dkp + tk, da_next, dvp + tv, du.data());
           for (int64_t i = 0; i < K; ++i) {
-            scalar_t* __restrict dMi = dM.data() + i * V;
-            const scalar_t* __restrict Mti = Mt + i * V;
-            const scalar_t* __restrict Mpi = Mprev + i * V;
-            const scalar_t ri = rt[i], ki = kt[i], bi_ = bt[i], wn = w_next[i], an = a_next[i];
-            scalar_t acc_an = 0, acc_r = 0, acc_w = 0, acc_b = 0, acc_k = 0;
-#pragma omp simd reduction(+ : acc_an, acc_r, acc_w, acc_b, acc_k)
-            for (int64_t jj = 0; jj < V; ++jj) {
-              const scalar_t g = wn * dMi[jj] + an * dun[jj] + ri * dot[jj];  // dL/dM_t
-              dMi[jj] = g;
-              const scalar_t m = Mti[jj];
-              acc_an += m * dun[jj];
-              acc_r += m * dot[jj];
-              acc_w += g * Mpi[jj];
-              acc_b += g * u[jj];
-              acc_k += g * vt[jj];
-              dvp_[jj] += ki * g;
-              dup[jj] += bi_ * g;
-            }
-            if (t_next >= 0) dap[tk + H * K + i] = acc_an;  // da_{t+1} = M_t du_{t+1}^T
-            drp[tk + i] = acc_r;
-            const scalar_t wi = std::exp(lwt[i]);
-            dlwp[tk + i] = acc_w * wi;
-            dbp[tk + i] = acc_b;
-            dkp[tk + i] = acc_k;
-            w_next[i] = wi;
-            a_next[i] = at_[i];
+            dlwp[tk + i] *= wp[tk + i];  // d/dlog_w = w * d/dw
+            w_next[i] = wp[tk + i];
+            a_next[i] = ap[tk + i];
           }
-          std::copy(dvt.begin(), dvt.begin() + V, dvp + tv);
           std::swap(du, du_next);
-          t_next = t;
         }
       }
       // da_0 = M_{-1} du_0^T = 0: the state starts at zero.
@@ -206,10 +309,10 @@ void check_inputs(const std::vector<at::Tensor>& xs) {
 
 }  // namespace
 
-// Returns (o (B, T, H, V), checkpoints (B, H, n_seg, K, V), final state (B, H, K, V)).
-std::vector<at::Tensor> wkv7_forward(at::Tensor r, at::Tensor lw, at::Tensor k, at::Tensor v, at::Tensor a,
+// Takes the decay w = exp(log_w). Returns (o (B, T, H, V), checkpoints (B, H, n_seg, K, V), final state (B, H, K, V)).
+std::vector<at::Tensor> wkv7_forward(at::Tensor r, at::Tensor w, at::Tensor k, at::Tensor v, at::Tensor a,
                                      at::Tensor b, int64_t seg) {
-  check_inputs({r, lw, k, v, a, b});
+  check_inputs({r, w, k, v, a, b});
   TORCH_CHECK(seg >= 1, "wkv7_cpu: segment length must be >= 1");
   const int64_t B = r.size(0), T = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
   const int64_t n_seg = std::max<int64_t>(1, (T + seg - 1) / seg);
@@ -217,27 +320,28 @@ std::vector<at::Tensor> wkv7_forward(at::Tensor r, at::Tensor lw, at::Tensor k, 
   auto ckpts = at::zeros({B, H, n_seg, K, V}, v.options());
   auto fin = at::zeros({B, H, K, V}, v.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "wkv7_forward", [&] {
-    if (V == 64) forward_impl<scalar_t, 64>(r, lw, k, v, a, b, o, ckpts, fin, seg);
-    else if (V == 32) forward_impl<scalar_t, 32>(r, lw, k, v, a, b, o, ckpts, fin, seg);
-    else forward_impl<scalar_t, 0>(r, lw, k, v, a, b, o, ckpts, fin, seg);
+    if (V == 64) forward_impl<scalar_t, 64>(r, w, k, v, a, b, o, ckpts, fin, seg);
+    else if (V == 32) forward_impl<scalar_t, 32>(r, w, k, v, a, b, o, ckpts, fin, seg);
+    else forward_impl<scalar_t, 0>(r, w, k, v, a, b, o, ckpts, fin, seg);
   });
   return {o, ckpts, fin};
 }
 
+// Takes the decay w = exp(log_w) (computed once, vectorised, by the caller).
 // Returns (dr, dlog_w, dk, dv, da, db), each shaped like its input.
-std::vector<at::Tensor> wkv7_backward(at::Tensor r, at::Tensor lw, at::Tensor k, at::Tensor v, at::Tensor a,
+std::vector<at::Tensor> wkv7_backward(at::Tensor r, at::Tensor w, at::Tensor k, at::Tensor v, at::Tensor a,
                                       at::Tensor b, at::Tensor ckpts, at::Tensor d_o, at::Tensor d_state,
                                       int64_t seg) {
-  check_inputs({r, lw, k, v, a, b, d_o});
+  check_inputs({r, w, k, v, a, b, d_o});
   TORCH_CHECK(ckpts.is_contiguous() && d_o.is_contiguous(), "wkv7_cpu: checkpoints and grads must be contiguous");
   if (d_state.numel() > 0) TORCH_CHECK(d_state.is_contiguous(), "wkv7_cpu: state grad must be contiguous");
-  auto dr = at::empty_like(r), dlw = at::empty_like(lw), dk = at::empty_like(k);
+  auto dr = at::empty_like(r), dlw = at::empty_like(w), dk = at::empty_like(k);
   auto dv = at::empty_like(v), da = at::empty_like(a), db = at::empty_like(b);
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "wkv7_backward", [&] {
     const int64_t V = v.size(3);
-    if (V == 64) backward_impl<scalar_t, 64>(r, lw, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
-    else if (V == 32) backward_impl<scalar_t, 32>(r, lw, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
-    else backward_impl<scalar_t, 0>(r, lw, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
+    if (V == 64) backward_impl<scalar_t, 64>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
+    else if (V == 32) backward_impl<scalar_t, 32>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
+    else backward_impl<scalar_t, 0>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
   });
   return {dr, dlw, dk, dv, da, db};
 }

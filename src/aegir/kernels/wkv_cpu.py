@@ -102,18 +102,18 @@ def unavailable_reason() -> str | None:
 class _WKV7(torch.autograd.Function):
     @staticmethod
     def forward(ctx, r, log_w, k, v, a, b):
-        ext = load()
-        o, ckpts, final = ext.forward(r, log_w, k, v, a, b, SEGMENT)
-        ctx.save_for_backward(r, log_w, k, v, a, b, ckpts)
+        w = log_w.exp()  # one vectorised pass here instead of a scalar exp per element in the kernel
+        o, ckpts, final = load().forward(r, w, k, v, a, b, SEGMENT)
+        ctx.save_for_backward(r, w, k, v, a, b, ckpts)
         return o, final
 
     @staticmethod
     def backward(ctx, d_o, d_final):
-        r, log_w, k, v, a, b, ckpts = ctx.saved_tensors
+        r, w, k, v, a, b, ckpts = ctx.saved_tensors
         d_o = torch.zeros_like(v) if d_o is None else d_o  # o has v's shape (B, T, H, V)
         empty = r.new_empty(0)
         d_state = empty if d_final is None else d_final.contiguous()
-        grads = load().backward(r, log_w, k, v, a, b, ckpts, d_o.contiguous(), d_state, SEGMENT)
+        grads = load().backward(r, w, k, v, a, b, ckpts, d_o.contiguous(), d_state, SEGMENT)
         return tuple(grads)
 
 
