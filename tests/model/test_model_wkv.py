@@ -122,3 +122,20 @@ def test_unit_lower_inverse_matches_triangular_solve_float64(c, base):
     g_ref, = torch.autograd.grad(ref.square().sum(), N)
     g_got, = torch.autograd.grad(got.square().sum(), N)
     assert rel_err(g_got.tril(-1), g_ref.tril(-1)) <= TOL
+
+
+def test_time_mix_output_norm_is_the_reference_group_norm_float64():
+    """`_out` normalises each head by layer_norm + affine: the same function as RWKV-7's
+    GroupNorm(n_heads, C) (ln_x, whose parameters it uses), bonus term included."""
+    torch.manual_seed(0)
+    C, N = 48, 16
+    tm = RWKV7TimeMix(C, N, layer=1, n_layers=3, lora={"w": 8, "a": 8, "v": 8, "g": 8}).double()
+    with torch.no_grad():
+        for p in tm.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    y, r, k, v = (torch.randn(2, 7, C // N, N, dtype=torch.float64) for _ in range(4))
+    g = torch.rand(2, 7, C, dtype=torch.float64)
+    got = tm._out(y, r, k, v, g)
+    bonus = ((r * k * tm.r_k).sum(-1, keepdim=True) * v).flatten(-2)  # (2, 7, C)
+    ref = tm.output((tm.ln_x(y.reshape(-1, C)).view(2, 7, C) + bonus) * g)
+    assert rel_err(got, ref) <= TOL

@@ -148,12 +148,15 @@ class RWKV7TimeMix(nn.Module):
 
     def _out(self, y: Tensor, r32: Tensor, k32: Tensor, v32: Tensor, g: Tensor) -> Tensor:
         """WKV output y (..., H, N) -> per-head GroupNorm + bonus r.(r_k k) v -> gated output (..., C)."""
-        C = self.width
+        H, N = self.n_heads, self.head_size
         with _fp32_off(y):
-            lead = y.shape[:-2]
-            y = self.ln_x(y.reshape(-1, C)).view(*lead, C)  # (..., H, N) -> (L, C) -> (..., C)
+            # GroupNorm with one group per head, written as a layer norm over each head's N channels
+            # plus the per-channel affine: the same function (equal to 1e-15 in float64) and its
+            # backward is ~1.6x faster on CPU than native_group_norm's. ln_x keeps the parameters.
+            y = F.layer_norm(y, (N,), eps=self.ln_x.eps)  # (..., H, N)
+            y = torch.addcmul(self.ln_x.bias.view(H, N), y, self.ln_x.weight.view(H, N))  # (..., H, N)
             bonus = (r32 * k32 * self.r_k).sum(-1, keepdim=True) * v32  # (..., H, N)
-            y = y + bonus.flatten(-2)  # (..., C)
+            y = (y + bonus).flatten(-2)  # (..., H, N) -> (..., C)
         return self.output(y.to(g.dtype) * g)
 
     def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
