@@ -11,7 +11,7 @@ import torch
 
 from aegir.kernels import wkv_cpu
 from aegir.model.rwkv7 import RWKV7TimeMix
-from aegir.model.wkv import resolve_impl, wkv, wkv_naive
+from aegir.model.wkv import describe_impl, resolve_impl, wkv, wkv_naive
 
 from test_model_wkv import TOL, make_inputs, rel_err
 
@@ -81,6 +81,7 @@ def test_kernel_fp32_close_to_float64_reference():
 def test_auto_picks_the_kernel_on_cpu():
     assert resolve_impl("auto", torch.zeros(1)) == "kernel"
     assert resolve_impl("chunked", torch.zeros(1)) == "chunked"
+    assert describe_impl("auto", "cpu") == "compiled CPU kernel"
 
 
 def test_time_mix_kernel_equals_naive_float64():
@@ -115,5 +116,6 @@ def test_disabled_by_environment(monkeypatch):
     assert not wkv_cpu.available()
     assert "AEGIR_CPU_KERNEL" in wkv_cpu.unavailable_reason()
     assert resolve_impl("auto", torch.zeros(1)) == "chunked"
+    assert "AEGIR_CPU_KERNEL=0" in describe_impl("auto", "cpu")  # run logs say why
     with pytest.raises(RuntimeError, match="not available"):
         wkv_cpu.wkv_cpu(*make_inputs(1, 4, 1, 8, seed=0))

@@ -22,6 +22,7 @@ import shutil
 import sys
 import sysconfig
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -77,6 +78,7 @@ def load(verbose: bool = False):
         from torch.utils import cpp_extension
 
         march = ["-march=native"] if platform.machine() == "x86_64" else ["-mcpu=native"]
+        t0 = time.perf_counter()
         try:
             _module = cpp_extension.load(
                 name=f"aegir_wkv7_cpu_{_cpu_tag()}",
@@ -87,6 +89,10 @@ def load(verbose: bool = False):
             )
         except Exception as e:  # compiler errors, missing ninja, ...: fall back, keep the reason
             _error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else e}"
+            return None
+        if time.perf_counter() - t0 > 3.0:  # a cached build loads in well under a second
+            print(f"aegir: built the WKV CPU kernel in {time.perf_counter() - t0:.0f} s (cached for later runs)",
+                  file=sys.stderr)
         return _module
 
 

@@ -241,6 +241,19 @@ def resolve_impl(impl: str, x: Tensor) -> str:
     return "chunked"
 
 
+def describe_impl(impl: str, device: torch.device | str) -> str:
+    """One line for run logs: which WKV path `impl` resolves to on `device`, and why."""
+    resolved = resolve_impl(impl, torch.empty(0, device=device))
+    if resolved == "kernel":
+        return "compiled CPU kernel"
+    if impl == "auto" and torch.device(device).type == "cpu":
+        from aegir.kernels import wkv_cpu
+
+        return f"chunked PyTorch form (CPU kernel unavailable: {wkv_cpu.unavailable_reason()})"
+    return {"chunked": "chunked PyTorch form", "naive": "naive recurrence (reference; slow)",
+            "fla": "fla Triton kernel"}.get(resolved, resolved)
+
+
 def wkv(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
         mask: Tensor | None = None, impl: str = "auto", chunk: int = 64,
         return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:

@@ -33,6 +33,7 @@ from aegir.eval_run import predicted_label_sets, score_label_sets
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
+from aegir.model.wkv import describe_impl
 from aegir.tables.table import TableError
 from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
 from aegir.train.head_refit import head_features, refit_classifier_head, training_views
@@ -330,6 +331,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                                                           "task_note": td.note, "from_random": from_random}, indent=1))
         console.print(f"[bold]aegir train[/bold] task={cfg.task} labels={len(labels)} train={len(train_ex)} "
                       f"valid={len(valid_ex)} steps={total} run={run_dir}")
+        console.print(f"WKV: {describe_impl(mcfg.wkv_impl, info.device)}")
         if factors is not None:
             console.print(f"repeat-factor sampling (threshold {cfg.repeat_threshold}): {int((factors > 1).sum())} of "
                           f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "

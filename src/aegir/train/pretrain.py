@@ -40,6 +40,7 @@ from aegir.checkpoint import (
     step_checkpoint_name,
 )
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
+from aegir.model.wkv import describe_impl
 from aegir.train import distributed as D
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
@@ -355,12 +356,15 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
                 "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
                 "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
                 "n_params": sum(p.numel() for p in model.parameters()),
+                "wkv": describe_impl(model_cfg.wkv_impl, info.device) if hasattr(model_cfg, "wkv_impl") else None,
                 "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
     say = _printer(info)
     say(f"run folder {run_dir} | {info.world_size} process(es) on {info.device} | "
         f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
+    if hasattr(model_cfg, "wkv_impl"):
+        say(f"WKV: {describe_impl(model_cfg.wkv_impl, info.device)}")
 
     def save(path_name: str, step: int, metrics: dict[str, Any]) -> Path | None:
         state = D.model_state(obj)  # collective under FSDP: every rank gathers, rank 0 writes
