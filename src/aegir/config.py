@@ -121,7 +121,9 @@ class ModelConfig:
     wkv_impl: str = "auto"
     # Activation recomputation in the backward pass, trading time for memory:
     #   "none"  keep everything (fastest; small at B=8, T=1024 peaks at ~16 GB on CPU);
-    #   "wkv"   recompute only the chunked WKV (its ~45 chunk-sized intermediates; +40% WKV time);
+    #   "wkv"   recompute only the WKV in the backward: frees the chunked form's ~45 chunk-sized
+    #           intermediates (+40% WKV time); next to nothing with the CPU kernel, which already
+    #           keeps only its inputs and one state per 16 steps;
     #   "block" keep only each block's input and recompute the block (about +1 forward pass).
     recompute: str = "none"
     bf16_autocast: bool = True  # only ever applied on CUDA; CPU runs fp32
