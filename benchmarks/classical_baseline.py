@@ -42,6 +42,17 @@ class BaselineResult:
     gold: list[str]
 
 
+def add_class_weight_option(ap) -> None:
+    """`--baseline-class-weight none|balanced` on a benchmark's argparse parser (cta_views, cta_bootstrap)."""
+    ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
+                    help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
+
+
+def class_weight_arg(value: str) -> str | None:
+    """The option's value as `tfidf_logreg`'s class_weight ("none" -> None)."""
+    return None if value == "none" else value
+
+
 def tfidf_logreg(train: LabeledDataset, test: LabeledDataset, seed: int = 0,
                  class_weight: str | None = None, main_column: bool = False, max_cells: int = 32) -> BaselineResult:
     """class_weight="balanced" weighs each training column by N / (K * n_label): better macro-F1 on

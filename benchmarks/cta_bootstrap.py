@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_files import result_file  # noqa: E402
-from classical_baseline import tfidf_logreg  # noqa: E402
+from classical_baseline import add_class_weight_option, class_weight_arg, tfidf_logreg  # noqa: E402
 
 from aegir.eval_run import eval_dataset, predicted_label_sets  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
@@ -182,8 +182,7 @@ def main() -> None:
                     help="Also compare these checkpoints as one ensemble (mean probability); repeatable.")
     ap.add_argument("--compare", action="append", default=[], metavar="A:B",
                     help="Paired difference A minus B between two rows (checkpoints or NAMEs); repeatable.")
-    ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
-                    help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
+    add_class_weight_option(ap)
     ap.add_argument("--split-seed", type=int, default=0, help="The task's by-table hold-out seed (aegir train --split-seed).")
     ap.add_argument("--cv-folds", type=int, default=0,
                     help="Pool a k-fold cross-validation: every --checkpoint is NAME=FOLD0,FOLD1,... (see above).")
@@ -232,7 +231,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     folds = [resolve_task(args.task, args.data, add_synthetic=args.augment, split_seed=args.split_seed, cv=(i, K) if K else None)
              for i in fold_ids]
-    bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
+    bw = class_weight_arg(args.baseline_class_weight)
     # Every fold's validation columns, in fold order, then column order: the pooled set the bootstrap resamples.
     gold_names = [t.labels[0] for td in folds for t in td.valid.targets]
     systems = {BASELINE: [p for td in folds for p in tfidf_logreg(td.train, td.valid, class_weight=bw,

@@ -37,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_files import result_file  # noqa: E402
-from classical_baseline import tfidf_logreg  # noqa: E402
+from classical_baseline import add_class_weight_option, class_weight_arg, tfidf_logreg  # noqa: E402
 from cta_bootstrap import macro_f1_resampled, paired_difference, resample_weights  # noqa: E402
 
 from aegir.encoding.batch import EncodedColumn, encode_dataset  # noqa: E402
@@ -110,8 +110,7 @@ def main() -> None:
                          "context columns); default: the trained cap, scaled with the budget.")
     ap.add_argument("--baseline-cells", default="32",
                     help="Also train the baseline reading only this many cells per column (comma-separated; 32 is the bar).")
-    ap.add_argument("--baseline-class-weight", choices=["none", "balanced"], default="none",
-                    help="The baseline's logistic regression class weights (balanced: the stronger bar on GitTables).")
+    add_class_weight_option(ap)
     ap.add_argument("--samples", type=int, default=2000, help="Bootstrap resamples for the comparison with the baseline.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -127,7 +126,7 @@ def main() -> None:
     td = resolve_task(args.task, args.data, add_synthetic=args.augment)
     ds = td.valid
     gold_names = [t.labels[0] for t in ds.targets]
-    bw = None if args.baseline_class_weight == "none" else args.baseline_class_weight
+    bw = class_weight_arg(args.baseline_class_weight)
     base_pred = tfidf_logreg(td.train, ds, class_weight=bw).predictions
     fewer = {c: tfidf_logreg(td.train, ds, class_weight=bw, max_cells=c).predictions
              for c in parse_counts(args.baseline_cells, "--baseline-cells") if c != 32}

@@ -227,3 +227,16 @@ def test_views_benchmark_specs_and_plot(tmp_path):
             parse_counts(bad, "--budgets")
     plot_curves({"C0, 256 B": {1: 0.6, 4: 0.65}, "C0, 512 B": {1: 0.62, 4: 0.7}}, 0.707, tmp_path / "v.png", "t")
     assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_baseline_class_weight_option_is_shared_and_converted():
+    import argparse
+
+    from classical_baseline import add_class_weight_option, class_weight_arg
+
+    ap = argparse.ArgumentParser()
+    add_class_weight_option(ap)
+    assert class_weight_arg(ap.parse_args([]).baseline_class_weight) is None
+    assert class_weight_arg(ap.parse_args(["--baseline-class-weight", "balanced"]).baseline_class_weight) == "balanced"
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--baseline-class-weight", "heavy"])

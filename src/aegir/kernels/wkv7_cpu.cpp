@@ -12,8 +12,8 @@
 //     dM += r_t^T dO_t;  dr_t = M_t dO_t^T
 //     dlog_w_t = w_t * rowsum(dM * M_{t-1});  db_t = dM u_t^T;  dk_t = dM v_t^T
 //     dv_t = k_t dM;  du = b_t dM;  da_t = M_{t-1} du^T;  dM <- diag(w_t) dM + a_t^T du
-// The forward pass stores M every `ckpt` steps; the backward recomputes the states (and u) of one
-// segment at a time into a per-task buffer, then walks that segment backwards.
+// The forward pass stores M every `seg` steps (SEGMENT = 16 in wkv_cpu.py); the backward recomputes
+// the states (and u) of one segment at a time into a per-task buffer, then walks that segment backwards.
 //
 // Layout: every sequence input is (B, T, H, N) contiguous, states are (B, H, K, V). The math runs in
 // the input dtype: fp32 for training, float64 for the equivalence tests. The decay arrives as
@@ -27,7 +27,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
