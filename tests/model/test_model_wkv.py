@@ -84,28 +84,33 @@ def test_fp32_chunked_close_to_float64_reference(extreme):
     assert rel_err(o32.double(), o_ref) < 2e-5
 
 
-def test_time_mix_chunked_equals_naive_float64():
-    """The whole time-mix (lerps, LoRAs, value residual, GroupNorm, bonus) with either WKV path."""
+def time_mix_outputs(impl: str, C: int, N: int, T: int = 45) -> tuple[list, list]:
+    """The whole time-mix (lerps, LoRAs, value residual, GroupNorm, bonus) with WKV path `impl` and
+    with the naive reference, same weights and input: (output, d input, d w0) of each, float64."""
     torch.manual_seed(0)
-    C, N, T = 32, 16, 45
-    tm = {impl: RWKV7TimeMix(C, N, layer=1, n_layers=3, lora={"w": 8, "a": 8, "v": 8, "g": 8}, wkv_impl=impl,
-                             wkv_chunk=16).double() for impl in ("chunked", "naive")}
+    lora = {"w": 8, "a": 8, "v": 8, "g": 8}
+    tm = {name: RWKV7TimeMix(C, N, layer=1, n_layers=3, lora=lora, wkv_impl=name, wkv_chunk=16).double()
+          for name in (impl, "naive")}
     with torch.no_grad():  # leave the zero init (W_o = 0) so every path is exercised
-        for p in tm["chunked"].parameters():
+        for p in tm[impl].parameters():
             p.add_(0.1 * torch.randn_like(p))
-    tm["naive"].load_state_dict(tm["chunked"].state_dict())
+    tm["naive"].load_state_dict(tm[impl].state_dict())
     x = torch.randn(2, T, C, dtype=torch.float64, requires_grad=True)
     v_first = torch.randn(2, T, C, dtype=torch.float64)
     mask = torch.ones(2, T, dtype=torch.bool)
     mask[1, 30:] = False
     outs = {}
-    for impl, m in tm.items():
-        y, _ = m(x, v_first, mask)
-        y = y * mask[:, :, None]
-        gx, = torch.autograd.grad(y.square().sum(), x)
-        outs[impl] = (y, gx)
-    assert rel_err(outs["chunked"][0], outs["naive"][0]) <= TOL
-    assert rel_err(outs["chunked"][1], outs["naive"][1]) <= TOL
+    for name, m in tm.items():
+        y = m(x, v_first, mask)[0] * mask[:, :, None]
+        gx, gw = torch.autograd.grad(y.square().sum(), (x, m.w0))
+        outs[name] = [y, gx, gw]
+    return outs[impl], outs["naive"]
+
+
+def test_time_mix_chunked_equals_naive_float64():
+    got, ref = time_mix_outputs("chunked", C=32, N=16)
+    for g, r in zip(got, ref):
+        assert rel_err(g, r) <= TOL
 
 
 @pytest.mark.parametrize("c,base", [(16, 16), (64, 16), (128, 16), (64, 8), (8, 16)])

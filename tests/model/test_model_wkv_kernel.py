@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from aegir.kernels import wkv_cpu
-from aegir.model.rwkv7 import RWKV7TimeMix
 from aegir.model.wkv import describe_impl, resolve_impl, wkv, wkv_naive
 
-from test_model_wkv import TOL, make_inputs, rel_err
+from test_model_wkv import TOL, make_inputs, rel_err, time_mix_outputs
 
 if shutil.which("c++") is None:  # no compiler: the model falls back to the chunked form
     pytest.skip("no C++ compiler on this machine", allow_module_level=True)
@@ -85,27 +84,9 @@ def test_auto_picks_the_kernel_on_cpu():
 
 
 def test_time_mix_kernel_equals_naive_float64():
-    torch.manual_seed(0)
-    C, N, T = 64, 32, 45
-    lora = {"w": 8, "a": 8, "v": 8, "g": 8}
-    tm = {impl: RWKV7TimeMix(C, N, layer=1, n_layers=3, lora=lora, wkv_impl=impl).double() for impl in ("kernel", "naive")}
-    with torch.no_grad():  # leave the zero init (W_o = 0) so every path is exercised
-        for p in tm["kernel"].parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    tm["naive"].load_state_dict(tm["kernel"].state_dict())
-    x = torch.randn(2, T, C, dtype=torch.float64, requires_grad=True)
-    v_first = torch.randn(2, T, C, dtype=torch.float64)
-    mask = torch.ones(2, T, dtype=torch.bool)
-    mask[1, 30:] = False
-    outs = {}
-    for impl, m in tm.items():
-        y, _ = m(x, v_first, mask)
-        y = y * mask[:, :, None]
-        gx, = torch.autograd.grad(y.square().sum(), x)
-        gw, = torch.autograd.grad(m(x, v_first, mask)[0].mul(mask[:, :, None]).square().sum(), m.w0)
-        outs[impl] = (y, gx, gw)
-    for got, ref in zip(outs["kernel"], outs["naive"]):
-        assert rel_err(got, ref) <= TOL
+    got, ref = time_mix_outputs("kernel", C=64, N=32)  # N = 32: the kernel's other vectorised size
+    for g, r in zip(got, ref):
+        assert rel_err(g, r) <= TOL
 
 
 def test_disabled_by_environment(monkeypatch):
