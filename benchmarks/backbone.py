@@ -174,7 +174,7 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     bps_train, bps_inf = B * T / t_train, B * T / t_inf
     m = {
         "name": name,
-        "wkv_impl": resolve_impl(cfg.wkv_impl, ids),
+        "wkv_impl": resolve_impl(cfg.wkv_impl, ids.device),
         "recompute": recompute,
         "params_total": parameter_counts(cfg).total,
         "train_s": t_train,
@@ -243,7 +243,7 @@ def wkv_share(name: str, B: int, T: int, reps: int) -> dict | None:
     adds no overhead to the rest of the step."""
     cfg = ModelConfig.preset(name)
     ids, mask = text_batch(B, T)
-    if resolve_impl(cfg.wkv_impl, ids) != "kernel":
+    if resolve_impl(cfg.wkv_impl, ids.device) != "kernel":
         return None
     torch.manual_seed(0)
     model = AegirModel(cfg)

@@ -228,12 +228,12 @@ def wkv_kernel(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Ten
     return wkv_cpu(r, log_w, k, v, a, b, return_state=return_state)
 
 
-def resolve_impl(impl: str, x: Tensor) -> str:
+def resolve_impl(impl: str, device: torch.device | str) -> str:
     """"auto" -> the CPU kernel for CPU tensors where it builds, else the chunked form (fla stays
     opt-in on CUDA: it has not been run here)."""
     if impl != "auto":
         return impl
-    if x.device.type == "cpu":
+    if torch.device(device).type == "cpu":
         from aegir.kernels import wkv_cpu
 
         if wkv_cpu.available():
@@ -243,7 +243,7 @@ def resolve_impl(impl: str, x: Tensor) -> str:
 
 def describe_impl(impl: str, device: torch.device | str) -> str:
     """One line for run logs: which WKV path `impl` resolves to on `device`, and why."""
-    resolved = resolve_impl(impl, torch.empty(0, device=device))
+    resolved = resolve_impl(impl, device)
     if resolved == "kernel":
         return "compiled CPU kernel"
     if impl == "auto" and torch.device(device).type == "cpu":
@@ -257,7 +257,7 @@ def describe_impl(impl: str, device: torch.device | str) -> str:
 def wkv(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
         mask: Tensor | None = None, impl: str = "auto", chunk: int = 64,
         return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    impl = resolve_impl(impl, r)
+    impl = resolve_impl(impl, r.device)
     if impl == "kernel":
         return wkv_kernel(r, log_w, k, v, a, b, mask, return_state)
     if impl == "chunked":

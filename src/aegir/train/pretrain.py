@@ -351,20 +351,21 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
         restore_rng_state(ck.rng_state)
     model_cfg = getattr(model, "cfg", None)
     run_args = {**cfg.to_dict(), "steps": steps, "resume": None}
+    wkv_path = describe_impl(model_cfg.wkv_impl, info.device) if hasattr(model_cfg, "wkv_impl") else None
     if info.is_main:
         meta = {"run_args": run_args, "model_config": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else None,
                 "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
                 "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
                 "n_params": sum(p.numel() for p in model.parameters()),
-                "wkv": describe_impl(model_cfg.wkv_impl, info.device) if hasattr(model_cfg, "wkv_impl") else None,
+                "wkv": wkv_path,
                 "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
     say = _printer(info)
     say(f"run folder {run_dir} | {info.world_size} process(es) on {info.device} | "
         f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
-    if hasattr(model_cfg, "wkv_impl"):
-        say(f"WKV: {describe_impl(model_cfg.wkv_impl, info.device)}")
+    if wkv_path is not None:
+        say(f"WKV: {wkv_path}")
 
     def save(path_name: str, step: int, metrics: dict[str, Any]) -> Path | None:
         state = D.model_state(obj)  # collective under FSDP: every rank gathers, rank 0 writes
