@@ -10,7 +10,9 @@ Measures (fp32, torch.set_num_threads(2), min over repetitions):
 - training bytes/s (lm_loss + ratio loss, fwd+bwd, no optimizer step) and inference bytes/s
   (forward + LM logits under no_grad) for nano/tiny/small on real text bytes,
 - analytic FLOPs per byte (nominal and achieved compression) and bytes/s as a share of the ceiling,
-- the compression ratios the (untrained) routers produced.
+- the compression ratios the (untrained) routers produced,
+- the same with bf16 autocast on CPU (`ModelConfig.cpu_bf16`, `--bf16`): the bf16 GEMM ceiling,
+  training/inference bytes/s as shares of both ceilings, and a short nano run in both precisions.
 """
 
 from __future__ import annotations
@@ -75,11 +77,11 @@ def text_batch(B: int, T: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, torch.ones(B, T, dtype=torch.bool)
 
 
-def bench_gemm(reps: int) -> dict:
+def bench_gemm(reps: int, dtype: torch.dtype = torch.float32) -> dict:
     shapes = [(8192, 128, 512), (8192, 192, 768), (8192, 384, 1536), (8192, 128, 128)]
     res = {}
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         t = min(timeit(lambda: a @ b, reps, warmup=2))
         res[f"{m}x{k}@{k}x{n}"] = 2 * m * k * n / t / 1e9
     return res
@@ -88,10 +90,10 @@ def bench_gemm(reps: int) -> dict:
 PROBE = (8192, 384, 1536)  # the shape that set the ceiling in every run so far
 
 
-def gemm_probe() -> float:
+def gemm_probe(dtype: torch.dtype = torch.float32) -> float:
     """GFLOP/s of the ceiling's GEMM shape right now (best of 3 after one warm-up)."""
     m, k, n = PROBE
-    a, b = torch.randn(m, k), torch.randn(k, n)
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     return 2 * m * k * n / min(timeit(lambda: a @ b, 3, warmup=1)) / 1e9
 
 
@@ -140,17 +142,20 @@ def lm_train_step(model: AegirModel, ids: torch.Tensor, mask: torch.Tensor):
     return out
 
 
-def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> dict:
+def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float, bf16: bool = False) -> dict:
+    """Training and inference bytes/s of preset `name`; with `bf16`, under CPU bf16 autocast, its
+    steps paired with bf16 GEMM probes and `gemm_ceiling` the bf16 one."""
     torch.manual_seed(0)
     recompute = "none"
     need = PEAK_GB.get(name, {})
     if B * T >= 8192 and need:
         free = mem_available_gb()
         recompute = next((m for m in ("none", "wkv") if need[m] < free - 2.0), "block")
-    cfg = ModelConfig.preset(name, recompute=recompute)
+    cfg = ModelConfig.preset(name, recompute=recompute, cpu_bf16=bf16)
     model = AegirModel(cfg)
     ids, mask = text_batch(B, T)
     stats = {}
+    probe_dtype = torch.bfloat16 if bf16 else torch.float32
 
     def train_step():
         stats["stages"] = lm_train_step(model, ids, mask).stages
@@ -164,7 +169,7 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     # rate drifts by 20-40% over minutes, so a ceiling measured minutes apart can flatter or sink
     # the percentage. The paired figure is the best step-to-probe ratio over the repetitions.
     probes: list[float] = []
-    train_times = timeit(train_step, reps, before=lambda: probes.append(gemm_probe()))
+    train_times = timeit(train_step, reps, before=lambda: probes.append(gemm_probe(probe_dtype)))
     paired = list(zip(train_times, probes))
     inf_times = timeit(infer, reps)
     t_train, t_inf = min(train_times), min(inf_times)
@@ -174,6 +179,7 @@ def bench_model(name: str, B: int, T: int, reps: int, gemm_ceiling: float) -> di
     bps_train, bps_inf = B * T / t_train, B * T / t_inf
     m = {
         "name": name,
+        "precision": "bf16" if bf16 else "fp32",
         "wkv_impl": resolve_impl(cfg.wkv_impl, ids.device),
         "recompute": recompute,
         "params_total": parameter_counts(cfg).total,
@@ -274,10 +280,11 @@ def wkv_share(name: str, B: int, T: int, reps: int) -> dict | None:
     return {"name": name, "B": B, "T": T, **best}
 
 
-def router_after_training(steps: int, B: int = 8, T: int = 256) -> dict:
-    """A short nano LM run (AdamW, lr 2e-3) on the same text: where do the routers settle?"""
+def router_after_training(steps: int, B: int = 8, T: int = 256, bf16: bool = False) -> dict:
+    """A short nano LM run (AdamW, lr 2e-3) on the same text: where do the routers settle? With
+    `bf16`, the same run (same init and batches) under CPU bf16 autocast."""
     torch.manual_seed(0)
-    model = AegirModel(ModelConfig.preset("nano"))
+    model = AegirModel(ModelConfig.preset("nano", cpu_bf16=bf16))
     pool, _ = text_batch(64, T)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
     log = []
@@ -289,7 +296,7 @@ def router_after_training(steps: int, B: int = 8, T: int = 256) -> dict:
         opt.step()
         if step == 0 or step == steps - 1 or step % 25 == 0:
             log.append({"step": step, "loss": float(out.loss.detach()), "compression": [s.compression() for s in out.stages]})
-    return {"preset": "nano", "B": B, "T": T, "steps": steps, "log": log}
+    return {"preset": "nano", "B": B, "T": T, "steps": steps, "precision": "bf16" if bf16 else "fp32", "log": log}
 
 
 def write_results(res: dict, out: Path) -> None:
@@ -385,6 +392,8 @@ def write_results(res: dict, out: Path) -> None:
               "counts for the recurrence. Even with every dense GEMM at the ceiling, the 50% line needs the "
               "WKV and the elementwise work together under about a third of the step. The wider small preset "
               "gets closer because its GEMMs dominate."]
+    if res.get("models_bf16"):
+        write_bf16_section(res, L)
     tr = res.get("router_training")
     if tr:
         L += ["", f"## Router compression during a short training run ({tr['preset']}, B={tr['B']}, T={tr['T']}, "
@@ -394,6 +403,45 @@ def write_results(res: dict, out: Path) -> None:
     result_file(out, ".md").write_text("\n".join(L) + "\n")
 
 
+def write_bf16_section(res: dict, L: list[str]) -> None:
+    """The CPU bf16 autocast figures (ModelConfig.cpu_bf16): ceiling, models, and a short run."""
+    g = [res["gemm_gflops_bf16"], res["gemm_gflops_bf16_after"]]
+    L += ["", "## bf16 autocast on CPU (`aegir pretrain/train --bf16`)", "",
+          "The same steps with `ModelConfig.cpu_bf16`: projections, FFN, LoRAs and LM head in bf16; decay, WKV, "
+          "router, dechunk and the residual stream in fp32 (the CUDA recipe). This CPU multiplies bf16 natively "
+          f"(AVX512-BF16: {res.get('native_bf16')}).", "",
+          "| shape | bf16 GFLOP/s (first) | bf16 GFLOP/s (after the models) | fp32 (first) |", "|---|---|---|---|"]
+    L += [f"| {k} | {g[0][k]:.1f} | {g[1][k]:.1f} | {res['gemm_gflops'][k]:.1f} |" for k in g[0]]
+    L += ["", f"bf16 ceiling: **{res['gemm_ceiling_bf16']:.1f} GFLOP/s** "
+          f"({res['gemm_ceiling_bf16'] / res['gemm_ceiling']:.1f}x the fp32 one).", "",
+          "| preset | train bytes/s | vs fp32 | infer bytes/s | vs fp32 | train % of bf16 ceiling | "
+          "train % of paired bf16 probe | train % of fp32 ceiling |", "|---|---|---|---|---|---|---|---|"]
+    fp32 = {m["name"]: m for m in res["models"]}
+    for m in res["models_bf16"]:
+        f = fp32.get(m["name"])
+        vs = (lambda k: f"{m[k] / f[k]:.2f}x") if f else (lambda k: "–")
+        L.append(f"| {m['name']} | {m['train_bytes_per_s']:,.0f} | {vs('train_bytes_per_s')} | "
+                 f"{m['infer_bytes_per_s']:,.0f} | {vs('infer_bytes_per_s')} | {m['train_pct_of_ceiling']:.0f}% | "
+                 f"{m['train_pct_paired']:.0f}% | {m['train_pct_of_fp32_ceiling']:.0f}% |")
+    tiny = next((m for m in res["models_bf16"] if m["name"] == "tiny"), None)
+    if tiny:
+        ok = tiny["train_pct_of_ceiling"] >= 50
+        L += ["", f"tiny under bf16 autocast: {tiny['train_bytes_per_s']:,.0f} training bytes/s, "
+              f"{tiny['train_pct_of_fp32_ceiling']:.0f}% of the fp32 ceiling and {tiny['train_pct_of_ceiling']:.0f}% of "
+              f"the bf16 one. Counted against the ceiling of the precision that runs, the 50% target is "
+              f"{'met' if ok else 'NOT met'} with bf16 either; the fp32 WKV, routing and elementwise work do "
+              "not get faster with bf16 GEMMs."]
+    a, b = res.get("router_training"), res.get("router_training_bf16")
+    if a and b:
+        L += ["", f"Same nano run in both precisions ({a['steps']} steps, same init and batches, B={a['B']}, "
+              f"T={a['T']}, AdamW lr 2e-3):", "", "| step | LM loss fp32 | LM loss bf16 | compression fp32 | "
+              "compression bf16 |", "|---|---|---|---|---|"]
+        for ra, rb in zip(a["log"], b["log"]):
+            L.append(f"| {ra['step']} | {ra['loss']:.3f} | {rb['loss']:.3f} | "
+                     f"{', '.join(f'{c:.2f}' for c in ra['compression'])} | "
+                     f"{', '.join(f'{c:.2f}' for c in rb['compression'])} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, writes to /tmp (smoke test)")
@@ -401,7 +449,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", default="nano,tiny,small")
     ap.add_argument("--train-steps", type=int, default=100, help="short nano LM run to see where routers settle")
-    ap.add_argument("--budget-s", type=float, default=540.0, help="stop repeating once this much wall time is used")
+    ap.add_argument("--bf16-models", default="nano,tiny,small",
+                    help="presets also timed under CPU bf16 autocast (comma-separated; empty = none)")
+    ap.add_argument("--budget-s", type=float, default=900.0, help="stop repeating once this much wall time is used")
     ap.add_argument("--out", default=None, help="output path without suffix (default docs/results/backbone)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json (no timing)")
     args = ap.parse_args()
@@ -422,6 +472,9 @@ def main() -> None:
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
                  "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs",
                  "threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "B": B, "T": T, "reps": args.reps, "load_before": load_before}
+    from aegir.runtime import cpu_has_native_bf16
+
+    res["native_bf16"] = cpu_has_native_bf16()
     print("gemm ...", flush=True)
     res["gemm_gflops"] = bench_gemm(5)
     res["gemm_ceiling"] = max(res["gemm_gflops"].values())
@@ -441,6 +494,21 @@ def main() -> None:
         m = res["models"][-1]
         print({k: m[k] for k in ("train_bytes_per_s", "infer_bytes_per_s", "compression", "train_pct_of_ceiling")},
               flush=True)
+    bf16_names = [n for n in args.bf16_models.split(",") if n]
+    if bf16_names:
+        print("gemm bf16 ...", flush=True)
+        res["gemm_gflops_bf16"] = bench_gemm(5, torch.bfloat16)
+        res["gemm_ceiling_bf16"] = max(res["gemm_gflops_bf16"].values())
+        print(res["gemm_gflops_bf16"], flush=True)
+        res["models_bf16"] = []
+        for name in bf16_names:
+            print(f"model {name} (bf16 autocast) ...", flush=True)
+            res["models_bf16"].append(bench_model(name, B, T, args.reps, res["gemm_ceiling_bf16"], bf16=True))
+            m = res["models_bf16"][-1]
+            print({k: m[k] for k in ("train_bytes_per_s", "infer_bytes_per_s", "train_pct_of_ceiling")}, flush=True)
+        if args.train_steps > 0:
+            print(f"router training, bf16 ({args.train_steps} steps) ...", flush=True)
+            res["router_training_bf16"] = router_after_training(args.train_steps, bf16=True)
     if "tiny" in args.models.split(","):
         print("tiny step breakdown ...", flush=True)
         res["tiny_breakdown"] = step_breakdown("tiny", B, T)
@@ -456,6 +524,12 @@ def main() -> None:
     res["gemm_ceiling"] = max(res["gemm_ceiling"], *res["gemm_gflops_after"].values())
     for m in res["models"]:
         set_ceiling(m, res["gemm_ceiling"])
+    if bf16_names:
+        res["gemm_gflops_bf16_after"] = bench_gemm(5, torch.bfloat16)
+        res["gemm_ceiling_bf16"] = max(res["gemm_ceiling_bf16"], *res["gemm_gflops_bf16_after"].values())
+        for m in res["models_bf16"]:
+            set_ceiling(m, res["gemm_ceiling_bf16"])
+            m["train_pct_of_fp32_ceiling"] = 100 * m["train_gflops_achieved"] / res["gemm_ceiling"]
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     res["shared"] = max(load_before[0], res["load_after"][0]) > args.threads + 0.5
     res["wall_s"] = time.time() - t0

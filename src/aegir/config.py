@@ -126,7 +126,11 @@ class ModelConfig:
     #           keeps only its inputs and one state per 16 steps;
     #   "block" keep only each block's input and recompute the block (about +1 forward pass).
     recompute: str = "none"
-    bf16_autocast: bool = True  # only ever applied on CUDA; CPU runs fp32
+    bf16_autocast: bool = True  # bf16 autocast on CUDA (decay, WKV, router and residual stream stay fp32)
+    # The same bf16 autocast on CPU: off by default (CPU fp32 is the reference). A run-time choice
+    # (`aegir pretrain/train --bf16`): where the CPU multiplies bf16 natively (AVX512-BF16 or AMX),
+    # GEMMs run ~3x faster than fp32 (measured in results/backbone.md); elsewhere they are slower.
+    cpu_bf16: bool = False
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:

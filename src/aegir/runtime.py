@@ -1,4 +1,4 @@
-"""Process-level CPU settings for long-running jobs (training, benchmarks).
+"""Process-level CPU settings for long-running jobs (training, benchmarks), and what precision runs.
 
 glibc's malloc serves large blocks (here: most activations of a B x T x 4C channel-mix) with fresh
 mmap() calls and returns them to the OS on free, so every training step page-faults its working set
@@ -42,3 +42,27 @@ def tune_cpu_allocator(mmap_threshold: int = 1 << 30, trim_threshold: int = 2**3
     ok = ok and mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
     _done = bool(ok)
     return _done
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), where bf16 GEMMs beat
+    fp32 ones; elsewhere oneDNN emulates them and they are slower than fp32."""
+    import torch  # here, not at the top: the CLI imports this module before any command needs torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private in torch.cpu: guard each
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def describe_precision(cfg, device) -> str:
+    """One line for run logs: the precision a model with ModelConfig `cfg` runs at on `device`
+    (a torch.device or its name)."""
+    dev = getattr(device, "type", None) or str(device).split(":")[0]
+    if dev == "cuda" and cfg.bf16_autocast:
+        return "bf16 autocast (decay, WKV, router and residual stream in fp32)"
+    if dev == "cpu" and cfg.cpu_bf16:
+        line = "bf16 autocast on CPU (decay, WKV, router and residual stream in fp32)"
+        if not cpu_has_native_bf16():
+            line += ("; warning: this CPU has neither AVX512-BF16 nor AMX, so bf16 matrix products are "
+                     "emulated and slower than fp32: drop --bf16")
+        return line
+    return "fp32"

@@ -394,3 +394,19 @@ def test_ema_horizon_warning_suggests_a_decay_that_passes():
                 continue
             suggested = float(re.search(r"\(e\.g\. ([0-9.]+)\)", msg).group(1))
             assert suggested < decay and ema_horizon_warning(suggested, total) is None, (total, decay, msg)
+
+
+def test_bf16_fine_tune_records_its_precision_and_annotates(custom_data, tmp_path):
+    """--bf16: the fine-tune runs under CPU bf16 autocast whatever the pretrained config said, the
+    saved model config records it, and the checkpoint annotates (its inference runs the same way)."""
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", batch_size=8, warmup_steps=1,
+                         max_bytes=48, progress=False, checkpoint_every=2, epochs=1, max_steps=2, out=str(tmp_path),
+                         cpu_bf16=True)
+    res = finetune(cfg)
+    ck = load_checkpoint(res.final_checkpoint)
+    assert ck.config.cpu_bf16 is True and ck.run_args["cpu_bf16"] is True
+    assert json.loads((res.run_dir / "config.json").read_text())["model"]["cpu_bf16"] is True
+    p = tmp_path / "t.csv"
+    p.write_text("a,b\n1,x@y.org\n2,z@w.net\n")
+    out = annotate(p, res.final_checkpoint, top_k=1)
+    assert [c.name for c in out.columns] == ["a", "b"] and all(0 <= c.labels[0][1] <= 1 for c in out.columns)

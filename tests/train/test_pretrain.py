@@ -152,3 +152,17 @@ def test_init_starts_a_new_run_from_a_checkpoint(reference, corpus_dir: Path, tm
         pretrain(tiny_cfg(corpus_dir, tmp_path, init=str(tmp_path / "missing.pt"), model_overrides={}))
     with pytest.raises(PretrainConfigError, match="drop the --set overrides"):
         pretrain(tiny_cfg(corpus_dir, tmp_path, init=str(init)))
+
+
+def test_bf16_is_the_runs_choice_and_recorded(corpus_dir: Path, tmp_path: Path) -> None:
+    """--bf16 (cpu_bf16): the run trains under CPU bf16 autocast, says so in config.json and in the
+    saved model config; a resume keeps the stored choice."""
+    r = pretrain(tiny_cfg(corpus_dir, tmp_path, steps=6, cpu_bf16=True))
+    meta = json.loads((r.run_dir / "config.json").read_text())
+    assert meta["precision"].startswith("bf16 autocast on CPU") and meta["model_config"]["cpu_bf16"] is True
+    ck = load_checkpoint(r.final_checkpoint, kind="pretrain")
+    assert ck.config.cpu_bf16 is True and ck.run_args["cpu_bf16"] is True
+    assert all(math.isfinite(v) for v in losses(r.run_dir).values())
+    again = pretrain(PretrainConfig(resume=str(r.run_dir), steps=8, progress=False, tensorboard=False))
+    assert again.steps_done == 8
+    assert json.loads((r.run_dir / "config.json").read_text())["precision"].startswith("bf16 autocast on CPU")

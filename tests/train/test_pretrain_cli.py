@@ -25,7 +25,7 @@ def test_help_lists_the_issue_flags() -> None:
     res = CliRunner().invoke(_app(), ["pretrain", "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0
     for flag in ("--config", "--model-size", "--steps", "--hours", "--batch-size", "--seq-len", "--lr",
-                 "--warmup-steps", "--out", "--resume", "--data"):
+                 "--warmup-steps", "--out", "--resume", "--data", "--bf16"):
         assert flag in res.output
 
 

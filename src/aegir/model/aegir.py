@@ -1,8 +1,8 @@
 """AegirModel (embedding + nested H-Net of RWKV-7 stacks) and AegirClassifier (CTA/CPA head).
 
-Pure single-device PyTorch: no I/O, no optimizer. CPU fp32 is the reference; on CUDA the forward
-pass runs under bf16 autocast (cfg.bf16_autocast) with the decay, WKV, router, dechunk and
-residual projection kept in fp32 (see rwkv7.py / hnet.py).
+Pure single-device PyTorch: no I/O, no optimizer. CPU fp32 is the reference; on CUDA (and on CPU
+with cfg.cpu_bf16) the forward pass runs under bf16 autocast (cfg.bf16_autocast) with the decay,
+WKV, router, dechunk and residual projection kept in fp32 (see rwkv7.py / hnet.py).
 
 Every parameter carries `_aegir_stage` (int) and `_aegir_lr_mult` (cfg.lr_multipliers[stage]);
 the embedding, its LayerNorm and the heads belong to stage 0. Use `named_lr_multipliers(model)`
@@ -146,8 +146,11 @@ class AegirModel(_KeepsParamTags, nn.Module):
         return 2 * self.cfg.d_model[0]
 
     def _autocast(self, ids: Tensor):
-        if ids.is_cuda and self.cfg.bf16_autocast:
-            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        """bf16 autocast on CUDA (cfg.bf16_autocast) and, when asked, on CPU (cfg.cpu_bf16); the
+        fp32 islands inside (decay, WKV, router, dechunk) switch it off on whichever device runs."""
+        dev = ids.device.type
+        if (dev == "cuda" and self.cfg.bf16_autocast) or (dev == "cpu" and self.cfg.cpu_bf16):
+            return torch.autocast(device_type=dev, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def forward(self, ids: Tensor, mask: Tensor | None = None, return_state: bool = False) -> BackboneOutput:

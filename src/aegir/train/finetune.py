@@ -34,6 +34,7 @@ from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
 from aegir.model.wkv import describe_impl
+from aegir.runtime import describe_precision
 from aegir.tables.table import TableError
 from aegir.train.distill import distill_loss, teacher_targets, with_unlabeled_columns
 from aegir.train.head_refit import head_features, refit_classifier_head, training_views
@@ -250,6 +251,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         mcfg = load_checkpoint(cfg.pretrained).config if cfg.pretrained else ModelConfig.preset(cfg.model_size)
     if not isinstance(mcfg, ModelConfig):
         raise CheckpointError("checkpoint has no Aegir model config")
+    mcfg.cpu_bf16 = cfg.cpu_bf16  # precision is this run's choice, not the checkpoint's
 
     clf = AegirClassifier(mcfg, len(labels), multi_label=td.multi_label, pool_main=cfg.pool_main)
     init_meta: dict[str, Any] = {}
@@ -331,7 +333,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                                                           "task_note": td.note, "from_random": from_random}, indent=1))
         console.print(f"[bold]aegir train[/bold] task={cfg.task} labels={len(labels)} train={len(train_ex)} "
                       f"valid={len(valid_ex)} steps={total} run={run_dir}")
-        console.print(f"WKV: {describe_impl(mcfg.wkv_impl, info.device)}")
+        console.print(f"WKV: {describe_impl(mcfg.wkv_impl, info.device)} | precision: "
+                      f"{describe_precision(mcfg, info.device)}")
         if factors is not None:
             console.print(f"repeat-factor sampling (threshold {cfg.repeat_threshold}): {int((factors > 1).sum())} of "
                           f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "

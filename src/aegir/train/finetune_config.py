@@ -96,6 +96,8 @@ class FinetuneConfig:
     run_name: str | None = None         # default: the task name
     resume: str | None = None
     device: str = "auto"
+    # bf16 autocast on CPU too (ModelConfig.cpu_bf16): a run-time choice; the saved model config records it.
+    cpu_bf16: bool = False
     parallel: str = "ddp"
     checkpoint_every: int = 200         # steps
     eval_batch_size: int = 64

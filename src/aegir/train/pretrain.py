@@ -41,6 +41,7 @@ from aegir.checkpoint import (
 )
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.model.wkv import describe_impl
+from aegir.runtime import describe_precision
 from aegir.train import distributed as D
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
@@ -51,7 +52,7 @@ LN2 = math.log(2.0)
 DEFAULT_STEPS = 1000
 # Fields a resumed run may change; everything else is taken from the checkpoint's run args.
 RESUME_OVERRIDABLE = ("steps", "hours", "out", "progress", "tensorboard", "device", "threads",
-                      "eval_every", "ckpt_every", "log_every", "keep_checkpoints")
+                      "eval_every", "ckpt_every", "log_every", "keep_checkpoints", "cpu_bf16")
 
 
 class TrainingDiverged(RuntimeError):
@@ -95,6 +96,7 @@ class PretrainConfig:
     strategy: str = "auto"              # auto (fsdp for base, else ddp) | ddp | fsdp | none
     device: str = "auto"
     threads: int | None = None
+    cpu_bf16: bool = False              # bf16 autocast on CPU too (ModelConfig.cpu_bf16; a run-time choice)
     progress: bool = True
     tensorboard: bool = True
     corpus_overrides: dict[str, Any] = field(default_factory=dict)  # extra CorpusConfig fields (tests)
@@ -322,6 +324,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
         cfg = replace(cfg, model_size=arch.name)  # run args say what was built
     else:
         model = factory(cfg).to(info.device)
+    if hasattr(getattr(model, "cfg", None), "cpu_bf16"):
+        model.cfg.cpu_bf16 = cfg.cpu_bf16  # precision is the run's choice, not the checkpoint's
     start = 0
     elapsed_before = 0.0
     if ck is not None:
@@ -352,12 +356,13 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     model_cfg = getattr(model, "cfg", None)
     run_args = {**cfg.to_dict(), "steps": steps, "resume": None}
     wkv_path = describe_impl(model_cfg.wkv_impl, info.device) if hasattr(model_cfg, "wkv_impl") else None
+    precision = describe_precision(model_cfg, info.device) if hasattr(model_cfg, "cpu_bf16") else None
     if info.is_main:
         meta = {"run_args": run_args, "model_config": model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else None,
                 "corpus": corpus_summary(corpus), "corpus_fingerprint": fingerprint, "sources": corpus.sources,
                 "world_size": info.world_size, "git_commit": git_commit(), "torch": str(torch.__version__),
                 "n_params": sum(p.numel() for p in model.parameters()),
-                "wkv": wkv_path,
+                "wkv": wkv_path, "precision": precision,
                 "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
     mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
@@ -365,7 +370,7 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     say(f"run folder {run_dir} | {info.world_size} process(es) on {info.device} | "
         f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
     if wkv_path is not None:
-        say(f"WKV: {wkv_path}")
+        say(f"WKV: {wkv_path} | precision: {precision}")
 
     def save(path_name: str, step: int, metrics: dict[str, Any]) -> Path | None:
         state = D.model_state(obj)  # collective under FSDP: every rank gathers, rank 0 writes
