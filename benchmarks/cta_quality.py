@@ -43,7 +43,7 @@ def run_aegir(name: str, task: str, td, args, **over) -> dict:
                          class_weight=args.class_weight, logit_adjust=args.logit_adjust,
                          repeat_threshold=args.repeat_threshold, split_seed=args.split_seed,
                          cv_folds=args.cv_folds, cv_fold=args.cv_fold if args.cv_folds else 0,
-                         pool_main=args.pool_main and task.endswith("-cpa"), **over)
+                         pool_main=args.pool_main and task.endswith("-cpa"), cpu_bf16=args.bf16, **over)
     t = time.time()
     res = finetune(cfg, task_data=td)
     secs = time.time() - t
@@ -104,6 +104,7 @@ def main() -> None:
                          "cta_bootstrap.py --cv-folds pools the folds.")
     ap.add_argument("--cv-fold", type=int, default=0, help="The part held out in this run (with --cv-folds).")
     ap.add_argument("--ema", type=float, default=0.0, help="Weight EMA decay for the fine-tunes (0 = off).")
+    ap.add_argument("--bf16", action="store_true", help="Fine-tune (and score) under CPU bf16 autocast (aegir train --bf16).")
     ap.add_argument("--result", default="docs/results/cta")
     ap.add_argument("--augment", type=int, default=0,
                     help="Add this many synthetic tables to every training set (baseline included).")
@@ -178,7 +179,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"pretrained": args.pretrained, **({"data": args.data} if args.data else {}), "augment_synthetic_tables": args.augment, "epochs": args.epochs,
             "row_views_in_training": args.row_views, "test_views": args.views, "class_weight": args.class_weight, "logit_adjust": args.logit_adjust, "repeat_threshold": args.repeat_threshold, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "ema": args.ema,
-            "split_seed": args.split_seed, **({"cv_folds": args.cv_folds, "cv_fold": args.cv_fold} if cv else {}),
+            **({"cpu_bf16": True} if args.bf16 else {}), "split_seed": args.split_seed, **({"cv_folds": args.cv_folds, "cv_fold": args.cv_fold} if cv else {}),
             **({"teachers": args.teacher, "distill_weight": args.distill_weight,
                 "distill_temperature": args.distill_temperature, "teacher_views": args.teacher_views,
                 "distill_unlabeled": args.distill_unlabeled} if args.teacher else {}),
