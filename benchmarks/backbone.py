@@ -429,7 +429,7 @@ def write_bf16_section(res: dict, L: list[str]) -> None:
         L += ["", f"tiny under bf16 autocast: {tiny['train_bytes_per_s']:,.0f} training bytes/s, "
               f"{tiny['train_pct_of_fp32_ceiling']:.0f}% of the fp32 ceiling and {tiny['train_pct_of_ceiling']:.0f}% of "
               f"the bf16 one. Counted against the ceiling of the precision that runs, the 50% target is "
-              f"{'met' if ok else 'NOT met'} with bf16 either; the fp32 WKV, routing and elementwise work do "
+              f"{'met' if ok else 'NOT met'} with bf16; the fp32 WKV, routing and elementwise work do "
               "not get faster with bf16 GEMMs."]
     a, b = res.get("router_training"), res.get("router_training_bf16")
     if a and b:

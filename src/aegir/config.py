@@ -129,7 +129,7 @@ class ModelConfig:
     bf16_autocast: bool = True  # bf16 autocast on CUDA (decay, WKV, router and residual stream stay fp32)
     # The same bf16 autocast on CPU: off by default (CPU fp32 is the reference). A run-time choice
     # (`aegir pretrain/train --bf16`): where the CPU multiplies bf16 natively (AVX512-BF16 or AMX),
-    # GEMMs run ~3x faster than fp32 (measured in results/backbone.md); elsewhere they are slower.
+    # GEMMs run ~2-3x faster than fp32 (measured in results/backbone_bf16.md); elsewhere they are slower.
     cpu_bf16: bool = False
     norm_eps: float = 1e-5
 
@@ -189,6 +189,10 @@ class ModelConfig:
             raise ModelConfigError(f"wkv_impl={self.wkv_impl!r}: expected one of {WKV_IMPLS}")
         if self.ratio_loss_weight < 0 or self.norm_eps <= 0:
             raise ModelConfigError("ratio_loss_weight must be >= 0 and norm_eps > 0")
+
+    def bf16_autocast_on(self, device_type: str) -> bool:
+        """Whether the forward pass runs under bf16 autocast on a device of this type ("cuda", "cpu")."""
+        return (device_type == "cuda" and self.bf16_autocast) or (device_type == "cpu" and self.cpu_bf16)
 
     # --- (de)serialisation -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -56,13 +56,15 @@ def cpu_has_native_bf16() -> bool:
 def describe_precision(cfg, device) -> str:
     """One line for run logs: the precision a model with ModelConfig `cfg` runs at on `device`
     (a torch.device or its name)."""
-    dev = getattr(device, "type", None) or str(device).split(":")[0]
-    if dev == "cuda" and cfg.bf16_autocast:
+    import torch
+
+    dev = torch.device(device).type
+    if not cfg.bf16_autocast_on(dev):
+        return "fp32"
+    if dev == "cuda":
         return "bf16 autocast (decay, WKV, router and residual stream in fp32)"
-    if dev == "cpu" and cfg.cpu_bf16:
-        line = "bf16 autocast on CPU (decay, WKV, router and residual stream in fp32)"
-        if not cpu_has_native_bf16():
-            line += ("; warning: this CPU has neither AVX512-BF16 nor AMX, so bf16 matrix products are "
-                     "emulated and slower than fp32: drop --bf16")
-        return line
-    return "fp32"
+    line = "bf16 autocast on CPU (decay, WKV, router and residual stream in fp32)"
+    if not cpu_has_native_bf16():
+        line += ("; warning: this CPU has neither AVX512-BF16 nor AMX, so bf16 matrix products are "
+                 "emulated and slower than fp32: drop --bf16")
+    return line

@@ -9,6 +9,8 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from aegir.commands import BF16_HELP
+
 console = Console()
 
 
@@ -57,7 +59,7 @@ def register(app: typer.Typer) -> None:
         run_name: Optional[str] = typer.Option(None),
         resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast on CPU as well (decay, WKV, router and residual stream stay fp32): GEMMs ~3x faster where the CPU has AVX512-BF16 or AMX, slower elsewhere (the run log says which). CUDA always runs bf16 autocast."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help=BF16_HELP),
         parallel: str = typer.Option("ddp", help="ddp | none (under torchrun; FSDP is for pretraining base)."),
         checkpoint_every: int = typer.Option(200, help="Steps between step checkpoints."),
     ) -> None:

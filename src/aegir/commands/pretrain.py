@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from aegir.commands import BF16_HELP
+
 
 def _parse_sets(items: list[str]) -> dict:
     """`--set key=value` pairs (value parsed as JSON when it is valid JSON, else kept as text)."""
@@ -48,7 +50,7 @@ def pretrain_command(
     strategy: str = typer.Option("auto", "--strategy", help="Under torchrun: auto (fsdp for base, else ddp), ddp, fsdp, none."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads per process."),
-    bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast on CPU as well (decay, WKV, router and residual stream stay fp32): GEMMs ~3x faster where the CPU has AVX512-BF16 or AMX, slower elsewhere (the run log says which). CUDA always runs bf16 autocast. On --resume the run's stored choice holds unless --bf16 is given."),
+    bf16: bool = typer.Option(False, "--bf16/--fp32", help=BF16_HELP + " On --resume the run's stored choice holds unless --bf16 is given."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="Write TensorBoard logs to RUN/tb."),
 ) -> None:

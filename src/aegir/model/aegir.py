@@ -149,7 +149,7 @@ class AegirModel(_KeepsParamTags, nn.Module):
         """bf16 autocast on CUDA (cfg.bf16_autocast) and, when asked, on CPU (cfg.cpu_bf16); the
         fp32 islands inside (decay, WKV, router, dechunk) switch it off on whichever device runs."""
         dev = ids.device.type
-        if (dev == "cuda" and self.cfg.bf16_autocast) or (dev == "cpu" and self.cfg.cpu_bf16):
+        if self.cfg.bf16_autocast_on(dev):
             return torch.autocast(device_type=dev, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
