@@ -20,7 +20,8 @@ import numpy as np
 
 from aegir.encoding.batch import encode_column, view_seed
 from aegir.encoding.serialize import row_sample
-from aegir.inference import LoadedClassifier, load_classifier, load_classifiers, predict_ensemble, read_at_budget
+from aegir.inference import (LoadedClassifier, inference_precision, load_classifier, load_classifiers, predict_ensemble,
+                             read_at_budget)
 from aegir.tables.readers import from_dataframe, read_csv
 from aegir.tables.table import Table, TableError
 
@@ -118,7 +119,8 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
 
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
-             main_column: int | str | None = None, max_bytes: int | None = None) -> AnnotationResult:
+             main_column: int | str | None = None, max_bytes: int | None = None,
+             bf16: bool | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -131,6 +133,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     other column is annotated with its property relative to it.
     max_bytes: bytes read per column instead of each checkpoint's trained budget (None: as trained); the
     target column's share grows with it (`at_budget`).
+    bf16: run in bf16 autocast (True) or fp32 (False) instead of the precision each checkpoint was
+    trained with (None); for this call only (`inference_precision`).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -163,7 +167,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         if m is lc and v == 0:
             return examples
         return [encode_column(table, j, m.serialize_cfg, main=main, row_seed=view_seed(v, 0)) for j in targets]
-    raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
+    with inference_precision(members, bf16):
+        raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
     total = int(table.meta.get("rows_total", table.n_rows))

@@ -14,7 +14,8 @@ from aegir.evaluation import (
     ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
     multilabel_report, plot_confusion_matrix, write_predictions,
 )
-from aegir.inference import LoadedClassifier, Predictions, load_classifiers, predict_ensemble, read_at_budget
+from aegir.inference import (LoadedClassifier, Predictions, inference_precision, load_classifiers, precision_name,
+                             predict_ensemble, read_at_budget)
 from aegir.tables.load import load_labeled, merge
 from aegir.tables.table import LabeledDataset, TableError
 
@@ -48,11 +49,13 @@ def score_label_sets(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...
 
 
 def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledDataset, batch_size: int = 64,
-                 top_k: int = 3, views: int = 1, max_bytes: int | None = None) -> EvalRun:
+                 top_k: int = 3, views: int = 1, max_bytes: int | None = None, bf16: bool | None = None) -> EvalRun:
     """Predict and score every labelled column. `views` > 1 averages the logits over that many row
     views of each column (view 0 deterministic, the rest random row subsets; see encode_dataset).
     Several classifiers (`load_classifiers`) are scored as an ensemble: mean probability. `max_bytes` reads
-    that many bytes per column instead of each member's trained budget (`read_at_budget`)."""
+    that many bytes per column instead of each member's trained budget (`read_at_budget`). `bf16`: run in
+    bf16 autocast (True) or fp32 (False) instead of the precision each member was trained with
+    (`inference_precision`)."""
     members = [read_at_budget(m, max_bytes) for m in ([lc] if isinstance(lc, LoadedClassifier) else list(lc))]
     lc = members[0]
     labels = lc.vocab.labels
@@ -64,7 +67,8 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
     def encode_view(m: LoadedClassifier, v: int) -> list[EncodedColumn]:
         return examples if m is lc and v == 0 else encode_dataset(ds, index, m.serialize_cfg, view=v)
 
-    raw = predict_ensemble(members, encode_view, views, batch_size)
+    with inference_precision(members, bf16):
+        raw = predict_ensemble(members, encode_view, views, batch_size)
     idx, scores = raw.top_k(top_k, lc.multi_label)
     predicted = predicted_label_sets(raw, labels, lc.multi_label)
     preds: list[Prediction] = []
@@ -114,16 +118,17 @@ def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = N
 
 def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = None, data: str | None = None,
              fmt: str | None = None, out: str | Path | None = None, batch_size: int = 64, views: int = 1,
-             max_bytes: int | None = None) -> EvalRun:
+             max_bytes: int | None = None, bf16: bool | None = None) -> EvalRun:
     """Evaluate one classifier, or several as an ensemble (a list of checkpoints: mean probability;
     the validation data and the default output folder come from the first)."""
     members = load_classifiers([checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint))
     lc = members[0]
     ds = eval_data(lc, data, fmt, task)
-    run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes)
+    run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes, bf16=bf16)
     out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(run.report.to_dict(), indent=1))
+    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": precision_name(members, bf16)},
+                                                indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)
     if not lc.multi_label:
         cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)

@@ -7,10 +7,11 @@ A classifier is either a training checkpoint (`final.pt`, kind "classifier", loa
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -177,6 +178,38 @@ def read_at_budget(lc: LoadedClassifier, max_bytes: int | None) -> LoadedClassif
     if max_bytes is None:
         return lc
     return replace(lc, serialize_cfg=at_budget(lc.serialize_cfg, max_bytes))
+
+
+@contextlib.contextmanager
+def inference_precision(members: Sequence[LoadedClassifier], bf16: bool | None) -> Iterator[None]:
+    """Run `members` in bf16 autocast (True) or plain fp32 (False) inside the block, whatever they were
+    trained with; None leaves each as its checkpoint says (ModelConfig.cpu_bf16 / bf16_autocast).
+    Restored on exit, so cached models (annotate) keep their saved precision for later calls.
+
+    Why: precision is a run-time choice (ModelConfig.cpu_bf16), and the machine that annotates is not
+    always the one that trained: an fp32 model reads ~1.3x faster under bf16 on a CPU with AVX512-BF16
+    (docs/results/cta_precision.md measures what it changes), while a bf16-trained model should run in
+    fp32 on a CPU without it, where bf16 is emulated and slower."""
+    if bf16 is None:
+        yield
+        return
+    cfgs = list({id(m.model.cfg): m.model.cfg for m in members}.values())  # members may share one config
+    saved = [(c.cpu_bf16, c.bf16_autocast) for c in cfgs]
+    try:
+        for c in cfgs:
+            c.cpu_bf16 = c.bf16_autocast = bool(bf16)
+        yield
+    finally:
+        for c, (cpu, cuda) in zip(cfgs, saved):
+            c.cpu_bf16, c.bf16_autocast = cpu, cuda
+
+
+def precision_name(members: Sequence[LoadedClassifier], bf16: bool | None) -> str:
+    """"bf16" or "fp32": what `inference_precision(members, bf16)` runs on the members' device."""
+    if bf16 is not None:
+        return "bf16" if bf16 else "fp32"
+    m = members[0].model
+    return "bf16" if m.cfg.bf16_autocast_on(next(m.parameters()).device.type) else "fp32"
 
 
 def average_views(views: Sequence[Predictions]) -> Predictions:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from aegir.diagnostics import GateConfig, LivenessInputs, LivenessReport, StageBoundaryCounts, run_liveness
 from aegir.eval_run import eval_data, eval_dataset
-from aegir.inference import LoadedClassifier, Predictions, load_classifier
+from aegir.inference import LoadedClassifier, Predictions, load_classifier, precision_name
 from aegir.tables.table import LabeledDataset
 
 
@@ -31,17 +31,20 @@ def gate_inputs(raw: Predictions, predicted: Sequence[tuple[str, ...]], gold: Se
 
 
 def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path | None = None,
-                 cfg: GateConfig | None = None, batch_size: int = 64, views: int = 1) -> LivenessReport:
-    run = eval_dataset(lc, ds, batch_size=batch_size, views=views)
+                 cfg: GateConfig | None = None, batch_size: int = 64, views: int = 1,
+                 bf16: bool | None = None) -> LivenessReport:
+    run = eval_dataset(lc, ds, batch_size=batch_size, views=views, bf16=bf16)
     inputs = gate_inputs(run.raw, [p.predicted for p in run.predictions], [p.gold for p in run.predictions],
                          lc.vocab.labels, lc.multi_label,
-                         {"checkpoint": lc.source, "task": lc.task, "data": ds.source, "n_columns": len(ds.targets)})
+                         {"checkpoint": lc.source, "task": lc.task, "data": ds.source, "n_columns": len(ds.targets),
+                          "precision": precision_name([lc], bf16)})
     return run_liveness(inputs, cfg, out_dir)
 
 
 def run_liveness_cmd(checkpoint: str | Path, data: str | None = None, fmt: str | None = None,
-                     out: str | Path | None = None, batch_size: int = 64, views: int = 1) -> tuple[LivenessReport, Path]:
+                     out: str | Path | None = None, batch_size: int = 64, views: int = 1,
+                     bf16: bool | None = None) -> tuple[LivenessReport, Path]:
     lc = load_classifier(checkpoint)
     ds = eval_data(lc, data, fmt)
     out_dir = Path(out) if out else Path(lc.source).parent / "liveness"
-    return liveness_for(lc, ds, out_dir, batch_size=batch_size, views=views), out_dir
+    return liveness_for(lc, ds, out_dir, batch_size=batch_size, views=views, bf16=bf16), out_dir

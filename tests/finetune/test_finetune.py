@@ -10,7 +10,7 @@ import torch
 from aegir.annotate import annotate
 from aegir.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from aegir.eval_run import run_eval
-from aegir.inference import export_specialist, load_classifier
+from aegir.inference import export_specialist, inference_precision, load_classifier
 from aegir.tables import TableError
 from aegir.train.finetune import FinetuneConfig, finetune
 
@@ -410,3 +410,30 @@ def test_bf16_fine_tune_records_its_precision_and_annotates(custom_data, tmp_pat
     p.write_text("a,b\n1,x@y.org\n2,z@w.net\n")
     out = annotate(p, res.final_checkpoint, top_k=1)
     assert [c.name for c in out.columns] == ["a", "b"] and all(0 <= c.labels[0][1] <= 1 for c in out.columns)
+
+    # The precision override (--bf16/--fp32 of eval, liveness and annotate): this call only.
+    def scores(**kw):
+        return [s for c in annotate(p, res.final_checkpoint, top_k=3, **kw).columns for _, s in c.labels]
+    as_trained = scores()
+    assert scores(bf16=True) == as_trained                      # the saved precision is bf16
+    fp32 = scores(bf16=False)
+    assert fp32 != as_trained and max(abs(a - b) for a, b in zip(fp32, as_trained)) < 0.05  # rounding, not noise
+    assert scores() == as_trained                               # restored for the next (cached) call
+    lc = load_classifier(res.final_checkpoint)
+    with inference_precision([lc, lc], False):                  # members sharing a model: restored once, right
+        assert not lc.model.cfg.cpu_bf16 and not lc.model.cfg.bf16_autocast
+    assert lc.model.cfg.cpu_bf16 and lc.model.cfg.bf16_autocast
+    ev = run_eval(res.final_checkpoint, out=tmp_path / "ev", bf16=False)
+    assert ev.report.n > 0 and lc.model.cfg.cpu_bf16
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["precision"] == "fp32"
+    assert json.loads((run_eval(res.final_checkpoint, out=tmp_path / "ev2").out_dir / "report.json").read_text()
+                      )["precision"] == "bf16"
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+    r = CliRunner().invoke(app, ["annotate", str(p), "--checkpoint", str(res.final_checkpoint), "--fp32",
+                                 "--top-k", "3", "--out", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    cli = [k["score"] for c in json.loads((tmp_path / "a.json").read_text()) for k in c["top_k"]]
+    assert cli == pytest.approx(fp32, abs=1e-6)

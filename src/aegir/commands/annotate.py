@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from aegir.commands import INFER_BF16_HELP
+
 console = Console()
 
 
@@ -24,13 +26,14 @@ def register(app: typer.Typer) -> None:
         views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget the checkpoint was trained with)."),
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
+        bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column)."""
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views, main_column=main_column,
-                       max_bytes=max_bytes)
+                       max_bytes=max_bytes, bf16=bf16)
         main = next((c.main_column for c in res.columns if c.main_column is not None), None)
         title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=title)

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from aegir.commands import BF16_HELP
+from aegir.commands import BF16_HELP, INFER_BF16_HELP
 
 console = Console()
 
@@ -99,11 +99,12 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64),
         views: int = typer.Option(1, help="Average over this many row views per column (1 = deterministic rows only)."),
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget each checkpoint was trained with)."),
+        bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
     ) -> None:
         """Micro/macro-F1, per-label P/R/F1, confusion matrix (PNG) and a predictions file."""
         from aegir.eval_run import run_eval
 
         rep = run_eval(checkpoint, task=task, data=data, fmt=format, out=out, batch_size=batch_size, views=views,
-                       max_bytes=max_bytes)
+                       max_bytes=max_bytes, bf16=bf16)
         console.print(rep.text)
         console.print(f"wrote {rep.out_dir}")
