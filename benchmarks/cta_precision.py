@@ -110,7 +110,8 @@ def main() -> None:
              f"under CPU bf16 autocast (`aegir eval --fp32 / --bf16`), {args.views} row views averaged, "
              f"{args.threads} threads; this CPU {native} AVX512-BF16/AMX. Agreement: columns whose top-1 label is "
              "the same in both; probability change: over every column and label. Seconds: one full pass, after a "
-             "warm-up. Validation numbers, not test numbers.", "",
+             "warm-up, serialization of the columns included (the same Python work in both precisions). "
+             "Validation numbers, not test numbers.", "",
              "| system | macro-F1 fp32 / bf16 | micro-F1 fp32 / bf16 | top-1 agreement | max / mean prob. change | s fp32 / bf16 (speed-up) |",
              "|---|---|---|---|---|---|"]
     for r in rows:
