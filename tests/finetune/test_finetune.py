@@ -428,6 +428,10 @@ def test_bf16_fine_tune_records_its_precision_and_annotates(custom_data, tmp_pat
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["precision"] == "fp32"
     assert json.loads((run_eval(res.final_checkpoint, out=tmp_path / "ev2").out_dir / "report.json").read_text()
                       )["precision"] == "bf16"
+    from aegir.liveness_run import run_liveness_cmd
+    report, _ = run_liveness_cmd(res.final_checkpoint, out=tmp_path / "lv", bf16=False)
+    assert report.meta["precision"] == "fp32"
+    assert json.loads((tmp_path / "lv" / "liveness.json").read_text())["meta"]["precision"] == "fp32"
 
     from typer.testing import CliRunner
 
