@@ -28,6 +28,7 @@ class EvalRun:
     examples: list[EncodedColumn]
     out_dir: Path | None
     text: str
+    precision: str = "fp32"  # what the model ran at: "fp32" or "bf16" (precision_name)
 
 
 def predicted_label_sets(raw: Predictions, labels: list[str], multi_label: bool) -> list[tuple[str, ...]]:
@@ -69,6 +70,7 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
 
     with inference_precision(members, bf16):
         raw = predict_ensemble(members, encode_view, views, batch_size)
+        precision = precision_name(lc)  # the first member's; with bf16=None members trained differently differ
     idx, scores = raw.top_k(top_k, lc.multi_label)
     predicted = predicted_label_sets(raw, labels, lc.multi_label)
     preds: list[Prediction] = []
@@ -77,7 +79,7 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
         preds.append(Prediction(table=ds.tables[t.table_index].name, column=t.column, predicted=predicted[i],
                                 score=cands[0][1], gold=t.labels, main_column=t.main_column, candidates=cands))
     rep = score_label_sets([p.gold for p in preds], predicted, lc.multi_label)
-    return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep))
+    return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep), precision)
 
 
 def default_validation(lc: LoadedClassifier) -> LabeledDataset:
@@ -127,8 +129,7 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
     run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes, bf16=bf16)
     out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": precision_name(members, bf16)},
-                                                indent=1))
+    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision}, indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)
     if not lc.multi_label:
         cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)

@@ -187,7 +187,7 @@ def inference_precision(members: Sequence[LoadedClassifier], bf16: bool | None) 
     Restored on exit, so cached models (annotate) keep their saved precision for later calls.
 
     Why: precision is a run-time choice (ModelConfig.cpu_bf16), and the machine that annotates is not
-    always the one that trained: an fp32 model reads ~1.3x faster under bf16 on a CPU with AVX512-BF16
+    always the one that trained: an fp32 model reads up to ~1.3x faster under bf16 on a CPU with AVX512-BF16
     (docs/results/cta_precision.md measures what it changes), while a bf16-trained model should run in
     fp32 on a CPU without it, where bf16 is emulated and slower."""
     if bf16 is None:
@@ -204,11 +204,9 @@ def inference_precision(members: Sequence[LoadedClassifier], bf16: bool | None) 
             c.cpu_bf16, c.bf16_autocast = cpu, cuda
 
 
-def precision_name(members: Sequence[LoadedClassifier], bf16: bool | None) -> str:
-    """"bf16" or "fp32": what `inference_precision(members, bf16)` runs on the members' device."""
-    if bf16 is not None:
-        return "bf16" if bf16 else "fp32"
-    m = members[0].model
+def precision_name(lc: LoadedClassifier) -> str:
+    """"bf16" or "fp32": what `lc` runs at now on its device (inside `inference_precision`, the override)."""
+    m = lc.model
     return "bf16" if m.cfg.bf16_autocast_on(next(m.parameters()).device.type) else "fp32"
 
 

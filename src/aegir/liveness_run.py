@@ -10,7 +10,7 @@ from typing import Sequence
 
 from aegir.diagnostics import GateConfig, LivenessInputs, LivenessReport, StageBoundaryCounts, run_liveness
 from aegir.eval_run import eval_data, eval_dataset
-from aegir.inference import LoadedClassifier, Predictions, load_classifier, precision_name
+from aegir.inference import LoadedClassifier, Predictions, load_classifier
 from aegir.tables.table import LabeledDataset
 
 
@@ -37,7 +37,7 @@ def liveness_for(lc: LoadedClassifier, ds: LabeledDataset, out_dir: str | Path |
     inputs = gate_inputs(run.raw, [p.predicted for p in run.predictions], [p.gold for p in run.predictions],
                          lc.vocab.labels, lc.multi_label,
                          {"checkpoint": lc.source, "task": lc.task, "data": ds.source, "n_columns": len(ds.targets),
-                          "precision": precision_name([lc], bf16)})
+                          "precision": run.precision})
     return run_liveness(inputs, cfg, out_dir)
 
 
