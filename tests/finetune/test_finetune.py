@@ -441,3 +441,34 @@ def test_bf16_fine_tune_records_its_precision_and_annotates(custom_data, tmp_pat
     assert r.exit_code == 0, r.output
     cli = [k["score"] for c in json.loads((tmp_path / "a.json").read_text()) for k in c["top_k"]]
     assert cli == pytest.approx(fp32, abs=1e-6)
+
+
+def test_a_classifier_checkpoint_starts_a_new_task(trained, custom_data, tmp_path):
+    """Intermediate-task transfer: --pretrained may name a fine-tuned classifier; its backbone (not its
+    head) starts a run on another label set. With the backbone frozen, every backbone weight of the new
+    run must equal the source classifier's bit for bit, and a fresh 2-label head on those features must
+    learn a regrouping of the source's 4 labels."""
+    import shutil
+
+    new = tmp_path / "regrouped"
+    shutil.copytree(custom_data, new)
+    regroup = {"number": "digits", "date": "digits", "word": "letters", "email": "letters"}
+    lines = (custom_data / "labels.csv").read_text().splitlines()
+    (new / "labels.csv").write_text("\n".join([lines[0]] + [f"{l.rsplit(',', 1)[0]},{regroup[l.rsplit(',', 1)[1]]}"
+                                                            for l in lines[1:]]) + "\n")
+    cfg = FinetuneConfig(task="custom", data=str(new), pretrained=str(trained.final_checkpoint), freeze_backbone=True,
+                         epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, max_bytes=48, out=str(tmp_path / "runs"),
+                         progress=False, checkpoint_every=10_000)
+    run = finetune(cfg)
+    assert not run.from_random
+    src = load_checkpoint(trained.final_checkpoint, kind="classifier")
+    dst = load_checkpoint(run.final_checkpoint, kind="classifier")
+    assert dst.extra["labels"]["labels"] == ["digits", "letters"]
+    prefix = "classifier.backbone."
+    src_bb = {k: v for k, v in src.model_state.items() if k.startswith(prefix)}
+    dst_bb = {k: v for k, v in dst.model_state.items() if k.startswith(prefix)}
+    assert src_bb.keys() == dst_bb.keys() and len(src_bb) > 10
+    assert all(torch.equal(src_bb[k], dst_bb[k]) for k in src_bb)
+    heads = {k: tuple(v.shape) for k, v in dst.model_state.items() if k.startswith("classifier.head.") and v.dim() == 2}
+    assert any(s[0] == 2 for s in heads.values()), heads  # the new label dimension, not the source's 4
+    assert run.valid_metrics["valid_accuracy"] >= 0.8, run.valid_metrics  # chance: 0.5

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def train(
         task: str = typer.Option("synthetic-cta", help="sotab-cta | sotab-cpa | gittables-dbpedia | gittables-schema | wikitables-cta | synthetic-cta | custom"),
         model_size: str = typer.Option("nano", help="Preset when training from random (nano|tiny|small|base); ignored with --pretrained."),
-        pretrained: Optional[Path] = typer.Option(None, help="Pretrained checkpoint (outputs/mixed-v2/<ts>/final.pt)."),
+        pretrained: Optional[Path] = typer.Option(None, help="Pretrained checkpoint (outputs/mixed-v2/<ts>/final.pt), or a fine-tuned classifier whose backbone starts this run (intermediate-task transfer)."),
         data: Optional[str] = typer.Option(None, help="Training data (default: ../shared/data/... when present, else synthetic)."),
         valid_data: Optional[str] = typer.Option(None, help="Validation data (default: the task's validation split or a 15% table split)."),
         epochs: int = typer.Option(10),
