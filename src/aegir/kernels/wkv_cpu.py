@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 SEGMENT = 16  # backward recomputes states in segments of this many steps (S holds SEGMENT + 1 states)
-_SOURCE = Path(__file__).with_name("wkv7_cpu.cpp")
+# One extension: the WKV recurrence and the time-mix's fused elementwise ops (tmix_cpu.py).
+_SOURCES = [Path(__file__).with_name(n) for n in ("wkv7_cpu.cpp", "tmix_cpu.cpp")]
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
@@ -82,7 +83,7 @@ def load(verbose: bool = False):
         try:
             _module = cpp_extension.load(
                 name=f"aegir_wkv7_cpu_{_cpu_tag()}",
-                sources=[str(_SOURCE)],
+                sources=[str(p) for p in _SOURCES],
                 extra_cflags=["-O3", "-fopenmp", *march],
                 extra_ldflags=["-fopenmp"],
                 verbose=verbose,

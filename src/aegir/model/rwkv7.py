@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from aegir.model.wkv import wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
+from aegir.model.wkv import resolve_impl, wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
 
 LOG_W_SCALE = -math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(.) in (-0.6065, 0): bounded decay
 
@@ -167,6 +167,9 @@ class RWKV7TimeMix(nn.Module):
             ) -> tuple[Tensor, Tensor, Tensor | None]:
         """The parallel forward pass; with `want_state` also each row's WKV state after its last
         valid position (B, H, K, V), for step mode to continue from (prefill)."""
+        if not want_state and self._fused_ok(x):
+            out, v_first = self._run_fused(x, v_first, mask)
+            return out, v_first, None
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
         m, v_first = self._mix(x, xx, v_first)
         state = None
@@ -180,6 +183,30 @@ class RWKV7TimeMix(nn.Module):
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
         return self._out(y, args[0], args[2], args[3], m.g), v_first, state
 
+    def _fused_ok(self, x: Tensor) -> bool:
+        return _fused_ok(self.wkv_impl, x)
+
+    def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`run` with the elementwise work in fused CPU ops: the same function as the eager path
+        (float64 tests), the GEMMs unchanged. v_first at layer 0 is the value projection itself."""
+        from aegir.kernels.tmix_cpu import shift_lerp, time_mix_core
+
+        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu)  # (B, T, C) each
+        r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
+        w_l = torch.tanh(xw @ self.w1) @ self.w2
+        a_l = (xa @ self.a1) @ self.a2
+        g = torch.sigmoid(xg @ self.g1) @ self.g2
+        if self.layer == 0:
+            v_first, vf, v_l, v0 = v, None, None, None
+        else:
+            if v_first is None:
+                raise ValueError("RWKV7TimeMix: layers after the first need the stack's v_first")
+            vf, v_l, v0 = v_first, (xv @ self.v1) @ self.v2, self.v0
+        y = time_mix_core(r, k, w_l, a_l, v, vf, v_l, g, mask, self.w0, self.a0, v0, self.k_k, self.k_a, self.r_k,
+                          self.ln_x.weight, self.ln_x.bias, self.ln_x.eps, self.head_size,
+                          recompute=self.wkv_recompute and torch.is_grad_enabled())  # (B, T, C)
+        return self.output(y), v_first
+
     def step(self, x: Tensor, v_first: Tensor | None, x_prev: Tensor, state: Tensor
              ) -> tuple[Tensor, Tensor, Tensor]:
         """One position per row: x, x_prev (B, C), WKV state (B, H, K, V) -> (output, v_first, state)."""
@@ -188,6 +215,17 @@ class RWKV7TimeMix(nn.Module):
             r32, log_w, k32, v32, a32, b32 = self._wkv_inputs(m)  # (B, H, N) each
             y, state = wkv_step(r32, log_w, k32, v32, a32, b32, state)  # (B, H, V), (B, H, K, V)
         return self._out(y, r32, k32, v32, m.g), v_first, state
+
+
+def _fused_ok(wkv_impl: str, x: Tensor) -> bool:
+    """Blocks take the fused CPU ops (aegir.kernels.tmix_cpu) where their WKV runs on the CPU
+    kernel (same extension) and x is fp32/float64 with no autocast; elsewhere the eager code here,
+    which is the reference, runs."""
+    if resolve_impl(wkv_impl, x.device) != "kernel":
+        return False
+    from aegir.kernels import tmix_cpu
+
+    return tmix_cpu.usable(x)
 
 
 def _at(x: Tensor, pos: Tensor) -> Tensor:
@@ -238,9 +276,10 @@ def relu_square(x: Tensor) -> Tensor:
 
 
 class RWKV7ChannelMix(nn.Module):
-    def __init__(self, width: int, layer: int, n_layers: int, ffn_mult: int = 4) -> None:
+    def __init__(self, width: int, layer: int, n_layers: int, ffn_mult: int = 4, wkv_impl: str = "auto") -> None:
         super().__init__()
         self.width, self.layer, self._n_layers = width, layer, n_layers
+        self.wkv_impl = wkv_impl  # the block's WKV path: the CPU kernel's extension also fuses this module
         self.mu_k = nn.Parameter(torch.empty(width))
         self.key = nn.Linear(width, ffn_mult * width, bias=False)
         self.value = nn.Linear(ffn_mult * width, width, bias=False)
@@ -258,6 +297,11 @@ class RWKV7ChannelMix(nn.Module):
         self.value.weight.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fused_ok(self.wkv_impl, x):
+            from aegir.kernels import tmix_cpu
+
+            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1))  # (B, T, C)
+            return self.value(tmix_cpu.relu_square(self.key(xk)))
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
         return self._ffn(x, xx)
 
@@ -280,7 +324,7 @@ class RWKV7Block(nn.Module):
         self.ln1 = nn.LayerNorm(width, eps=eps)
         self.ln2 = nn.LayerNorm(width, eps=eps)
         self.att = RWKV7TimeMix(width, head_size, layer, n_layers, lora, wkv_impl, wkv_chunk, wkv_recompute)
-        self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult)
+        self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult, wkv_impl)
 
     def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         x, v_first, _ = self.run(x, v_first, mask)

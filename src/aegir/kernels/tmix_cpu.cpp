@@ -1,0 +1,610 @@
+// The RWKV-7 time-mix's elementwise stretches, fused, forward and backward (CPU).
+//
+// Why: in eager PyTorch a tiny stage-0 time-mix (B=8, T=1024, C=128) spends about half of its
+// fwd+bwd time in ~150 full-size elementwise passes (token shift and six lerps, decay, value
+// residual, in-context learning rate, removal-key normalisation, key update, WKV input prep,
+// per-head GroupNorm, bonus and gate, and all their backward ops); the GEMMs and the WKV kernel
+// take the other half. Each op below reads its inputs once and writes its outputs once, per row,
+// with the per-head vectors (N values) in cache. Python (aegir/kernels/tmix_cpu.py) wires them
+// into autograd; the eager code in aegir/model/rwkv7.py stays the reference (float64 tests).
+//
+// Four ops, each a forward and a backward, every tensor (R, C) contiguous with R = B * T rows
+// and C = H * N channels (heads are contiguous runs of N channels):
+//
+//   shift_lerp: out_j = x + (x_prev - x) * mu_j, x_prev = the previous row of the same sequence
+//           (zero at t = 0); six rows of mu in the time-mix (r, w, k, v, a, g), one in the channel-mix.
+//   prep:   from the projections to the WKV inputs, per row and head (S = -exp(-0.5)):
+//             log w = S sigmoid(w0 + w_l);  ic = sigmoid(a0 + a_l)
+//             kk = normalize(k_raw * k_k) over the head;  k' = k_raw (1 + (ic - 1) k_a)
+//             v' = v + (v_first - v) sigmoid(v0 + v_l)   (layers after the first; else v' = v)
+//             WKV inputs: w = exp(log w), k', v', a = -kk, b = kk ic
+//           Padded rows (mask 0) become identity steps of the WKV (w = 1, k = v = a = b = 0),
+//           as aegir.model.wkv._mask_inputs does; k' and v' are also returned unmasked for the bonus.
+//   post:   out = (layer_norm_N(o) * ln_w + ln_b + (sum_N r k' r_k) v') * g, per row and head.
+//   relu_square: the channel-mix activation relu(x)^2, one pass each way.
+//
+// Parameter gradients (per-channel vectors) are summed per thread, then over threads.
+// The math runs in the input dtype: fp32 in training, float64 in the equivalence tests.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int64_t GRAIN = 32;  // rows per parallel task: a row is only C = 128..1024 values
+
+// exp as straight-line arithmetic, so that the compiler vectorises the loops that call it (a libm
+// call per element made `prep` ~20x slower than a full-size multiply). exp(x) = 2^n exp(r) with
+// n = round(x / ln 2) and |r| <= ln 2 / 2; exp(r) by its Taylor polynomial, degree 7 in float
+// (truncation < 0.1 ulp) and 12 in double (< 2 ulp); 2^n written into the exponent bits. Inputs
+// are clamped to the normal range (results below it are flushed to the smallest normal, which
+// no caller here can tell from zero).
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2): 1.5 * 2^23 trick
+  const float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;  // ln 2 in two parts
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline double fast_exp(double x) {
+  x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+  const double n = (x * 1.4426950408889634074 + 6755399441055744.0) - 6755399441055744.0;  // 1.5 * 2^52 trick
+  const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+  double p = 1.0 / 479001600;  // 1 / 12!
+  const double inv_fact[] = {1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320, 1.0 / 5040, 1.0 / 720,
+                             1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1.0, 1.0};
+  for (double c : inv_fact) p = p * r + c;
+  const int64_t bits = (static_cast<int64_t>(n) + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+template <typename T>
+inline T sigmoid(T x) { return T(1) / (T(1) + fast_exp(-x)); }
+
+// Per-thread accumulators for parameter gradients: (threads, n, C), summed over threads at the end.
+template <typename T>
+struct Partials {
+  at::Tensor buf;
+  int64_t n, C;
+  Partials(int64_t n_, int64_t C_, const at::TensorOptions& opt) : n(n_), C(C_) {
+    buf = at::zeros({at::get_num_threads(), n, C}, opt);
+  }
+  T* mine(int64_t j) { return buf.data_ptr<T>() + (at::get_thread_num() * n + j) * C; }
+  at::Tensor sum() const { return buf.sum(0); }  // (n, C)
+};
+
+void check_rows(const std::vector<at::Tensor>& xs, int64_t R, int64_t C, const char* what) {
+  for (const auto& x : xs) {
+    TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), what, ": CPU, contiguous tensors only");
+    TORCH_CHECK(x.numel() == R * C, what, ": expected ", R, " x ", C, " values, got ", x.sizes());
+    TORCH_CHECK(x.scalar_type() == xs[0].scalar_type(), what, ": all inputs must share one dtype");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// shift_lerp (K = 6 in the time-mix, 1 in the channel-mix)
+template <typename T>
+void lerp_fwd(const T* x, const T* mu, const std::vector<T*>& out, int64_t R, int64_t Tn, int64_t C) {
+  const int K = static_cast<int>(out.size());
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    std::vector<T> xx(C);
+    for (int64_t i = begin; i < end; ++i) {
+      const T* xi = x + i * C;
+      const bool first = i % Tn == 0;
+      for (int64_t c = 0; c < C; ++c) xx[c] = (first ? T(0) : xi[c - C]) - xi[c];
+      for (int j = 0; j < K; ++j) {
+        T* __restrict o = out[j] + i * C;
+        const T* m = mu + j * C;
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) o[c] = xi[c] + xx[c] * m[c];
+      }
+    }
+  });
+}
+
+// d_x[t] = sum_j g_j[t] (1 - mu_j) + sum_j g_j[t+1] mu_j;  d_mu_j = sum_rows g_j[t] (x[t-1] - x[t]).
+// g[j] == nullptr: that output got no gradient.
+template <typename T>
+void lerp_bwd(const T* x, const T* mu, const std::vector<const T*>& g, T* dx, Partials<T>& dmu, int64_t R,
+              int64_t Tn, int64_t C) {
+  const int K = static_cast<int>(g.size());
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    std::vector<T> xx(C);
+    for (int64_t i = begin; i < end; ++i) {
+      const T* xi = x + i * C;
+      const bool first = i % Tn == 0, last = (i + 1) % Tn == 0;
+      T* __restrict d = dx + i * C;
+      for (int64_t c = 0; c < C; ++c) {
+        xx[c] = (first ? T(0) : xi[c - C]) - xi[c];
+        d[c] = 0;
+      }
+      for (int j = 0; j < K; ++j) {
+        if (g[j] == nullptr) continue;
+        const T* __restrict gi = g[j] + i * C;
+        const T* __restrict m = mu + j * C;
+        T* __restrict dm = dmu.mine(j);
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) {
+          d[c] += gi[c] * (T(1) - m[c]);
+          dm[c] += gi[c] * xx[c];
+        }
+        if (!last)
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) d[c] += gi[c + C] * m[c];
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// prep
+struct PrepPtrs {
+  const void *k_raw, *w_l, *a_l, *v, *v_first, *v_l, *w0, *a0, *v0, *k_k, *k_a;
+  const bool* mask;  // nullptr: no padding
+};
+
+constexpr double LOG_W_SCALE = -0.60653065971263342;  // -exp(-0.5)
+constexpr double NORM_EPS = 1e-12;                      // F.normalize's default eps
+
+// |k_raw * k_k| over one head: the removal key's norm before F.normalize's clamp.
+template <typename T>
+inline T key_norm(const T* __restrict k_raw, const T* __restrict k_k, int64_t N) {
+  T ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t n = 0; n < N; ++n) {
+    const T q = k_raw[n] * k_k[n];
+    ss += q * q;
+  }
+  return std::sqrt(ss);
+}
+
+// RES: the layer has a value residual (v_first, v_l, v0); SPLIT: there is padding, so the WKV's
+// k and v (masked) are separate from the bonus's k' and v' (unmasked). Both are template
+// arguments so that the per-channel loops are branch-free and vectorise.
+template <typename T, bool RES, bool SPLIT>
+void prep_fwd_t(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb, int64_t R, int64_t H, int64_t N) {
+  const int64_t C = H * N;
+  const T *k_raw = (const T*)p.k_raw, *w_l = (const T*)p.w_l, *a_l = (const T*)p.a_l, *v = (const T*)p.v;
+  const T *vf = (const T*)p.v_first, *v_l = (const T*)p.v_l, *w0 = (const T*)p.w0, *a0 = (const T*)p.a0;
+  const T *v0 = (const T*)p.v0, *k_k = (const T*)p.k_k, *k_a = (const T*)p.k_a;
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const T m = p.mask == nullptr || p.mask[i] ? T(1) : T(0);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t o = i * C + h * N, c0 = h * N;
+        const T inv = T(1) / std::max(key_norm(k_raw + o, k_k + c0, N), T(NORM_EPS));
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = o + n, c = c0 + n;
+          const T ic = sigmoid(a0[c] + a_l[x]);
+          const T kk = k_raw[x] * k_k[c] * inv;
+          const T kp = k_raw[x] * (T(1) + (ic - T(1)) * k_a[c]);
+          T vp = v[x];
+          if constexpr (RES) vp = v[x] + (vf[x] - v[x]) * sigmoid(v0[c] + v_l[x]);
+          // masked rows: w = 1 (m * e + 1 - m is e itself when m = 1)
+          w[x] = m * fast_exp(T(LOG_W_SCALE) * sigmoid(w0[c] + w_l[x])) + (T(1) - m);
+          a[x] = -kk * m;
+          b[x] = kk * ic * m;
+          kb[x] = kp;
+          vb[x] = vp;
+          if constexpr (SPLIT) {
+            kw[x] = kp * m;
+            vw[x] = vp * m;
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void prep_fwd(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb, int64_t R, int64_t H, int64_t N) {
+  const bool res = p.v_first != nullptr, split = kw != kb;
+  if (res && split) prep_fwd_t<T, true, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else if (res) prep_fwd_t<T, true, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else if (split) prep_fwd_t<T, false, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else prep_fwd_t<T, false, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+}
+
+// Takes the WKV's gradients (d log w, d k, d v, d a, d b, all with respect to its masked inputs)
+// and the bonus's (d k', d v'); returns those of k_raw, w_l, a_l, v, v_first, v_l and the
+// parameters w0, a0, v0, k_k, k_a (as rows 0..4 of the partials).
+template <typename T, bool RES>
+void prep_bwd_t(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, const T* dvw, const T* dvb,
+                const T* da, const T* db, T* dk_raw, T* dw_l, T* da_l, T* dv, T* dvf, T* dv_l, Partials<T>& dpar,
+                int64_t R, int64_t H, int64_t N) {
+  const int64_t C = H * N;
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    // Local restrict copies: read through the lambda's captures, every pointer would be reloaded
+    // after each store and the per-channel loop would not vectorise.
+    const T *__restrict k_raw = (const T*)p.k_raw, *__restrict w_l = (const T*)p.w_l;
+    const T *__restrict a_l = (const T*)p.a_l, *__restrict v = (const T*)p.v, *__restrict vf = (const T*)p.v_first;
+    const T *__restrict v_l = (const T*)p.v_l, *__restrict w0 = (const T*)p.w0, *__restrict a0 = (const T*)p.a0;
+    const T *__restrict v0 = (const T*)p.v0, *__restrict k_k = (const T*)p.k_k, *__restrict k_a = (const T*)p.k_a;
+    const T *__restrict dlw_ = dlw, *__restrict dkw_ = dkw, *__restrict dkb_ = dkb, *__restrict dvw_ = dvw;
+    const T *__restrict dvb_ = dvb, *__restrict da_ = da, *__restrict db_ = db;
+    T *__restrict dk_raw_ = dk_raw, *__restrict dw_l_ = dw_l, *__restrict da_l_ = da_l, *__restrict dv_ = dv;
+    T *__restrict dvf_ = dvf, *__restrict dv_l_ = dv_l;
+    std::vector<T> dkk_buf(N), kk_buf(N);
+    T* __restrict dkk = dkk_buf.data();
+    T* __restrict kk = kk_buf.data();
+    T *__restrict dw0 = dpar.mine(0), *__restrict da0 = dpar.mine(1), *__restrict dv0 = dpar.mine(2);
+    T *__restrict dk_k = dpar.mine(3), *__restrict dk_a = dpar.mine(4);
+    for (int64_t i = begin; i < end; ++i) {
+      const T m = p.mask == nullptr || p.mask[i] ? T(1) : T(0);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t o = i * C + h * N, c0 = h * N;
+        const T nrm = key_norm(k_raw + o, k_k + c0, N);
+        const bool clamped = nrm < T(NORM_EPS);
+        const T inv = T(1) / (clamped ? T(NORM_EPS) : nrm);
+        T dot = 0;  // sum_n d_kk kk: the normalisation's backward projects it out
+#pragma omp simd reduction(+ : dot)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = o + n, c = c0 + n;
+          const T ic = sigmoid(a0[c] + a_l[x]);
+          kk[n] = k_raw[x] * k_k[c] * inv;
+          // a = -kk m, b = kk ic m, k' = k_raw (1 + (ic - 1) k_a), k_wkv = k' m
+          const T dk_total = dkb_[x] + dkw_[x] * m;
+          const T dbm = db_[x] * m;
+          dkk[n] = -da_[x] * m + dbm * ic;
+          const T dic = dbm * kk[n] + dk_total * k_raw[x] * k_a[c];
+          dk_raw_[x] = dk_total * (T(1) + (ic - T(1)) * k_a[c]);
+          dk_a[c] += dk_total * k_raw[x] * (ic - T(1));
+          const T dal = dic * ic * (T(1) - ic);
+          da_l_[x] = dal;
+          da0[c] += dal;
+          const T sw = sigmoid(w0[c] + w_l[x]);
+          const T dwh = dlw_[x] * m * T(LOG_W_SCALE) * sw * (T(1) - sw);
+          dw_l_[x] = dwh;
+          dw0[c] += dwh;
+          const T dv_total = dvb_[x] + dvw_[x] * m;
+          if constexpr (RES) {
+            const T sv = sigmoid(v0[c] + v_l[x]);
+            dv_[x] = dv_total * (T(1) - sv);
+            dvf_[x] = dv_total * sv;
+            const T dvl = dv_total * (vf[x] - v[x]) * sv * (T(1) - sv);
+            dv_l_[x] = dvl;
+            dv0[c] += dvl;
+          } else {
+            dv_[x] = dv_total;
+          }
+          dot += dkk[n] * kk[n];
+        }
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = o + n, c = c0 + n;
+          // kk = q / max(|q|, eps): d_q = (d_kk - kk <d_kk, kk>) / |q|, or d_kk / eps when clamped.
+          const T dq = clamped ? dkk[n] * inv : (dkk[n] - kk[n] * dot) * inv;
+          dk_raw_[x] += dq * k_k[c];
+          dk_k[c] += dq * k_raw[x];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void prep_bwd(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, const T* dvw, const T* dvb,
+              const T* da, const T* db, T* dk_raw, T* dw_l, T* da_l, T* dv, T* dvf, T* dv_l, Partials<T>& dpar,
+              int64_t R, int64_t H, int64_t N) {
+  if (p.v_first != nullptr)
+    prep_bwd_t<T, true>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
+  else
+    prep_bwd_t<T, false>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
+}
+
+// ---------------------------------------------------------------------------------------------
+// post
+// One head of one row: the layer norm's mean and 1 / std of o, and the bonus scale sum_N r k' r_k.
+template <typename T>
+struct HeadStats {
+  T mean, rstd, bonus;
+};
+
+template <typename T>
+inline HeadStats<T> head_stats(const T* __restrict o, const T* __restrict r, const T* __restrict kb,
+                               const T* __restrict r_k, int64_t N, T eps) {
+  T mean = 0, s = 0;
+#pragma omp simd reduction(+ : mean, s)
+  for (int64_t n = 0; n < N; ++n) {
+    mean += o[n];
+    s += r[n] * kb[n] * r_k[n];
+  }
+  mean /= T(N);
+  T var = 0;
+#pragma omp simd reduction(+ : var)
+  for (int64_t n = 0; n < N; ++n) var += (o[n] - mean) * (o[n] - mean);
+  return {mean, T(1) / std::sqrt(var / T(N) + eps), s};
+}
+
+// Both post ops take their pointers into local restrict copies inside the parallel lambda (see prep_bwd_t).
+template <typename T>
+void post_fwd(const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_, const T* lnw_, const T* lnb_,
+              const T* r_k_, T* out_, T eps, int64_t R, int64_t H, int64_t N) {
+  const int64_t C = H * N;
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    const T *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_, *__restrict vb = vb_, *__restrict g = g_;
+    const T *__restrict lnw = lnw_, *__restrict lnb = lnb_, *__restrict r_k = r_k_;
+    T* __restrict out = out_;
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t s0 = i * C + h * N, c0 = h * N;
+        const HeadStats<T> st = head_stats(o + s0, r + s0, kb + s0, r_k + c0, N, eps);
+        const T mean = st.mean, rstd = st.rstd, s = st.bonus;
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = s0 + n, c = c0 + n;
+          out[x] = ((o[x] - mean) * rstd * lnw[c] + lnb[c] + s * vb[x]) * g[x];
+        }
+      }
+    }
+  });
+}
+
+// Returns d_o, d_r, d_k', d_v', d_g and, as rows 0..2 of the partials, d_ln_w, d_ln_b, d_r_k.
+template <typename T>
+void post_bwd(const T* dout_, const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_, const T* lnw_,
+              const T* lnb_, const T* r_k_, T* d_o_, T* dr_, T* dkb_, T* dvb_, T* dg_, Partials<T>& dpar, T eps,
+              int64_t R, int64_t H, int64_t N) {
+  const int64_t C = H * N;
+  at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
+    const T *__restrict dout = dout_, *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_;
+    const T *__restrict vb = vb_, *__restrict g = g_, *__restrict lnw = lnw_, *__restrict lnb = lnb_;
+    const T* __restrict r_k = r_k_;
+    T *__restrict d_o = d_o_, *__restrict dr = dr_, *__restrict dkb = dkb_, *__restrict dvb = dvb_;
+    T* __restrict dg = dg_;
+    std::vector<T> oh_buf(N), doh_buf(N);
+    T* __restrict oh = oh_buf.data();
+    T* __restrict doh = doh_buf.data();
+    T *__restrict dlnw = dpar.mine(0), *__restrict dlnb = dpar.mine(1), *__restrict drk = dpar.mine(2);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t s0 = i * C + h * N, c0 = h * N;
+        const HeadStats<T> st = head_stats(o + s0, r + s0, kb + s0, r_k + c0, N, eps);
+        const T mean = st.mean, rstd = st.rstd, s = st.bonus;
+        T ds = 0, m1 = 0, m2 = 0;
+#pragma omp simd reduction(+ : ds, m1, m2)
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = s0 + n, c = c0 + n;
+          oh[n] = (o[x] - mean) * rstd;
+          const T y = oh[n] * lnw[c] + lnb[c] + s * vb[x];
+          dg[x] = dout[x] * y;
+          const T dy = dout[x] * g[x];
+          dlnw[c] += dy * oh[n];
+          dlnb[c] += dy;
+          ds += dy * vb[x];
+          dvb[x] = dy * s;
+          doh[n] = dy * lnw[c];
+          m1 += doh[n];
+          m2 += doh[n] * oh[n];
+        }
+        m1 /= T(N);
+        m2 /= T(N);
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t x = s0 + n, c = c0 + n;
+          d_o[x] = rstd * (doh[n] - m1 - oh[n] * m2);
+          dr[x] = ds * kb[x] * r_k[c];
+          dkb[x] = ds * r[x] * r_k[c];
+          drk[c] += ds * r[x] * kb[x];
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// relu_square (the channel-mix activation): out = relu(x)^2, keeping relu(x) for the backward.
+template <typename T>
+void relu_square_fwd(const T* x_, T* out_, T* r_, int64_t n) {
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    const T* __restrict x = x_;
+    T *__restrict out = out_, *__restrict r = r_;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const T v = x[i] > T(0) ? x[i] : T(0);
+      r[i] = v;
+      out[i] = v * v;
+    }
+  });
+}
+
+template <typename T>
+void relu_square_bwd(const T* g_, const T* r_, T* dx_, int64_t n) {
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    const T *__restrict g = g_, *__restrict r = r_;
+    T* __restrict dx = dx_;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * (r[i] + r[i]);
+  });
+}
+
+const void* ptr_or_null(const at::Tensor& t) { return t.numel() > 0 ? t.data_ptr() : nullptr; }
+
+}  // namespace
+
+// x (B, T, C), mu (K, C) -> K tensors x + (x_prev - x) * mu[j], each (B, T, C).
+std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu) {
+  TORCH_CHECK(x.dim() == 3 && mu.dim() == 2 && mu.size(1) == x.size(2),
+              "shift_lerp: x must be (B, T, C) and mu (K, C)");
+  const int64_t R = x.size(0) * x.size(1), Tn = x.size(1), C = x.size(2), K = mu.size(0);
+  check_rows({x}, R, C, "shift_lerp");
+  TORCH_CHECK(mu.is_contiguous() && mu.scalar_type() == x.scalar_type(), "shift_lerp: mu must be contiguous, x's dtype");
+  std::vector<at::Tensor> out;
+  for (int64_t j = 0; j < K; ++j) out.push_back(at::empty_like(x));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_forward", [&] {
+    std::vector<scalar_t*> po;
+    for (auto& t : out) po.push_back(t.data_ptr<scalar_t>());
+    lerp_fwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), po, R, Tn, C);
+  });
+  return out;
+}
+
+// grads: K tensors, an empty one where an output got no gradient. Returns (d_x, d_mu).
+std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::vector<at::Tensor> grads) {
+  const int64_t R = x.size(0) * x.size(1), Tn = x.size(1), C = x.size(2), K = mu.size(0);
+  TORCH_CHECK(static_cast<int64_t>(grads.size()) == K, "shift_lerp: one gradient per row of mu expected");
+  auto dx = at::empty_like(x);
+  at::Tensor dmu;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_backward", [&] {
+    std::vector<const scalar_t*> pg;
+    for (auto& g : grads) {
+      if (g.numel() > 0) check_rows({x, g}, R, C, "shift_lerp");
+      pg.push_back(g.numel() > 0 ? g.data_ptr<scalar_t>() : nullptr);
+    }
+    Partials<scalar_t> part(K, C, x.options());
+    lerp_bwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), pg, dx.data_ptr<scalar_t>(), part, R, Tn, C);
+    dmu = part.sum();
+  });
+  return {dx, dmu};
+}
+
+// Rows (R, C): k_raw, w_l, a_l, v, and for layers after the first v_first, v_l (else empty);
+// mask (R,) bool or empty; parameters (C): w0, a0, v0 (or empty), k_k, k_a.
+// Returns (w, k_wkv, v_wkv, a, b, k', v'); k_wkv / v_wkv are k' / v' themselves when there is no mask.
+std::vector<at::Tensor> tmix_prep_forward(at::Tensor k_raw, at::Tensor w_l, at::Tensor a_l, at::Tensor v,
+                                          at::Tensor v_first, at::Tensor v_l, at::Tensor mask, at::Tensor w0,
+                                          at::Tensor a0, at::Tensor v0, at::Tensor k_k, at::Tensor k_a,
+                                          int64_t head_size) {
+  const int64_t C = k_raw.size(-1), R = k_raw.numel() / C, N = head_size, H = C / N;
+  TORCH_CHECK(H * N == C, "tmix prep: width ", C, " is not a multiple of the head size ", N);
+  check_rows({k_raw, w_l, a_l, v}, R, C, "tmix prep");
+  const bool res = v_first.numel() > 0;
+  if (res) check_rows({k_raw, v_first, v_l}, R, C, "tmix prep");
+  check_rows({w0, a0, k_k, k_a}, 1, C, "tmix prep");
+  if (res) check_rows({w0, v0}, 1, C, "tmix prep");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) TORCH_CHECK(mask.scalar_type() == at::kBool && mask.numel() == R && mask.is_contiguous(),
+                            "tmix prep: mask must be a contiguous bool tensor of ", R, " rows");
+  auto w = at::empty_like(k_raw), a = at::empty_like(k_raw), b = at::empty_like(k_raw);
+  auto kb = at::empty_like(k_raw), vb = at::empty_like(k_raw);
+  auto kw = has_mask ? at::empty_like(k_raw) : kb, vw = has_mask ? at::empty_like(k_raw) : vb;
+  PrepPtrs p{k_raw.data_ptr(), w_l.data_ptr(), a_l.data_ptr(), v.data_ptr(), ptr_or_null(v_first),
+             ptr_or_null(v_l), w0.data_ptr(), a0.data_ptr(), ptr_or_null(v0), k_k.data_ptr(), k_a.data_ptr(),
+             has_mask ? mask.data_ptr<bool>() : nullptr};
+  AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_forward", [&] {
+    prep_fwd<scalar_t>(p, w.data_ptr<scalar_t>(), kw.data_ptr<scalar_t>(), vw.data_ptr<scalar_t>(),
+                       a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), kb.data_ptr<scalar_t>(),
+                       vb.data_ptr<scalar_t>(), R, H, N);
+  });
+  return {w, kw, vw, a, b, kb, vb};
+}
+
+// The forward's inputs, then the gradients of its outputs: d log w (the WKV's gradient for its
+// decay, taken as log w), d k_wkv, d k', d v_wkv, d v', d a, d b.
+// Returns (d k_raw, d w_l, d a_l, d v, d v_first, d v_l, d w0, d a0, d v0, d k_k, d k_a); d v_first,
+// d v_l and d v0 are empty for the first layer.
+std::vector<at::Tensor> tmix_prep_backward(at::Tensor k_raw, at::Tensor w_l, at::Tensor a_l, at::Tensor v,
+                                           at::Tensor v_first, at::Tensor v_l, at::Tensor mask, at::Tensor w0,
+                                           at::Tensor a0, at::Tensor v0, at::Tensor k_k, at::Tensor k_a,
+                                           int64_t head_size, at::Tensor dlw, at::Tensor dkw, at::Tensor dkb,
+                                           at::Tensor dvw, at::Tensor dvb, at::Tensor da, at::Tensor db) {
+  const int64_t C = k_raw.size(-1), R = k_raw.numel() / C, N = head_size, H = C / N;
+  check_rows({k_raw, w_l, a_l, v, dlw, dkw, dkb, dvw, dvb, da, db}, R, C, "tmix prep backward");
+  const bool res = v_first.numel() > 0, has_mask = mask.numel() > 0;
+  auto dk_raw = at::empty_like(k_raw), dw_l = at::empty_like(k_raw), da_l = at::empty_like(k_raw);
+  auto dv = at::empty_like(k_raw);
+  auto dvf = res ? at::empty_like(k_raw) : at::Tensor(), dv_l = res ? at::empty_like(k_raw) : at::Tensor();
+  PrepPtrs p{k_raw.data_ptr(), w_l.data_ptr(), a_l.data_ptr(), v.data_ptr(), ptr_or_null(v_first),
+             ptr_or_null(v_l), w0.data_ptr(), a0.data_ptr(), ptr_or_null(v0), k_k.data_ptr(), k_a.data_ptr(),
+             has_mask ? mask.data_ptr<bool>() : nullptr};
+  at::Tensor par;
+  AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_backward", [&] {
+    using T = scalar_t;
+    Partials<T> part(5, C, k_raw.options());
+    prep_bwd<T>(p, dlw.data_ptr<T>(), dkw.data_ptr<T>(), dkb.data_ptr<T>(), dvw.data_ptr<T>(), dvb.data_ptr<T>(),
+                da.data_ptr<T>(), db.data_ptr<T>(), dk_raw.data_ptr<T>(), dw_l.data_ptr<T>(), da_l.data_ptr<T>(),
+                dv.data_ptr<T>(), res ? dvf.data_ptr<T>() : nullptr, res ? dv_l.data_ptr<T>() : nullptr, part, R,
+                H, N);
+    par = part.sum();
+  });
+  auto empty = k_raw.new_empty({0});
+  return {dk_raw, dw_l, da_l, dv, res ? dvf : empty, res ? dv_l : empty,
+          par[0], par[1], res ? par[2] : empty, par[3], par[4]};
+}
+
+// Rows (R, C): o (the WKV output), r, k', v', g; parameters (C): ln_w, ln_b, r_k. Returns out (R, C).
+at::Tensor tmix_post_forward(at::Tensor o, at::Tensor r, at::Tensor kb, at::Tensor vb, at::Tensor g, at::Tensor lnw,
+                             at::Tensor lnb, at::Tensor r_k, double eps, int64_t head_size) {
+  const int64_t C = o.size(-1), R = o.numel() / C, N = head_size, H = C / N;
+  TORCH_CHECK(H * N == C, "tmix post: width ", C, " is not a multiple of the head size ", N);
+  check_rows({o, r, kb, vb, g}, R, C, "tmix post");
+  check_rows({lnw, lnb, r_k}, 1, C, "tmix post");
+  auto out = at::empty_like(o);
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_forward", [&] {
+    using T = scalar_t;
+    post_fwd<T>(o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(), g.data_ptr<T>(),
+                lnw.data_ptr<T>(), lnb.data_ptr<T>(), r_k.data_ptr<T>(), out.data_ptr<T>(), T(eps), R, H, N);
+  });
+  return out;
+}
+
+// Returns (d o, d r, d k', d v', d g, d ln_w, d ln_b, d r_k).
+std::vector<at::Tensor> tmix_post_backward(at::Tensor dout, at::Tensor o, at::Tensor r, at::Tensor kb, at::Tensor vb,
+                                           at::Tensor g, at::Tensor lnw, at::Tensor lnb, at::Tensor r_k, double eps,
+                                           int64_t head_size) {
+  const int64_t C = o.size(-1), R = o.numel() / C, N = head_size, H = C / N;
+  check_rows({dout, o, r, kb, vb, g}, R, C, "tmix post backward");
+  auto d_o = at::empty_like(o), dr = at::empty_like(o), dkb = at::empty_like(o), dvb = at::empty_like(o);
+  auto dg = at::empty_like(o);
+  at::Tensor par;
+  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_backward", [&] {
+    using T = scalar_t;
+    Partials<T> part(3, C, o.options());
+    post_bwd<T>(dout.data_ptr<T>(), o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(),
+                g.data_ptr<T>(), lnw.data_ptr<T>(), lnb.data_ptr<T>(), r_k.data_ptr<T>(), d_o.data_ptr<T>(),
+                dr.data_ptr<T>(), dkb.data_ptr<T>(), dvb.data_ptr<T>(), dg.data_ptr<T>(), part, T(eps), R, H, N);
+    par = part.sum();
+  });
+  return {d_o, dr, dkb, dvb, dg, par[0], par[1], par[2]};
+}
+
+// x -> (relu(x)^2, relu(x)), both shaped like x.
+std::vector<at::Tensor> relu_square_forward(at::Tensor x) {
+  TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "relu_square: CPU, contiguous tensors only");
+  auto out = at::empty_like(x), r = at::empty_like(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "relu_square_forward", [&] {
+    relu_square_fwd<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), x.numel());
+  });
+  return {out, r};
+}
+
+// (d out, relu(x)) -> d x = d out * 2 relu(x).
+at::Tensor relu_square_backward(at::Tensor g, at::Tensor r) {
+  TORCH_CHECK(g.is_contiguous() && r.is_contiguous() && g.numel() == r.numel() && g.scalar_type() == r.scalar_type(),
+              "relu_square: gradient and saved activation must match");
+  auto dx = at::empty_like(r);
+  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "relu_square_backward", [&] {
+    relu_square_bwd<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), r.numel());
+  });
+  return dx;
+}
+
+void bind_time_mix(pybind11::module_& m) {
+  m.def("shift_lerp_forward", &shift_lerp_forward, "RWKV-7 token shift + K lerps, forward (CPU)");
+  m.def("shift_lerp_backward", &shift_lerp_backward, "RWKV-7 token shift + K lerps, backward (CPU)");
+  m.def("prep_forward", &tmix_prep_forward, "RWKV-7 time-mix: projections -> WKV inputs, forward (CPU)");
+  m.def("prep_backward", &tmix_prep_backward, "RWKV-7 time-mix: projections -> WKV inputs, backward (CPU)");
+  m.def("post_forward", &tmix_post_forward, "RWKV-7 time-mix: GroupNorm + bonus + gate, forward (CPU)");
+  m.def("post_backward", &tmix_post_backward, "RWKV-7 time-mix: GroupNorm + bonus + gate, backward (CPU)");
+  m.def("relu_square_forward", &relu_square_forward, "relu(x)^2, forward (CPU)");
+  m.def("relu_square_backward", &relu_square_backward, "relu(x)^2, backward (CPU)");
+}

@@ -1,0 +1,174 @@
+"""The RWKV-7 time-mix's elementwise work as fused CPU ops (`tmix_cpu.cpp`), wired into autograd.
+
+Why: with the WKV recurrence compiled (`wkv_cpu`), about half of a time-mix's fwd+bwd on CPU was
+~150 full-size elementwise passes of eager PyTorch between the GEMMs. Here they are C++ ops, each
+reading its inputs once per row:
+
+- `shift_lerp`: the token shift and the lerps that feed the projections (six in the time-mix,
+  one in the channel-mix);
+- `time_mix_core`: everything from the time-mix projections' outputs to the input of the output
+  projection, as one autograd function: decay, in-context learning rate, value residual,
+  removal key, key update and padding (`prep`), the WKV recurrence (the `wkv_cpu` kernel), and
+  the per-head GroupNorm, bonus and gate (`post`);
+- `relu_square`: the channel-mix activation.
+
+The eager code in `aegir.model.rwkv7` is the reference: tests hold the fused path to it in
+float64 (outputs and every gradient). A block takes the fused path when its WKV runs on the CPU
+kernel, the tensors are fp32 or float64 and no autocast is on (under `cpu_bf16` the eager
+path keeps its fp32 islands); `AEGIR_FUSED_TMIX=0` or `fused_time_mix(False)` turns it off.
+Built with the WKV kernel into one extension (`wkv_cpu.load`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from aegir.kernels import wkv_cpu
+
+_enabled = os.environ.get("AEGIR_FUSED_TMIX", "1") != "0"
+
+
+@contextlib.contextmanager
+def fused_time_mix(enabled: bool) -> Iterator[None]:
+    """Turn the fused time-mix on or off inside a `with` block (benchmarks compare the two)."""
+    global _enabled
+    before, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def usable(x: Tensor) -> bool:
+    """Whether a time-mix whose WKV resolved to the CPU kernel can take the fused path for input x."""
+    return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu") and wkv_cpu.available())
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+def _flat(t: Tensor | None, like: Tensor) -> Tensor:
+    return _empty(like) if t is None else t.contiguous()
+
+
+class _ShiftLerp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, mu: Tensor):
+        ctx.save_for_backward(x, mu)
+        return tuple(wkv_cpu.load().shift_lerp_forward(x, mu))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x, mu = ctx.saved_tensors
+        gs = [_empty(x) if g is None else g.contiguous() for g in grads]
+        dx, dmu = wkv_cpu.load().shift_lerp_backward(x, mu, gs)
+        return dx, dmu
+
+
+def shift_lerp(x: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
+    """x (B, T, C), mu (K, C) -> K tensors (B, T, C), x + (x_prev - x) * mu[j] with x_prev the
+    previous position (zero at t = 0): the token shift and its lerps (K = 6 in the time-mix, for
+    the r, w, k, v, a, g projections; 1 in the channel-mix)."""
+    return _ShiftLerp.apply(x.contiguous(), mu.to(x.dtype).contiguous())
+
+
+class _ReluSquare(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor):
+        out, r = wkv_cpu.load().relu_square_forward(x)
+        ctx.save_for_backward(r)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (r,) = ctx.saved_tensors
+        return wkv_cpu.load().relu_square_backward(grad.contiguous(), r)
+
+
+def relu_square(x: Tensor) -> Tensor:
+    """relu(x)^2 in one pass (and its backward in one), keeping only relu(x) for the backward."""
+    return _ReluSquare.apply(x.contiguous())
+
+
+def _core_forward(lib, prep_in: tuple, r: Tensor, head_size: int) -> tuple[Tensor, ...]:
+    """prep, then the WKV: (w, k_wkv, v_wkv, a, b, k', v') each (B, T, C), checkpoints, o (B, T, C)."""
+    B, T, C = r.shape
+    heads = (B, T, C // head_size, head_size)
+    w, kw, vw, a, b, kb, vb = lib.prep_forward(*prep_in, head_size)  # (B, T, C) each
+    wkv_in = tuple(t.view(heads) for t in (r, w, kw, vw, a, b))  # (B, T, C) -> (B, T, H, N)
+    o, ckpts, _ = lib.forward(*wkv_in, wkv_cpu.SEGMENT)  # (B, T, H, N)
+    return w, kw, vw, a, b, kb, vb, ckpts, o.view(B, T, C)  # o: (B, T, H, N) -> (B, T, C)
+
+
+class _TimeMixCore(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, r, k_raw, w_l, a_l, v, v_first, v_l, g, mask, w0, a0, v0, k_k, k_a, r_k, ln_w, ln_b,
+                eps: float, head_size: int, recompute: bool):
+        lib = wkv_cpu.load()
+        vf, vl, v0_ = _flat(v_first, r), _flat(v_l, r), _flat(v0, r)
+        m = _empty(r).bool() if mask is None else mask.reshape(-1).contiguous()
+        prep_in = (k_raw, w_l, a_l, v, vf, vl, m, w0, a0, v0_, k_k, k_a)
+        inner = _core_forward(lib, prep_in, r, head_size)
+        w, kw, vw, a, b, kb, vb, ckpts, o = inner
+        out = lib.post_forward(o, r, kb, vb, g, ln_w, ln_b, r_k, eps, head_size)
+        # recompute (ModelConfig.recompute="wkv"): keep only the inputs; the backward runs prep and
+        # the WKV forward again (identical results: every op here is deterministic).
+        ctx.save_for_backward(*prep_in, r, g, ln_w, ln_b, r_k, *(() if recompute else inner))
+        ctx.eps, ctx.head_size = eps, head_size
+        ctx.layer0 = v_first is None
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        lib = wkv_cpu.load()
+        saved = ctx.saved_tensors
+        prep_in, (r, g, ln_w, ln_b, r_k), inner = saved[:12], saved[12:17], saved[17:]
+        N = ctx.head_size
+        if not inner:
+            inner = _core_forward(lib, prep_in, r, N)
+        w, kw, vw, a, b, kb, vb, ckpts, o = inner
+        B, T, C = r.shape
+        heads = (B, T, C // N, N)
+        d_o, d_r, d_kb, d_vb, d_g, d_lnw, d_lnb, d_rk = lib.post_backward(
+            d_out.contiguous(), o, r, kb, vb, g, ln_w, ln_b, r_k, ctx.eps, N)
+        wkv_in = tuple(t.view(heads) for t in (r, w, kw, vw, a, b))  # (B, T, C) -> (B, T, H, N)
+        dr_wkv, dlw, dkw, dvw, da, db = lib.backward(*wkv_in, ckpts, d_o.view(heads), _empty(r), wkv_cpu.SEGMENT)
+        d_r += dr_wkv.view(B, T, C)  # (B, T, H, N) -> (B, T, C)
+        flat = (t.view(B, T, C) for t in (dlw, dkw, dvw, da, db))  # (B, T, H, N) -> (B, T, C)
+        dlw, dkw, dvw, da, db = flat
+        dk_raw, dw_l, da_l, dv, dvf, dv_l, dw0, da0, dv0, dk_k, dk_a = lib.prep_backward(
+            *prep_in, N, dlw, dkw, d_kb, dvw, d_vb, da, db)
+        first = ctx.layer0
+        return (d_r, dk_raw, dw_l, da_l, dv, None if first else dvf, None if first else dv_l, d_g, None,
+                dw0, da0, None if first else dv0, dk_k, dk_a, d_rk, d_lnw, d_lnb, None, None, None)
+
+
+def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor, v_first: Tensor | None,
+                  v_l: Tensor | None, g: Tensor, mask: Tensor | None, w0: Tensor, a0: Tensor, v0: Tensor | None,
+                  k_k: Tensor, k_a: Tensor, r_k: Tensor, ln_w: Tensor, ln_b: Tensor, eps: float,
+                  head_size: int, recompute: bool = False) -> Tensor:
+    """From the time-mix projections to the output projection's input, fused.
+
+    Rows (B, T, C): r, k_raw (the key projection), w_l = tanh(xw w1) w2, a_l = (xa a1) a2, v (the
+    value projection), g (the gate); for layers after the first v_first and v_l = (xv v1) v2, else
+    None. mask (B, T) bool or None (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None
+    for the first layer), k_k, k_a, ln_w, ln_b; r_k (H, N). Returns (B, T, C), equal to
+    `RWKV7TimeMix`'s eager `_out(wkv(...))` before the output projection. With `recompute` the
+    backward recomputes the WKV (and its inputs) instead of keeping them.
+    """
+    rows = [t.contiguous() for t in (r, k_raw, w_l, a_l, v)]
+    vf = None if v_first is None else v_first.contiguous()
+    vl = None if v_l is None else v_l.contiguous()
+    m = None if mask is None else mask.to(torch.bool)
+    params = [p.reshape(-1).contiguous() for p in (w0, a0)]
+    v0_ = None if v0 is None else v0.contiguous()
+    k_params = [p.contiguous() for p in (k_k, k_a)]
+    return _TimeMixCore.apply(*rows, vf, vl, g.contiguous(), m, *params, v0_, *k_params, r_k.reshape(-1),
+                              ln_w.contiguous(), ln_b.contiguous(), float(eps), int(head_size), bool(recompute))

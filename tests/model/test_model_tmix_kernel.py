@@ -1,0 +1,211 @@
+"""The fused CPU ops of an RWKV-7 block (aegir.kernels.tmix_cpu) against the eager PyTorch code,
+which is the reference: float64 outputs and every gradient (inputs, v_first, each parameter) of
+the time-mix and the channel-mix, with padding, both kinds of layer (with and without the value
+residual), a removal key that hits F.normalize's eps, the specialised and a generic head size, and
+a whole model; fp32 closeness; and when the fused path is (not) taken."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from aegir.config import ModelConfig
+from aegir.kernels import tmix_cpu, wkv_cpu
+from aegir.model import AegirModel
+from aegir.model.rwkv7 import RWKV7ChannelMix, RWKV7TimeMix
+
+from test_model_wkv import TOL, rel_err
+
+if shutil.which("c++") is None:  # no compiler: the model runs the eager code
+    pytest.skip("no C++ compiler on this machine", allow_module_level=True)
+
+LORA = {"w": 8, "a": 8, "v": 8, "g": 16}
+
+
+def perturbed(module: torch.nn.Module, seed: int, scale: float = 0.3) -> torch.nn.Module:
+    """Move every parameter off its init (W_o = 0, W_v2 = 0, ...) so that every path carries signal."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+def grads_of(run, module, inputs, fused: bool, weight: torch.Tensor):
+    """Outputs and gradients of sum(weight * outputs) w.r.t. inputs and every parameter."""
+    module.zero_grad(set_to_none=True)
+    for x in inputs:
+        x.grad = None
+    with tmix_cpu.fused_time_mix(fused):
+        outs = run()
+        loss = sum((o * weight).sum() for o in outs)
+        loss.backward()
+    return ([o.detach().clone() for o in outs], [x.grad.clone() for x in inputs],
+            {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
+
+
+def assert_same(got, ref, tol=TOL):
+    (o1, x1, p1), (o2, x2, p2) = got, ref
+    for a, b in zip(o1, o2):
+        assert rel_err(a, b) <= tol
+    for a, b in zip(x1, x2):
+        assert rel_err(a, b) <= tol
+    assert p1.keys() == p2.keys()
+    for name in p1:
+        assert rel_err(p1[name], p2[name]) <= tol, name
+
+
+@pytest.mark.parametrize("layer", [0, 2])  # layer 0 defines v_first; later layers mix towards it
+@pytest.mark.parametrize("C,N,padded", [(64, 32, True), (128, 64, False), (24, 8, True)])
+def test_time_mix_fused_equals_eager_float64(layer, C, N, padded):
+    B, T = 3, 41
+    tm = perturbed(RWKV7TimeMix(C, N, layer, n_layers=4, lora=LORA, wkv_impl="kernel").double(), seed=C + layer)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(B, T, C, generator=g, dtype=torch.float64, requires_grad=True)
+    v_first = torch.randn(B, T, C, generator=g, dtype=torch.float64, requires_grad=True) if layer else None
+    mask = torch.arange(T)[None, :] < torch.tensor([T, 17, 3])[:, None] if padded else None  # (B, T)
+    weight = torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    inputs = [x] if v_first is None else [x, v_first]
+
+    def run():
+        out, vf = tm(x, v_first, mask)
+        return [out] if layer else [out, vf]  # layer 0's v_first is its value projection: check it too
+
+    fused = grads_of(run, tm, inputs, True, weight)
+    eager = grads_of(run, tm, inputs, False, weight)
+    assert_same(fused, eager)
+    # the fused path really ran: its autograd nodes, not the eager ops, made the output
+    with tmix_cpu.fused_time_mix(True):
+        out = tm(x, v_first, mask)[0]
+    assert _graph_has(out, "_TimeMixCoreBackward") and _graph_has(out, "_ShiftLerpBackward")
+    with tmix_cpu.fused_time_mix(False):
+        out = tm(x, v_first, mask)[0]
+    assert not _graph_has(out, "_TimeMixCoreBackward")
+
+
+def _graph_has(t: torch.Tensor, node: str) -> bool:
+    seen, todo = set(), [t.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if type(fn).__name__ == node:
+            return True
+        todo.extend(f for f, _ in fn.next_functions)
+    return False
+
+
+def test_time_mix_zero_removal_key_takes_the_normalize_eps_branch():
+    """A head whose key projection is zero: kk = k / max(|k|, eps) = 0 and its gradient is d_kk / eps
+    (F.normalize's clamp); the fused backward must take the same branch."""
+    C, N = 64, 32
+    tm = perturbed(RWKV7TimeMix(C, N, 1, n_layers=4, lora=LORA, wkv_impl="kernel").double(), seed=3)
+    with torch.no_grad():
+        tm.key.weight[:N].zero_()  # head 0: k_raw = 0 at every position
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 20, C, generator=g, dtype=torch.float64, requires_grad=True)
+    v_first = torch.randn(2, 20, C, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 20, C, generator=g, dtype=torch.float64)
+
+    def run():
+        return [tm(x, v_first, None)[0]]
+
+    fused = grads_of(run, tm, [x, v_first], True, weight)
+    eager = grads_of(run, tm, [x, v_first], False, weight)
+    assert fused[2]["key.weight"][:N].abs().max() > 0  # the eps branch passes a gradient back
+    assert_same(fused, eager)
+
+
+@pytest.mark.parametrize("layer", [0, 3])
+def test_channel_mix_fused_equals_eager_float64(layer):
+    C = 48
+    cm = perturbed(RWKV7ChannelMix(C, layer, n_layers=4, wkv_impl="kernel").double(), seed=layer)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 33, C, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 33, C, generator=g, dtype=torch.float64)
+    fused = grads_of(lambda: [cm(x)], cm, [x], True, weight)
+    eager = grads_of(lambda: [cm(x)], cm, [x], False, weight)
+    assert_same(fused, eager)
+    # x = 0 exactly on some entries: relu's gradient there is 0 on both paths
+    with torch.no_grad():
+        x[0, :5] = 0.0
+    assert_same(grads_of(lambda: [cm(x)], cm, [x], True, weight), grads_of(lambda: [cm(x)], cm, [x], False, weight))
+
+
+def test_shift_lerp_with_some_outputs_unused():
+    """Outputs that get no gradient (None in the backward) contribute nothing, as in eager."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 9, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    mu = torch.rand(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    outs = tmix_cpu.shift_lerp(x, mu)
+    prev = torch.nn.functional.pad(x, (0, 0, 1, -1))  # (B, T, C): previous position, zero at t = 0
+    ref = [x + (prev - x) * mu[j] for j in range(6)]
+    for o, r in zip(outs, ref):
+        assert rel_err(o, r) <= TOL
+    gx, gmu = torch.autograd.grad(outs[1].sum() + 2 * outs[4].sum(), (x, mu))
+    rx, rmu = torch.autograd.grad(ref[1].sum() + 2 * ref[4].sum(), (x, mu))
+    assert rel_err(gx, rx) <= TOL and rel_err(gmu, rmu) <= TOL
+    assert gmu[[0, 2, 3, 5]].abs().max() == 0
+
+
+def test_whole_model_fused_equals_eager_float64():
+    """nano (three stages, padded inner stacks, both layer kinds) in float64: LM loss and every gradient."""
+    torch.manual_seed(0)
+    model = perturbed(AegirModel(ModelConfig.preset("nano", wkv_impl="kernel")).double(), seed=0, scale=0.02)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 256, (2, 96), generator=g)
+    mask = torch.ones(2, 96, dtype=torch.bool)
+    mask[1, 60:] = False
+
+    def run():
+        out = model.lm_loss(ids, mask)
+        return [out.loss + out.ratio_loss]
+
+    one = torch.ones((), dtype=torch.float64)
+    assert_same(grads_of(run, model, [], True, one), grads_of(run, model, [], False, one))
+
+
+def test_fp32_fused_close_to_eager():
+    torch.manual_seed(0)
+    model = perturbed(AegirModel(ModelConfig.preset("nano", wkv_impl="kernel")), seed=1, scale=0.02)
+    ids = torch.randint(0, 256, (2, 128))
+    mask = torch.ones(2, 128, dtype=torch.bool)
+    one = torch.ones(())
+
+    def run():
+        out = model.lm_loss(ids, mask)
+        return [out.loss + out.ratio_loss]
+
+    (l1,), _, p1 = grads_of(run, model, [], True, one)
+    (l2,), _, p2 = grads_of(run, model, [], False, one)
+    assert abs(float(l1) - float(l2)) <= 1e-5 * abs(float(l2))
+    for name in p1:
+        assert rel_err(p1[name], p2[name]) <= 1e-3, name
+
+
+def test_fused_path_only_where_it_applies():
+    x32 = torch.randn(1, 4, 32)
+    assert tmix_cpu.usable(x32) and tmix_cpu.usable(x32.double())
+    assert not tmix_cpu.usable(x32.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # cpu_bf16 keeps the eager path's fp32 islands
+        assert not tmix_cpu.usable(x32)
+    with tmix_cpu.fused_time_mix(False):
+        assert not tmix_cpu.usable(x32)
+    # a model on the chunked or naive WKV runs the eager (reference) code throughout
+    tm = RWKV7TimeMix(32, 16, 1, n_layers=2, lora=LORA, wkv_impl="chunked")
+    out = tm(x32, torch.randn(1, 4, 32), None)[0]
+    assert not _graph_has(out, "_TimeMixCoreBackward")
+
+
+def test_bad_shapes_are_refused_with_a_message():
+    lib = wkv_cpu.load()
+    with pytest.raises(RuntimeError, match="shift_lerp"):
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4))
+    k = torch.randn(2, 3, 24)
+    e = torch.empty(0)
+    with pytest.raises(RuntimeError, match="multiple of the head size"):
+        lib.prep_forward(k, k, k, k, e, e, e.bool(), *(torch.randn(24) for _ in range(2)), e,
+                         torch.randn(24), torch.randn(24), 16)
