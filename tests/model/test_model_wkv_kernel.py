@@ -68,13 +68,18 @@ def test_kernel_padding_and_noncontiguous_inputs():
     assert rel_err(wkv_cpu.wkv_cpu(*strided), wkv_naive(*strided)) <= TOL
 
 
-def test_kernel_fp32_close_to_float64_reference():
-    inputs = [x.detach() for x in make_inputs(2, 300, 2, 64, seed=5, extreme_decay=True)]
-    with torch.no_grad():
-        o_ref = wkv_naive(*inputs)
-        o32 = wkv_cpu.wkv_cpu(*(x.float() for x in inputs))
+@pytest.mark.parametrize("N", [32, 64])  # the fp32 vector forms (16 lanes) differ from float64's (8)
+def test_kernel_fp32_close_to_float64_reference(N):
+    inputs = make_inputs(2, 300, 2, N, seed=5, extreme_decay=True)
+    o_ref = wkv_naive(*inputs)
+    in32 = [x.detach().float().requires_grad_() for x in inputs]
+    o32 = wkv_cpu.wkv_cpu(*in32)
     assert o32.dtype == torch.float32
     assert rel_err(o32.double(), o_ref) < 2e-5
+    g = torch.randn_like(o_ref)
+    for name, g32, gref in zip("r log_w k v a b".split(), torch.autograd.grad((o32 * g.float()).sum(), in32),
+                               torch.autograd.grad((o_ref * g).sum(), inputs)):
+        assert rel_err(g32.double(), gref) < 1e-4, name
 
 
 def test_auto_picks_the_kernel_on_cpu():
