@@ -105,3 +105,13 @@ def test_disabled_by_environment(monkeypatch):
     assert "AEGIR_CPU_KERNEL=0" in describe_impl("auto", "cpu")  # run logs say why
     with pytest.raises(RuntimeError, match="not available"):
         wkv_cpu.wkv_cpu(*make_inputs(1, 4, 1, 8, seed=0))
+
+
+def test_kernel_empty_sequence():
+    """T = 0 (outputs, checkpoints and final state are allocated without a zero fill): the state stays
+    zero and the backward runs on empty gradients."""
+    inputs = make_inputs(2, 0, 1, 8, seed=0)
+    o, s = wkv_cpu.wkv_cpu(*inputs, return_state=True)
+    assert o.shape == (2, 0, 1, 8) and s.shape == (2, 1, 8, 8) and s.abs().max() == 0
+    grads = torch.autograd.grad(o.sum() + s.sum(), inputs)
+    assert all(g.shape == x.shape for g, x in zip(grads, inputs))
