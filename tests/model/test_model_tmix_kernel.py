@@ -190,8 +190,8 @@ def test_fused_path_only_where_it_applies():
     x32 = torch.randn(1, 4, 32)
     assert tmix_cpu.usable(x32) and tmix_cpu.usable(x32.double())
     assert not tmix_cpu.usable(x32.bfloat16())
-    with torch.autocast("cpu", dtype=torch.bfloat16):  # cpu_bf16 keeps the eager path's fp32 islands
-        assert not tmix_cpu.usable(x32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # cpu_bf16: the residual stream is fp32
+        assert tmix_cpu.usable(x32)
     with tmix_cpu.fused_time_mix(False):
         assert not tmix_cpu.usable(x32)
     # a model on the chunked or naive WKV runs the eager (reference) code throughout
@@ -209,3 +209,35 @@ def test_bad_shapes_are_refused_with_a_message():
     with pytest.raises(RuntimeError, match="multiple of the head size"):
         lib.prep_forward(k, k, k, k, e, e, e.bool(), *(torch.randn(24) for _ in range(2)), e,
                          torch.randn(24), torch.randn(24), 16)
+
+
+def test_bf16_autocast_fused_close_to_eager():
+    """Under CPU bf16 autocast (ModelConfig.cpu_bf16) the projections run in bf16 on both paths and the
+    fused ops compute in fp32 where the eager path has its fp32 islands: the same model up to bf16
+    rounding, fp32 gradients, and the fused nodes in the graph."""
+    torch.manual_seed(0)
+    model = perturbed(AegirModel(ModelConfig.preset("nano", wkv_impl="kernel", cpu_bf16=True)), seed=2, scale=0.02)
+    ids = torch.randint(0, 256, (2, 128))
+    mask = torch.ones(2, 128, dtype=torch.bool)
+    mask[1, 90:] = False
+    seen: dict[str, torch.dtype] = {}
+    att = model.hnet.encoder.blocks[-1].att
+    att.receptance.register_forward_hook(lambda m, i, o: seen.__setitem__("projection", o.dtype))
+    out = {}
+    for fused in (True, False):
+        model.zero_grad(set_to_none=True)
+        with tmix_cpu.fused_time_mix(fused):
+            lm = model.lm_loss(ids, mask)
+            if fused:
+                assert _graph_has(lm.loss, "_TimeMixCoreBackward")
+            (lm.loss + lm.ratio_loss).backward()
+        out[fused] = (float(lm.loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert seen["projection"] == torch.bfloat16
+    (lf, gf), (le, ge) = out[True], out[False]
+    assert abs(lf - le) < 0.01 * le
+    assert gf.keys() == ge.keys()
+    for name in gf:
+        assert gf[name].dtype == torch.float32 and torch.isfinite(gf[name]).all(), name
+    cos = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in gf.values()]),
+                                                torch.cat([g.flatten() for g in ge.values()]), dim=0)
+    assert cos > 0.99

@@ -14,8 +14,9 @@ reading its inputs once per row:
 
 The eager code in `aegir.model.rwkv7` is the reference: tests hold the fused path to it in
 float64 (outputs and every gradient). A block takes the fused path when its WKV runs on the CPU
-kernel, the tensors are fp32 or float64 and no autocast is on (under `cpu_bf16` the eager
-path keeps its fp32 islands); `AEGIR_FUSED_TMIX=0` or `fused_time_mix(False)` turns it off.
+kernel and its input is fp32 or float64; under CPU bf16 autocast (`cpu_bf16`) the projections
+stay bf16 and the fused ops compute in fp32, where the eager path has its fp32 islands.
+`AEGIR_FUSED_TMIX=0` or `fused_time_mix(False)` turns it off.
 Built with the WKV kernel into one extension (`wkv_cpu.load`).
 """
 
@@ -45,9 +46,16 @@ def fused_time_mix(enabled: bool) -> Iterator[None]:
 
 
 def usable(x: Tensor) -> bool:
-    """Whether a time-mix whose WKV resolved to the CPU kernel can take the fused path for input x."""
-    return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu") and wkv_cpu.available())
+    """Whether a block whose WKV resolved to the CPU kernel can take the fused path for its input x
+    (the fp32 residual stream; float64 in tests). Under CPU bf16 autocast it can: the projections
+    still run in bf16, and the fused ops take their outputs in fp32, the precision the eager path's
+    fp32 islands compute in."""
+    return _enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and wkv_cpu.available()
+
+
+def _hi(t: Tensor) -> Tensor:
+    """bf16 projection outputs (under autocast) -> fp32; fp32 and float64 as they are."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def _empty(like: Tensor) -> Tensor:
@@ -93,7 +101,8 @@ class _ReluSquare(torch.autograd.Function):
 
 
 def relu_square(x: Tensor) -> Tensor:
-    """relu(x)^2 in one pass (and its backward in one), keeping only relu(x) for the backward."""
+    """relu(x)^2 in one pass (and its backward in one), keeping only relu(x) for the backward;
+    fp32 or float64 (the channel-mix keeps its eager op for bf16 activations)."""
     return _ReluSquare.apply(x.contiguous())
 
 
@@ -157,18 +166,18 @@ def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor,
     """From the time-mix projections to the output projection's input, fused.
 
     Rows (B, T, C): r, k_raw (the key projection), w_l = tanh(xw w1) w2, a_l = (xa a1) a2, v (the
-    value projection), g (the gate); for layers after the first v_first and v_l = (xv v1) v2, else
-    None. mask (B, T) bool or None (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None
+    value projection), g (the gate), fp32/float64 or bf16 (autocast; computed in fp32 here); for
+    layers after the first v_first and v_l = (xv v1) v2, else None. mask (B, T) bool or None (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None
     for the first layer), k_k, k_a, ln_w, ln_b; r_k (H, N). Returns (B, T, C), equal to
     `RWKV7TimeMix`'s eager `_out(wkv(...))` before the output projection. With `recompute` the
     backward recomputes the WKV (and its inputs) instead of keeping them.
     """
-    rows = [t.contiguous() for t in (r, k_raw, w_l, a_l, v)]
-    vf = None if v_first is None else v_first.contiguous()
-    vl = None if v_l is None else v_l.contiguous()
+    rows = [_hi(t).contiguous() for t in (r, k_raw, w_l, a_l, v)]
+    vf = None if v_first is None else _hi(v_first).contiguous()
+    vl = None if v_l is None else _hi(v_l).contiguous()
     m = None if mask is None else mask.to(torch.bool)
     params = [p.reshape(-1).contiguous() for p in (w0, a0)]
     v0_ = None if v0 is None else v0.contiguous()
     k_params = [p.contiguous() for p in (k_k, k_a)]
-    return _TimeMixCore.apply(*rows, vf, vl, g.contiguous(), m, *params, v0_, *k_params, r_k.reshape(-1),
+    return _TimeMixCore.apply(*rows, vf, vl, _hi(g).contiguous(), m, *params, v0_, *k_params, r_k.reshape(-1),
                               ln_w.contiguous(), ln_b.contiguous(), float(eps), int(head_size), bool(recompute))

@@ -192,8 +192,9 @@ class RWKV7TimeMix(nn.Module):
         from aegir.kernels.tmix_cpu import shift_lerp, time_mix_core
 
         xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu)  # (B, T, C) each
-        r, k, v = self.receptance(xr), self.key(xk), self.value(xv)
-        w_l = torch.tanh(xw @ self.w1) @ self.w2
+        r, k, v = self.receptance(xr), self.key(xk), self.value(xv)  # bf16 under autocast
+        with _fp32_off(x):  # the decay's LoRA in fp32, as on the eager path
+            w_l = torch.tanh(_hi(xw) @ self.w1) @ self.w2
         a_l = (xa @ self.a1) @ self.a2
         g = torch.sigmoid(xg @ self.g1) @ self.g2
         if self.layer == 0:
@@ -219,8 +220,8 @@ class RWKV7TimeMix(nn.Module):
 
 def _fused_ok(wkv_impl: str, x: Tensor) -> bool:
     """Blocks take the fused CPU ops (aegir.kernels.tmix_cpu) where their WKV runs on the CPU
-    kernel (same extension) and x is fp32/float64 with no autocast; elsewhere the eager code here,
-    which is the reference, runs."""
+    kernel (same extension) and x is fp32/float64 (also under CPU bf16 autocast); elsewhere the
+    eager code here, which is the reference, runs."""
     if resolve_impl(wkv_impl, x.device) != "kernel":
         return False
     from aegir.kernels import tmix_cpu
@@ -301,7 +302,8 @@ class RWKV7ChannelMix(nn.Module):
             from aegir.kernels import tmix_cpu
 
             (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1))  # (B, T, C)
-            return self.value(tmix_cpu.relu_square(self.key(xk)))
+            h = self.key(xk)  # (B, T, 4C); bf16 under autocast
+            return self.value(tmix_cpu.relu_square(h) if h.dtype in (torch.float32, torch.float64) else relu_square(h))
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
         return self._ffn(x, xx)
 
