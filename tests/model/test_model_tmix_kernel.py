@@ -241,3 +241,14 @@ def test_bf16_autocast_fused_close_to_eager():
     cos = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in gf.values()]),
                                                 torch.cat([g.flatten() for g in ge.values()]), dim=0)
     assert cos > 0.99
+
+
+def test_double_backward_is_refused():
+    """The C++ backwards are not differentiable: asking for a second derivative must raise, not
+    silently treat the first one as a constant."""
+    tm = perturbed(RWKV7TimeMix(32, 16, 1, n_layers=2, lora=LORA, wkv_impl="kernel").double(), seed=5)
+    x = torch.randn(1, 6, 32, dtype=torch.float64, requires_grad=True)
+    out = tm(x, torch.randn(1, 6, 32, dtype=torch.float64), None)[0]
+    (gx,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|double backward|not differentiable"):
+        gx.sum().backward()

@@ -28,6 +28,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from aegir.kernels import wkv_cpu
 
@@ -73,6 +74,7 @@ class _ShiftLerp(torch.autograd.Function):
         return tuple(wkv_cpu.load().shift_lerp_forward(x, mu))
 
     @staticmethod
+    @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, *grads):
         x, mu = ctx.saved_tensors
         gs = [_empty(x) if g is None else g.contiguous() for g in grads]
@@ -95,6 +97,7 @@ class _ReluSquare(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, grad):
         (r,) = ctx.saved_tensors
         return wkv_cpu.load().relu_square_backward(grad.contiguous(), r)
@@ -135,6 +138,7 @@ class _TimeMixCore(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, d_out):
         lib = wkv_cpu.load()
         saved = ctx.saved_tensors

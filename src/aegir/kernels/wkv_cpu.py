@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 SEGMENT = 16  # backward recomputes states in segments of this many steps (S holds SEGMENT + 1 states)
 # One extension: the WKV recurrence and the time-mix's fused elementwise ops (tmix_cpu.py).
@@ -115,6 +116,7 @@ class _WKV7(torch.autograd.Function):
         return o, final
 
     @staticmethod
+    @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, d_o, d_final):
         r, w, k, v, a, b, ckpts = ctx.saved_tensors
         d_o = torch.zeros_like(v) if d_o is None else d_o  # o has v's shape (B, T, H, V)
