@@ -168,22 +168,36 @@ def test_whole_model_fused_equals_eager_float64():
     assert_same(grads_of(run, model, [], True, one), grads_of(run, model, [], False, one))
 
 
-def test_fp32_fused_close_to_eager():
+def test_fp32_fused_as_accurate_as_eager():
+    """In fp32, the fused path's loss and gradients are as close to the float64 model as the eager
+    path's are (its vectorised exp and reordered sums cost no accuracy that matters)."""
+    import copy
+
     torch.manual_seed(0)
-    model = perturbed(AegirModel(ModelConfig.preset("nano", wkv_impl="kernel")), seed=1, scale=0.02)
-    ids = torch.randint(0, 256, (2, 128))
-    mask = torch.ones(2, 128, dtype=torch.bool)
-    one = torch.ones(())
+    m64 = perturbed(AegirModel(ModelConfig.preset("nano", wkv_impl="kernel")).double(), seed=1, scale=0.02)
+    m32 = copy.deepcopy(m64).float()
+    ids = torch.randint(0, 256, (3, 160))
+    mask = torch.ones(3, 160, dtype=torch.bool)
+    mask[2, 100:] = False
 
-    def run():
-        out = model.lm_loss(ids, mask)
-        return [out.loss + out.ratio_loss]
+    def run(model, fused):
+        one = torch.ones((), dtype=next(model.parameters()).dtype)
 
-    (l1,), _, p1 = grads_of(run, model, [], True, one)
-    (l2,), _, p2 = grads_of(run, model, [], False, one)
-    assert abs(float(l1) - float(l2)) <= 1e-5 * abs(float(l2))
-    for name in p1:
-        assert rel_err(p1[name], p2[name]) <= 1e-3, name
+        def loss():
+            out = model.lm_loss(ids, mask)
+            return [out.loss + out.ratio_loss]
+
+        (l,), _, g = grads_of(loss, model, [], fused, one)
+        return float(l), {n: t.double() for n, t in g.items()}
+
+    l_ref, g_ref = run(m64, False)
+    worst = {}
+    for fused in (True, False):
+        l, g = run(m32, fused)
+        assert abs(l - l_ref) <= 1e-5 * abs(l_ref)
+        worst[fused] = max(float((g[n] - g_ref[n]).norm() / g_ref[n].norm().clamp(min=1e-30)) for n in g_ref)
+    assert worst[True] <= 1e-4
+    assert worst[True] <= 3 * worst[False], worst
 
 
 def test_fused_path_only_where_it_applies():
