@@ -9,6 +9,8 @@ import pytest
 from sklearn import metrics as skm
 
 from aegir.evaluation import (
+    expected_calibration_error,
+    selective_report,
     NONE_LABEL,
     OTHER_LABEL,
     Prediction,
@@ -237,3 +239,41 @@ def test_write_evaluation_files(tmp_path):
     assert rows[0].startswith("label,support") and len(rows) == 1 + len(out.report.per_label)
     assert out.confusion is not None and out.confusion.matrix.sum() == 3
     assert read_predictions(out.files["predictions"]) == preds
+
+
+def test_expected_calibration_error_hand_computed():
+    # 3 bins: (0, 1/3], (1/3, 2/3], (2/3, 1]; a score of exactly 0 joins the first bin.
+    conf = [0.0, 0.2, 0.5, 0.6, 0.9, 1.0]
+    hit = [False, True, True, False, True, True]
+    # bin 0: scores 0.0, 0.2 (mean 0.1), accuracy 0.5 -> |0.5 - 0.1| = 0.4, weight 2/6
+    # bin 1: 0.5, 0.6 (mean 0.55), accuracy 0.5 -> 0.05, weight 2/6
+    # bin 2: 0.9, 1.0 (mean 0.95), accuracy 1.0 -> 0.05, weight 2/6
+    assert expected_calibration_error(conf, hit, n_bins=3) == pytest.approx((0.4 + 0.05 + 0.05) / 3)
+    # perfectly calibrated within each bin -> 0; confident and always wrong -> the confidence
+    assert expected_calibration_error([0.5, 0.5], [True, False], n_bins=10) == pytest.approx(0.0)
+    assert expected_calibration_error([0.8, 0.8, 0.8], [False] * 3, n_bins=5) == pytest.approx(0.8)
+    assert expected_calibration_error([], [], n_bins=5) == 0.0
+    with pytest.raises(ValueError, match="equally long"):
+        expected_calibration_error([0.5], [True, False])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        expected_calibration_error([1.5], [True])
+
+
+def test_selective_report_hand_computed():
+    gold = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", "a"]
+    score = [0.9, 0.4, 0.8, 0.6, 0.3]
+    rep = selective_report(gold, pred, score, thresholds=(0.0, 0.5, 0.85, 0.95), n_bins=10)
+    assert rep.n == 5
+    t0, t5, t85, t95 = rep.rows
+    # threshold 0: everything answered; accuracy 3/5; per-label F1: a P=1/2 R=1/2, b P=2/3 R=1, c 0
+    assert (t0.answered, t0.coverage, t0.accuracy) == (5, 1.0, pytest.approx(0.6))
+    assert t0.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    # threshold 0.5: columns 0, 2, 3 answered, all right; a: P=1 R=1/2, b: P=1 R=1, c: 0
+    assert (t5.answered, t5.coverage, t5.accuracy) == (3, pytest.approx(0.6), pytest.approx(1.0))
+    assert t5.macro_f1 == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
+    # threshold 0.85: only column 0; threshold 0.95: nothing answered (accuracy undefined, macro-F1 0)
+    assert (t85.answered, t85.accuracy) == (1, pytest.approx(1.0))
+    assert (t95.answered, t95.coverage, t95.accuracy, t95.macro_f1) == (0, 0.0, None, 0.0)
+    assert rep.ece == pytest.approx(expected_calibration_error(score, [g == p for g, p in zip(gold, pred)], 10))
+    assert "coverage" in rep.format() and json.dumps(rep.to_dict())

@@ -8,6 +8,10 @@ Wide tables: every column is annotated (each one serialized as the target, with 
 within the byte budget), in batches — nothing is dropped. Long tables: each column is read through
 `max_rows` evenly spaced rows (the serializer's row sampling); the result says how many rows were
 read of how many, so sampling is never silent.
+
+Abstention: with `min_score`, a column whose best score is below it gets no label (`abstained`),
+for columns outside the label vocabulary or too ambiguous to call; `aegir eval` prints, on labelled
+data, the coverage and accuracy each threshold gives and how well the scores are calibrated.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ class ColumnAnnotation:
     rows_total: int
     truncated: bool  # some cell or context did not fit the byte budget
     main_column: int | None = None  # CPA: the subject column this column's property is relative to
+    abstained: bool = False  # the best score was below annotate's min_score: no label (labels still lists the top-k)
 
     @property
-    def label(self) -> str:
-        return self.labels[0][0]
+    def label(self) -> str | None:
+        """The best label, or None where the annotation abstained."""
+        return None if self.abstained else self.labels[0][0]
 
 
 @dataclass
@@ -49,11 +55,13 @@ class AnnotationResult:
     task: str
     restricted_to: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    min_score: float | None = None  # abstention threshold on the best label's score (None: always label)
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
                  **({"main_column_index": c.main_column} if c.main_column is not None else {}),
                  "label": c.label, "score": c.labels[0][1],
+                 **({"abstained": c.abstained} if self.min_score is not None else {}),
                  "top_k": [{"label": l, "score": s} for l, s in c.labels], "rows_read": c.rows_read,
                  "rows_total": c.rows_total} for c in self.columns]
 
@@ -65,6 +73,8 @@ class AnnotationResult:
             r = {"column_index": c.column, "column_name": c.name}
             if c.main_column is not None:
                 r["main_column_index"] = c.main_column
+            if self.min_score is not None:
+                r["abstained"] = c.abstained
             for k, (l, s) in enumerate(c.labels, 1):
                 r[f"label_{k}"], r[f"score_{k}"] = l, round(s, 4)
             r["rows_read"], r["rows_total"] = c.rows_read, c.rows_total
@@ -120,7 +130,7 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
-             bf16: bool | None = None) -> AnnotationResult:
+             bf16: bool | None = None, min_score: float | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -135,9 +145,15 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     target column's share grows with it (`at_budget`).
     bf16: run in bf16 autocast (True) or fp32 (False) instead of the precision each checkpoint was
     trained with (None); for this call only (`inference_precision`).
+    min_score: abstain (`ColumnAnnotation.abstained`, label None) on columns whose best score is below
+    this; the top-k list is still given. `aegir eval` prints coverage and accuracy per threshold on
+    labelled data (aegir.evaluation.selective) to choose it. With `labels`, scores are those of the
+    full vocabulary (not renormalised over the subset).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     single = isinstance(checkpoint, (str, Path, LoadedClassifier))
     members = [read_at_budget(m, max_bytes) for m in load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])]
     lc = members[0]
@@ -176,10 +192,15 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
                                   for m in members for v in range(views))))
     cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
                              [(vocab[i], float(s)) for i, s in zip(idx[r], scores[r])], rows_read, total,
-                             examples[r].truncated, main) for r, j in enumerate(targets)]
+                             examples[r].truncated, main, min_score is not None and float(scores[r][0]) < min_score)
+            for r, j in enumerate(targets)]
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
         notes.append(f"each column was read through {rows_read} {how} rows of {table.n_rows} parsed"
                      + (f" ({total} in the file)" if total != table.n_rows else ""))
-    return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task, list(labels) if labels is not None else None, notes)
+    if min_score is not None:
+        n_abst = sum(c.abstained for c in cols)
+        notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
+    return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
+                            list(labels) if labels is not None else None, notes, min_score)

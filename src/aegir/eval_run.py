@@ -11,8 +11,8 @@ import numpy as np
 
 from aegir.encoding.batch import EncodedColumn, encode_dataset
 from aegir.evaluation import (
-    ClassificationReport, Prediction, classification_report, confusion_matrix, format_classification_report,
-    multilabel_report, plot_confusion_matrix, write_predictions,
+    ClassificationReport, Prediction, SelectiveReport, classification_report, confusion_matrix,
+    format_classification_report, multilabel_report, plot_confusion_matrix, selective_report, write_predictions,
 )
 from aegir.inference import (LoadedClassifier, Predictions, inference_precision, load_classifiers, precision_name,
                              predict_ensemble, read_at_budget)
@@ -29,6 +29,7 @@ class EvalRun:
     out_dir: Path | None
     text: str
     precision: str = "fp32"  # what the model ran at: "fp32" or "bf16" (precision_name)
+    selective: SelectiveReport | None = None  # single-label: coverage/accuracy per score threshold, ECE
 
 
 def predicted_label_sets(raw: Predictions, labels: list[str], multi_label: bool) -> list[tuple[str, ...]]:
@@ -79,7 +80,12 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
         preds.append(Prediction(table=ds.tables[t.table_index].name, column=t.column, predicted=predicted[i],
                                 score=cands[0][1], gold=t.labels, main_column=t.main_column, candidates=cands))
     rep = score_label_sets([p.gold for p in preds], predicted, lc.multi_label)
-    return EvalRun(rep, preds, raw, examples, None, format_classification_report(rep), precision)
+    text = format_classification_report(rep)
+    sel = None
+    if not lc.multi_label:  # which `annotate --min-score` threshold keeps which share of columns, how well
+        sel = selective_report([p.gold[0] for p in preds], [p.predicted[0] for p in preds], [p.score for p in preds])
+        text += "\n" + sel.format()
+    return EvalRun(rep, preds, raw, examples, None, text, precision, sel)
 
 
 def default_validation(lc: LoadedClassifier) -> LabeledDataset:
@@ -129,7 +135,8 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
     run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes, bf16=bf16)
     out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision}, indent=1))
+    sel = {"selective": run.selective.to_dict()} if run.selective is not None else {}
+    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision, **sel}, indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)
     if not lc.multi_label:
         cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)

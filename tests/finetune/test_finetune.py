@@ -471,3 +471,51 @@ def test_a_classifier_checkpoint_starts_a_new_task(trained, custom_data, tmp_pat
     heads = {k: tuple(v.shape) for k, v in dst.model_state.items() if k.startswith("classifier.head.") and v.dim() == 2}
     assert any(s[0] == 2 for s in heads.values()), heads  # the new label dimension, not the source's 4
     assert run.valid_metrics["valid_accuracy"] >= 0.8, run.valid_metrics  # chance: 0.5
+
+
+def test_annotate_abstains_below_min_score(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    df = pd.DataFrame({"a": ["2021-03-04", "1999-12-31", "2010-07-01"], "b": ["x@y.org", "me@ex.com", "q@r.net"],
+                       "c": ["17", "4", "250"], "d": ["the", "owl", "sees"]})
+    free = annotate(df, trained.final_checkpoint, top_k=2)
+    best = sorted(c.labels[0][1] for c in free.columns)
+    cut = (best[1] + best[2]) / 2  # two columns below, two above
+    res = annotate(df, trained.final_checkpoint, top_k=2, min_score=cut)
+    for c, f in zip(res.columns, free.columns):
+        assert c.labels == f.labels  # the same scores; only the decision changes
+        assert c.abstained == (f.labels[0][1] < cut)
+        assert c.label == (None if c.abstained else f.labels[0][0])
+    assert sum(c.abstained for c in res.columns) == 2 and "2 of 4 columns abstained" in res.notes[-1]
+    recs = res.to_records()
+    assert [r["abstained"] for r in recs] == [c.abstained for c in res.columns]
+    assert all(r["label"] is None for r in recs if r["abstained"]) and "abstained" in res.to_frame().columns
+    assert "abstained" not in free.to_records()[0] and not any(c.abstained for c in free.columns)
+    assert not any(c.abstained for c in annotate(df, trained.final_checkpoint, min_score=0.0).columns)
+    with pytest.raises(ValueError, match="min_score"):
+        annotate(df, trained.final_checkpoint, min_score=1.5)
+    csv = tmp_path / "t.csv"
+    df.to_csv(csv, index=False)
+    out = tmp_path / "ann.json"
+    ok = CliRunner().invoke(app, ["annotate", str(csv), "--checkpoint", str(trained.final_checkpoint),
+                                  "--min-score", f"{cut}", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert "abstain" in ok.output and sum(r["abstained"] for r in json.loads(out.read_text())) == 2
+    bad = CliRunner().invoke(app, ["annotate", str(csv), "--checkpoint", str(trained.final_checkpoint), "--min-score", "2"])
+    assert bad.exit_code == 2 and "min-score" in bad.output
+
+
+def test_eval_reports_coverage_per_threshold_and_calibration(trained, custom_data, tmp_path):
+    run = run_eval(trained.final_checkpoint, out=tmp_path / "ev")
+    sel = run.selective
+    assert sel is not None and sel.n == len(run.predictions)
+    assert sel.rows[0].threshold == 0.0 and sel.rows[0].coverage == 1.0
+    assert sel.rows[0].accuracy == pytest.approx(run.report.accuracy)  # nothing abstains at threshold 0
+    assert sel.rows[0].macro_f1 == pytest.approx(run.report.macro_f1)  # nothing abstains at 0
+    cov = [r.coverage for r in sel.rows]
+    assert cov == sorted(cov, reverse=True)  # higher thresholds answer fewer columns
+    assert 0.0 <= sel.ece <= 1.0 and "ECE" in run.text
+    saved = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert saved["selective"]["rows"][0]["answered"] == sel.n

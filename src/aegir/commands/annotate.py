@@ -27,18 +27,22 @@ def register(app: typer.Typer) -> None:
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget the checkpoint was trained with)."),
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
+        min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column)."""
         from aegir.annotate import annotate
 
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views, main_column=main_column,
-                       max_bytes=max_bytes, bf16=bf16)
+                       max_bytes=max_bytes, bf16=bf16, min_score=min_score)
         main = next((c.main_column for c in res.columns if c.main_column is not None), None)
         title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
         t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=title)
         for c in res.columns:
-            t.add_row(str(c.column), c.name[:30], *[f"{l} ({s:.2f})" for l, s in c.labels])
+            cells = [f"{l} ({s:.2f})" for l, s in c.labels]
+            if c.abstained:
+                cells[0] = f"[dim]abstain: {cells[0]}[/dim]"
+            t.add_row(str(c.column), c.name[:30], *cells)
         console.print(t)
         for n in res.notes:
             console.print(f"[dim]note: {n}[/dim]")

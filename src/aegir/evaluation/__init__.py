@@ -5,7 +5,8 @@ Fine-tuning, `aegir eval`, the liveness gate and the benchmarks all call it:
   present in gold), per-label precision/recall/F1, single- and multi-label;
 * confusion.py: confusion matrix as an array and as a PNG (top-N labels, the rest pooled);
 * predictions.py: prediction records and their CSV/JSONL files;
-* outputs.py: decoding score matrices into predictions, and `write_evaluation` (all files).
+* outputs.py: decoding score matrices into predictions, and `write_evaluation` (all files);
+* selective.py: the risk-coverage table and calibration error of the top-1 score (abstention thresholds).
 No torch import anywhere in this package.
 """
 
@@ -21,6 +22,7 @@ from aegir.evaluation.metrics import (
 )
 from aegir.evaluation.outputs import EvalOutputs, predictions_from_scores, write_evaluation
 from aegir.evaluation.predictions import Prediction, read_predictions, report_from_predictions, write_predictions
+from aegir.evaluation.selective import CoverageRow, SelectiveReport, expected_calibration_error, selective_report
 
 __all__ = [
     "LabelScore", "ClassificationReport", "classification_report", "multilabel_report",
@@ -28,4 +30,5 @@ __all__ = [
     "ConfusionMatrix", "confusion_matrix", "plot_confusion_matrix", "OTHER_LABEL", "NONE_LABEL",
     "Prediction", "write_predictions", "read_predictions", "report_from_predictions",
     "predictions_from_scores", "EvalOutputs", "write_evaluation",
+    "CoverageRow", "SelectiveReport", "expected_calibration_error", "selective_report",
 ]

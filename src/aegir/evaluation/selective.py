@@ -1,0 +1,95 @@
+"""Selective prediction: how good are the top-1 labels a classifier is sure of, and how sure should it be?
+
+Users annotating their own tables want the model to abstain on columns it cannot label (a column
+outside the label vocabulary, or an ambiguous one) rather than guess. `annotate(..., min_score=t)`
+abstains below a score threshold; this module tells them which threshold to pick, on labelled data:
+
+- the risk-coverage table: for each threshold t, the share of columns whose top-1 score is >= t
+  (coverage), the top-1 accuracy on those columns, and macro-F1 over the gold labels with every
+  abstention counted as a miss (the figure comparable with an unthresholded run);
+- the expected calibration error (ECE) of the top-1 score: equal-width confidence bins, the
+  column-weighted mean of |accuracy - mean score| per bin (Guo et al., 2017). An ECE near 0 means a
+  score of 0.8 is right about 80% of the time.
+Single-label classifiers only (a multi-label model already abstains per label at its threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from aegir.evaluation.metrics import classification_report
+
+DEFAULT_THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    threshold: float
+    answered: int  # columns whose top-1 score is >= threshold
+    coverage: float  # answered / all columns
+    accuracy: float | None  # top-1 accuracy on the answered columns; None when none is answered
+    macro_f1: float  # over gold labels, abstentions counted as misses
+
+
+@dataclass(frozen=True)
+class SelectiveReport:
+    n: int
+    ece: float
+    n_bins: int
+    rows: list[CoverageRow]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        lines = [f"selective prediction over {self.n} columns (top-1 score >= threshold; abstentions count as misses)",
+                 f"  ECE of the top-1 score ({self.n_bins} bins): {self.ece:.3f}",
+                 f"  {'threshold':>9}  {'coverage':>8}  {'accuracy':>8}  {'macro-F1':>8}"]
+        for r in self.rows:
+            acc = "-" if r.accuracy is None else f"{r.accuracy:.3f}"
+            lines.append(f"  {r.threshold:>9.2f}  {r.coverage:>8.3f}  {acc:>8}  {r.macro_f1:>8.3f}")
+        return "\n".join(lines)
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 15) -> float:
+    """sum over bins b of (n_b / N) |accuracy_b - mean confidence_b|, bins (k/n, (k+1)/n] (a score of
+    exactly 0 joins the first bin)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    hit = np.asarray(correct, dtype=np.float64)
+    if conf.shape != hit.shape or conf.ndim != 1:
+        raise ValueError(f"confidence and correct must be 1-d and equally long, got {conf.shape} and {hit.shape}")
+    if n_bins < 1:
+        raise ValueError("n_bins must be >= 1")
+    if conf.size == 0:
+        return 0.0
+    if (conf < 0).any() or (conf > 1).any():
+        raise ValueError("confidence scores must lie in [0, 1]")
+    b = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)  # (N,) bin index
+    ece = 0.0
+    for k in range(n_bins):
+        sel = b == k
+        if sel.any():
+            ece += sel.mean() * abs(hit[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def selective_report(gold: Sequence[str], predicted: Sequence[str], scores: Sequence[float],
+                     thresholds: Sequence[float] = DEFAULT_THRESHOLDS, n_bins: int = 15) -> SelectiveReport:
+    """The risk-coverage table and the ECE for single-label predictions: `predicted[i]` is column i's
+    top-1 label and `scores[i]` its score (a probability)."""
+    if not (len(gold) == len(predicted) == len(scores)):
+        raise ValueError(f"gold, predicted and scores differ in length: {len(gold)}, {len(predicted)}, {len(scores)}")
+    s = np.asarray(scores, dtype=np.float64)
+    correct = np.array([g == p for g, p in zip(gold, predicted)], dtype=bool)
+    rows = []
+    for t in thresholds:
+        keep = s >= t
+        kept = [p if k else None for p, k in zip(predicted, keep)]  # None: abstained
+        rep = classification_report(list(gold), kept)
+        n_kept = int(keep.sum())
+        rows.append(CoverageRow(float(t), n_kept, n_kept / len(s) if len(s) else 0.0,
+                                float(correct[keep].mean()) if n_kept else None, float(rep.macro_f1)))
+    return SelectiveReport(len(s), expected_calibration_error(s, correct, n_bins), n_bins, rows)
