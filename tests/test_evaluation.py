@@ -9,6 +9,8 @@ import pytest
 from sklearn import metrics as skm
 
 from aegir.evaluation import (
+    fit_temperature,
+    softmax_nll,
     expected_calibration_error,
     selective_report,
     NONE_LABEL,
@@ -277,3 +279,25 @@ def test_selective_report_hand_computed():
     assert (t95.answered, t95.coverage, t95.accuracy, t95.macro_f1) == (0, 0.0, None, 0.0)
     assert rep.ece == pytest.approx(expected_calibration_error(score, [g == p for g, p in zip(gold, pred)], 10))
     assert "coverage" in rep.format() and json.dumps(rep.to_dict())
+
+
+def test_softmax_nll_hand_computed_and_temperature_fit():
+    z = np.array([[0.0, np.log(3.0)], [2.0, 0.0]])  # row 0: p(1) = 3/4; row 1 at T = 2: p(0) = e/(e+1)
+    assert softmax_nll(z[:1], np.array([1])) == pytest.approx(-np.log(0.75))
+    assert softmax_nll(z[1:], np.array([0]), 2.0) == pytest.approx(-np.log(np.e / (np.e + 1)))
+    with pytest.raises(ValueError, match="no labelled"):
+        softmax_nll(np.zeros((0, 3)), np.zeros(0))
+    # labels drawn from softmax(z / 2.5): the fitted temperature comes back near 2.5 and lowers the NLL
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 12)) * 3
+    p = np.exp(z / 2.5)
+    p /= p.sum(1, keepdims=True)
+    g = np.array([rng.choice(12, p=r) for r in p])
+    t = fit_temperature(z, g)
+    assert t == pytest.approx(2.5, rel=0.08)
+    assert softmax_nll(z, g, t) < softmax_nll(z, g, 1.0)
+    # already calibrated scores keep T near 1
+    q = np.exp(z)
+    q /= q.sum(1, keepdims=True)
+    g1 = np.array([rng.choice(12, p=r) for r in q])
+    assert fit_temperature(z, g1) == pytest.approx(1.0, rel=0.08)

@@ -143,3 +143,66 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
         plot_confusion_matrix(cm, out_dir / "confusion.png", title=f"{lc.task}: confusion (top 30 gold labels)")
     run.out_dir = out_dir
     return run
+
+
+@dataclass
+class CalibrationResult:
+    """What `calibrate` fitted, on which columns, and what it changed (scores only: no argmax moves)."""
+
+    checkpoint: Path  # the calibrated copy
+    temperature: float
+    n_columns: int  # labelled columns the temperature was fitted on
+    n_skipped: int  # columns whose gold label the model cannot predict (not in its vocabulary)
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+
+
+def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, data: str | None = None,
+              fmt: str | None = None, views: int = 1, batch_size: int = 64) -> CalibrationResult:
+    """Fit a softmax temperature for a single-label classifier on labelled data (default: the
+    validation split it was trained with; use data it was not trained on) and write a copy of the
+    checkpoint that carries it (`extra["temperature"]`, and the figures under `extra["calibration"]`),
+    so annotate/eval scores are softmax(logits / T). Fit with the `views` you will annotate with.
+    A checkpoint that already has a temperature is refitted from its raw logits."""
+    from dataclasses import replace as dc_replace
+
+    from aegir.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from aegir.evaluation import expected_calibration_error, fit_temperature, softmax_nll
+    from aegir.inference import classifier_source, label_scores, load_classifier
+
+    src = classifier_source(checkpoint)
+    if src.is_dir():
+        raise CheckpointError(f"{src}: calibrate takes a training checkpoint (final.pt); calibrate it, then export")
+    lc = load_classifier(src)
+    if lc.multi_label:
+        raise CheckpointError(f"{src}: temperature scaling is for single-label classifiers; this one is multi-label")
+    out = Path(out)
+    if out.resolve() == src.resolve():
+        raise CheckpointError(f"{out}: write the calibrated copy to a new path, not over the checkpoint itself")
+    ds = eval_data(lc, data, fmt, task)
+    run = eval_dataset(dc_replace(lc, temperature=1.0), ds, batch_size, views=views)
+    index = {l: i for i, l in enumerate(lc.vocab.labels)}
+    rows = [i for i, p in enumerate(run.predictions) if p.gold and p.gold[0] in index]
+    if not rows:
+        raise TableError("no labelled column has a gold label in the model's vocabulary: nothing to fit on")
+    logits = run.raw.logits[rows].astype(np.float64)  # (N, L)
+    gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
+    t = fit_temperature(logits, gold)
+
+    def ece(temp: float) -> float:
+        p = label_scores(logits / temp)  # (N, L)
+        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == gold)
+
+    res = CalibrationResult(out, t, len(rows), len(run.predictions) - len(rows), softmax_nll(logits, gold, 1.0),
+                            softmax_nll(logits, gold, t), ece(1.0), ece(t))
+    ck = load_checkpoint(src, kind="classifier")
+    info = {**{k: v for k, v in res.to_dict().items() if k != "checkpoint"}, "views": views,
+            "data": data or f"validation split of {task or lc.task}", "source_checkpoint": str(src)}
+    save_checkpoint(out, ck.model_state, ck.config, {**ck.extra, "temperature": t, "calibration": info},
+                    kind="classifier", step=ck.step, run_args=ck.run_args, metrics=ck.metrics, commit=ck.git_commit)
+    return res

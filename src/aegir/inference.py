@@ -36,6 +36,9 @@ class LoadedClassifier:
     cpa: bool
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
+    # Scores are softmax(logits / temperature): 1 unless `aegir calibrate` fitted one (single-label
+    # only). Argmax, top-k order, F1 and the raw logits used by distillation are unaffected.
+    temperature: float = 1.0
 
 
 def classifier_extra(vocab: LabelVocab, scfg: SerializeConfig, task: str, multi_label: bool, cpa: bool,
@@ -89,7 +92,18 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Loa
     return LoadedClassifier(model, LabelVocab.from_dict(extra["labels"]), SerializeConfig(**extra["serialize"]),
                             extra["task"], bool(extra.get("multi_label")), bool(extra.get("cpa")), str(path),
                             meta={"step": ckpt.step, "metrics": ckpt.metrics, "git_commit": ckpt.git_commit,
-                                  "run_args": ckpt.run_args})
+                                  "run_args": ckpt.run_args, "calibration": extra.get("calibration")},
+                            temperature=_temperature(extra.get("temperature", 1.0), str(path)))
+
+
+def _temperature(t: Any, where: str) -> float:
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{where}: temperature {t!r} is not a number") from None
+    if not np.isfinite(t) or t <= 0:
+        raise CheckpointError(f"{where}: temperature must be a positive number, got {t}")
+    return t
 
 
 def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
@@ -107,7 +121,8 @@ def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
     lc.vocab.save(out / "labels.json")
     spec = {"format": "aegir-specialist", "version": 1, "task": lc.task, "multi_label": lc.multi_label,
             "cpa": lc.cpa, "pool_main": lc.model.pool_main, "serialize": asdict(lc.serialize_cfg), "source_checkpoint": str(checkpoint),
-            **{k: v for k, v in lc.meta.items() if k in ("step", "git_commit", "metrics")}}
+            "temperature": lc.temperature,
+            **{k: v for k, v in lc.meta.items() if k in ("step", "git_commit", "metrics", "calibration")}}
     (out / "specialist.json").write_text(json.dumps(spec, indent=1, default=str))
     return out
 
@@ -134,7 +149,8 @@ def _load_specialist(path: Path, device) -> LoadedClassifier:
              "pool_main": spec.get("pool_main", False)}
     model = _build(cfg, extra, state, str(path)).to(device)
     return LoadedClassifier(model, vocab, SerializeConfig(**spec["serialize"]), spec.get("task", "custom"),
-                            bool(spec.get("multi_label")), bool(spec.get("cpa")), str(path), meta=spec)
+                            bool(spec.get("multi_label")), bool(spec.get("cpa")), str(path), meta=spec,
+                            temperature=_temperature(spec.get("temperature", 1.0), str(path)))
 
 
 @dataclass
@@ -263,15 +279,23 @@ def _kind(lc: LoadedClassifier) -> str:
 def predict_ensemble(members: Sequence[LoadedClassifier],
                      encode_view: Callable[[LoadedClassifier, int], Sequence[EncodedColumn]], views: int = 1,
                      batch_size: int = 32, label_mask: np.ndarray | None = None) -> Predictions:
-    """`predict_views` for each member (each encodes the columns with its own serialization), then
-    the mean of the members' probabilities (softmax, or per-label sigmoids for multi-label models).
+    """`predict_views` for each member (each encodes the columns with its own serialization, and
+    divides its logits by its fitted temperature, `calibrated`), then the mean of the members' probabilities (softmax, or per-label sigmoids for multi-label models).
     One member returns its own predictions unchanged. With several, the returned logits are
     log(mean probability) (multi-label: logit(mean sigmoid)), so argmax, top-k and scores read the
     averaged probabilities; pooled embeddings and boundary counts are the first member's."""
-    runs = [predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size)
-            for m in members]
+    runs = [calibrated(predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size),
+                       m.temperature) for m in members]
     raw = combine_members(runs, members[0].multi_label)
     return restrict_labels(raw, label_mask) if label_mask is not None else raw
+
+
+def calibrated(raw: Predictions, temperature: float) -> Predictions:
+    """Logits divided by a member's fitted temperature (`aegir calibrate`), before members are
+    combined, so each member's scores are its calibrated ones; unchanged at T = 1."""
+    if temperature == 1.0:
+        return raw
+    return replace(raw, logits=(raw.logits / np.float32(temperature)).astype(np.float32))
 
 
 def combine_members(runs: Sequence[Predictions], multi_label: bool = False) -> Predictions:

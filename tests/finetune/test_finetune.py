@@ -3,6 +3,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -519,3 +520,40 @@ def test_eval_reports_coverage_per_threshold_and_calibration(trained, custom_dat
     assert 0.0 <= sel.ece <= 1.0 and "ECE" in run.text
     saved = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert saved["selective"]["rows"][0]["answered"] == sel.n
+
+
+def test_calibrate_writes_a_copy_with_a_temperature(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+    from aegir.eval_run import calibrate
+    from aegir.inference import label_scores
+
+    out = tmp_path / "cal.pt"
+    r = calibrate(trained.final_checkpoint, out)  # fitted on the run's own validation split
+    assert r.checkpoint == out and out.is_file() and r.n_columns > 0 and r.temperature > 0
+    assert r.nll_after <= r.nll_before + 1e-9
+    lc, raw = load_classifier(out), load_classifier(trained.final_checkpoint)
+    assert lc.temperature == pytest.approx(r.temperature) and raw.temperature == 1.0
+    assert lc.meta["calibration"]["n_columns"] == r.n_columns
+    for (ka, va), (kb, vb) in zip(sorted(lc.model.state_dict().items()), sorted(raw.model.state_dict().items())):
+        assert ka == kb and torch.equal(va, vb)  # the same weights
+    # annotate: the same ranking, scores = softmax(logits / T)
+    df = pd.DataFrame({"a": ["2021-03-04", "1999-12-31"], "b": ["x@y.org", "me@ex.com"], "c": ["17", "4"]})
+    a, b = annotate(df, out, top_k=4), annotate(df, trained.final_checkpoint, top_k=4)
+    for ca, cb in zip(a.columns, b.columns):
+        assert [l for l, _ in ca.labels] == [l for l, _ in cb.labels]
+        s_raw = np.array([s for _, s in cb.labels])
+        logits = np.log(s_raw)  # top-4 of 4 labels: the full softmax, so log-probabilities are logits + const
+        assert np.allclose([s for _, s in ca.labels], label_scores(logits[None] / r.temperature)[0], atol=1e-5)
+    # eval: the same F1; the exported specialist keeps the temperature
+    assert run_eval(out, out=tmp_path / "ev").report.macro_f1 == pytest.approx(
+        run_eval(trained.final_checkpoint, out=tmp_path / "ev0").report.macro_f1)
+    assert load_classifier(export_specialist(out, tmp_path / "spec")).temperature == pytest.approx(r.temperature)
+    with pytest.raises(CheckpointError, match="new path"):
+        calibrate(trained.final_checkpoint, trained.final_checkpoint)
+    with pytest.raises(CheckpointError, match="export"):
+        calibrate(tmp_path / "spec", tmp_path / "x.pt")
+    ok = CliRunner().invoke(app, ["calibrate", "--checkpoint", str(trained.final_checkpoint), "--out", str(tmp_path / "c2.pt")])
+    assert ok.exit_code == 0, ok.output
+    assert "temperature" in ok.output and (tmp_path / "c2.pt").is_file()

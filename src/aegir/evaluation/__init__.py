@@ -22,7 +22,8 @@ from aegir.evaluation.metrics import (
 )
 from aegir.evaluation.outputs import EvalOutputs, predictions_from_scores, write_evaluation
 from aegir.evaluation.predictions import Prediction, read_predictions, report_from_predictions, write_predictions
-from aegir.evaluation.selective import CoverageRow, SelectiveReport, expected_calibration_error, selective_report
+from aegir.evaluation.selective import (CoverageRow, SelectiveReport, expected_calibration_error, fit_temperature,
+                                       selective_report, softmax_nll)
 
 __all__ = [
     "LabelScore", "ClassificationReport", "classification_report", "multilabel_report",
@@ -30,5 +31,6 @@ __all__ = [
     "ConfusionMatrix", "confusion_matrix", "plot_confusion_matrix", "OTHER_LABEL", "NONE_LABEL",
     "Prediction", "write_predictions", "read_predictions", "report_from_predictions",
     "predictions_from_scores", "EvalOutputs", "write_evaluation",
-    "CoverageRow", "SelectiveReport", "expected_calibration_error", "selective_report",
+    "CoverageRow", "SelectiveReport", "expected_calibration_error", "selective_report", "fit_temperature",
+    "softmax_nll",
 ]

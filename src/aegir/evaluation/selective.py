@@ -11,6 +11,11 @@ abstains below a score threshold; this module tells them which threshold to pick
   column-weighted mean of |accuracy - mean score| per bin (Guo et al., 2017). An ECE near 0 means a
   score of 0.8 is right about 80% of the time.
 Single-label classifiers only (a multi-label model already abstains per label at its threshold).
+
+A model whose scores are off (ECE well above 0) can be recalibrated by temperature scaling (Guo et
+al., 2017): scores = softmax(logits / T) with the one scalar T that minimises the negative
+log-likelihood on held-out labelled columns (`fit_temperature`; `aegir calibrate` stores T in a copy
+of the checkpoint). T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from aegir.evaluation.metrics import classification_report
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 DEFAULT_THRESHOLDS = (0.0, 0.3, 0.5, 0.7, 0.9)
 
@@ -93,3 +100,29 @@ def selective_report(gold: Sequence[str], predicted: Sequence[str], scores: Sequ
         rows.append(CoverageRow(float(t), n_kept, n_kept / len(s) if len(s) else 0.0,
                                 float(correct[keep].mean()) if n_kept else None, float(rep.macro_f1)))
     return SelectiveReport(len(s), expected_calibration_error(s, correct, n_bins), n_bins, rows)
+
+
+def softmax_nll(logits: np.ndarray, gold: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of gold label indices under softmax(logits / temperature)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature  # (N, L)
+    g = np.asarray(gold, dtype=np.int64)  # (N,)
+    if z.ndim != 2 or g.shape != (z.shape[0],):
+        raise ValueError(f"logits must be (N, L) and gold (N,), got {z.shape} and {g.shape}")
+    if g.size == 0:
+        raise ValueError("no labelled columns to score")
+    m = z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(z - m).sum(axis=1)) + m[:, 0]  # (N,) log-sum-exp
+    return float(np.mean(lse - z[np.arange(len(g)), g]))
+
+
+def fit_temperature(logits: np.ndarray, gold: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
+    """The temperature T in `bounds` minimising softmax_nll(logits, gold, T) (bounded scalar search
+    over log T; the NLL is smooth and, in practice, unimodal in T)."""
+    from scipy.optimize import minimize_scalar
+
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    res = minimize_scalar(lambda lt: softmax_nll(logits, gold, float(np.exp(lt))), bounds=(lo, hi),
+                          method="bounded", options={"xatol": 1e-4})
+    t = float(np.exp(res.x))
+    # the search is local: never return a T worse than leaving the scores alone
+    return t if softmax_nll(logits, gold, t) <= softmax_nll(logits, gold, 1.0) else 1.0
