@@ -171,8 +171,9 @@ def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor,
 
     Rows (B, T, C): r, k_raw (the key projection), w_l = tanh(xw w1) w2, a_l = (xa a1) a2, v (the
     value projection), g (the gate), fp32/float64 or bf16 (autocast; computed in fp32 here); for
-    layers after the first v_first and v_l = (xv v1) v2, else None. mask (B, T) bool or None (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None
-    for the first layer), k_k, k_a, ln_w, ln_b; r_k (H, N). Returns (B, T, C), equal to
+    layers after the first v_first and v_l = (xv v1) v2, else None. mask (B, T) bool or None
+    (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None for the first layer), k_k, k_a,
+    ln_w, ln_b; r_k (H, N). Returns (B, T, C), equal to
     `RWKV7TimeMix`'s eager `_out(wkv(...))` before the output projection. With `recompute` the
     backward recomputes the WKV (and its inputs) instead of keeping them.
     """
