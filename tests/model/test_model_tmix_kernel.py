@@ -266,3 +266,20 @@ def test_double_backward_is_refused():
     (gx,) = torch.autograd.grad(out.square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|double backward|not differentiable"):
         gx.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_relu_square_gradient_from_its_output_is_exact(dtype):
+    """The backward reads relu(x)^2 and takes 2 sqrt(out): equal to 2 relu(x) to the last bit (a
+    correctly rounded root of a correctly rounded square), over magnitudes from 1e-15 to 1e15."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4096, generator=g, dtype=torch.float64) * 10.0 ** torch.randint(-15, 16, (4096,), generator=g)).to(dtype)
+    x[:7] = torch.tensor([0.0, -0.0, -1.0, 1.0, 3.0, 1e-30, -1e-30], dtype=dtype)
+    x.requires_grad_()
+    out = tmix_cpu.relu_square(x)
+    assert torch.equal(out, torch.relu(x) * torch.relu(x))
+    (gx,) = torch.autograd.grad(out.sum(), x)
+    tiny = x.detach().abs() < (1e-19 if dtype == torch.float32 else 1e-154)  # r^2 underflows there
+    expect = 2 * torch.relu(x.detach())
+    assert torch.equal(gx[~tiny], expect[~tiny])
+    assert (gx[tiny] - expect[tiny]).abs().max() < 1e-18

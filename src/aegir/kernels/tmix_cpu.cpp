@@ -21,7 +21,7 @@
 //           Padded rows (mask 0) become identity steps of the WKV (w = 1, k = v = a = b = 0),
 //           as aegir.model.wkv._mask_inputs does; k' and v' are also returned unmasked for the bonus.
 //   post:   out = (layer_norm_N(o) * ln_w + ln_b + (sum_N r k' r_k) v') * g, per row and head.
-//   relu_square: the channel-mix activation relu(x)^2, one pass each way.
+//   relu_square: the channel-mix activation relu(x)^2, one pass each way, keeping only its output.
 //
 // Parameter gradients (per-channel vectors) are summed per thread, then over threads.
 // The math runs in the input dtype: fp32 in training, float64 in the equivalence tests.
@@ -412,28 +412,31 @@ void post_bwd(const T* dout_, const T* o_, const T* r_, const T* kb_, const T* v
 }
 
 // ---------------------------------------------------------------------------------------------
-// relu_square (the channel-mix activation): out = relu(x)^2, keeping relu(x) for the backward.
+// relu_square (the channel-mix activation): out = relu(x)^2. The backward reads the output, which
+// the next projection keeps for its own backward anyway: d out / dx = 2 relu(x) = 2 sqrt(out), exact
+// because a correctly rounded square root of a correctly rounded square gives back |x| in binary
+// floating point (for relu(x) below ~1e-19 in fp32, where the square underflows, the gradient is off
+// by less than 1e-19). So no second (B, T, 4C) tensor is kept.
 template <typename T>
-void relu_square_fwd(const T* x_, T* out_, T* r_, int64_t n) {
+void relu_square_fwd(const T* x_, T* out_, int64_t n) {
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
     const T* __restrict x = x_;
-    T *__restrict out = out_, *__restrict r = r_;
+    T* __restrict out = out_;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       const T v = x[i] > T(0) ? x[i] : T(0);
-      r[i] = v;
       out[i] = v * v;
     }
   });
 }
 
 template <typename T>
-void relu_square_bwd(const T* g_, const T* r_, T* dx_, int64_t n) {
+void relu_square_bwd(const T* g_, const T* out_, T* dx_, int64_t n) {
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    const T *__restrict g = g_, *__restrict r = r_;
+    const T *__restrict g = g_, *__restrict out = out_;
     T* __restrict dx = dx_;
 #pragma omp simd
-    for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * (r[i] + r[i]);
+    for (int64_t i = begin; i < end; ++i) dx[i] = g[i] * (T(2) * std::sqrt(out[i]));
   });
 }
 
@@ -577,23 +580,24 @@ std::vector<at::Tensor> tmix_post_backward(at::Tensor dout, at::Tensor o, at::Te
   return {d_o, dr, dkb, dvb, dg, par[0], par[1], par[2]};
 }
 
-// x -> (relu(x)^2, relu(x)), both shaped like x.
-std::vector<at::Tensor> relu_square_forward(at::Tensor x) {
+// x -> relu(x)^2, shaped like x.
+at::Tensor relu_square_forward(at::Tensor x) {
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "relu_square: CPU, contiguous tensors only");
-  auto out = at::empty_like(x), r = at::empty_like(x);
+  auto out = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "relu_square_forward", [&] {
-    relu_square_fwd<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), x.numel());
+    relu_square_fwd<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), x.numel());
   });
-  return {out, r};
+  return out;
 }
 
-// (d out, relu(x)) -> d x = d out * 2 relu(x).
-at::Tensor relu_square_backward(at::Tensor g, at::Tensor r) {
-  TORCH_CHECK(g.is_contiguous() && r.is_contiguous() && g.numel() == r.numel() && g.scalar_type() == r.scalar_type(),
-              "relu_square: gradient and saved activation must match");
-  auto dx = at::empty_like(r);
-  AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "relu_square_backward", [&] {
-    relu_square_bwd<scalar_t>(g.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), r.numel());
+// (d out, out) -> d x = d out * 2 sqrt(out).
+at::Tensor relu_square_backward(at::Tensor g, at::Tensor out) {
+  TORCH_CHECK(g.is_contiguous() && out.is_contiguous() && g.numel() == out.numel() &&
+                  g.scalar_type() == out.scalar_type(),
+              "relu_square: gradient and saved output must match");
+  auto dx = at::empty_like(out);
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "relu_square_backward", [&] {
+    relu_square_bwd<scalar_t>(g.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), out.numel());
   });
   return dx;
 }

@@ -92,20 +92,20 @@ def shift_lerp(x: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
 class _ReluSquare(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor):
-        out, r = wkv_cpu.load().relu_square_forward(x)
-        ctx.save_for_backward(r)
+        out = wkv_cpu.load().relu_square_forward(x)
+        ctx.save_for_backward(out)  # the next projection keeps it too: one tensor, not two
         return out
 
     @staticmethod
     @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, grad):
-        (r,) = ctx.saved_tensors
-        return wkv_cpu.load().relu_square_backward(grad.contiguous(), r)
+        (out,) = ctx.saved_tensors
+        return wkv_cpu.load().relu_square_backward(grad.contiguous(), out)
 
 
 def relu_square(x: Tensor) -> Tensor:
-    """relu(x)^2 in one pass (and its backward in one), keeping only relu(x) for the backward;
-    fp32 or float64 (the channel-mix keeps its eager op for bf16 activations)."""
+    """relu(x)^2 in one pass (and its backward in one), keeping only its output for the backward
+    (d/dx = 2 sqrt(out)); fp32 or float64 (the channel-mix keeps its eager op for bf16 activations)."""
     return _ReluSquare.apply(x.contiguous())
 
 
