@@ -294,10 +294,10 @@ def fused_vs_eager(name: str, B: int, T: int, reps: int, bf16: bool = False) -> 
     under CPU bf16 autocast. None where the fused path does not run (no kernel)."""
     from aegir.kernels import tmix_cpu
 
+    if not tmix_cpu.usable(torch.zeros(1)):  # no kernel (or AEGIR_FUSED_TMIX=0): nothing to compare
+        return None
     cfg = ModelConfig.preset(name, cpu_bf16=bf16)
     ids, mask = text_batch(B, T)
-    if resolve_impl(cfg.wkv_impl, ids.device) != "kernel" or not tmix_cpu.usable(torch.zeros(1)):
-        return None
     torch.manual_seed(0)
     model = AegirModel(cfg)
     times: dict[str, list[float]] = {"fused": [], "eager": []}

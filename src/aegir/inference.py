@@ -280,8 +280,9 @@ def predict_ensemble(members: Sequence[LoadedClassifier],
                      encode_view: Callable[[LoadedClassifier, int], Sequence[EncodedColumn]], views: int = 1,
                      batch_size: int = 32, label_mask: np.ndarray | None = None) -> Predictions:
     """`predict_views` for each member (each encodes the columns with its own serialization, and
-    divides its logits by its fitted temperature, `calibrated`), then the mean of the members' probabilities (softmax, or per-label sigmoids for multi-label models).
-    One member returns its own predictions unchanged. With several, the returned logits are
+    divides its logits by its fitted temperature, `calibrated`), then the mean of the members'
+    probabilities (softmax, or per-label sigmoids for multi-label models). One member returns its
+    own (calibrated) predictions unchanged. With several, the returned logits are
     log(mean probability) (multi-label: logit(mean sigmoid)), so argmax, top-k and scores read the
     averaged probabilities; pooled embeddings and boundary counts are the first member's."""
     runs = [calibrated(predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size),

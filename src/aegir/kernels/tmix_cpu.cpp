@@ -480,6 +480,15 @@ std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::ve
   return {dx, dmu};
 }
 
+// The prep inputs as raw pointers (optional ones, passed as empty tensors, as nullptr).
+PrepPtrs prep_ptrs(const at::Tensor& k_raw, const at::Tensor& w_l, const at::Tensor& a_l, const at::Tensor& v,
+                   const at::Tensor& v_first, const at::Tensor& v_l, const at::Tensor& mask, const at::Tensor& w0,
+                   const at::Tensor& a0, const at::Tensor& v0, const at::Tensor& k_k, const at::Tensor& k_a) {
+  return {k_raw.data_ptr(), w_l.data_ptr(), a_l.data_ptr(), v.data_ptr(), ptr_or_null(v_first), ptr_or_null(v_l),
+          w0.data_ptr(), a0.data_ptr(), ptr_or_null(v0), k_k.data_ptr(), k_a.data_ptr(),
+          mask.numel() > 0 ? mask.data_ptr<bool>() : nullptr};
+}
+
 // Rows (R, C): k_raw, w_l, a_l, v, and for layers after the first v_first, v_l (else empty);
 // mask (R,) bool or empty; parameters (C): w0, a0, v0 (or empty), k_k, k_a.
 // Returns (w, k_wkv, v_wkv, a, b, k', v'); k_wkv / v_wkv are k' / v' themselves when there is no mask.
@@ -500,9 +509,7 @@ std::vector<at::Tensor> tmix_prep_forward(at::Tensor k_raw, at::Tensor w_l, at::
   auto w = at::empty_like(k_raw), a = at::empty_like(k_raw), b = at::empty_like(k_raw);
   auto kb = at::empty_like(k_raw), vb = at::empty_like(k_raw);
   auto kw = has_mask ? at::empty_like(k_raw) : kb, vw = has_mask ? at::empty_like(k_raw) : vb;
-  PrepPtrs p{k_raw.data_ptr(), w_l.data_ptr(), a_l.data_ptr(), v.data_ptr(), ptr_or_null(v_first),
-             ptr_or_null(v_l), w0.data_ptr(), a0.data_ptr(), ptr_or_null(v0), k_k.data_ptr(), k_a.data_ptr(),
-             has_mask ? mask.data_ptr<bool>() : nullptr};
+  const PrepPtrs p = prep_ptrs(k_raw, w_l, a_l, v, v_first, v_l, mask, w0, a0, v0, k_k, k_a);
   AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_forward", [&] {
     prep_fwd<scalar_t>(p, w.data_ptr<scalar_t>(), kw.data_ptr<scalar_t>(), vw.data_ptr<scalar_t>(),
                        a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), kb.data_ptr<scalar_t>(),
@@ -522,13 +529,11 @@ std::vector<at::Tensor> tmix_prep_backward(at::Tensor k_raw, at::Tensor w_l, at:
                                            at::Tensor dvw, at::Tensor dvb, at::Tensor da, at::Tensor db) {
   const int64_t C = k_raw.size(-1), R = k_raw.numel() / C, N = head_size, H = C / N;
   check_rows({k_raw, w_l, a_l, v, dlw, dkw, dkb, dvw, dvb, da, db}, R, C, "tmix prep backward");
-  const bool res = v_first.numel() > 0, has_mask = mask.numel() > 0;
+  const bool res = v_first.numel() > 0;
   auto dk_raw = at::empty_like(k_raw), dw_l = at::empty_like(k_raw), da_l = at::empty_like(k_raw);
   auto dv = at::empty_like(k_raw);
   auto dvf = res ? at::empty_like(k_raw) : at::Tensor(), dv_l = res ? at::empty_like(k_raw) : at::Tensor();
-  PrepPtrs p{k_raw.data_ptr(), w_l.data_ptr(), a_l.data_ptr(), v.data_ptr(), ptr_or_null(v_first),
-             ptr_or_null(v_l), w0.data_ptr(), a0.data_ptr(), ptr_or_null(v0), k_k.data_ptr(), k_a.data_ptr(),
-             has_mask ? mask.data_ptr<bool>() : nullptr};
+  const PrepPtrs p = prep_ptrs(k_raw, w_l, a_l, v, v_first, v_l, mask, w0, a0, v0, k_k, k_a);
   at::Tensor par;
   AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_backward", [&] {
     using T = scalar_t;

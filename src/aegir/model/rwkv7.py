@@ -171,7 +171,7 @@ class RWKV7TimeMix(nn.Module):
             ) -> tuple[Tensor, Tensor, Tensor | None]:
         """The parallel forward pass; with `want_state` also each row's WKV state after its last
         valid position (B, H, K, V), for step mode to continue from (prefill)."""
-        if not want_state and self._fused_ok(x):
+        if not want_state and _fused_ok(self.wkv_impl, x):
             out, v_first = self._run_fused(x, v_first, mask)
             return out, v_first, None
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
@@ -186,9 +186,6 @@ class RWKV7TimeMix(nn.Module):
             else:
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
         return self._out(y, args[0], args[2], args[3], m.g), v_first, state
-
-    def _fused_ok(self, x: Tensor) -> bool:
-        return _fused_ok(self.wkv_impl, x)
 
     def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         """`run` with the elementwise work in fused CPU ops: the same function as the eager path
