@@ -1,10 +1,12 @@
-"""Old vs new forms of three backbone parts, timed alternately in one process (this VM's speed
+"""Old vs new forms of backbone parts, timed alternately in one process (this VM's speed
 drifts over minutes, so only interleaved comparisons mean much):
 
 1. the chunked WKV's unit-lower-triangular system: `solve_triangular` vs `wkv.unit_lower_inverse` + matmul;
 2. the tied 65,536-row table: one nn.Embedding (lookup + head slice, AdamW over every row) vs
    `TiedByteEmbedding` (live rows trainable, reserved rows frozen);
-3. the dechunk EMA: the dense (Tc x Tc) weight matrix vs `hnet.ema_blocked`.
+3. the dechunk EMA: the dense (Tc x Tc) weight matrix vs `hnet.ema_blocked`;
+4. an RWKV-7 time-mix and channel-mix at tiny's stage-0 shapes: eager PyTorch elementwise ops vs the
+   fused CPU ops (`aegir.kernels.tmix_cpu`), both with the compiled WKV kernel.
 
     python benchmarks/backbone_parts.py            # writes docs/results/backbone_parts.{md,json}
 """
@@ -30,6 +32,7 @@ from aegir.encoding.vocab import N_ACTIVE  # noqa: E402
 from aegir.model.embedding import TiedByteEmbedding  # noqa: E402
 from aegir.model.hnet import ema_blocked, ema_weights  # noqa: E402
 from aegir.model.wkv import unit_lower_inverse  # noqa: E402
+from aegir.model.rwkv7 import RWKV7ChannelMix, RWKV7TimeMix  # noqa: E402
 
 
 def alternate(fns: dict, reps: int) -> dict:
@@ -103,6 +106,32 @@ def dechunk(reps: int, Tc: int) -> dict:
                       "blocked (64)": run(ema_blocked)}, reps)
 
 
+def block_part(reps: int, part: str) -> dict:
+    """fwd+bwd of one stage-0 module of tiny (B=8, T=1024, C=128, heads of 64, a layer after the
+    first so the value residual runs), weights moved off their zero init, eager vs fused."""
+    from aegir.config import ModelConfig
+    from aegir.kernels import tmix_cpu
+
+    cfg = ModelConfig.preset("tiny")
+    C, g = cfg.d_model[0], torch.Generator().manual_seed(0)
+    mod = (RWKV7TimeMix(C, cfg.head_size, 1, 4, cfg.lora_dims(C), wkv_impl="kernel") if part == "time-mix"
+           else RWKV7ChannelMix(C, 1, 4, cfg.ffn_mult, wkv_impl="kernel"))
+    with torch.no_grad():
+        for p in mod.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+    x = torch.randn(8, 1024, C, generator=g, requires_grad=True)
+    v_first = torch.randn(8, 1024, C, generator=g)
+
+    def run(fused):
+        def step():
+            with tmix_cpu.fused_time_mix(fused):
+                out = mod(x, v_first, None)[0] if part == "time-mix" else mod(x)
+                out.square().sum().backward()
+        return step
+
+    return alternate({"eager elementwise ops": run(False), "fused CPU ops": run(True)}, reps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
@@ -119,7 +148,9 @@ def main() -> None:
     parts = [("WKV chunk system (256 x 64x64, 128 rhs), fwd+bwd", lambda: wkv_system(args.reps)),
              ("tied table (8 x 1024 ids, d=128): lookup + head, fwd+bwd + AdamW", lambda: embedding(args.reps)),
              ("dechunk EMA, B=8, Tc=512, D=128, fwd+bwd", lambda: dechunk(args.reps, 512)),
-             ("dechunk EMA, B=8, Tc=4096, D=128, fwd+bwd", lambda: dechunk(max(2, args.reps // 2), 4096))]
+             ("dechunk EMA, B=8, Tc=4096, D=128, fwd+bwd", lambda: dechunk(max(2, args.reps // 2), 4096)),
+             ("RWKV-7 time-mix, tiny stage 0 (8 x 1024 x 128), fwd+bwd", lambda: block_part(args.reps, "time-mix")),
+             ("RWKV-7 channel-mix, tiny stage 0 (8 x 1024 x 128), fwd+bwd", lambda: block_part(args.reps, "channel-mix"))]
     for name, fn in parts:
         print(name, "...", flush=True)
         t = fn()
@@ -138,7 +169,9 @@ def main() -> None:
     L += [f"| {r['part']} | {r['old']} | {r['old_ms']:.1f} | {r['new']} | {r['new_ms']:.1f} | **{r['speedup']:.1f}x** |"
           for r in res["rows"]]
     L += ["", "The dense dechunk builds a (B, Tc, Tc) weight matrix (at Tc = 4,096: 8 x 4,096^2 floats = 0.5 GB, "
-          "plus its cumsum/exp temporaries and their gradients); the blocked one never holds more than (B, Tc, 64)."]
+          "plus its cumsum/exp temporaries and their gradients); the blocked one never holds more than (B, Tc, 64).",
+          "", "The block rows time the module alone (projections, LoRAs and the WKV kernel included on both sides); "
+          "the fused side is the default wherever the WKV kernel builds (`AEGIR_FUSED_TMIX=0` turns it off)."]
     result_file(out, ".md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 

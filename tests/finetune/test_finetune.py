@@ -557,3 +557,20 @@ def test_calibrate_writes_a_copy_with_a_temperature(trained, tmp_path):
     ok = CliRunner().invoke(app, ["calibrate", "--checkpoint", str(trained.final_checkpoint), "--out", str(tmp_path / "c2.pt")])
     assert ok.exit_code == 0, ok.output
     assert "temperature" in ok.output and (tmp_path / "c2.pt").is_file()
+
+
+def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path, monkeypatch):
+    """benchmarks/cta_calibration.py end to end on the small fine-tune (fitted and scored on the same
+    CSV folder here, only to exercise the script): both tables, the fitted T, and the JSON."""
+    import cta_calibration
+
+    out = tmp_path / "cal"
+    monkeypatch.setattr(sys, "argv", ["cta_calibration.py", "--checkpoint", str(trained.final_checkpoint),
+                                      "--fit-data", str(custom_data), "--eval-data", str(custom_data),
+                                      "--format", "csv", "--result", str(out)])
+    cta_calibration.main()
+    res = json.loads((tmp_path / "cal.json").read_text())
+    assert res["fit"]["temperature"] > 0 and set(res["eval"]) == {"raw", "calibrated"}
+    assert res["eval"]["raw"]["macro_f1"] == pytest.approx(res["eval"]["calibrated"]["macro_f1"])
+    md = (tmp_path / "cal.md").read_text()
+    assert "## Before calibration" in md and "## After calibration" in md and "T = " in md
