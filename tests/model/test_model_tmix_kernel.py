@@ -151,6 +151,55 @@ def test_shift_lerp_with_some_outputs_unused():
     assert gmu[[0, 2, 3, 5]].abs().max() == 0
 
 
+@pytest.mark.parametrize("B,T", [(2, 9), (3, 50), (1, 1)])  # 150 rows: tasks of 32 start mid-sequence
+def test_shift_lerp_with_the_pre_norm_fused(B, T):
+    """shift_lerp(x, mu, norm) = the lerps of norm(x) (eager LayerNorm then token shift) in float64:
+    outputs and the gradients of x, mu and the norm's weight and bias, with an unused output; rows
+    split over parallel tasks whose first row continues another task's sequence."""
+    g = torch.Generator().manual_seed(B * 100 + T)
+    C = 24
+    x = (3.0 + 2.0 * torch.randn(B, T, C, generator=g, dtype=torch.float64)).requires_grad_()  # off-centre rows
+    mu = torch.rand(6, C, generator=g, dtype=torch.float64, requires_grad=True)
+    norm = torch.nn.LayerNorm(C, eps=1e-5).double()
+    with torch.no_grad():
+        norm.weight.copy_(1 + 0.5 * torch.randn(C, generator=g, dtype=torch.float64))
+        norm.bias.copy_(0.3 * torch.randn(C, generator=g, dtype=torch.float64))
+    w = torch.randn(6, B, T, C, generator=g, dtype=torch.float64)
+    w[3] = 0  # one output's gradient is all zero
+    params = (x, mu, norm.weight, norm.bias)
+
+    outs = tmix_cpu.shift_lerp(x, mu, norm)
+    got = torch.autograd.grad(sum((o * w[j]).sum() for j, o in enumerate(outs)), params)
+    y = norm(x)
+    prev = torch.nn.functional.pad(y, (0, 0, 1, -1))  # (B, T, C): previous position, zero at t = 0
+    ref_outs = [y + (prev - y) * mu[j] for j in range(6)]
+    ref = torch.autograd.grad(sum((o * w[j]).sum() for j, o in enumerate(ref_outs)), params)
+    for o, r in zip(outs, ref_outs):
+        assert rel_err(o, r) <= TOL
+    for a, b in zip(got, ref):
+        assert rel_err(a, b) <= TOL
+
+
+def test_block_fuses_its_pre_norms_into_the_token_shift():
+    """On the fused path a block hands its LayerNorms to the token-shift ops (no separate norm in
+    the graph); the eager path, and prefill (which keeps the normalised last positions), apply them
+    as modules. The whole-model float64 test below checks the values."""
+    from aegir.model.rwkv7 import RWKV7Block
+
+    torch.manual_seed(0)
+    blk = perturbed(RWKV7Block(32, 16, 0, n_layers=2, lora=LORA, wkv_impl="kernel"), seed=5, scale=0.05)
+    x = torch.randn(2, 7, 32, requires_grad=True)
+    out, _ = blk(x, None, None)
+    assert not _graph_has(out, "NativeLayerNormBackward0") and _graph_has(out, "_ShiftLerpBackward")
+    with tmix_cpu.fused_time_mix(False):
+        ref, _ = blk(x, None, None)
+    assert _graph_has(ref, "NativeLayerNormBackward0")
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    pre, _, state = blk.run(x, None, None, last=torch.tensor([6, 3]))
+    assert torch.allclose(pre, ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(state.att_x, blk.ln1(x)[[0, 1], [6, 3]], atol=1e-6)
+
+
 def test_whole_model_fused_equals_eager_float64():
     """nano (three stages, padded inner stacks, both layer kinds) in float64: LM loss and every gradient."""
     torch.manual_seed(0)
@@ -216,10 +265,14 @@ def test_fused_path_only_where_it_applies():
 
 def test_bad_shapes_are_refused_with_a_message():
     lib = wkv_cpu.load()
-    with pytest.raises(RuntimeError, match="shift_lerp"):
-        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4))
-    k = torch.randn(2, 3, 24)
     e = torch.empty(0)
+    with pytest.raises(RuntimeError, match="shift_lerp"):
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4), e, e, 1e-5)
+    with pytest.raises(RuntimeError, match="norm weight and bias"):  # a norm over the wrong width
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), torch.randn(4), torch.randn(4), 1e-5)
+    with pytest.raises(ValueError, match="affine LayerNorm"):
+        tmix_cpu.shift_lerp(torch.randn(2, 3, 8), torch.randn(6, 8), torch.nn.LayerNorm(8, elementwise_affine=False))
+    k = torch.randn(2, 3, 24)
     with pytest.raises(RuntimeError, match="multiple of the head size"):
         lib.prep_forward(k, k, k, k, e, e, e.bool(), *(torch.randn(24) for _ in range(2)), e,
                          torch.randn(24), torch.randn(24), 16)

@@ -5,7 +5,7 @@ Why: with the WKV recurrence compiled (`wkv_cpu`), about half of a time-mix's fw
 reading its inputs once per row:
 
 - `shift_lerp`: the token shift and the lerps that feed the projections (six in the time-mix,
-  one in the channel-mix);
+  one in the channel-mix), with the block's pre-norm (LayerNorm) fused in front;
 - `time_mix_core`: everything from the time-mix projections' outputs to the input of the output
   projection, as one autograd function: decay, in-context learning rate, value residual,
   removal key, key update and padding (`prep`), the WKV recurrence (the `wkv_cpu` kernel), and
@@ -27,7 +27,7 @@ import os
 from typing import Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from aegir.kernels import wkv_cpu
@@ -69,24 +69,35 @@ def _flat(t: Tensor | None, like: Tensor) -> Tensor:
 
 class _ShiftLerp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, mu: Tensor):
-        ctx.save_for_backward(x, mu)
-        return tuple(wkv_cpu.load().shift_lerp_forward(x, mu))
+    def forward(ctx, x: Tensor, mu: Tensor, ln_w: Tensor | None, ln_b: Tensor | None, eps: float):
+        norm = (ln_w, ln_b) if ln_w is not None else (_empty(x), _empty(x))
+        *outs, mean, rstd = wkv_cpu.load().shift_lerp_forward(x, mu, *norm, eps)
+        ctx.save_for_backward(x, mu, *norm, mean, rstd)
+        ctx.has_norm = ln_w is not None
+        return tuple(outs)
 
     @staticmethod
     @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, *grads):
-        x, mu = ctx.saved_tensors
+        x, mu, ln_w, ln_b, mean, rstd = ctx.saved_tensors
         gs = [_empty(x) if g is None else g.contiguous() for g in grads]
-        dx, dmu = wkv_cpu.load().shift_lerp_backward(x, mu, gs)
-        return dx, dmu
+        dx, dmu, dw, db = wkv_cpu.load().shift_lerp_backward(x, mu, gs, ln_w, ln_b, mean, rstd)
+        return dx, dmu, (dw if ctx.has_norm else None), (db if ctx.has_norm else None), None
 
 
-def shift_lerp(x: Tensor, mu: Tensor) -> tuple[Tensor, ...]:
-    """x (B, T, C), mu (K, C) -> K tensors (B, T, C), x + (x_prev - x) * mu[j] with x_prev the
+def shift_lerp(x: Tensor, mu: Tensor, norm: nn.LayerNorm | None = None) -> tuple[Tensor, ...]:
+    """x (B, T, C), mu (K, C) -> K tensors (B, T, C), y + (y_prev - y) * mu[j] with y_prev the
     previous position (zero at t = 0): the token shift and its lerps (K = 6 in the time-mix, for
-    the r, w, k, v, a, g projections; 1 in the channel-mix)."""
-    return _ShiftLerp.apply(x.contiguous(), mu.to(x.dtype).contiguous())
+    the r, w, k, v, a, g projections; 1 in the channel-mix). y = x, or with `norm` (the block's
+    pre-norm, an affine nn.LayerNorm over C) y = norm(x), fused: the normalised rows are never
+    written out and the backward goes through the norm in the same pass."""
+    x = x.contiguous()
+    if norm is None:
+        return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), None, None, 0.0)
+    if norm.weight is None or norm.bias is None or tuple(norm.normalized_shape) != (x.shape[-1],):
+        raise ValueError("shift_lerp: the fused norm must be an affine LayerNorm over the last dimension")
+    return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), norm.weight.to(x.dtype).contiguous(),
+                            norm.bias.to(x.dtype).contiguous(), float(norm.eps))
 
 
 class _ReluSquare(torch.autograd.Function):

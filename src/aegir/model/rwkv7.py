@@ -167,13 +167,16 @@ class RWKV7TimeMix(nn.Module):
         out, v_first, _ = self.run(x, v_first, mask)
         return out, v_first
 
-    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, want_state: bool = False
-            ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The parallel forward pass; with `want_state` also each row's WKV state after its last
-        valid position (B, H, K, V), for step mode to continue from (prefill)."""
+    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, want_state: bool = False,
+            norm: nn.LayerNorm | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The parallel forward pass of norm(x) (x itself without a norm: the block passes its
+        pre-norm so that the fused path can fold it into the token shift); with `want_state` also
+        each row's WKV state after its last valid position (B, H, K, V), for step mode (prefill)."""
         if not want_state and _fused_ok(self.wkv_impl, x):
-            out, v_first = self._run_fused(x, v_first, mask)
+            out, v_first = self._run_fused(x, v_first, mask, norm)
             return out, v_first, None
+        if norm is not None:
+            x = norm(x)
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
         m, v_first = self._mix(x, xx, v_first)
         state = None
@@ -187,12 +190,13 @@ class RWKV7TimeMix(nn.Module):
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
         return self._out(y, args[0], args[2], args[3], m.g), v_first, state
 
-    def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, norm: nn.LayerNorm | None
+                   ) -> tuple[Tensor, Tensor]:
         """`run` with the elementwise work in fused CPU ops: the same function as the eager path
         (float64 tests), the GEMMs unchanged. v_first at layer 0 is the value projection itself."""
         from aegir.kernels.tmix_cpu import shift_lerp, time_mix_core
 
-        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu)  # (B, T, C) each
+        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu, norm)  # (B, T, C) each, from norm(x)
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)  # bf16 under autocast
         with _fp32_off(x):  # the decay's LoRA in fp32, as on the eager path
             w_l = torch.tanh(_hi(xw) @ self.w1) @ self.w2
@@ -298,13 +302,16 @@ class RWKV7ChannelMix(nn.Module):
         nn.init.uniform_(self.key.weight, -0.5 / C**0.5, 0.5 / C**0.5)
         self.value.weight.zero_()
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, norm: nn.LayerNorm | None = None) -> Tensor:
+        """The channel-mix of norm(x) (x without a norm; see RWKV7TimeMix.run)."""
         if _fused_ok(self.wkv_impl, x):
             from aegir.kernels import tmix_cpu
 
-            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1))  # (B, T, C)
+            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm)  # (B, T, C), from norm(x)
             h = self.key(xk)  # (B, T, 4C); bf16 under autocast
             return self.value(tmix_cpu.relu_square(h) if h.dtype in (torch.float32, torch.float64) else relu_square(h))
+        if norm is not None:
+            x = norm(x)
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
         return self._ffn(x, xx)
 
@@ -337,13 +344,17 @@ class RWKV7Block(nn.Module):
             ) -> tuple[Tensor, Tensor, BlockState | None]:
         """The parallel forward pass; given `last` (B,), each row's last valid position, also the
         step-mode state there (prefill)."""
+        if last is None:
+            # The mixers apply the pre-norms themselves: on the fused CPU path the norm runs inside
+            # the token-shift op (no normalised copy of the stream is written, one backward pass).
+            dx, v_first, _ = self.att.run(x, v_first, mask, norm=self.ln1)
+            x = x + dx
+            return x + self.ffn(x, norm=self.ln2), v_first, None
         xa = self.ln1(x)
-        dx, v_first, wkv_state = self.att.run(xa, v_first, mask, want_state=last is not None)
+        dx, v_first, wkv_state = self.att.run(xa, v_first, mask, want_state=True)
         x = x + dx
         xf = self.ln2(x)
         x = x + self.ffn(xf)
-        if last is None:
-            return x, v_first, None
         return x, v_first, BlockState(att_x=_at(xa, last), wkv=wkv_state, ffn_x=_at(xf, last))
 
     def initial_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> BlockState:
