@@ -107,6 +107,25 @@ def test_disabled_by_environment(monkeypatch):
         wkv_cpu.wkv_cpu(*make_inputs(1, 4, 1, 8, seed=0))
 
 
+def test_build_folder_falls_back_when_the_cache_cannot_be_written(monkeypatch, tmp_path):
+    """A read-only home (torch's default extensions cache unwritable) builds under the temp
+    directory instead of losing the kernel; TORCH_EXTENSIONS_DIR, when set, is torch's to use."""
+    import tempfile
+
+    blocked = tmp_path / "not_a_dir"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # writable: torch's default stands
+    assert wkv_cpu.build_directory("ext") is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    got = wkv_cpu.build_directory("ext")
+    assert got is not None and got.is_dir() and got.name == "ext" and (tmp_path / "tmp") in got.parents
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "mine"))
+    assert wkv_cpu.build_directory("ext") is None
+
+
 def test_kernel_empty_sequence():
     """T = 0 (outputs, checkpoints and final state are allocated without a zero fill): the state stays
     zero and the backward runs on empty gradients."""

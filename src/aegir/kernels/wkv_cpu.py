@@ -6,8 +6,9 @@ the recurrence. The kernel runs the recurrence itself, one (batch, head) per tas
 in cache; its backward recomputes states from checkpoints every `SEGMENT` steps.
 
 The extension is compiled with torch.utils.cpp_extension (g++ and ninja) into the torch extensions
-cache (`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions), once per source version and CPU
-(it is built with -march=native, so the CPU's flags are part of its name). Where it cannot be
+cache (`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions; where that cannot be written, as
+with a read-only home on a cluster node, a per-user folder under the system's temp directory), once
+per source version and CPU (it is built with -march=native, so the CPU's flags are part of its name). Where it cannot be
 built, `available()` is False with the reason in `unavailable_reason()`, and the model's
 `wkv_impl="auto"` falls back to the chunked form. `python -m aegir.kernels build` builds it ahead
 of time (`make install` does).
@@ -21,6 +22,7 @@ import platform
 import shutil
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,6 +52,27 @@ def _cpu_tag() -> str:
     except OSError:
         pass
     return hashlib.sha1(info.encode()).hexdigest()[:10]
+
+
+def build_directory(name: str) -> Path | None:
+    """Where to build extension `name`: None (torch's own choice) when TORCH_EXTENSIONS_DIR is set or
+    torch's default cache can be written; otherwise a per-user folder under the temp directory, so
+    that a read-only home does not silently cost the kernel."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
+        return None
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(get_default_build_root())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):  # os.access says yes to root on read-only mounts
+            pass
+        return None
+    except OSError:
+        user = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+        path = Path(tempfile.gettempdir()) / f"aegir_torch_extensions_{user}" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def _ensure_ninja_on_path() -> None:
@@ -85,8 +108,11 @@ def load(verbose: bool = False):
         march = ["-march=native"] if platform.machine() == "x86_64" else ["-mcpu=native"]
         t0 = time.perf_counter()
         try:
+            name = f"aegir_wkv7_cpu_{_cpu_tag()}"
+            build_dir = build_directory(name)
             _module = cpp_extension.load(
-                name=f"aegir_wkv7_cpu_{_cpu_tag()}",
+                name=name,
+                build_directory=None if build_dir is None else str(build_dir),
                 sources=[str(p) for p in _SOURCES],
                 extra_cflags=["-O3", "-fno-math-errno", "-fopenmp", *march],
                 extra_ldflags=["-fopenmp"],
