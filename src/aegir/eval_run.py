@@ -172,8 +172,8 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
     from dataclasses import replace as dc_replace
 
     from aegir.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from aegir.evaluation import expected_calibration_error, fit_temperature, softmax_nll
-    from aegir.inference import classifier_source, label_scores, load_classifier
+    from aegir.evaluation import fit_temperature_report
+    from aegir.inference import classifier_source, load_classifier
 
     src = classifier_source(checkpoint)
     if src.is_dir():
@@ -192,14 +192,10 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
         raise TableError("no labelled column has a gold label in the model's vocabulary: nothing to fit on")
     logits = run.raw.logits[rows].astype(np.float64)  # (N, L)
     gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
-    t = fit_temperature(logits, gold)
-
-    def ece(temp: float) -> float:
-        p = label_scores(logits / temp)  # (N, L)
-        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == gold)
-
-    res = CalibrationResult(out, t, len(rows), len(run.predictions) - len(rows), softmax_nll(logits, gold, 1.0),
-                            softmax_nll(logits, gold, t), ece(1.0), ece(t))
+    fit = fit_temperature_report(logits, gold)
+    res = CalibrationResult(out, fit.temperature, fit.n_columns, len(run.predictions) - len(rows), fit.nll_before,
+                            fit.nll_after, fit.ece_before, fit.ece_after)
+    t = fit.temperature
     ck = load_checkpoint(src, kind="classifier")
     info = {**{k: v for k, v in res.to_dict().items() if k != "checkpoint"}, "views": views,
             "data": data or f"validation split of {task or lc.task}", "source_checkpoint": str(src)}

@@ -559,6 +559,28 @@ def test_calibrate_writes_a_copy_with_a_temperature(trained, tmp_path):
     assert "temperature" in ok.output and (tmp_path / "c2.pt").is_file()
 
 
+def test_train_calibrate_stores_the_validation_temperature(custom_data, tmp_path):
+    """`aegir train --calibrate`: final.pt carries the temperature fitted on the run's validation
+    columns, the same one `aegir calibrate` fits afterwards on that split; the step checkpoint and
+    the validation F1 are untouched (scores move, argmax does not)."""
+    from aegir.eval_run import calibrate
+
+    cfg = FinetuneConfig(task="custom", data=str(custom_data), model_size="nano", epochs=2, batch_size=8, lr=3e-3,
+                         warmup_steps=2, max_bytes=48, out=str(tmp_path), progress=False, checkpoint_every=10_000,
+                         calibrate=True)
+    res = finetune(cfg)
+    ck = load_checkpoint(res.final_checkpoint, kind="classifier")
+    t, info = ck.extra["temperature"], ck.extra["calibration"]
+    assert 0.05 <= t <= 20 and info["temperature"] == t and info["n_columns"] > 0
+    assert info["nll_after"] <= info["nll_before"] + 1e-9 and "validation split" in info["data"]
+    assert load_classifier(res.final_checkpoint).temperature == pytest.approx(t)
+    again = calibrate(res.final_checkpoint, tmp_path / "again.pt")  # refits from the raw logits
+    assert again.temperature == pytest.approx(t, rel=1e-3) and again.n_columns == info["n_columns"]
+    log = [json.loads(l) for l in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("temperature") == t for r in log)
+    assert "temperature" not in res.valid_metrics  # F1 figures only: calibration moves no argmax
+
+
 def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path, monkeypatch):
     """benchmarks/cta_calibration.py end to end on the small fine-tune (fitted and scored on the same
     CSV folder here, only to exercise the script): both tables, the fitted T, and the JSON."""

@@ -22,8 +22,8 @@ from aegir.evaluation.metrics import (
 )
 from aegir.evaluation.outputs import EvalOutputs, predictions_from_scores, write_evaluation
 from aegir.evaluation.predictions import Prediction, read_predictions, report_from_predictions, write_predictions
-from aegir.evaluation.selective import (CoverageRow, SelectiveReport, expected_calibration_error, fit_temperature,
-                                       selective_report, softmax_nll)
+from aegir.evaluation.selective import (CoverageRow, SelectiveReport, TemperatureFit, expected_calibration_error,
+                                       fit_temperature, fit_temperature_report, selective_report, softmax_nll)
 
 __all__ = [
     "LabelScore", "ClassificationReport", "classification_report", "multilabel_report",
@@ -32,5 +32,6 @@ __all__ = [
     "Prediction", "write_predictions", "read_predictions", "report_from_predictions",
     "predictions_from_scores", "EvalOutputs", "write_evaluation",
     "CoverageRow", "SelectiveReport", "expected_calibration_error", "selective_report", "fit_temperature",
+    "TemperatureFit", "fit_temperature_report",
     "softmax_nll",
 ]

@@ -15,7 +15,7 @@ Single-label classifiers only (a multi-label model already abstains per label at
 A model whose scores are off (ECE well above 0) can be recalibrated by temperature scaling (Guo et
 al., 2017): scores = softmax(logits / T) with the one scalar T that minimises the negative
 log-likelihood on held-out labelled columns (`fit_temperature`; `aegir calibrate` stores T in a copy
-of the checkpoint). T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
+of the checkpoint, `aegir train --calibrate` fits it on the run's validation columns). T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
 """
 
 from __future__ import annotations
@@ -126,3 +126,33 @@ def fit_temperature(logits: np.ndarray, gold: np.ndarray, bounds: tuple[float, f
     t = float(np.exp(res.x))
     # the search is local: never return a T worse than leaving the scores alone
     return t if softmax_nll(logits, gold, t) <= softmax_nll(logits, gold, 1.0) else 1.0
+
+
+@dataclass
+class TemperatureFit:
+    """A fitted temperature and what it did on the columns it was fitted on (argmax unchanged)."""
+
+    temperature: float
+    n_columns: int
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_temperature_report(logits: np.ndarray, gold: np.ndarray) -> TemperatureFit:
+    """`fit_temperature` on (N, L) logits and gold label indices (N,), with the NLL and the top-1
+    ECE before and after: what `aegir calibrate` and `aegir train --calibrate` record."""
+    z = np.asarray(logits, dtype=np.float64)  # (N, L)
+    g = np.asarray(gold, dtype=np.int64)  # (N,)
+    t = fit_temperature(z, g)
+
+    def ece(temp: float) -> float:
+        e = np.exp(z / temp - (z / temp).max(axis=1, keepdims=True))  # (N, L) shifted softmax numerators
+        p = e / e.sum(axis=1, keepdims=True)
+        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == g)
+
+    return TemperatureFit(t, len(g), softmax_nll(z, g, 1.0), softmax_nll(z, g, t), ece(1.0), ece(t))

@@ -30,6 +30,7 @@ from aegir.checkpoint import (
 from aegir.config import ModelConfig
 from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
 from aegir.eval_run import predicted_label_sets, score_label_sets
+from aegir.evaluation import TemperatureFit, fit_temperature_report
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
 from aegir.model.aux_heads import HierarchyHeads, path_targets
@@ -132,6 +133,15 @@ def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
     return {"pretrained": str(path), "pretrained_step": ck.step, "pretrained_metrics": ck.metrics}
 
 
+def calibrate_on(classifier: AegirClassifier, examples: list[EncodedColumn], batch_size: int,
+                 device: torch.device | str = "cpu") -> TemperatureFit:
+    """Temperature scaling of a single-label classifier on labelled columns (their first label id)."""
+    import numpy as np
+
+    raw = predict(classifier, examples, batch_size=batch_size, device=device)
+    return fit_temperature_report(raw.logits.astype(np.float64), np.array([e.label_ids[0] for e in examples]))
+
+
 def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: FinetuneHooks | None = None) -> FinetuneResult:
     from rich.console import Console
 
@@ -211,9 +221,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     # Label rebalancing (class weights, logit adjustment) reads the labelled columns' label frequencies.
     class_w = offset = None
     for flag, on in (("--class-weight balanced", cfg.class_weight == "balanced"), ("--logit-adjust", cfg.logit_adjust > 0),
-                     ("--refit-head", cfg.refit_head != "none")):
+                     ("--refit-head", cfg.refit_head != "none"), ("--calibrate", cfg.calibrate)):
         if on and td.multi_label:
             raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
+    if cfg.calibrate and not valid_ex:
+        raise TableError(f"--calibrate fits a temperature on the validation columns; task {cfg.task} has none here")
     if cfg.pool_main and not td.cpa:
         raise TableError(f"--pool-main pools the main column of a column pair (CPA); {cfg.task} is column type "
                          "annotation: its inputs have no main column")
@@ -459,6 +471,17 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
             console.print(f"after the refit: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f} "
                           f"(joint head: {joint.get('joint_valid_micro_f1', float('nan')):.3f} / "
                           f"{joint.get('joint_valid_macro_f1', float('nan')):.3f})")
+    if cfg.calibrate and info.is_main:
+        scored = (ema.module if ema is not None else unwrap(model)).classifier
+        fit = calibrate_on(scored, valid_ex, cfg.eval_batch_size, info.device)
+        post["temperature"] = fit.temperature
+        post["calibration"] = {**fit.to_dict(), "n_skipped": 0, "views": 1,
+                               "data": f"validation split of {cfg.task} (this run's; also what valid_* report)"}
+        logger.write({"step": step, "temperature": fit.temperature, "valid_ece_before": fit.ece_before,
+                      "valid_ece_after": fit.ece_after})
+        console.print(f"temperature {fit.temperature:.3f} fitted on {fit.n_columns} validation columns: "
+                      f"NLL {fit.nll_before:.3f} -> {fit.nll_after:.3f}, ECE {fit.ece_before:.3f} -> "
+                      f"{fit.ece_after:.3f} (final.pt scores softmax(logits / T); argmax unchanged)")
     save(final, epoch, batch_pos, valid_metrics, final=True)
     logger.close()
     return FinetuneResult(run_dir, final, step, valid_metrics, history, from_random)
