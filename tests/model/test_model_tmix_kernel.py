@@ -180,6 +180,28 @@ def test_shift_lerp_with_the_pre_norm_fused(B, T):
         assert rel_err(a, b) <= TOL
 
 
+def test_shift_lerp_writes_bf16_outputs_as_autocast_would_cast_them():
+    """bf16_out (CPU bf16 autocast): those outputs are exactly the fp32 ones rounded to bf16, and
+    bf16 gradients for them give exactly the gradients of their fp32 values; float64 is refused."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 40, 16, generator=g, requires_grad=True)
+    mu = torch.rand(6, 16, generator=g, requires_grad=True)
+    norm = torch.nn.LayerNorm(16)
+    low = (True, False, True, True, False, True)
+    outs = tmix_cpu.shift_lerp(x, mu, norm, low)
+    ref = tmix_cpu.shift_lerp(x, mu, norm)
+    for o, r, f in zip(outs, ref, low):
+        assert o.dtype == (torch.bfloat16 if f else torch.float32)
+        assert torch.equal(o, r.to(o.dtype))
+    grads = [torch.randn(r.shape, generator=g).to(o.dtype) for o, r in zip(outs, ref)]
+    got = torch.autograd.grad(outs, (x, mu, norm.weight, norm.bias), grads)
+    want = torch.autograd.grad(ref, (x, mu, norm.weight, norm.bias), [t.float() for t in grads])
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    with pytest.raises(RuntimeError, match="bf16 outputs need an fp32 input"):
+        tmix_cpu.shift_lerp(x.detach().double(), mu.detach().double(), None, low)
+
+
 def test_block_fuses_its_pre_norms_into_the_token_shift():
     """On the fused path a block hands its LayerNorms to the token-shift ops (no separate norm in
     the graph); the eager path, and prefill (which keeps the normalised last positions), apply them
@@ -267,9 +289,9 @@ def test_bad_shapes_are_refused_with_a_message():
     lib = wkv_cpu.load()
     e = torch.empty(0)
     with pytest.raises(RuntimeError, match="shift_lerp"):
-        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4), e, e, 1e-5)
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4), e, e, 1e-5, [])
     with pytest.raises(RuntimeError, match="norm weight and bias"):  # a norm over the wrong width
-        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), torch.randn(4), torch.randn(4), 1e-5)
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), torch.randn(4), torch.randn(4), 1e-5, [])
     with pytest.raises(ValueError, match="affine LayerNorm"):
         tmix_cpu.shift_lerp(torch.randn(2, 3, 8), torch.randn(6, 8), torch.nn.LayerNorm(8, elementwise_affine=False))
     k = torch.randn(2, 3, 24)

@@ -148,10 +148,44 @@ inline void apply_norm(const T* __restrict x, const Norm<T>& ln, int64_t i, int6
   }
 }
 
+// The lerps' outputs and their gradients: per output j, either in the compute dtype (f[j]) or in bf16
+// (h[j]); exactly one of the two is set (both null for a gradient that never arrived). bf16 is for CPU
+// bf16 autocast: the op writes what autocast would otherwise cast its output to before the projection
+// (the same round-to-nearest-even), and reads the bf16 gradient the projection's backward returns.
+template <typename F, typename H>
+struct PerOutput {
+  std::vector<F> f;
+  std::vector<H> h;
+};
+
+template <typename T, typename O>
+inline void lerp_row(const T* __restrict y, const T* __restrict xx, const T* __restrict m, O* __restrict o,
+                     int64_t C) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) o[c] = static_cast<O>(y[c] + xx[c] * m[c]);
+}
+
+// d += g (1 - m) (+ g_next m where the row has a successor); dm += g xx. G: the gradient's dtype.
+template <typename T, typename G>
+inline void lerp_grad_row(const G* __restrict gi, bool has_next, const T* __restrict m, const T* __restrict xx,
+                          T* __restrict d, T* __restrict dm, int64_t C) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const T gc = static_cast<T>(gi[c]);
+    d[c] += gc * (T(1) - m[c]);
+    dm[c] += gc * xx[c];
+  }
+  if (has_next) {
+    const G* __restrict gn = gi + C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) d[c] += static_cast<T>(gn[c]) * m[c];
+  }
+}
+
 template <typename T>
-void lerp_fwd(const T* x, const T* mu, const std::vector<T*>& out, const Norm<T>& ln, int64_t R, int64_t Tn,
-              int64_t C) {
-  const int K = static_cast<int>(out.size());
+void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, at::BFloat16*>& out, const Norm<T>& ln, int64_t R,
+              int64_t Tn, int64_t C) {
+  const int K = static_cast<int>(out.f.size());
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
     std::vector<T> xx(C), ya(C), yb(C);
     T *y_prev = ya.data(), *y_cur = yb.data();  // normalised rows i - 1 and i (with a norm)
@@ -169,10 +203,8 @@ void lerp_fwd(const T* x, const T* mu, const std::vector<T*>& out, const Norm<T>
       }
       for (int64_t c = 0; c < C; ++c) xx[c] = (yp == nullptr ? T(0) : yp[c]) - yi[c];
       for (int j = 0; j < K; ++j) {
-        T* __restrict o = out[j] + i * C;
-        const T* m = mu + j * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) o[c] = yi[c] + xx[c] * m[c];
+        if (out.h[j] != nullptr) lerp_row(yi, xx.data(), mu + j * C, out.h[j] + i * C, C);
+        else lerp_row(yi, xx.data(), mu + j * C, out.f[j] + i * C, C);
       }
       std::swap(y_prev, y_cur);
     }
@@ -185,9 +217,9 @@ void lerp_fwd(const T* x, const T* mu, const std::vector<T*>& out, const Norm<T>
 // with d_xhat = d_y w. g[j] == nullptr: that output got no gradient. part: rows 0..K-1 d_mu, then
 // (with a norm) d_w, d_b.
 template <typename T>
-void lerp_bwd(const T* x, const T* mu, const std::vector<const T*>& g, const Norm<T>& ln, T* dx, Partials<T>& part,
-              int64_t R, int64_t Tn, int64_t C) {
-  const int K = static_cast<int>(g.size());
+void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const at::BFloat16*>& g, const Norm<T>& ln, T* dx,
+              Partials<T>& part, int64_t R, int64_t Tn, int64_t C) {
+  const int K = static_cast<int>(g.f.size());
   const bool norm = ln.w != nullptr;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
     std::vector<T> xx(C), ya(C), yb(C), xh(C), dyb(C), scratch(C);
@@ -209,18 +241,8 @@ void lerp_bwd(const T* x, const T* mu, const std::vector<const T*>& g, const Nor
         d[c] = 0;
       }
       for (int j = 0; j < K; ++j) {
-        if (g[j] == nullptr) continue;
-        const T* __restrict gi = g[j] + i * C;
-        const T* __restrict m = mu + j * C;
-        T* __restrict dm = part.mine(j);
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          d[c] += gi[c] * (T(1) - m[c]);
-          dm[c] += gi[c] * xx[c];
-        }
-        if (!last)
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) d[c] += gi[c + C] * m[c];
+        if (g.h[j] != nullptr) lerp_grad_row(g.h[j] + i * C, !last, mu + j * C, xx.data(), d, part.mine(j), C);
+        else if (g.f[j] != nullptr) lerp_grad_row(g.f[j] + i * C, !last, mu + j * C, xx.data(), d, part.mine(j), C);
       }
       if (norm) {
         const T* __restrict w = ln.w;
@@ -537,8 +559,10 @@ const void* ptr_or_null(const at::Tensor& t) { return t.numel() > 0 ? t.data_ptr
 
 // x (B, T, C), mu (K, C), optional norm ln_w, ln_b (C) (empty tensors: none) ->
 // K tensors y + (y_prev - y) * mu[j], each (B, T, C), with y = x or LN(x); then the norm's per-row
-// mean and rstd (R,) for the backward (empty without a norm).
-std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tensor ln_w, at::Tensor ln_b, double eps) {
+// mean and rstd (R,) for the backward (empty without a norm). bf16_out: per output, whether to write
+// it in bf16 (fp32 x only; empty: none).
+std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tensor ln_w, at::Tensor ln_b, double eps,
+                                           std::vector<bool> bf16_out) {
   TORCH_CHECK(x.dim() == 3 && mu.dim() == 2 && mu.size(1) == x.size(2),
               "shift_lerp: x must be (B, T, C) and mu (K, C)");
   const int64_t R = x.size(0) * x.size(1), Tn = x.size(1), C = x.size(2), K = mu.size(0);
@@ -546,12 +570,21 @@ std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tens
   TORCH_CHECK(mu.is_contiguous() && mu.scalar_type() == x.scalar_type(), "shift_lerp: mu must be contiguous, x's dtype");
   const bool norm = ln_w.numel() > 0;
   if (norm) check_rows({x.new_empty({C}), ln_w, ln_b}, 1, C, "shift_lerp (norm weight and bias)");
+  TORCH_CHECK(bf16_out.empty() || static_cast<int64_t>(bf16_out.size()) == K,
+              "shift_lerp: bf16_out needs one flag per row of mu");
+  const auto low = [&](int64_t j) { return !bf16_out.empty() && bf16_out[j]; };
   std::vector<at::Tensor> out;
-  for (int64_t j = 0; j < K; ++j) out.push_back(at::empty_like(x));
+  for (int64_t j = 0; j < K; ++j) {
+    TORCH_CHECK(!low(j) || x.scalar_type() == at::kFloat, "shift_lerp: bf16 outputs need an fp32 input");
+    out.push_back(low(j) ? at::empty_like(x, x.options().dtype(at::kBFloat16)) : at::empty_like(x));
+  }
   auto mean = x.new_empty({norm ? R : 0}), rstd = x.new_empty({norm ? R : 0});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_forward", [&] {
-    std::vector<scalar_t*> po;
-    for (auto& t : out) po.push_back(t.data_ptr<scalar_t>());
+    PerOutput<scalar_t*, at::BFloat16*> po;
+    for (int64_t j = 0; j < K; ++j) {
+      po.f.push_back(low(j) ? nullptr : out[j].data_ptr<scalar_t>());
+      po.h.push_back(low(j) ? out[j].data_ptr<at::BFloat16>() : nullptr);
+    }
     Norm<scalar_t> ln;
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), static_cast<scalar_t>(eps),
                     mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>()};
@@ -574,10 +607,15 @@ std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::ve
   auto dx = at::empty_like(x);
   at::Tensor dmu, dw = x.new_empty({0}), db = x.new_empty({0});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_backward", [&] {
-    std::vector<const scalar_t*> pg;
+    PerOutput<const scalar_t*, const at::BFloat16*> pg;  // a bf16 gradient for an output written in bf16
     for (auto& g : grads) {
-      if (g.numel() > 0) check_rows({x, g}, R, C, "shift_lerp");
-      pg.push_back(g.numel() > 0 ? g.data_ptr<scalar_t>() : nullptr);
+      const bool low = g.numel() > 0 && g.scalar_type() == at::kBFloat16 && x.scalar_type() == at::kFloat;
+      if (g.numel() > 0) {
+        TORCH_CHECK(g.is_contiguous() && g.numel() == R * C && (low || g.scalar_type() == x.scalar_type()),
+                    "shift_lerp: each gradient must be contiguous, shaped like x, in x's dtype or bf16");
+      }
+      pg.f.push_back(g.numel() > 0 && !low ? g.data_ptr<scalar_t>() : nullptr);
+      pg.h.push_back(low ? g.data_ptr<at::BFloat16>() : nullptr);
     }
     Norm<scalar_t> ln;
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), scalar_t(0), mean.data_ptr<scalar_t>(),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -69,9 +69,10 @@ def _flat(t: Tensor | None, like: Tensor) -> Tensor:
 
 class _ShiftLerp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, mu: Tensor, ln_w: Tensor | None, ln_b: Tensor | None, eps: float):
+    def forward(ctx, x: Tensor, mu: Tensor, ln_w: Tensor | None, ln_b: Tensor | None, eps: float,
+                bf16_out: tuple[bool, ...]):
         norm = (ln_w, ln_b) if ln_w is not None else (_empty(x), _empty(x))
-        *outs, mean, rstd = wkv_cpu.load().shift_lerp_forward(x, mu, *norm, eps)
+        *outs, mean, rstd = wkv_cpu.load().shift_lerp_forward(x, mu, *norm, eps, list(bf16_out))
         ctx.save_for_backward(x, mu, *norm, mean, rstd)
         ctx.has_norm = ln_w is not None
         return tuple(outs)
@@ -80,24 +81,36 @@ class _ShiftLerp(torch.autograd.Function):
     @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, *grads):
         x, mu, ln_w, ln_b, mean, rstd = ctx.saved_tensors
-        gs = [_empty(x) if g is None else g.contiguous() for g in grads]
+        gs = [_empty(x) if g is None else g.contiguous() for g in grads]  # bf16 for the bf16 outputs
         dx, dmu, dw, db = wkv_cpu.load().shift_lerp_backward(x, mu, gs, ln_w, ln_b, mean, rstd)
-        return dx, dmu, (dw if ctx.has_norm else None), (db if ctx.has_norm else None), None
+        return dx, dmu, (dw if ctx.has_norm else None), (db if ctx.has_norm else None), None, None
 
 
-def shift_lerp(x: Tensor, mu: Tensor, norm: nn.LayerNorm | None = None) -> tuple[Tensor, ...]:
+def autocast_bf16(x: Tensor) -> bool:
+    """Whether fp32 x is under CPU bf16 autocast (ModelConfig.cpu_bf16): the projections then cast
+    their inputs to bf16, so shift_lerp can write those inputs in bf16 itself."""
+    return (x.dtype == torch.float32 and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
+def shift_lerp(x: Tensor, mu: Tensor, norm: nn.LayerNorm | None = None,
+               bf16_out: Sequence[bool] = ()) -> tuple[Tensor, ...]:
     """x (B, T, C), mu (K, C) -> K tensors (B, T, C), y + (y_prev - y) * mu[j] with y_prev the
     previous position (zero at t = 0): the token shift and its lerps (K = 6 in the time-mix, for
     the r, w, k, v, a, g projections; 1 in the channel-mix). y = x, or with `norm` (the block's
     pre-norm, an affine nn.LayerNorm over C) y = norm(x), fused: the normalised rows are never
-    written out and the backward goes through the norm in the same pass."""
+    written out and the backward goes through the norm in the same pass.
+    bf16_out (one flag per output, fp32 x only): write those outputs in bf16, rounded as autocast
+    would round them before their (bf16) projection, which then casts nothing; their gradients come
+    back in bf16 and are read as such. Values are computed in fp32 either way."""
     x = x.contiguous()
+    flags = tuple(bool(f) for f in bf16_out)
     if norm is None:
-        return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), None, None, 0.0)
+        return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), None, None, 0.0, flags)
     if norm.weight is None or norm.bias is None or tuple(norm.normalized_shape) != (x.shape[-1],):
         raise ValueError("shift_lerp: the fused norm must be an affine LayerNorm over the last dimension")
     return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), norm.weight.to(x.dtype).contiguous(),
-                            norm.bias.to(x.dtype).contiguous(), float(norm.eps))
+                            norm.bias.to(x.dtype).contiguous(), float(norm.eps), flags)
 
 
 class _ReluSquare(torch.autograd.Function):

@@ -194,9 +194,12 @@ class RWKV7TimeMix(nn.Module):
                    ) -> tuple[Tensor, Tensor]:
         """`run` with the elementwise work in fused CPU ops: the same function as the eager path
         (float64 tests), the GEMMs unchanged. v_first at layer 0 is the value projection itself."""
-        from aegir.kernels.tmix_cpu import shift_lerp, time_mix_core
+        from aegir.kernels.tmix_cpu import autocast_bf16, shift_lerp, time_mix_core
 
-        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu, norm)  # (B, T, C) each, from norm(x)
+        # Under CPU bf16 autocast the lerps feeding bf16 projections are written in bf16; xw stays
+        # fp32 (the decay's LoRA runs in fp32).
+        low = (True, False, True, True, True, True) if autocast_bf16(x) else ()  # r w k v a g
+        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu, norm, low)  # (B, T, C) each, from norm(x)
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)  # bf16 under autocast
         with _fp32_off(x):  # the decay's LoRA in fp32, as on the eager path
             w_l = torch.tanh(_hi(xw) @ self.w1) @ self.w2
@@ -307,7 +310,8 @@ class RWKV7ChannelMix(nn.Module):
         if _fused_ok(self.wkv_impl, x):
             from aegir.kernels import tmix_cpu
 
-            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm)  # (B, T, C), from norm(x)
+            low = (True,) if tmix_cpu.autocast_bf16(x) else ()  # the key projection's input, in bf16
+            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm, low)  # (B, T, C), from norm(x)
             h = self.key(xk)  # (B, T, 4C); bf16 under autocast
             return self.value(tmix_cpu.relu_square(h) if h.dtype in (torch.float32, torch.float64) else relu_square(h))
         if norm is not None:
