@@ -149,9 +149,29 @@ inline void apply_norm(const T* __restrict x, const Norm<T>& ln, int64_t i, int6
 }
 
 // The lerps' outputs and their gradients: per output j, either in the compute dtype (f[j]) or in bf16
-// (h[j]); exactly one of the two is set (both null for a gradient that never arrived). bf16 is for CPU
+// bits (h[j]); exactly one of the two is set (both null for a gradient that never arrived). bf16 is for CPU
 // bf16 autocast: the op writes what autocast would otherwise cast its output to before the projection
 // (the same round-to-nearest-even), and reads the bf16 gradient the projection's backward returns.
+// bf16 as raw bits (uint16_t), converted with integer arithmetic that vectorises (c10::BFloat16's
+// branchy conversion kept the loops scalar: twice the time of the fp32 write it replaces). Rounding
+// as c10's round_to_nearest_even, NaN -> 0x7FC0: bit-identical to tensor.to(torch.bfloat16).
+inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  const uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  return f != f ? uint16_t(0x7FC0) : static_cast<uint16_t>(rounded);
+}
+inline float bf16_value(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+template <typename T> inline T as_compute(T v) { return v; }
+template <typename T> inline T as_compute(uint16_t b) { return static_cast<T>(bf16_value(b)); }
+template <typename O, typename T> inline O as_output(T v) { return static_cast<O>(v); }
+template <> inline uint16_t as_output<uint16_t, float>(float v) { return bf16_bits(v); }
+
 template <typename F, typename H>
 struct PerOutput {
   std::vector<F> f;
@@ -162,7 +182,7 @@ template <typename T, typename O>
 inline void lerp_row(const T* __restrict y, const T* __restrict xx, const T* __restrict m, O* __restrict o,
                      int64_t C) {
 #pragma omp simd
-  for (int64_t c = 0; c < C; ++c) o[c] = static_cast<O>(y[c] + xx[c] * m[c]);
+  for (int64_t c = 0; c < C; ++c) o[c] = as_output<O>(y[c] + xx[c] * m[c]);
 }
 
 // d += g (1 - m) (+ g_next m where the row has a successor); dm += g xx. G: the gradient's dtype.
@@ -171,19 +191,19 @@ inline void lerp_grad_row(const G* __restrict gi, bool has_next, const T* __rest
                           T* __restrict d, T* __restrict dm, int64_t C) {
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) {
-    const T gc = static_cast<T>(gi[c]);
+    const T gc = as_compute<T>(gi[c]);
     d[c] += gc * (T(1) - m[c]);
     dm[c] += gc * xx[c];
   }
   if (has_next) {
     const G* __restrict gn = gi + C;
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) d[c] += static_cast<T>(gn[c]) * m[c];
+    for (int64_t c = 0; c < C; ++c) d[c] += as_compute<T>(gn[c]) * m[c];
   }
 }
 
 template <typename T>
-void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, at::BFloat16*>& out, const Norm<T>& ln, int64_t R,
+void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, uint16_t*>& out, const Norm<T>& ln, int64_t R,
               int64_t Tn, int64_t C) {
   const int K = static_cast<int>(out.f.size());
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
@@ -217,7 +237,7 @@ void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, at::BFloat16*>& out, 
 // with d_xhat = d_y w. g[j] == nullptr: that output got no gradient. part: rows 0..K-1 d_mu, then
 // (with a norm) d_w, d_b.
 template <typename T>
-void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const at::BFloat16*>& g, const Norm<T>& ln, T* dx,
+void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const uint16_t*>& g, const Norm<T>& ln, T* dx,
               Partials<T>& part, int64_t R, int64_t Tn, int64_t C) {
   const int K = static_cast<int>(g.f.size());
   const bool norm = ln.w != nullptr;
@@ -580,10 +600,10 @@ std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tens
   }
   auto mean = x.new_empty({norm ? R : 0}), rstd = x.new_empty({norm ? R : 0});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_forward", [&] {
-    PerOutput<scalar_t*, at::BFloat16*> po;
+    PerOutput<scalar_t*, uint16_t*> po;
     for (int64_t j = 0; j < K; ++j) {
       po.f.push_back(low(j) ? nullptr : out[j].data_ptr<scalar_t>());
-      po.h.push_back(low(j) ? out[j].data_ptr<at::BFloat16>() : nullptr);
+      po.h.push_back(low(j) ? reinterpret_cast<uint16_t*>(out[j].data_ptr<at::BFloat16>()) : nullptr);
     }
     Norm<scalar_t> ln;
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), static_cast<scalar_t>(eps),
@@ -607,7 +627,7 @@ std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::ve
   auto dx = at::empty_like(x);
   at::Tensor dmu, dw = x.new_empty({0}), db = x.new_empty({0});
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "shift_lerp_backward", [&] {
-    PerOutput<const scalar_t*, const at::BFloat16*> pg;  // a bf16 gradient for an output written in bf16
+    PerOutput<const scalar_t*, const uint16_t*> pg;  // a bf16 gradient for an output written in bf16
     for (auto& g : grads) {
       const bool low = g.numel() > 0 && g.scalar_type() == at::kBFloat16 && x.scalar_type() == at::kFloat;
       if (g.numel() > 0) {
@@ -615,7 +635,7 @@ std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::ve
                     "shift_lerp: each gradient must be contiguous, shaped like x, in x's dtype or bf16");
       }
       pg.f.push_back(g.numel() > 0 && !low ? g.data_ptr<scalar_t>() : nullptr);
-      pg.h.push_back(low ? g.data_ptr<at::BFloat16>() : nullptr);
+      pg.h.push_back(low ? reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>()) : nullptr);
     }
     Norm<scalar_t> ln;
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), scalar_t(0), mean.data_ptr<scalar_t>(),
