@@ -85,6 +85,51 @@ def test_time_mix_fused_equals_eager_float64(layer, C, N, padded):
     assert not _graph_has(out, "_TimeMixCoreBackward")
 
 
+@pytest.mark.parametrize("layer,padded", [(0, False), (2, True)])
+def test_time_mix_core_reads_and_returns_bf16_exactly(layer, padded):
+    """Under CPU bf16 autocast the projection outputs reach the fused core in bf16 and it returns
+    bf16: the fp32 computation on the same values, with the output and the gradients of the bf16
+    inputs rounded once, as autocast's casts around an fp32 core would round them. Equal up to that
+    rounding: a vector reduction (the removal key's norm) may sum in another order when it reads bf16."""
+    B, T, C, N = 2, 37, 64, 32
+    g = torch.Generator().manual_seed(11 + layer)
+
+    def rnd(*shape, scale=1.0):
+        return scale * torch.randn(*shape, generator=g)
+
+    proj = {k: rnd(B, T, C).bfloat16() for k in ("k_raw", "a_l", "v", "g")}  # bf16 projection outputs
+    if layer:
+        proj.update(v_first=rnd(B, T, C).bfloat16(), v_l=rnd(B, T, C, scale=0.3).bfloat16())
+    r, w_l = rnd(B, T, C), rnd(B, T, C, scale=0.5)
+    params = dict(w0=rnd(C), a0=rnd(C), v0=rnd(C) if layer else None, k_k=rnd(C), k_a=rnd(C), r_k=rnd(C // N, N),
+                  ln_w=rnd(C), ln_b=rnd(C))
+    mask = torch.arange(T)[None, :] < torch.tensor([T, 20])[:, None] if padded else None
+    d_out = rnd(B, T, C).bfloat16()
+
+    def run(low: bool):
+        leaves = {k: t.clone().requires_grad_() if low else t.float().requires_grad_() for k, t in proj.items()}
+        r_, w_ = r.clone().requires_grad_(), w_l.clone().requires_grad_()
+        ps = {k: None if t is None else t.clone().requires_grad_() for k, t in params.items()}
+        out = tmix_cpu.time_mix_core(r_, leaves["k_raw"], w_, leaves["a_l"], leaves["v"], leaves.get("v_first"),
+                                     leaves.get("v_l"), leaves["g"], mask, ps["w0"], ps["a0"], ps["v0"], ps["k_k"],
+                                     ps["k_a"], ps["r_k"], ps["ln_w"], ps["ln_b"], 1e-5 * N, N)
+        out.backward(d_out if low else d_out.float())
+        grads = {k: t.grad for k, t in leaves.items()}
+        grads.update(r=r_.grad, w_l=w_.grad, **{k: t.grad for k, t in ps.items() if t is not None})
+        return out.detach(), grads
+
+    out_low, g_low = run(True)
+    out_ref, g_ref = run(False)
+    def close(a: torch.Tensor, ref: torch.Tensor) -> bool:  # within one bf16 rounding of the fp32 value
+        ulp = 2.0**-8 if a.dtype == torch.bfloat16 else 1e-5
+        return bool(((a.float() - ref).abs() <= ulp * ref.abs() + 1e-6 * ref.abs().max()).all())
+
+    assert out_low.dtype == torch.bfloat16 and close(out_low, out_ref)
+    for k, t in g_low.items():
+        assert t.dtype == (torch.bfloat16 if k in proj else torch.float32), k
+        assert close(t, g_ref[k]), k
+
+
 def _graph_has(t: torch.Tensor, node: str) -> bool:
     seen, todo = set(), [t.grad_fn]
     while todo:

@@ -298,12 +298,12 @@ constexpr double LOG_W_SCALE = -0.60653065971263342;  // -exp(-0.5)
 constexpr double NORM_EPS = 1e-12;                      // F.normalize's default eps
 
 // |k_raw * k_k| over one head: the removal key's norm before F.normalize's clamp.
-template <typename T>
-inline T key_norm(const T* __restrict k_raw, const T* __restrict k_k, int64_t N) {
+template <typename T, typename I>
+inline T key_norm(const I* __restrict k_raw, const T* __restrict k_k, int64_t N) {
   T ss = 0;
 #pragma omp simd reduction(+ : ss)
   for (int64_t n = 0; n < N; ++n) {
-    const T q = k_raw[n] * k_k[n];
+    const T q = as_compute<T>(k_raw[n]) * k_k[n];
     ss += q * q;
   }
   return std::sqrt(ss);
@@ -311,12 +311,15 @@ inline T key_norm(const T* __restrict k_raw, const T* __restrict k_k, int64_t N)
 
 // RES: the layer has a value residual (v_first, v_l, v0); SPLIT: there is padding, so the WKV's
 // k and v (masked) are separate from the bonus's k' and v' (unmasked). Both are template
-// arguments so that the per-channel loops are branch-free and vectorise.
-template <typename T, bool RES, bool SPLIT>
+// arguments so that the per-channel loops are branch-free and vectorise. I: the dtype of the
+// projection outputs k_raw, a_l, v, v_first, v_l (T, or bf16 bits under CPU bf16 autocast); w_l
+// (the decay's fp32 LoRA), the outputs and the math are T.
+template <typename T, typename I, bool RES, bool SPLIT>
 void prep_fwd_t(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb, int64_t R, int64_t H, int64_t N) {
   const int64_t C = H * N;
-  const T *k_raw = (const T*)p.k_raw, *w_l = (const T*)p.w_l, *a_l = (const T*)p.a_l, *v = (const T*)p.v;
-  const T *vf = (const T*)p.v_first, *v_l = (const T*)p.v_l, *w0 = (const T*)p.w0, *a0 = (const T*)p.a0;
+  const I *k_raw = (const I*)p.k_raw, *a_l = (const I*)p.a_l, *v = (const I*)p.v;
+  const I *vf = (const I*)p.v_first, *v_l = (const I*)p.v_l;
+  const T *w_l = (const T*)p.w_l, *w0 = (const T*)p.w0, *a0 = (const T*)p.a0;
   const T *v0 = (const T*)p.v0, *k_k = (const T*)p.k_k, *k_a = (const T*)p.k_a;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -327,11 +330,12 @@ void prep_fwd_t(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb,
 #pragma omp simd
         for (int64_t n = 0; n < N; ++n) {
           const int64_t x = o + n, c = c0 + n;
-          const T ic = sigmoid(a0[c] + a_l[x]);
-          const T kk = k_raw[x] * k_k[c] * inv;
-          const T kp = k_raw[x] * (T(1) + (ic - T(1)) * k_a[c]);
-          T vp = v[x];
-          if constexpr (RES) vp = v[x] + (vf[x] - v[x]) * sigmoid(v0[c] + v_l[x]);
+          const T ic = sigmoid(a0[c] + as_compute<T>(a_l[x]));
+          const T kr = as_compute<T>(k_raw[x]), vx = as_compute<T>(v[x]);
+          const T kk = kr * k_k[c] * inv;
+          const T kp = kr * (T(1) + (ic - T(1)) * k_a[c]);
+          T vp = vx;
+          if constexpr (RES) vp = vx + (as_compute<T>(vf[x]) - vx) * sigmoid(v0[c] + as_compute<T>(v_l[x]));
           // masked rows: w = 1 (m * e + 1 - m is e itself when m = 1)
           w[x] = m * fast_exp(T(LOG_W_SCALE) * sigmoid(w0[c] + w_l[x])) + (T(1) - m);
           a[x] = -kk * m;
@@ -348,37 +352,41 @@ void prep_fwd_t(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb,
   });
 }
 
-template <typename T>
+template <typename T, typename I>
 void prep_fwd(const PrepPtrs& p, T* w, T* kw, T* vw, T* a, T* b, T* kb, T* vb, int64_t R, int64_t H, int64_t N) {
   const bool res = p.v_first != nullptr, split = kw != kb;
-  if (res && split) prep_fwd_t<T, true, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
-  else if (res) prep_fwd_t<T, true, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
-  else if (split) prep_fwd_t<T, false, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
-  else prep_fwd_t<T, false, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  if (res && split) prep_fwd_t<T, I, true, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else if (res) prep_fwd_t<T, I, true, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else if (split) prep_fwd_t<T, I, false, true>(p, w, kw, vw, a, b, kb, vb, R, H, N);
+  else prep_fwd_t<T, I, false, false>(p, w, kw, vw, a, b, kb, vb, R, H, N);
 }
 
 // Takes the WKV's gradients (d log w, d k, d v, d a, d b, all with respect to its masked inputs)
 // and the bonus's (d k', d v'); returns those of k_raw, w_l, a_l, v, v_first, v_l and the
 // parameters w0, a0, v0, k_k, k_a (as rows 0..4 of the partials).
-template <typename T, bool RES>
+// The gradients of the I-typed inputs (k_raw, a_l, v, v_first, v_l) are written in I, each rounded
+// once from its T value (as autograd's cast of a T gradient would round it).
+template <typename T, typename I, bool RES>
 void prep_bwd_t(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, const T* dvw, const T* dvb,
-                const T* da, const T* db, T* dk_raw, T* dw_l, T* da_l, T* dv, T* dvf, T* dv_l, Partials<T>& dpar,
+                const T* da, const T* db, I* dk_raw, T* dw_l, I* da_l, I* dv, I* dvf, I* dv_l, Partials<T>& dpar,
                 int64_t R, int64_t H, int64_t N) {
   const int64_t C = H * N;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
     // Local restrict copies: read through the lambda's captures, every pointer would be reloaded
     // after each store and the per-channel loop would not vectorise.
-    const T *__restrict k_raw = (const T*)p.k_raw, *__restrict w_l = (const T*)p.w_l;
-    const T *__restrict a_l = (const T*)p.a_l, *__restrict v = (const T*)p.v, *__restrict vf = (const T*)p.v_first;
-    const T *__restrict v_l = (const T*)p.v_l, *__restrict w0 = (const T*)p.w0, *__restrict a0 = (const T*)p.a0;
+    const I *__restrict k_raw = (const I*)p.k_raw, *__restrict a_l = (const I*)p.a_l, *__restrict v = (const I*)p.v;
+    const I *__restrict vf = (const I*)p.v_first, *__restrict v_l = (const I*)p.v_l;
+    const T *__restrict w_l = (const T*)p.w_l, *__restrict w0 = (const T*)p.w0, *__restrict a0 = (const T*)p.a0;
     const T *__restrict v0 = (const T*)p.v0, *__restrict k_k = (const T*)p.k_k, *__restrict k_a = (const T*)p.k_a;
     const T *__restrict dlw_ = dlw, *__restrict dkw_ = dkw, *__restrict dkb_ = dkb, *__restrict dvw_ = dvw;
     const T *__restrict dvb_ = dvb, *__restrict da_ = da, *__restrict db_ = db;
-    T *__restrict dk_raw_ = dk_raw, *__restrict dw_l_ = dw_l, *__restrict da_l_ = da_l, *__restrict dv_ = dv;
-    T *__restrict dvf_ = dvf, *__restrict dv_l_ = dv_l;
-    std::vector<T> dkk_buf(N), kk_buf(N);
+    I *__restrict dk_raw_ = dk_raw, *__restrict da_l_ = da_l, *__restrict dv_ = dv;
+    I *__restrict dvf_ = dvf, *__restrict dv_l_ = dv_l;
+    T* __restrict dw_l_ = dw_l;
+    std::vector<T> dkk_buf(N), kk_buf(N), dkr_buf(N);
     T* __restrict dkk = dkk_buf.data();
     T* __restrict kk = kk_buf.data();
+    T* __restrict dkr = dkr_buf.data();  // d k_raw through k' (completed by the normalisation's part)
     T *__restrict dw0 = dpar.mine(0), *__restrict da0 = dpar.mine(1), *__restrict dv0 = dpar.mine(2);
     T *__restrict dk_k = dpar.mine(3), *__restrict dk_a = dpar.mine(4);
     for (int64_t i = begin; i < end; ++i) {
@@ -392,17 +400,18 @@ void prep_bwd_t(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, con
 #pragma omp simd reduction(+ : dot)
         for (int64_t n = 0; n < N; ++n) {
           const int64_t x = o + n, c = c0 + n;
-          const T ic = sigmoid(a0[c] + a_l[x]);
-          kk[n] = k_raw[x] * k_k[c] * inv;
+          const T ic = sigmoid(a0[c] + as_compute<T>(a_l[x]));
+          const T kr = as_compute<T>(k_raw[x]);
+          kk[n] = kr * k_k[c] * inv;
           // a = -kk m, b = kk ic m, k' = k_raw (1 + (ic - 1) k_a), k_wkv = k' m
           const T dk_total = dkb_[x] + dkw_[x] * m;
           const T dbm = db_[x] * m;
           dkk[n] = -da_[x] * m + dbm * ic;
-          const T dic = dbm * kk[n] + dk_total * k_raw[x] * k_a[c];
-          dk_raw_[x] = dk_total * (T(1) + (ic - T(1)) * k_a[c]);
-          dk_a[c] += dk_total * k_raw[x] * (ic - T(1));
+          const T dic = dbm * kk[n] + dk_total * kr * k_a[c];
+          dkr[n] = dk_total * (T(1) + (ic - T(1)) * k_a[c]);
+          dk_a[c] += dk_total * kr * (ic - T(1));
           const T dal = dic * ic * (T(1) - ic);
-          da_l_[x] = dal;
+          da_l_[x] = as_output<I>(dal);
           da0[c] += dal;
           const T sw = sigmoid(w0[c] + w_l[x]);
           const T dwh = dlw_[x] * m * T(LOG_W_SCALE) * sw * (T(1) - sw);
@@ -410,14 +419,14 @@ void prep_bwd_t(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, con
           dw0[c] += dwh;
           const T dv_total = dvb_[x] + dvw_[x] * m;
           if constexpr (RES) {
-            const T sv = sigmoid(v0[c] + v_l[x]);
-            dv_[x] = dv_total * (T(1) - sv);
-            dvf_[x] = dv_total * sv;
-            const T dvl = dv_total * (vf[x] - v[x]) * sv * (T(1) - sv);
-            dv_l_[x] = dvl;
+            const T sv = sigmoid(v0[c] + as_compute<T>(v_l[x]));
+            dv_[x] = as_output<I>(dv_total * (T(1) - sv));
+            dvf_[x] = as_output<I>(dv_total * sv);
+            const T dvl = dv_total * (as_compute<T>(vf[x]) - as_compute<T>(v[x])) * sv * (T(1) - sv);
+            dv_l_[x] = as_output<I>(dvl);
             dv0[c] += dvl;
           } else {
-            dv_[x] = dv_total;
+            dv_[x] = as_output<I>(dv_total);
           }
           dot += dkk[n] * kk[n];
         }
@@ -426,22 +435,22 @@ void prep_bwd_t(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, con
           const int64_t x = o + n, c = c0 + n;
           // kk = q / max(|q|, eps): d_q = (d_kk - kk <d_kk, kk>) / |q|, or d_kk / eps when clamped.
           const T dq = clamped ? dkk[n] * inv : (dkk[n] - kk[n] * dot) * inv;
-          dk_raw_[x] += dq * k_k[c];
-          dk_k[c] += dq * k_raw[x];
+          dk_raw_[x] = as_output<I>(dkr[n] + dq * k_k[c]);
+          dk_k[c] += dq * as_compute<T>(k_raw[x]);
         }
       }
     }
   });
 }
 
-template <typename T>
+template <typename T, typename I>
 void prep_bwd(const PrepPtrs& p, const T* dlw, const T* dkw, const T* dkb, const T* dvw, const T* dvb,
-              const T* da, const T* db, T* dk_raw, T* dw_l, T* da_l, T* dv, T* dvf, T* dv_l, Partials<T>& dpar,
+              const T* da, const T* db, I* dk_raw, T* dw_l, I* da_l, I* dv, I* dvf, I* dv_l, Partials<T>& dpar,
               int64_t R, int64_t H, int64_t N) {
   if (p.v_first != nullptr)
-    prep_bwd_t<T, true>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
+    prep_bwd_t<T, I, true>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
   else
-    prep_bwd_t<T, false>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
+    prep_bwd_t<T, I, false>(p, dlw, dkw, dkb, dvw, dvb, da, db, dk_raw, dw_l, da_l, dv, dvf, dv_l, dpar, R, H, N);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,14 +478,17 @@ inline HeadStats<T> head_stats(const T* __restrict o, const T* __restrict r, con
 }
 
 // Both post ops take their pointers into local restrict copies inside the parallel lambda (see prep_bwd_t).
-template <typename T>
-void post_fwd(const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_, const T* lnw_, const T* lnb_,
-              const T* r_k_, T* out_, T eps, int64_t R, int64_t H, int64_t N) {
+// I: the dtype of the gate g (a projection output), of out (the output projection's input) and of
+// their gradients: T, or bf16 bits under CPU bf16 autocast (rounded once, as autocast's casts would).
+template <typename T, typename I>
+void post_fwd(const T* o_, const T* r_, const T* kb_, const T* vb_, const I* g_, const T* lnw_, const T* lnb_,
+              const T* r_k_, I* out_, T eps, int64_t R, int64_t H, int64_t N) {
   const int64_t C = H * N;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
-    const T *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_, *__restrict vb = vb_, *__restrict g = g_;
+    const T *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_, *__restrict vb = vb_;
+    const I* __restrict g = g_;
     const T *__restrict lnw = lnw_, *__restrict lnb = lnb_, *__restrict r_k = r_k_;
-    T* __restrict out = out_;
+    I* __restrict out = out_;
     for (int64_t i = begin; i < end; ++i) {
       for (int64_t h = 0; h < H; ++h) {
         const int64_t s0 = i * C + h * N, c0 = h * N;
@@ -485,7 +497,7 @@ void post_fwd(const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_,
 #pragma omp simd
         for (int64_t n = 0; n < N; ++n) {
           const int64_t x = s0 + n, c = c0 + n;
-          out[x] = ((o[x] - mean) * rstd * lnw[c] + lnb[c] + s * vb[x]) * g[x];
+          out[x] = as_output<I>(((o[x] - mean) * rstd * lnw[c] + lnb[c] + s * vb[x]) * as_compute<T>(g[x]));
         }
       }
     }
@@ -493,17 +505,18 @@ void post_fwd(const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_,
 }
 
 // Returns d_o, d_r, d_k', d_v', d_g and, as rows 0..2 of the partials, d_ln_w, d_ln_b, d_r_k.
-template <typename T>
-void post_bwd(const T* dout_, const T* o_, const T* r_, const T* kb_, const T* vb_, const T* g_, const T* lnw_,
-              const T* lnb_, const T* r_k_, T* d_o_, T* dr_, T* dkb_, T* dvb_, T* dg_, Partials<T>& dpar, T eps,
+template <typename T, typename I>
+void post_bwd(const I* dout_, const T* o_, const T* r_, const T* kb_, const T* vb_, const I* g_, const T* lnw_,
+              const T* lnb_, const T* r_k_, T* d_o_, T* dr_, T* dkb_, T* dvb_, I* dg_, Partials<T>& dpar, T eps,
               int64_t R, int64_t H, int64_t N) {
   const int64_t C = H * N;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
-    const T *__restrict dout = dout_, *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_;
-    const T *__restrict vb = vb_, *__restrict g = g_, *__restrict lnw = lnw_, *__restrict lnb = lnb_;
+    const I *__restrict dout = dout_, *__restrict g = g_;
+    const T *__restrict o = o_, *__restrict r = r_, *__restrict kb = kb_;
+    const T *__restrict vb = vb_, *__restrict lnw = lnw_, *__restrict lnb = lnb_;
     const T* __restrict r_k = r_k_;
     T *__restrict d_o = d_o_, *__restrict dr = dr_, *__restrict dkb = dkb_, *__restrict dvb = dvb_;
-    T* __restrict dg = dg_;
+    I* __restrict dg = dg_;
     std::vector<T> oh_buf(N), doh_buf(N);
     T* __restrict oh = oh_buf.data();
     T* __restrict doh = doh_buf.data();
@@ -519,8 +532,9 @@ void post_bwd(const T* dout_, const T* o_, const T* r_, const T* kb_, const T* v
           const int64_t x = s0 + n, c = c0 + n;
           oh[n] = (o[x] - mean) * rstd;
           const T y = oh[n] * lnw[c] + lnb[c] + s * vb[x];
-          dg[x] = dout[x] * y;
-          const T dy = dout[x] * g[x];
+          const T dox = as_compute<T>(dout[x]);
+          dg[x] = as_output<I>(dox * y);
+          const T dy = dox * as_compute<T>(g[x]);
           dlnw[c] += dy * oh[n];
           dlnb[c] += dy;
           ds += dy * vb[x];
@@ -574,6 +588,17 @@ void relu_square_bwd(const T* g_, const T* out_, T* dx_, int64_t n) {
 }
 
 const void* ptr_or_null(const at::Tensor& t) { return t.numel() > 0 ? t.data_ptr() : nullptr; }
+
+// Whether the projection outputs (`proj`) arrive in bf16 beside fp32 compute tensors (`ref`): CPU bf16
+// autocast. Otherwise both must share the compute dtype (fp32 or float64).
+bool low_inputs(const at::Tensor& proj, const at::Tensor& ref) {
+  if (proj.scalar_type() == at::kBFloat16) {
+    TORCH_CHECK(ref.scalar_type() == at::kFloat, "tmix: bf16 projection outputs need fp32 compute tensors");
+    return true;
+  }
+  TORCH_CHECK(proj.scalar_type() == ref.scalar_type(), "tmix: projection outputs must be in the compute dtype or bf16");
+  return false;
+}
 
 }  // namespace
 
@@ -671,7 +696,9 @@ std::vector<at::Tensor> tmix_prep_forward(at::Tensor k_raw, at::Tensor w_l, at::
                                           int64_t head_size) {
   const int64_t C = k_raw.size(-1), R = k_raw.numel() / C, N = head_size, H = C / N;
   TORCH_CHECK(H * N == C, "tmix prep: width ", C, " is not a multiple of the head size ", N);
-  check_rows({k_raw, w_l, a_l, v}, R, C, "tmix prep");
+  low_inputs(k_raw, w_l);  // k_raw, a_l, v, v_first, v_l: w_l's dtype, or bf16 (autocast)
+  check_rows({k_raw, a_l, v}, R, C, "tmix prep");
+  check_rows({w_l}, R, C, "tmix prep");
   const bool res = v_first.numel() > 0;
   if (res) check_rows({k_raw, v_first, v_l}, R, C, "tmix prep");
   check_rows({w0, a0, k_k, k_a}, 1, C, "tmix prep");
@@ -679,15 +706,17 @@ std::vector<at::Tensor> tmix_prep_forward(at::Tensor k_raw, at::Tensor w_l, at::
   const bool has_mask = mask.numel() > 0;
   if (has_mask) TORCH_CHECK(mask.scalar_type() == at::kBool && mask.numel() == R && mask.is_contiguous(),
                             "tmix prep: mask must be a contiguous bool tensor of ", R, " rows");
-  auto w = at::empty_like(k_raw), a = at::empty_like(k_raw), b = at::empty_like(k_raw);
-  auto kb = at::empty_like(k_raw), vb = at::empty_like(k_raw);
-  auto kw = has_mask ? at::empty_like(k_raw) : kb, vw = has_mask ? at::empty_like(k_raw) : vb;
+  auto w = at::empty_like(w_l), a = at::empty_like(w_l), b = at::empty_like(w_l);
+  auto kb = at::empty_like(w_l), vb = at::empty_like(w_l);
+  auto kw = has_mask ? at::empty_like(w_l) : kb, vw = has_mask ? at::empty_like(w_l) : vb;
   const PrepPtrs p = prep_ptrs(k_raw, w_l, a_l, v, v_first, v_l, mask, w0, a0, v0, k_k, k_a);
-  AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_forward", [&] {
-    prep_fwd<scalar_t>(p, w.data_ptr<scalar_t>(), kw.data_ptr<scalar_t>(), vw.data_ptr<scalar_t>(),
-                       a.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), kb.data_ptr<scalar_t>(),
-                       vb.data_ptr<scalar_t>(), R, H, N);
-  });
+  const auto run = [&](auto t, auto i) {
+    using T = decltype(t);
+    prep_fwd<T, decltype(i)>(p, w.data_ptr<T>(), kw.data_ptr<T>(), vw.data_ptr<T>(), a.data_ptr<T>(),
+                             b.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(), R, H, N);
+  };
+  if (low_inputs(k_raw, w_l)) run(float(0), uint16_t(0));
+  else AT_DISPATCH_FLOATING_TYPES(w_l.scalar_type(), "tmix_prep_forward", [&] { run(scalar_t(0), scalar_t(0)); });
   return {w, kw, vw, a, b, kb, vb};
 }
 
@@ -701,23 +730,29 @@ std::vector<at::Tensor> tmix_prep_backward(at::Tensor k_raw, at::Tensor w_l, at:
                                            int64_t head_size, at::Tensor dlw, at::Tensor dkw, at::Tensor dkb,
                                            at::Tensor dvw, at::Tensor dvb, at::Tensor da, at::Tensor db) {
   const int64_t C = k_raw.size(-1), R = k_raw.numel() / C, N = head_size, H = C / N;
-  check_rows({k_raw, w_l, a_l, v, dlw, dkw, dkb, dvw, dvb, da, db}, R, C, "tmix prep backward");
+  check_rows({w_l, dlw, dkw, dkb, dvw, dvb, da, db}, R, C, "tmix prep backward");
+  const bool low = low_inputs(k_raw, w_l);
+  check_rows({k_raw, a_l, v}, R, C, "tmix prep backward");
   const bool res = v_first.numel() > 0;
-  auto dk_raw = at::empty_like(k_raw), dw_l = at::empty_like(k_raw), da_l = at::empty_like(k_raw);
+  // the projection outputs' gradients in their dtype (k_raw's), w_l's in the compute dtype
+  auto dk_raw = at::empty_like(k_raw), dw_l = at::empty_like(w_l), da_l = at::empty_like(k_raw);
   auto dv = at::empty_like(k_raw);
   auto dvf = res ? at::empty_like(k_raw) : at::Tensor(), dv_l = res ? at::empty_like(k_raw) : at::Tensor();
   const PrepPtrs p = prep_ptrs(k_raw, w_l, a_l, v, v_first, v_l, mask, w0, a0, v0, k_k, k_a);
   at::Tensor par;
-  AT_DISPATCH_FLOATING_TYPES(k_raw.scalar_type(), "tmix_prep_backward", [&] {
-    using T = scalar_t;
-    Partials<T> part(5, C, k_raw.options());
-    prep_bwd<T>(p, dlw.data_ptr<T>(), dkw.data_ptr<T>(), dkb.data_ptr<T>(), dvw.data_ptr<T>(), dvb.data_ptr<T>(),
-                da.data_ptr<T>(), db.data_ptr<T>(), dk_raw.data_ptr<T>(), dw_l.data_ptr<T>(), da_l.data_ptr<T>(),
-                dv.data_ptr<T>(), res ? dvf.data_ptr<T>() : nullptr, res ? dv_l.data_ptr<T>() : nullptr, part, R,
-                H, N);
+  const auto run = [&](auto t, auto i) {
+    using T = decltype(t);
+    using I = decltype(i);
+    const auto in = [&](at::Tensor& x) { return x.defined() ? static_cast<I*>(x.data_ptr()) : nullptr; };
+    Partials<T> part(5, C, w_l.options());
+    prep_bwd<T, I>(p, dlw.data_ptr<T>(), dkw.data_ptr<T>(), dkb.data_ptr<T>(), dvw.data_ptr<T>(), dvb.data_ptr<T>(),
+                   da.data_ptr<T>(), db.data_ptr<T>(), in(dk_raw), dw_l.data_ptr<T>(), in(da_l), in(dv), in(dvf),
+                   in(dv_l), part, R, H, N);
     par = part.sum();
-  });
-  auto empty = k_raw.new_empty({0});
+  };
+  if (low) run(float(0), uint16_t(0));
+  else AT_DISPATCH_FLOATING_TYPES(w_l.scalar_type(), "tmix_prep_backward", [&] { run(scalar_t(0), scalar_t(0)); });
+  auto empty = w_l.new_empty({0});
   return {dk_raw, dw_l, da_l, dv, res ? dvf : empty, res ? dv_l : empty,
           par[0], par[1], res ? par[2] : empty, par[3], par[4]};
 }
@@ -727,14 +762,20 @@ at::Tensor tmix_post_forward(at::Tensor o, at::Tensor r, at::Tensor kb, at::Tens
                              at::Tensor lnb, at::Tensor r_k, double eps, int64_t head_size) {
   const int64_t C = o.size(-1), R = o.numel() / C, N = head_size, H = C / N;
   TORCH_CHECK(H * N == C, "tmix post: width ", C, " is not a multiple of the head size ", N);
-  check_rows({o, r, kb, vb, g}, R, C, "tmix post");
+  check_rows({o, r, kb, vb}, R, C, "tmix post");
   check_rows({lnw, lnb, r_k}, 1, C, "tmix post");
-  auto out = at::empty_like(o);
-  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_forward", [&] {
-    using T = scalar_t;
-    post_fwd<T>(o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(), g.data_ptr<T>(),
-                lnw.data_ptr<T>(), lnb.data_ptr<T>(), r_k.data_ptr<T>(), out.data_ptr<T>(), T(eps), R, H, N);
-  });
+  const bool low = low_inputs(g, o);
+  check_rows({g}, R, C, "tmix post");
+  auto out = at::empty_like(g);  // in the gate's dtype: what the output projection reads
+  const auto run = [&](auto t, auto i) {
+    using T = decltype(t);
+    using I = decltype(i);
+    post_fwd<T, I>(o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(),
+                   static_cast<const I*>(g.data_ptr()), lnw.data_ptr<T>(), lnb.data_ptr<T>(), r_k.data_ptr<T>(),
+                   static_cast<I*>(out.data_ptr()), T(eps), R, H, N);
+  };
+  if (low) run(float(0), uint16_t(0));
+  else AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_forward", [&] { run(scalar_t(0), scalar_t(0)); });
   return out;
 }
 
@@ -743,18 +784,25 @@ std::vector<at::Tensor> tmix_post_backward(at::Tensor dout, at::Tensor o, at::Te
                                            at::Tensor g, at::Tensor lnw, at::Tensor lnb, at::Tensor r_k, double eps,
                                            int64_t head_size) {
   const int64_t C = o.size(-1), R = o.numel() / C, N = head_size, H = C / N;
-  check_rows({dout, o, r, kb, vb, g}, R, C, "tmix post backward");
+  check_rows({o, r, kb, vb}, R, C, "tmix post backward");
+  const bool low = low_inputs(g, o);
+  TORCH_CHECK(dout.scalar_type() == g.scalar_type(), "tmix post backward: the output's gradient must be in g's dtype");
+  check_rows({dout, g}, R, C, "tmix post backward");
   auto d_o = at::empty_like(o), dr = at::empty_like(o), dkb = at::empty_like(o), dvb = at::empty_like(o);
-  auto dg = at::empty_like(o);
+  auto dg = at::empty_like(g);
   at::Tensor par;
-  AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_backward", [&] {
-    using T = scalar_t;
+  const auto run = [&](auto t, auto i) {
+    using T = decltype(t);
+    using I = decltype(i);
     Partials<T> part(3, C, o.options());
-    post_bwd<T>(dout.data_ptr<T>(), o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(), vb.data_ptr<T>(),
-                g.data_ptr<T>(), lnw.data_ptr<T>(), lnb.data_ptr<T>(), r_k.data_ptr<T>(), d_o.data_ptr<T>(),
-                dr.data_ptr<T>(), dkb.data_ptr<T>(), dvb.data_ptr<T>(), dg.data_ptr<T>(), part, T(eps), R, H, N);
+    post_bwd<T, I>(static_cast<const I*>(dout.data_ptr()), o.data_ptr<T>(), r.data_ptr<T>(), kb.data_ptr<T>(),
+                   vb.data_ptr<T>(), static_cast<const I*>(g.data_ptr()), lnw.data_ptr<T>(), lnb.data_ptr<T>(),
+                   r_k.data_ptr<T>(), d_o.data_ptr<T>(), dr.data_ptr<T>(), dkb.data_ptr<T>(), dvb.data_ptr<T>(),
+                   static_cast<I*>(dg.data_ptr()), part, T(eps), R, H, N);
     par = part.sum();
-  });
+  };
+  if (low) run(float(0), uint16_t(0));
+  else AT_DISPATCH_FLOATING_TYPES(o.scalar_type(), "tmix_post_backward", [&] { run(scalar_t(0), scalar_t(0)); });
   return {d_o, dr, dkb, dvb, dg, par[0], par[1], par[2]};
 }
 

@@ -197,16 +197,25 @@ def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor,
     value projection), g (the gate), fp32/float64 or bf16 (autocast; computed in fp32 here); for
     layers after the first v_first and v_l = (xv v1) v2, else None. mask (B, T) bool or None
     (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None for the first layer), k_k, k_a,
-    ln_w, ln_b; r_k (H, N). Returns (B, T, C), equal to
+    ln_w, ln_b; r_k (H, N). Returns (B, T, C) (bf16 when k_raw is bf16, else k_raw's dtype), equal to
     `RWKV7TimeMix`'s eager `_out(wkv(...))` before the output projection. With `recompute` the
     backward recomputes the WKV (and its inputs) instead of keeping them.
     """
-    rows = [_hi(t).contiguous() for t in (r, k_raw, w_l, a_l, v)]
-    vf = None if v_first is None else _hi(v_first).contiguous()
-    vl = None if v_l is None else _hi(v_l).contiguous()
+    # Under CPU bf16 autocast the projection outputs k_raw, a_l, v, v_first, v_l, g arrive in bf16:
+    # they go in as they are (the C++ ops read bf16, compute in fp32, and return their gradients in
+    # bf16), and the result comes out in bf16 for the output projection: no casts either way, the same
+    # values as casting to fp32 first. r (the WKV reads it) and w_l (the decay's fp32 LoRA) are fp32.
+    low = k_raw.dtype == torch.bfloat16
+
+    def proj(t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        return (t.to(torch.bfloat16) if low else _hi(t)).contiguous()
+
     m = None if mask is None else mask.to(torch.bool)
     params = [p.reshape(-1).contiguous() for p in (w0, a0)]
     v0_ = None if v0 is None else v0.contiguous()
     k_params = [p.contiguous() for p in (k_k, k_a)]
-    return _TimeMixCore.apply(*rows, vf, vl, _hi(g).contiguous(), m, *params, v0_, *k_params, r_k.reshape(-1),
+    return _TimeMixCore.apply(_hi(r).contiguous(), proj(k_raw), _hi(w_l).contiguous(), proj(a_l), proj(v),
+                              proj(v_first), proj(v_l), proj(g), m, *params, v0_, *k_params, r_k.reshape(-1),
                               ln_w.contiguous(), ln_b.contiguous(), float(eps), int(head_size), bool(recompute))
