@@ -403,3 +403,24 @@ def test_relu_square_gradient_from_its_output_is_exact(dtype):
     expect = 2 * torch.relu(x.detach())
     assert torch.equal(gx[~tiny], expect[~tiny])
     assert (gx[tiny] - expect[tiny]).abs().max() < 1e-18
+
+
+def test_relu_square_on_bf16_equals_the_eager_bf16_ops():
+    """bf16 activations (CPU bf16 autocast): the fused op and its backward give, bit for bit, what
+    eager bf16 relu -> square and autograd give (each product computed in fp32, rounded once)."""
+    from aegir.model.rwkv7 import relu_square as eager_relu_square
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(3, 50, 64, generator=g) * 4).bfloat16()
+    x[0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+    grad = torch.randn(3, 50, 64, generator=g).bfloat16()
+    outs, grads = [], []
+    for fn in (tmix_cpu.relu_square, eager_relu_square):
+        xi = x.clone().requires_grad_()
+        out = fn(xi)
+        out.backward(grad)
+        outs.append(out.detach())
+        grads.append(xi.grad)
+    assert outs[0].dtype == torch.bfloat16 and grads[0].dtype == torch.bfloat16
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0, equal_nan=True)  # NaN stays NaN
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0, equal_nan=True)

@@ -22,7 +22,8 @@
 //           Padded rows (mask 0) become identity steps of the WKV (w = 1, k = v = a = b = 0),
 //           as aegir.model.wkv._mask_inputs does; k' and v' are also returned unmasked for the bonus.
 //   post:   out = (layer_norm_N(o) * ln_w + ln_b + (sum_N r k' r_k) v') * g, per row and head.
-//   relu_square: the channel-mix activation relu(x)^2, one pass each way, keeping only its output.
+//   relu_square: the channel-mix activation relu(x)^2, one pass each way, keeping only its output
+//           (bf16 activations under CPU bf16 autocast: keeping its input).
 //
 // Parameter gradients (per-channel vectors) are summed per thread, then over threads.
 // The math runs in the input dtype: fp32 in training, float64 in the equivalence tests.
@@ -587,6 +588,34 @@ void relu_square_bwd(const T* g_, const T* out_, T* dx_, int64_t n) {
   });
 }
 
+// bf16 activations (CPU bf16 autocast: the key projection's output): out = relu(x)^2 and
+// d x = d out * 2 relu(x), each computed in fp32 from the bf16 values and rounded once, as torch's
+// bf16 elementwise ops round (so equal to the eager relu -> square -> backward in bf16). The
+// square root trick of the fp32 op does not hold once out is rounded to bf16: the backward reads x.
+void relu_square_bf16_fwd(const uint16_t* x_, uint16_t* out_, int64_t n) {
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    const uint16_t* __restrict x = x_;
+    uint16_t* __restrict out = out_;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = std::max(bf16_value(x[i]), 0.0f);
+      out[i] = bf16_bits(v * v);
+    }
+  });
+}
+
+void relu_square_bf16_bwd(const uint16_t* g_, const uint16_t* x_, uint16_t* dx_, int64_t n) {
+  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
+    const uint16_t *__restrict g = g_, *__restrict x = x_;
+    uint16_t* __restrict dx = dx_;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float r = std::max(bf16_value(x[i]), 0.0f);
+      dx[i] = bf16_bits(bf16_value(g[i]) * (r + r));
+    }
+  });
+}
+
 const void* ptr_or_null(const at::Tensor& t) { return t.numel() > 0 ? t.data_ptr() : nullptr; }
 
 // Whether the projection outputs (`proj`) arrive in bf16 beside fp32 compute tensors (`ref`): CPU bf16
@@ -828,6 +857,26 @@ at::Tensor relu_square_backward(at::Tensor g, at::Tensor out) {
   return dx;
 }
 
+// bf16 x -> relu(x)^2 in bf16; (d out, x) -> d x, both bf16 (the caller keeps x for the backward).
+at::Tensor relu_square_bf16_forward(at::Tensor x) {
+  TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kBFloat16, "relu_square_bf16: a contiguous bf16 tensor");
+  auto out = at::empty_like(x);
+  relu_square_bf16_fwd(reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()),
+                       reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), x.numel());
+  return out;
+}
+
+at::Tensor relu_square_bf16_backward(at::Tensor g, at::Tensor x) {
+  TORCH_CHECK(g.is_contiguous() && x.is_contiguous() && g.numel() == x.numel() &&
+                  g.scalar_type() == at::kBFloat16 && x.scalar_type() == at::kBFloat16,
+              "relu_square_bf16: gradient and saved input must be contiguous bf16 tensors of one size");
+  auto dx = at::empty_like(x);
+  relu_square_bf16_bwd(reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>()),
+                       reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()),
+                       reinterpret_cast<uint16_t*>(dx.data_ptr<at::BFloat16>()), x.numel());
+  return dx;
+}
+
 void bind_time_mix(pybind11::module_& m) {
   m.def("shift_lerp_forward", &shift_lerp_forward, "RWKV-7 [pre-norm +] token shift + K lerps, forward (CPU)");
   m.def("shift_lerp_backward", &shift_lerp_backward, "RWKV-7 [pre-norm +] token shift + K lerps, backward (CPU)");
@@ -837,4 +886,6 @@ void bind_time_mix(pybind11::module_& m) {
   m.def("post_backward", &tmix_post_backward, "RWKV-7 time-mix: GroupNorm + bonus + gate, backward (CPU)");
   m.def("relu_square_forward", &relu_square_forward, "relu(x)^2, forward (CPU)");
   m.def("relu_square_backward", &relu_square_backward, "relu(x)^2, backward (CPU)");
+  m.def("relu_square_bf16_forward", &relu_square_bf16_forward, "relu(x)^2 on bf16, forward (CPU)");
+  m.def("relu_square_bf16_backward", &relu_square_bf16_backward, "relu(x)^2 on bf16, backward (CPU)");
 }

@@ -10,7 +10,7 @@ reading its inputs once per row:
   projection, as one autograd function: decay, in-context learning rate, value residual,
   removal key, key update and padding (`prep`), the WKV recurrence (the `wkv_cpu` kernel), and
   the per-head GroupNorm, bonus and gate (`post`);
-- `relu_square`: the channel-mix activation.
+- `relu_square`: the channel-mix activation (also on bf16 activations).
 
 The eager code in `aegir.model.rwkv7` is the reference: tests hold the fused path to it in
 float64 (outputs and every gradient). A block takes the fused path when its WKV runs on the CPU
@@ -127,9 +127,25 @@ class _ReluSquare(torch.autograd.Function):
         return wkv_cpu.load().relu_square_backward(grad.contiguous(), out)
 
 
+class _ReluSquareBf16(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor):
+        ctx.save_for_backward(x)  # sqrt(out) is not relu(x) once out is rounded to bf16: keep x
+        return wkv_cpu.load().relu_square_bf16_forward(x)
+
+    @staticmethod
+    @once_differentiable  # hand-written C++ backward: no double backward
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return wkv_cpu.load().relu_square_bf16_backward(grad.to(torch.bfloat16).contiguous(), x)
+
+
 def relu_square(x: Tensor) -> Tensor:
-    """relu(x)^2 in one pass (and its backward in one), keeping only its output for the backward
-    (d/dx = 2 sqrt(out)); fp32 or float64 (the channel-mix keeps its eager op for bf16 activations)."""
+    """relu(x)^2 in one pass (and its backward in one). fp32 or float64: keeps only its output for
+    the backward (d/dx = 2 sqrt(out)). bf16 (CPU bf16 autocast): computes in fp32 and rounds once,
+    equal to eager bf16 relu -> square and their backward, keeping its input."""
+    if x.dtype == torch.bfloat16:
+        return _ReluSquareBf16.apply(x.contiguous())
     return _ReluSquare.apply(x.contiguous())
 
 

@@ -313,7 +313,7 @@ class RWKV7ChannelMix(nn.Module):
             low = (True,) if tmix_cpu.autocast_bf16(x) else ()  # the key projection's input, in bf16
             (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm, low)  # (B, T, C), from norm(x)
             h = self.key(xk)  # (B, T, 4C); bf16 under autocast
-            return self.value(tmix_cpu.relu_square(h) if h.dtype in (torch.float32, torch.float64) else relu_square(h))
+            return self.value(tmix_cpu.relu_square(h))  # fp32, or bf16 under autocast
         if norm is not None:
             x = norm(x)
         xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
