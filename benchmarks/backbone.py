@@ -415,10 +415,11 @@ def write_results(res: dict, out: Path) -> None:
         L += ["", "## Fused block ops vs eager PyTorch (training step)", "",
               "The blocks' elementwise work as fused C++ ops (`aegir/kernels/tmix_cpu.cpp`: token shift and lerps, "
               "the time-mix's decay / value residual / removal key / key update, the WKV, the per-head GroupNorm + "
-              "bonus + gate, relu²), the default where the WKV kernel builds; eager PyTorch ops with the same "
-              "kernel otherwise (`AEGIR_FUSED_TMIX=0`). Same model, weights and batch, steps alternating. Under "
-              "bf16 autocast the projections run in bf16 on both paths and the fused ops in fp32 "
-              "(relu² stays eager on bf16 activations).", "",
+              "bonus + gate, relu², and the blocks' pre-norms inside the token shift), the default where the WKV "
+              "kernel builds; eager PyTorch ops with the same kernel otherwise (`AEGIR_FUSED_TMIX=0`). Same model, "
+              "weights and batch, steps alternating. Under bf16 autocast the projections run in bf16 on both paths; "
+              "the fused ops compute in fp32 and read and write the projections' inputs and outputs in bf16 "
+              "(no casts), relu² included.", "",
               "| preset | precision | eager step | fused step | speedup | eager bytes/s | fused bytes/s |",
               "|---|---|---|---|---|---|---|"]
         for f in fb:
