@@ -11,8 +11,8 @@ Deviations from the reference (BlinkDL/RWKV-LM train_temp):
   right-padded to the batch's longest chunk sequence.
 Precision: the decay (log w) and the WKV op always run in fp32 with autocast off; on CUDA the
 projections run under bf16 autocast and the residual stream stays fp32.
-Fused path: where the WKV runs on the compiled CPU kernel, the blocks' elementwise work (token
-shift and lerps, everything between the time-mix projections and its output projection, relu²)
+Fused path: where the WKV runs on the compiled CPU kernel, the blocks' elementwise work (pre-norm,
+token shift and lerps, everything between the time-mix projections and its output projection, relu²)
 runs as fused C++ ops (aegir.kernels.tmix_cpu); the eager code in this file is their reference
 (float64 tests) and runs everywhere else.
 """
