@@ -240,3 +240,30 @@ def test_baseline_class_weight_option_is_shared_and_converted():
     assert class_weight_arg(ap.parse_args(["--baseline-class-weight", "balanced"]).baseline_class_weight) == "balanced"
     with pytest.raises(SystemExit):
         ap.parse_args(["--baseline-class-weight", "heavy"])
+
+
+def test_gpu_check_runs_its_checks_on_cpu(tmp_path):
+    """benchmarks/gpu_check.py (prepared for a lent GPU) end to end on CPU with small shapes: the
+    chunked form and the CPU kernel against the float64 recurrence (ragged padding, final state,
+    every input gradient), a nano training step per path, and both result files. A wrong WKV would
+    fail its bound here as on the GPU: the check compares, it does not just run."""
+    import gpu_check
+
+    res = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "gc")])
+    impls = {c["impl"] for c in res["wkv"]}
+    assert {"chunked"} <= impls and res["all_passed"]
+    assert all(c["worst"] < 1e-5 and set(c["errors"]) >= {"out", "state", "d_a", "d_log_w"} for c in res["wkv"])
+    losses = [s["loss"] for s in res["steps"]]
+    assert len(losses) == len(impls) and max(losses) - min(losses) < 1e-2  # same model, same batch
+    assert (tmp_path / "gc.md").is_file() and "All WKV checks passed: **True**" in (tmp_path / "gc.md").read_text()
+    # a wrong path fails its bound: the naive recurrence checked against itself with a flipped removal key
+    bad = gpu_check.wkv_case("chunked", 1, 40, 1, 8, "cpu", padded=False)
+    assert bad["passed"]
+    from aegir.model import wkv as wkv_mod
+
+    orig = wkv_mod.wkv_chunked
+    try:
+        wkv_mod.wkv_chunked = lambda r, lw, k, v, a, b, *rest, **kw: orig(r, lw, k, v, -a, b, *rest, **kw)
+        assert not gpu_check.wkv_case("chunked", 1, 40, 1, 8, "cpu", padded=False)["passed"]
+    finally:
+        wkv_mod.wkv_chunked = orig

@@ -1,0 +1,215 @@
+"""The backbone's CUDA paths, checked in one run on a lent GPU: WKV equivalence and training speed.
+
+Why: the CUDA code (bf16 autocast with fp32 islands, the chunked WKV on CUDA, the opt-in fla Triton
+kernel) is written and guarded but no GPU was lent while it was written; a lent machine comes with a
+few minutes of device time, so everything it should establish runs from this one script:
+
+1. environment: torch / CUDA / device, and whether fla imports (and why not);
+2. WKV equivalence on the device, against the naive recurrence in float64 on the same device
+   (outputs, every input gradient and the final state; ragged padding): the chunked form in fp32,
+   and fla's `chunk_rwkv7` in fp32 when fla imports. Relative errors with a pass/fail bound each;
+3. training steps of the presets (LM loss + ratio loss, fwd+bwd, no optimizer) under bf16 autocast
+   with each available WKV path: step time, bytes/s, peak memory, and the loss (fla and chunked must
+   agree closely: the same model, weights and batch).
+
+Runs on CPU too (`--device cpu`, the smoke test does), where it checks the chunked form and the CPU
+kernel instead. Writes STEM.md and STEM.json (`--out`; default docs/results/gpu_check).
+
+On the device tool (benchmarks/README.md has the wheel preparation): carry `.whl` holding fla-core
+and einops, then
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
+    PYTHONPATH=/tmp/site:src python3 benchmarks/gpu_check.py --out $OUT/gpu_check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from aegir.config import ModelConfig  # noqa: E402
+from aegir.model import AegirModel  # noqa: E402
+from aegir.model.rwkv7 import LOG_W_SCALE  # noqa: E402
+from aegir.model.wkv import fla_available, wkv  # noqa: E402
+from result_files import result_file  # noqa: E402
+
+# Bounds on the relative error (Frobenius norm of the difference / norm of the reference) against the
+# float64 naive recurrence. fp32 chunked: its decay factors are exact-ish; 1e-4 leaves room for T=1024.
+# fla in fp32: Triton's tl.dot may run in tf32 on Hopper, so a looser bound, still far below what a
+# wrong convention (layout, sign of a, scale, state transpose) produces: errors of order 1.
+BOUNDS = {"chunked": 1e-4, "kernel": 1e-4, "fla": 2e-2}
+
+
+def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((x.double() - ref.double()).norm() / ref.double().norm().clamp(min=1e-30))
+
+
+def wkv_inputs(B: int, T: int, H: int, N: int, device: str, seed: int = 0) -> list[torch.Tensor]:
+    """(r, log w, k, v, a, b) float64 (B, T, H, N), as the time-mix makes them: bounded decay, a
+    normalised removal key a = -kk and b = kk * iclr."""
+    g = torch.Generator().manual_seed(seed)
+    r, k, v = (torch.randn(B, T, H, N, generator=g, dtype=torch.float64) for _ in range(3))
+    log_w = LOG_W_SCALE * torch.rand(B, T, H, N, generator=g, dtype=torch.float64)
+    kk = torch.nn.functional.normalize(torch.randn(B, T, H, N, generator=g, dtype=torch.float64), dim=-1)
+    iclr = torch.rand(B, T, H, N, generator=g, dtype=torch.float64)
+    return [t.to(device) for t in (r, log_w, k * 0.5, v, -kk, kk * iclr)]
+
+
+def wkv_case(impl: str, B: int, T: int, H: int, N: int, device: str, padded: bool) -> dict:
+    """Relative errors of `impl` (fp32) against the naive recurrence (float64), same device."""
+    base = wkv_inputs(B, T, H, N, device, seed=B * T + H)
+    mask = None
+    if padded:  # row b keeps its first T - 7b positions: ragged lengths, right padding
+        mask = torch.arange(T, device=device)[None, :] < (T - 7 * torch.arange(B, device=device))[:, None]  # (B, T)
+    g_out = torch.randn(B, T, H, N, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device)
+    g_state = torch.randn(B, H, N, N, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(device)
+
+    def run(dtype: torch.dtype, which: str):
+        xs = [t.detach().to(dtype).clone().requires_grad_() for t in base]  # fresh leaves
+        o, state = wkv(*xs, mask=mask, impl=which, return_state=True)  # (B, T, H, V), (B, H, K, V)
+        if mask is not None:
+            o = o * mask[:, :, None, None]  # padded outputs are unspecified: compare valid positions
+        ((o * g_out.to(dtype)).sum() + (state * g_state.to(dtype)).sum()).backward()
+        return o.detach(), state.detach(), [x.grad for x in xs]
+
+    o_ref, s_ref, g_ref = run(torch.float64, "naive")
+    t0 = time.perf_counter()
+    o, s, grads = run(torch.float32, impl)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    names = ("r", "log_w", "k", "v", "a", "b")
+    errs = {"out": rel_err(o, o_ref), "state": rel_err(s, s_ref),
+            **{f"d_{n}": rel_err(g, gr) for n, g, gr in zip(names, grads, g_ref)}}
+    worst = max(errs.values())
+    return {"impl": impl, "B": B, "T": T, "H": H, "N": N, "padded": padded, "errors": errs, "worst": worst,
+            "bound": BOUNDS[impl], "passed": worst <= BOUNDS[impl], "seconds": time.perf_counter() - t0}
+
+
+def text_batch(B: int, T: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real text bytes (the repo's docs and sources), as benchmarks/backbone.py uses."""
+    buf = bytearray()
+    for p in sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "src" / "aegir").rglob("*.py")):
+        buf += p.read_bytes()
+        if len(buf) >= B * T:
+            break
+    while len(buf) < B * T:
+        buf += buf
+    ids = torch.tensor(list(buf[: B * T]), dtype=torch.long).view(B, T)
+    return ids.to(device), torch.ones(B, T, dtype=torch.bool, device=device)
+
+
+def step_case(preset: str, impl: str, B: int, T: int, device: str, reps: int, bf16: bool) -> dict:
+    """Training steps of `preset` with WKV path `impl`: min step time, bytes/s, peak memory, loss."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset(preset, wkv_impl=impl, cpu_bf16=bf16 and device == "cpu")
+    model = AegirModel(cfg).to(device)
+    ids, mask = text_batch(B, T, device)
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        out = model.lm_loss(ids, mask)
+        (out.loss + out.ratio_loss).backward()
+        return float(out.loss.detach())
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    loss = step()  # warm-up: Triton compiles, allocator caches
+    sync()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+    return {"preset": preset, "impl": impl, "B": B, "T": T, "bf16": bf16 or device == "cuda", "loss": loss,
+            "step_s": min(times), "train_bytes_per_s": B * T / min(times), "peak_gib": peak, "reps": reps}
+
+
+def environment(device: str) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "device": device,
+           "cuda": torch.version.cuda, "fla": fla_available()}
+    if device == "cuda":
+        p = torch.cuda.get_device_properties(0)
+        env.update(gpu=p.name, gpu_memory_gib=round(p.total_memory / 2**30, 1), sms=p.multi_processor_count)
+    if not env["fla"]:
+        try:
+            import fla.ops.rwkv7  # noqa: F401
+        except Exception as e:  # the reason, for the report
+            env["fla_error"] = f"{type(e).__name__}: {e}"[:300]
+    else:
+        import fla
+
+        env["fla_version"] = getattr(fla, "__version__", "?")
+    return env
+
+
+def write(res: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result_file(out, ".json").write_text(json.dumps(res, indent=1))
+    e = res["env"]
+    L = ["# CUDA paths of the backbone (gpu_check)", "",
+         f"Written by `benchmarks/gpu_check.py` on {res['date']}. torch {e['torch']} (CUDA {e['cuda']}), device "
+         f"{e.get('gpu', e['device'])}; fla: {e.get('fla_version', e.get('fla_error', 'no'))}.", "",
+         "## WKV against the float64 naive recurrence (same device)", "",
+         "| path | B | T | H | N | padded | out | state | worst input grad | bound | passed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in res["wkv"]:
+        er = c["errors"]
+        worst_grad = max(v for k, v in er.items() if k.startswith("d_"))
+        L.append(f"| {c['impl']} | {c['B']} | {c['T']} | {c['H']} | {c['N']} | {c['padded']} | {er['out']:.1e} | "
+                 f"{er['state']:.1e} | {worst_grad:.1e} | {c['bound']:.0e} | {'yes' if c['passed'] else '**NO**'} |")
+    L += ["", "## Training steps (LM loss + ratio loss, fwd+bwd, no optimizer)", "",
+          "| preset | WKV path | B x T | bf16 autocast | step | train bytes/s | peak GiB | loss |", "|---|---|---|---|---|---|---|---|"]
+    for s in res["steps"]:
+        peak = "" if s["peak_gib"] is None else f"{s['peak_gib']:.1f}"
+        L.append(f"| {s['preset']} | {s['impl']} | {s['B']} x {s['T']} | {s['bf16']} | {1e3 * s['step_s']:.1f} ms | "
+                 f"{s['train_bytes_per_s']:,.0f} | {peak} | {s['loss']:.4f} |")
+    L += ["", f"All WKV checks passed: **{res['all_passed']}**."]
+    result_file(out, ".md").write_text("\n".join(L) + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--presets", default="tiny,small", help="presets timed (comma-separated)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "docs/results/gpu_check"))
+    args = ap.parse_args(argv)
+    dev = args.device
+    impls = ["chunked"] + (["fla"] if dev == "cuda" and fla_available() else []) + (["kernel"] if dev == "cpu" else [])
+    shapes = [(2, 100, 2, 16, True)] if args.quick else [(2, 100, 2, 16, True), (4, 1024, 2, 64, False),
+                                                          (4, 1000, 4, 64, True)]
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "env": environment(dev), "wkv": [],
+                 "steps": []}
+    print(res["env"], flush=True)
+    for impl in impls:
+        for B, T, H, N, padded in shapes:
+            res["wkv"].append(wkv_case(impl, B, T, H, N, dev, padded))
+            print({k: res["wkv"][-1][k] for k in ("impl", "T", "padded", "worst", "passed")}, flush=True)
+    B, T = (2, 64) if args.quick else (args.batch, args.seq)
+    presets = ["nano"] if args.quick else [p for p in args.presets.split(",") if p]
+    for preset in presets:
+        for impl in [i for i in impls if i != "naive"]:
+            res["steps"].append(step_case(preset, impl, B, T, dev, 1 if args.quick else args.reps, bf16=True))
+            print({k: res["steps"][-1][k] for k in ("preset", "impl", "step_s", "train_bytes_per_s", "loss")},
+                  flush=True)
+    res["all_passed"] = all(c["passed"] for c in res["wkv"])
+    write(res, Path(args.out))
+    print(f"wrote {result_file(args.out, '.md')}", flush=True)
+    return res
+
+
+if __name__ == "__main__":
+    main()
