@@ -39,6 +39,7 @@ from aegir.config import ModelConfig  # noqa: E402
 from aegir.model import AegirModel  # noqa: E402
 from aegir.model.rwkv7 import LOG_W_SCALE  # noqa: E402
 from aegir.model.wkv import fla_available, wkv  # noqa: E402
+from backbone import text_batch  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 from result_files import result_file  # noqa: E402
 
 # Bounds on the relative error (Frobenius norm of the difference / norm of the reference) against the
@@ -93,25 +94,12 @@ def wkv_case(impl: str, B: int, T: int, H: int, N: int, device: str, padded: boo
             "bound": BOUNDS[impl], "passed": worst <= BOUNDS[impl], "seconds": time.perf_counter() - t0}
 
 
-def text_batch(B: int, T: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Real text bytes (the repo's docs and sources), as benchmarks/backbone.py uses."""
-    buf = bytearray()
-    for p in sorted((ROOT / "docs").rglob("*.md")) + sorted((ROOT / "src" / "aegir").rglob("*.py")):
-        buf += p.read_bytes()
-        if len(buf) >= B * T:
-            break
-    while len(buf) < B * T:
-        buf += buf
-    ids = torch.tensor(list(buf[: B * T]), dtype=torch.long).view(B, T)
-    return ids.to(device), torch.ones(B, T, dtype=torch.bool, device=device)
-
-
 def step_case(preset: str, impl: str, B: int, T: int, device: str, reps: int, bf16: bool) -> dict:
     """Training steps of `preset` with WKV path `impl`: min step time, bytes/s, peak memory, loss."""
     torch.manual_seed(0)
     cfg = ModelConfig.preset(preset, wkv_impl=impl, cpu_bf16=bf16 and device == "cpu")
     model = AegirModel(cfg).to(device)
-    ids, mask = text_batch(B, T, device)
+    ids, mask = (t.to(device) for t in text_batch(B, T))  # real text bytes, as backbone.py times
 
     def step() -> float:
         model.zero_grad(set_to_none=True)

@@ -565,15 +565,18 @@ void post_bwd(const I* dout_, const T* o_, const T* r_, const T* kb_, const T* v
 // because a correctly rounded square root of a correctly rounded square gives back |x| in binary
 // floating point (for relu(x) below ~1e-19 in fp32, where the square underflows, the gradient is off
 // by less than 1e-19). So no second (B, T, 4C) tensor is kept.
-template <typename T>
-void relu_square_fwd(const T* x_, T* out_, int64_t n) {
+// S: the storage dtype (T, or bf16 bits: computed in T = fp32 and rounded once). NaN stays NaN, as
+// in torch.relu.
+template <typename T, typename S>
+void relu_square_fwd(const S* x_, S* out_, int64_t n) {
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    const T* __restrict x = x_;
-    T* __restrict out = out_;
+    const S* __restrict x = x_;
+    S* __restrict out = out_;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      const T v = x[i] > T(0) ? x[i] : T(0);
-      out[i] = v * v;
+      const T xi = as_compute<T>(x[i]);
+      const T v = xi < T(0) ? T(0) : xi;
+      out[i] = as_output<S>(v * v);
     }
   });
 }
@@ -588,29 +591,18 @@ void relu_square_bwd(const T* g_, const T* out_, T* dx_, int64_t n) {
   });
 }
 
-// bf16 activations (CPU bf16 autocast: the key projection's output): out = relu(x)^2 and
-// d x = d out * 2 relu(x), each computed in fp32 from the bf16 values and rounded once, as torch's
-// bf16 elementwise ops round (so equal to the eager relu -> square -> backward in bf16). The
-// square root trick of the fp32 op does not hold once out is rounded to bf16: the backward reads x.
-void relu_square_bf16_fwd(const uint16_t* x_, uint16_t* out_, int64_t n) {
-  at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
-    const uint16_t* __restrict x = x_;
-    uint16_t* __restrict out = out_;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = std::max(bf16_value(x[i]), 0.0f);
-      out[i] = bf16_bits(v * v);
-    }
-  });
-}
-
+// bf16 activations (CPU bf16 autocast: the key projection's output): out = relu(x)^2 (the forward
+// above with bf16 storage) and d x = d out * 2 relu(x), each computed in fp32 from the bf16 values
+// and rounded once, as torch's bf16 elementwise ops round (so equal to the eager relu -> square ->
+// backward in bf16). The square root trick of the fp32 backward does not hold once out is rounded to
+// bf16: this backward reads x.
 void relu_square_bf16_bwd(const uint16_t* g_, const uint16_t* x_, uint16_t* dx_, int64_t n) {
   at::parallel_for(0, n, 4096, [&](int64_t begin, int64_t end) {
     const uint16_t *__restrict g = g_, *__restrict x = x_;
     uint16_t* __restrict dx = dx_;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      const float r = std::max(bf16_value(x[i]), 0.0f);
+      const float xi = bf16_value(x[i]), r = xi < 0.0f ? 0.0f : xi;  // NaN stays NaN
       dx[i] = bf16_bits(bf16_value(g[i]) * (r + r));
     }
   });
@@ -840,7 +832,7 @@ at::Tensor relu_square_forward(at::Tensor x) {
   TORCH_CHECK(x.device().is_cpu() && x.is_contiguous(), "relu_square: CPU, contiguous tensors only");
   auto out = at::empty_like(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "relu_square_forward", [&] {
-    relu_square_fwd<scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), x.numel());
+    relu_square_fwd<scalar_t, scalar_t>(x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), x.numel());
   });
   return out;
 }
@@ -861,8 +853,8 @@ at::Tensor relu_square_backward(at::Tensor g, at::Tensor out) {
 at::Tensor relu_square_bf16_forward(at::Tensor x) {
   TORCH_CHECK(x.is_contiguous() && x.scalar_type() == at::kBFloat16, "relu_square_bf16: a contiguous bf16 tensor");
   auto out = at::empty_like(x);
-  relu_square_bf16_fwd(reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()),
-                       reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), x.numel());
+  relu_square_fwd<float, uint16_t>(reinterpret_cast<const uint16_t*>(x.data_ptr<at::BFloat16>()),
+                                   reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()), x.numel());
   return out;
 }
 
