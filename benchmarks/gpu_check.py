@@ -8,7 +8,8 @@ few minutes of device time, so everything it should establish runs from this one
 2. WKV equivalence on the device, against the naive recurrence in float64 on the same device
    (outputs, every input gradient and the final state; ragged padding): the chunked form in fp32,
    and fla's `chunk_rwkv7` in fp32 when fla imports. Relative errors with a pass/fail bound each;
-3. training steps of the presets (LM loss + ratio loss, fwd+bwd, no optimizer) under bf16 autocast
+3. the same model (nano, tiny) in fp32 on the CPU and on the device: loss and every parameter gradient;
+4. training steps of the presets (LM loss + ratio loss, fwd+bwd, no optimizer) under bf16 autocast
    with each available WKV path: step time, bytes/s, peak memory, and the loss (fla and chunked must
    agree closely: the same model, weights and batch).
 
@@ -123,6 +124,33 @@ def step_case(preset: str, impl: str, B: int, T: int, device: str, reps: int, bf
             "step_s": min(times), "train_bytes_per_s": B * T / min(times), "peak_gib": peak, "reps": reps}
 
 
+def cross_device_case(preset: str, device: str, B: int = 2, T: int = 256) -> dict:
+    """The same model, weights and batch in fp32 on the CPU (its default WKV path) and on `device` (the
+    chunked form): LM loss and every parameter gradient must agree to fp32 rounding. Catches model
+    code that only breaks off the CPU (a mask or index on the wrong device, a dtype island lost)."""
+    torch.manual_seed(0)
+    ref = AegirModel(ModelConfig.preset(preset))
+    dev = AegirModel(ModelConfig.preset(preset, wkv_impl="chunked")).to(device)
+    dev.load_state_dict(ref.state_dict())
+    ids, mask = text_batch(B, T)
+    mask[1, T // 2:] = False  # ragged: the second row is half padding
+
+    def run(model, where: str):
+        model.zero_grad(set_to_none=True)
+        out = model.lm_loss(ids.to(where), mask.to(where))
+        (out.loss + out.ratio_loss).backward()
+        return float(out.loss.detach()), {n: p.grad.detach().cpu() for n, p in model.named_parameters()
+                                           if p.grad is not None}
+
+    l_ref, g_ref = run(ref, "cpu")
+    l_dev, g_dev = run(dev, device)
+    worst = max(rel_err(g_dev[n], g_ref[n]) for n in g_ref if g_ref[n].norm() > 0)
+    return {"preset": preset, "device": device, "loss_cpu": l_ref, "loss_device": l_dev,
+            "loss_rel_err": abs(l_dev - l_ref) / abs(l_ref), "worst_grad_rel_err": worst,
+            "same_params": set(g_ref) == set(g_dev), "passed": set(g_ref) == set(g_dev) and worst <= 1e-3
+            and abs(l_dev - l_ref) <= 1e-4 * abs(l_ref)}
+
+
 def environment(device: str) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": device,
            "cuda": torch.version.cuda, "fla": fla_available()}
@@ -155,13 +183,19 @@ def write(res: dict, out: Path) -> None:
         worst_grad = max(v for k, v in er.items() if k.startswith("d_"))
         L.append(f"| {c['impl']} | {c['B']} | {c['T']} | {c['H']} | {c['N']} | {c['padded']} | {er['out']:.1e} | "
                  f"{er['state']:.1e} | {worst_grad:.1e} | {c['bound']:.0e} | {'yes' if c['passed'] else '**NO**'} |")
+    L += ["", "## The same model on the CPU and on the device (fp32, same weights and batch, ragged padding)", "",
+          "| preset | device | loss (CPU) | loss (device) | loss rel. err | worst grad rel. err | passed |",
+          "|---|---|---|---|---|---|---|"]
+    for c in res["cross_device"]:
+        L.append(f"| {c['preset']} | {c['device']} | {c['loss_cpu']:.5f} | {c['loss_device']:.5f} | "
+                 f"{c['loss_rel_err']:.1e} | {c['worst_grad_rel_err']:.1e} | {'yes' if c['passed'] else '**NO**'} |")
     L += ["", "## Training steps (LM loss + ratio loss, fwd+bwd, no optimizer)", "",
           "| preset | WKV path | B x T | bf16 autocast | step | train bytes/s | peak GiB | loss |", "|---|---|---|---|---|---|---|---|"]
     for s in res["steps"]:
         peak = "" if s["peak_gib"] is None else f"{s['peak_gib']:.1f}"
         L.append(f"| {s['preset']} | {s['impl']} | {s['B']} x {s['T']} | {s['bf16']} | {1e3 * s['step_s']:.1f} ms | "
                  f"{s['train_bytes_per_s']:,.0f} | {peak} | {s['loss']:.4f} |")
-    L += ["", f"All WKV checks passed: **{res['all_passed']}**."]
+    L += ["", f"All checks passed: **{res['all_passed']}**."]
     result_file(out, ".md").write_text("\n".join(L) + "\n")
 
 
@@ -186,6 +220,9 @@ def main(argv: list[str] | None = None) -> dict:
         for B, T, H, N, padded in shapes:
             res["wkv"].append(wkv_case(impl, B, T, H, N, dev, padded))
             print({k: res["wkv"][-1][k] for k in ("impl", "T", "padded", "worst", "passed")}, flush=True)
+    res["cross_device"] = [cross_device_case(p, dev, T=64 if args.quick else 256)
+                           for p in (["nano"] if args.quick else ["nano", "tiny"])]
+    print(res["cross_device"], flush=True)
     B, T = (2, 64) if args.quick else (args.batch, args.seq)
     presets = ["nano"] if args.quick else [p for p in args.presets.split(",") if p]
     for preset in presets:
@@ -193,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
             res["steps"].append(step_case(preset, impl, B, T, dev, 1 if args.quick else args.reps, bf16=True))
             print({k: res["steps"][-1][k] for k in ("preset", "impl", "step_s", "train_bytes_per_s", "loss")},
                   flush=True)
-    res["all_passed"] = all(c["passed"] for c in res["wkv"])
+    res["all_passed"] = all(c["passed"] for c in res["wkv"] + res["cross_device"])
     write(res, Path(args.out))
     print(f"wrote {result_file(args.out, '.md')}", flush=True)
     return res
