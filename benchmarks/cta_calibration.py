@@ -5,6 +5,9 @@ temperature fitted on a different labelled set than the one it is scored on.
     python benchmarks/cta_calibration.py --checkpoint outputs/demo-cta/<ts>/final.pt \\
         --fit-data ../shared/data/sotab_v2_sample/CTA/Train50 --eval-data ../shared/data/sotab_v2_sample/CTA/Validation \\
         --result docs/results/cta_calibration_demo
+
+Without --fit-data the temperature is fitted on the checkpoint's own validation split, which is what
+`aegir train --calibrate` does at the end of a run: for the demo that is held-out synthetic tables.
 """
 
 from __future__ import annotations
@@ -35,19 +38,21 @@ def table(sel: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--fit-data", required=True, help="labelled data the temperature is fitted on")
+    ap.add_argument("--fit-data", default=None, help="labelled data the temperature is fitted on (default: the "
+                    "checkpoint's validation split, as `aegir train --calibrate` fits it)")
     ap.add_argument("--eval-data", required=True, help="labelled data it is scored on (not the fitting data)")
     ap.add_argument("--format", default="sotab")
     ap.add_argument("--views", type=int, default=1)
     ap.add_argument("--result", default=str(ROOT / "docs/results/cta_calibration"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cal = calibrate(args.checkpoint, Path(tmp) / "calibrated.pt", data=args.fit_data, fmt=args.format,
-                        views=args.views)
+        cal = calibrate(args.checkpoint, Path(tmp) / "calibrated.pt", data=args.fit_data,
+                        fmt=args.format if args.fit_data else None, views=args.views)
         runs = {name: run_eval(ck, data=args.eval_data, fmt=args.format, out=Path(tmp) / name, views=args.views)
                 for name, ck in (("raw", args.checkpoint), ("calibrated", cal.checkpoint))}
+    fit_name = args.fit_data or "the checkpoint's validation split (as `aegir train --calibrate`)"
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "checkpoint": args.checkpoint,
-           "fit_data": args.fit_data, "eval_data": args.eval_data, "views": args.views,
+           "fit_data": fit_name, "eval_data": args.eval_data, "views": args.views,
            "fit": cal.to_dict() | {"checkpoint": None},
            "eval": {k: {"macro_f1": r.report.macro_f1, "accuracy": r.report.accuracy, "selective": r.selective.to_dict()}
                     for k, r in runs.items()}}
@@ -56,7 +61,7 @@ def main() -> None:
     e = res["eval"]
     L = ["# CTA calibration and abstention", "",
          f"Written by `benchmarks/cta_calibration.py` on {res['date']}. Checkpoint `{args.checkpoint}`; temperature "
-         f"fitted on `{args.fit_data}` ({cal.n_columns} columns, {cal.n_skipped} with gold labels outside the "
+         f"fitted on {fit_name if not args.fit_data else f'`{args.fit_data}`'} ({cal.n_columns} columns, {cal.n_skipped} with gold labels outside the "
          f"vocabulary skipped), scored on `{args.eval_data}` ({e['raw']['selective']['n']} columns); {args.views} view(s).", "",
          f"Fitted temperature **T = {cal.temperature:.3f}** (on the fitting columns: NLL {cal.nll_before:.3f} -> "
          f"{cal.nll_after:.3f}, ECE {cal.ece_before:.3f} -> {cal.ece_after:.3f}).", "",

@@ -596,3 +596,13 @@ def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path,
     assert res["eval"]["raw"]["macro_f1"] == pytest.approx(res["eval"]["calibrated"]["macro_f1"])
     md = (tmp_path / "cal.md").read_text()
     assert "## Before calibration" in md and "## After calibration" in md and "T = " in md
+    # without --fit-data: fitted on the checkpoint's own validation split, as `aegir train --calibrate` fits
+    from aegir.eval_run import calibrate
+
+    monkeypatch.setattr(sys, "argv", ["cta_calibration.py", "--checkpoint", str(trained.final_checkpoint),
+                                      "--eval-data", str(custom_data), "--format", "csv", "--result",
+                                      str(tmp_path / "self")])
+    cta_calibration.main()
+    self_fit = json.loads((tmp_path / "self.json").read_text())["fit"]
+    assert "validation split" in json.loads((tmp_path / "self.json").read_text())["fit_data"]
+    assert self_fit["temperature"] == pytest.approx(calibrate(trained.final_checkpoint, tmp_path / "c.pt").temperature)
