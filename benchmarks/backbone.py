@@ -413,7 +413,7 @@ def write_results(res: dict, out: Path) -> None:
     fb = res.get("fused_blocks")
     if fb:
         L += ["", "## Fused block ops vs eager PyTorch (training step)", "",
-              "The blocks' elementwise work as fused C++ ops (`aegir/kernels/tmix_cpu.cpp`: token shift and lerps, "
+              "The blocks' elementwise work as fused C++ ops (`aegir/kernels/shift_lerp_cpu.cpp`, `tmix_cpu.cpp`: token shift and lerps, "
               "the time-mix's decay / value residual / removal key / key update, the WKV, the per-head GroupNorm + "
               "bonus + gate, relu², and the blocks' pre-norms inside the token shift), the default where the WKV "
               "kernel builds; eager PyTorch ops with the same kernel otherwise (`AEGIR_FUSED_TMIX=0`). Same model, "

@@ -401,10 +401,12 @@ std::vector<at::Tensor> wkv7_backward(at::Tensor r, at::Tensor w, at::Tensor k, 
   return {dr, dlw, dk, dv, da, db};
 }
 
-void bind_time_mix(pybind11::module_& m);  // tmix_cpu.cpp: the time-mix's fused elementwise ops
+void bind_time_mix(pybind11::module_& m);    // tmix_cpu.cpp: the time-mix's fused elementwise ops, relu²
+void bind_shift_lerp(pybind11::module_& m);  // shift_lerp_cpu.cpp: pre-norm + token shift + lerps
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &wkv7_forward, "RWKV-7 WKV forward (CPU)");
   m.def("backward", &wkv7_backward, "RWKV-7 WKV backward (CPU)");
   bind_time_mix(m);
+  bind_shift_lerp(m);
 }

@@ -32,8 +32,11 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 SEGMENT = 16  # backward recomputes states in segments of this many steps (S holds SEGMENT + 1 states)
-# One extension: the WKV recurrence and the time-mix's fused elementwise ops (tmix_cpu.py).
-_SOURCES = [Path(__file__).with_name(n) for n in ("wkv7_cpu.cpp", "tmix_cpu.cpp")]
+# One extension: the WKV recurrence and the blocks' fused elementwise ops (tmix_cpu.py); the header
+# is shared by the latter two. torch rebuilds when a source or a flag changes, not a header: the
+# header's hash goes into the flags (see load).
+_SOURCES = [Path(__file__).with_name(n) for n in ("wkv7_cpu.cpp", "tmix_cpu.cpp", "shift_lerp_cpu.cpp")]
+_HEADERS = [Path(__file__).with_name("cpu_ops.h")]
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
@@ -52,6 +55,15 @@ def _cpu_tag() -> str:
     except OSError:
         pass
     return hashlib.sha1(info.encode()).hexdigest()[:10]
+
+
+def _headers_hash() -> str:
+    """A short hash of the shared headers' text, passed as a define so that editing only a header
+    rebuilds the extension (torch hashes the sources and flags, not what they include)."""
+    h = hashlib.sha1()
+    for p in _HEADERS:
+        h.update(p.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def build_directory(name: str) -> Path | None:
@@ -114,7 +126,7 @@ def load(verbose: bool = False):
                 name=name,
                 build_directory=None if build_dir is None else str(build_dir),
                 sources=[str(p) for p in _SOURCES],
-                extra_cflags=["-O3", "-fno-math-errno", "-fopenmp", *march],
+                extra_cflags=["-O3", "-fno-math-errno", "-fopenmp", *march, f"-DAEGIR_HEADERS={_headers_hash()}"],
                 extra_ldflags=["-fopenmp"],
                 verbose=verbose,
             )
