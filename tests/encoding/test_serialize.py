@@ -115,6 +115,47 @@ def test_mmr_skips_redundant_column():
     assert mmr_order(tp, profiles, 0.5)[1] == 3
 
 
+def test_mmr_is_lazy_and_profiles_are_cached():
+    """Wide tables: the serializer takes context columns from `mmr_iter` only until the byte budget
+    is spent, so MMR must do O(n) work per column taken, not order all n columns up front (O(n^2) per
+    target column); profiles are computed once per (name, cells) and shared read-only."""
+    import itertools
+    import random
+
+    from aegir.encoding.serialize import mmr_iter
+
+    rnd = random.Random(0)
+    n = 60
+    cols = [[f"{rnd.choice('abcxyz')}{rnd.randint(0, 10**rnd.randint(1, 5))}" for _ in range(12)] for _ in range(n)]
+    profiles = {j: _profile(f"c{j}", cols[j]) for j in range(1, n)}
+
+    class Counting(dict):
+        reads = 0
+
+        def __getitem__(self, key):
+            Counting.reads += 1
+            return super().__getitem__(key)
+
+    cand = Counting(profiles)
+    it = mmr_iter(_profile("c0", cols[0]), cand, 0.5)
+    first = next(it)
+    assert Counting.reads == n - 1  # relevance only: no redundancy pass before a second column is asked for
+    second = next(it)
+    assert Counting.reads == (n - 1) + 2 * (n - 2)
+    assert [first, second, *itertools.islice(it, 3)] == mmr_order(_profile("c0", cols[0]), profiles, 0.5)[:5]
+    # the cache: the same content gives the same (read-only) array object
+    p1, p2 = _profile("c1", cols[1]), _profile("c1", list(cols[1]))
+    assert p1 is p2 and not p1.flags.writeable
+    # and a wide table serializes with the context MMR orders, column by column
+    t = Table(columns=cols, header=[f"c{j}" for j in range(n)])
+    cfg = SerializeConfig(max_bytes=400, max_column_bytes=40, min_context_bytes=8)
+    for target in (0, 17, n - 1):
+        s = serialize(t, target, cfg)
+        others = {j: _profile(f"c{j}", [cols[j][i] for i in s.rows_used]) for j in range(n) if j != target}
+        full = mmr_order(_profile(f"c{target}", [cols[target][i] for i in s.rows_used]), others, cfg.mmr_lambda)
+        assert len(s.context) >= 3 and s.context == full[: len(s.context)]
+
+
 def test_long_tables_sample_rows_evenly():
     t = Table(columns=[[str(i) for i in range(1000)]])
     s = serialize(t, 0, SerializeConfig(max_rows=5, max_bytes=512))

@@ -24,9 +24,11 @@ column, so rows stay aligned).
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass, field, replace
+from typing import Iterator
 
 import numpy as np
 
@@ -159,7 +161,14 @@ def _segment(role: int, name: str, cells: list[str], cfg: SerializeConfig, budge
 
 
 def _profile(name: str, cells: list[str], dim: int = 512) -> np.ndarray:
-    """Hashed character-trigram counts of header + values, L2-normalised (for MMR similarity)."""
+    """Hashed character-trigram counts of header + values, L2-normalised (for MMR similarity).
+    Cached by content (read-only arrays): serializing every column of a table asks for each
+    column's profile once per target column, n^2 profiles for n columns without the cache."""
+    return _profile_cached(name, tuple(cells), dim)
+
+
+@functools.lru_cache(maxsize=4096)
+def _profile_cached(name: str, cells: tuple[str, ...], dim: int) -> np.ndarray:
     v = np.zeros(dim, dtype=np.float64)
     text = " ".join([_clean(name).lower()] + [_clean(c).lower() for c in cells])
     padded = f"  {text} "
@@ -167,22 +176,30 @@ def _profile(name: str, cells: list[str], dim: int = 512) -> np.ndarray:
         # crc32, not hash(): Python's str hash is salted per process and would break determinism.
         v[zlib.crc32(padded[i : i + 3].encode("utf-8", "replace")) % dim] += 1.0
     n = np.linalg.norm(v)
-    return v / n if n > 0 else v
+    out = v / n if n > 0 else v
+    out.setflags(write=False)  # shared through the cache
+    return out
 
 
-def mmr_order(target_profile: np.ndarray, candidates: dict[int, np.ndarray], lam: float) -> list[int]:
-    """All candidate columns in MMR order (greedy); ties broken by lower column index."""
-    chosen: list[int] = []
+def mmr_iter(target_profile: np.ndarray, candidates: dict[int, np.ndarray], lam: float) -> Iterator[int]:
+    """Candidate columns in MMR order (greedy; ties broken by lower column index), lazily: each
+    next column costs one pass over the remaining candidates, so a caller that stops once its byte
+    budget is spent (a few context columns) pays O(k n), not the O(n^2) of ordering all n columns
+    (per target column: a 300-column table took 85 ms per column, growing as n^2)."""
     rest = sorted(candidates)
     rel = {j: float(candidates[j] @ target_profile) for j in rest}
     red = {j: 0.0 for j in rest}
     while rest:
         best = max(rest, key=lambda j: (lam * rel[j] - (1 - lam) * red[j], -j))
-        chosen.append(best)
+        yield best
         rest.remove(best)
         for j in rest:
             red[j] = max(red[j], float(candidates[j] @ candidates[best]))
-    return chosen
+
+
+def mmr_order(target_profile: np.ndarray, candidates: dict[int, np.ndarray], lam: float) -> list[int]:
+    """All candidate columns in MMR order (`mmr_iter`, run to the end)."""
+    return list(mmr_iter(target_profile, candidates, lam))
 
 
 def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(), main: int | None = None,
@@ -217,7 +234,7 @@ def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(
     if cand_idx and cfg.max_bytes - len(ids) >= cfg.min_context_bytes:
         tp = _profile(table.column_name(target), cells(target))
         profiles = {j: _profile(table.column_name(j), cells(j)) for j in cand_idx}
-        for j in mmr_order(tp, profiles, cfg.mmr_lambda):
+        for j in mmr_iter(tp, profiles, cfg.mmr_lambda):  # lazy: stops with the budget
             room = cfg.max_bytes - len(ids)
             if room < cfg.min_context_bytes:
                 truncated = True
