@@ -606,3 +606,14 @@ def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path,
     self_fit = json.loads((tmp_path / "self.json").read_text())["fit"]
     assert "validation split" in json.loads((tmp_path / "self.json").read_text())["fit_data"]
     assert self_fit["temperature"] == pytest.approx(calibrate(trained.final_checkpoint, tmp_path / "c.pt").temperature)
+
+
+def test_wide_tables_benchmark_annotates_every_column(trained, tmp_path):
+    """benchmarks/wide_tables.py on the small fine-tune: every column of each synthetic table is
+    annotated, and both result files are written."""
+    import wide_tables
+
+    res = wide_tables.main(["--checkpoint", str(trained.final_checkpoint), "--columns", "5,30", "--reps", "1",
+                            "--out", str(tmp_path / "wide")])
+    assert [(r["columns"], r["annotated_columns"]) for r in res["rows"]] == [(5, 5), (30, 30)]
+    assert (tmp_path / "wide.json").is_file() and "| 30 |" in (tmp_path / "wide.md").read_text()
