@@ -301,3 +301,24 @@ def test_softmax_nll_hand_computed_and_temperature_fit():
     q /= q.sum(1, keepdims=True)
     g1 = np.array([rng.choice(12, p=r) for r in q])
     assert fit_temperature(z, g1) == pytest.approx(1.0, rel=0.08)
+
+
+def test_sigmoid_nll_hand_computed_and_multilabel_temperature_fit():
+    from aegir.evaluation import fit_temperature_report, sigmoid_nll
+
+    z = np.array([[0.0, np.log(3.0)]])  # sigmoid: 1/2 and 3/4
+    y = np.array([[1.0, 0.0]])
+    assert sigmoid_nll(z, y) == pytest.approx((-np.log(0.5) - np.log(0.25)) / 2)
+    assert sigmoid_nll(np.array([[800.0, -800.0]]), np.array([[1.0, 0.0]])) == pytest.approx(0.0)  # stable
+    with pytest.raises(ValueError, match=r"\(N, L\)"):
+        sigmoid_nll(np.zeros((2, 3)), np.zeros((2, 2)))
+    # labels drawn independently from sigmoid(z / 3): the fitted temperature comes back near 3
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(3000, 10)) * 4
+    y = (rng.random(z.shape) < 1 / (1 + np.exp(-z / 3.0))).astype(float)
+    fit = fit_temperature_report(z, y, multi_label=True)
+    assert fit.temperature == pytest.approx(3.0, rel=0.08)
+    assert fit.nll_after < fit.nll_before and fit.ece_after < fit.ece_before and fit.n_columns == 3000
+    # T > 0 moves no sigmoid across 0.5: the predicted label sets are the same
+    assert ((z / fit.temperature) > 0).tolist() == (z > 0).tolist()
+

@@ -164,11 +164,13 @@ class CalibrationResult:
 
 def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, data: str | None = None,
               fmt: str | None = None, views: int = 1, batch_size: int = 64) -> CalibrationResult:
-    """Fit a softmax temperature for a single-label classifier on labelled data (default: the
-    validation split it was trained with; use data it was not trained on) and write a copy of the
-    checkpoint that carries it (`extra["temperature"]`, and the figures under `extra["calibration"]`),
-    so annotate/eval scores are softmax(logits / T). Fit with the `views` you will annotate with.
-    A checkpoint that already has a temperature is refitted from its raw logits."""
+    """Fit a temperature for a classifier on labelled data (default: the validation split it was
+    trained with; use data it was not trained on) and write a copy of the checkpoint that carries it
+    (`extra["temperature"]`, and the figures under `extra["calibration"]`), so annotate/eval scores
+    are softmax(logits / T), or for multi-label models sigmoid(logits / T) per label (fitted on the
+    binary cross-entropy of every column-label pair; no label crosses 0.5, so predicted sets stay).
+    Fit with the `views` you will annotate with. A checkpoint that already has a temperature is
+    refitted from its raw logits."""
     from dataclasses import replace as dc_replace
 
     from aegir.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -179,20 +181,26 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
     if src.is_dir():
         raise CheckpointError(f"{src}: calibrate takes a training checkpoint (final.pt); calibrate it, then export")
     lc = load_classifier(src)
-    if lc.multi_label:
-        raise CheckpointError(f"{src}: temperature scaling is for single-label classifiers; this one is multi-label")
     out = Path(out)
     if out.resolve() == src.resolve():
         raise CheckpointError(f"{out}: write the calibrated copy to a new path, not over the checkpoint itself")
     ds = eval_data(lc, data, fmt, task)
     run = eval_dataset(dc_replace(lc, temperature=1.0), ds, batch_size, views=views)
     index = {l: i for i, l in enumerate(lc.vocab.labels)}
-    rows = [i for i, p in enumerate(run.predictions) if p.gold and p.gold[0] in index]
+    # Single-label: the first gold label must be in the vocabulary; multi-label: at least one (the
+    # others count as absent labels the model cannot score).
+    rows = [i for i, p in enumerate(run.predictions)
+            if p.gold and (any(g in index for g in p.gold) if lc.multi_label else p.gold[0] in index)]
     if not rows:
         raise TableError("no labelled column has a gold label in the model's vocabulary: nothing to fit on")
     logits = run.raw.logits[rows].astype(np.float64)  # (N, L)
-    gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
-    fit = fit_temperature_report(logits, gold)
+    if lc.multi_label:
+        gold = np.zeros_like(logits)  # (N, L) 0/1 targets
+        for r, i in enumerate(rows):
+            gold[r, [index[g] for g in run.predictions[i].gold if g in index]] = 1.0
+    else:
+        gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
+    fit = fit_temperature_report(logits, gold, multi_label=lc.multi_label)
     res = CalibrationResult(out, fit.temperature, fit.n_columns, len(run.predictions) - len(rows), fit.nll_before,
                             fit.nll_after, fit.ece_before, fit.ece_after)
     t = fit.temperature

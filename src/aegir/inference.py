@@ -36,8 +36,9 @@ class LoadedClassifier:
     cpa: bool
     source: str
     meta: dict[str, Any] = field(default_factory=dict)
-    # Scores are softmax(logits / temperature): 1 unless `aegir calibrate` fitted one (single-label
-    # only). Argmax, top-k order, F1 and the raw logits used by distillation are unaffected.
+    # Scores are softmax(logits / temperature), or per-label sigmoid(logits / temperature) for
+    # multi-label models: 1 unless `aegir calibrate` / `train --calibrate` fitted one. Argmax, top-k
+    # order, the labels above 0.5, F1 and the raw logits used by distillation are unaffected.
     temperature: float = 1.0
 
 

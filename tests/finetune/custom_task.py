@@ -24,3 +24,15 @@ def write_custom_dataset(folder, n_tables: int = 40, seed: int = 0) -> None:
     (folder / "labels.csv").write_text("\n".join(gold) + "\n")
 
 
+
+
+GROUPS = {"number": "numeric", "date": "numeric", "word": "text", "email": "text"}
+
+
+def write_multilabel_dataset(folder, n_tables: int = 40, seed: int = 0) -> None:
+    """The same tables, each column labelled with its kind and its group (numeric / text): a
+    multi-label task (a gold CSV with two rows per column)."""
+    write_custom_dataset(folder, n_tables, seed)
+    gold = (folder / "labels.csv").read_text().splitlines()
+    extra = [f"{t},{j},{GROUPS[k]}" for t, j, k in (line.split(",") for line in gold[1:])]
+    (folder / "labels.csv").write_text("\n".join(gold + extra) + "\n")

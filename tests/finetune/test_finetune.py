@@ -581,6 +581,40 @@ def test_train_calibrate_stores_the_validation_temperature(custom_data, tmp_path
     assert "temperature" not in res.valid_metrics  # F1 figures only: calibration moves no argmax
 
 
+def test_multi_label_calibration_in_training_and_afterwards(tmp_path):
+    """Multi-label tasks: `train --calibrate` and `aegir calibrate` fit one temperature for the
+    per-label sigmoids (the same T on the same split), scores become sigmoid(logits / T) and the
+    predicted label sets, hence F1, do not change."""
+    from aegir.eval_run import calibrate
+    from custom_task import write_multilabel_dataset
+
+    data = tmp_path / "ml"
+    write_multilabel_dataset(data)
+    cfg = FinetuneConfig(task="custom", data=str(data), model_size="nano", epochs=2, batch_size=8, lr=3e-3,
+                         warmup_steps=2, max_bytes=48, out=str(tmp_path / "runs"), progress=False,
+                         checkpoint_every=10_000, calibrate=True)
+    res = finetune(cfg)
+    ck = load_checkpoint(res.final_checkpoint, kind="classifier")
+    assert ck.extra["multi_label"] and 0.05 <= ck.extra["temperature"] <= 20
+    t = ck.extra["temperature"]
+    again = calibrate(res.final_checkpoint, tmp_path / "cal.pt")
+    assert again.temperature == pytest.approx(t, rel=1e-3) and again.nll_after <= again.nll_before + 1e-9
+    raw_lc, cal_lc = load_classifier(res.final_checkpoint), load_classifier(tmp_path / "cal.pt")
+    assert cal_lc.multi_label and cal_lc.temperature == pytest.approx(t, rel=1e-3)
+    # scores: sigmoid(logits / T); label sets and F1 unchanged
+    ev_cal = run_eval(tmp_path / "cal.pt", out=tmp_path / "e1")
+    ev_uncal = run_eval([replace(raw_lc, temperature=1.0)], out=tmp_path / "e0")  # a loaded member, T = 1
+    assert ev_cal.report.macro_f1 == pytest.approx(ev_uncal.report.macro_f1)
+    assert ev_cal.report.micro_f1 == pytest.approx(ev_uncal.report.micro_f1)
+    df = pd.DataFrame({"a": ["2021-03-04", "1999-12-31"], "b": ["x@y.org", "me@ex.com"]})
+    a, b = annotate(df, tmp_path / "cal.pt", top_k=6), annotate(df, replace(raw_lc, temperature=1.0), top_k=6)
+    for ca, cb in zip(a.columns, b.columns):
+        s_raw = dict(cb.labels)
+        logit = {k: np.log(v / (1 - v)) for k, v in s_raw.items()}  # sigmoid scores -> logits
+        for k, v in ca.labels:
+            assert v == pytest.approx(1 / (1 + np.exp(-logit[k] / cal_lc.temperature)), abs=1e-5)
+
+
 def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path, monkeypatch):
     """benchmarks/cta_calibration.py end to end on the small fine-tune (fitted and scored on the same
     CSV folder here, only to exercise the script): both tables, the fitted T, and the JSON."""

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         refit_head: str = typer.Option("none", help="none | balanced | plain: after the last epoch, refit the head's linear layer on the frozen backbone's features of the labelled training columns (L2 logistic regression; balanced = labels weighted N / (K * n_label)); final.pt gets it, the last step checkpoint keeps the joint-trained head (single-label tasks)."),
         refit_l2: float = typer.Option(1e-2, help="L2 strength of the head refit (per-example-mean loss + l2/2 * ||W||^2; 1e-2 was chosen on a held-out GitTables fold)."),
         refit_views: int = typer.Option(4, help="Row views of each training column in the head refit."),
-        calibrate: bool = typer.Option(False, help="After training, fit a softmax temperature on the validation columns (temperature scaling) and store it in final.pt, so annotate scores match accuracy; argmax and F1 unchanged (single-label tasks; `aegir calibrate` fits on other held-out data)."),
+        calibrate: bool = typer.Option(False, help="After training, fit a temperature on the validation columns (temperature scaling: softmax, or per-label sigmoids for multi-label tasks) and store it in final.pt, so annotate scores match accuracy; predictions and F1 unchanged (`aegir calibrate` fits on other held-out data)."),
         max_bytes: int = typer.Option(512, help="Serialization budget per column."),
         max_target_bytes: int = typer.Option(256, help="Cap on the target column's segment; context columns get the rest of --max-bytes (at 256 or less, a long target column leaves them nothing unless this is lower)."),
         max_cell_bytes: int = typer.Option(128, help="Longest cell kept, in bytes (long-text columns: fewer, longer cells)."),
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate_cmd(
-        checkpoint: Path = typer.Option(..., help="Single-label classifier checkpoint (final.pt or run folder)."),
+        checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt or run folder)."),
         out: Path = typer.Option(..., help="Where to write the calibrated copy (a new .pt file)."),
         task: Optional[str] = typer.Option(None, help="Task whose validation data to fit on (default: the checkpoint's)."),
         data: Optional[str] = typer.Option(None, help="Labelled data to fit on instead (held out from training)."),
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         views: int = typer.Option(1, help="Row views per column, as you will annotate with."),
         batch_size: int = typer.Option(64),
     ) -> None:
-        """Fit a softmax temperature on labelled data so scores match accuracy (temperature scaling); write a calibrated copy."""
+        """Fit a temperature on labelled data so scores match accuracy (temperature scaling; per-label sigmoids for multi-label models); write a calibrated copy."""
         from aegir.eval_run import calibrate
 
         r = calibrate(checkpoint, out, task=task, data=data, fmt=format, views=views, batch_size=batch_size)

@@ -23,7 +23,8 @@ from aegir.evaluation.metrics import (
 from aegir.evaluation.outputs import EvalOutputs, predictions_from_scores, write_evaluation
 from aegir.evaluation.predictions import Prediction, read_predictions, report_from_predictions, write_predictions
 from aegir.evaluation.selective import (CoverageRow, SelectiveReport, TemperatureFit, expected_calibration_error,
-                                       fit_temperature, fit_temperature_report, selective_report, softmax_nll)
+                                       fit_temperature, fit_temperature_report, selective_report, sigmoid_nll,
+                                       softmax_nll)
 
 __all__ = [
     "LabelScore", "ClassificationReport", "classification_report", "multilabel_report",
@@ -33,5 +34,5 @@ __all__ = [
     "predictions_from_scores", "EvalOutputs", "write_evaluation",
     "CoverageRow", "SelectiveReport", "expected_calibration_error", "selective_report", "fit_temperature",
     "TemperatureFit", "fit_temperature_report",
-    "softmax_nll",
+    "softmax_nll", "sigmoid_nll",
 ]

@@ -15,7 +15,8 @@ Single-label classifiers only (a multi-label model already abstains per label at
 A model whose scores are off (ECE well above 0) can be recalibrated by temperature scaling (Guo et
 al., 2017): scores = softmax(logits / T) with the one scalar T that minimises the negative
 log-likelihood on held-out labelled columns (`fit_temperature`; `aegir calibrate` stores T in a copy
-of the checkpoint, `aegir train --calibrate` fits it on the run's validation columns). T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
+of the checkpoint, `aegir train --calibrate` fits it on the run's validation columns). Multi-label
+models get one T for their per-label sigmoids (`sigmoid_nll`), which moves no label across 0.5. T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
 """
 
 from __future__ import annotations
@@ -115,17 +116,33 @@ def softmax_nll(logits: np.ndarray, gold: np.ndarray, temperature: float = 1.0) 
     return float(np.mean(lse - z[np.arange(len(g)), g]))
 
 
-def fit_temperature(logits: np.ndarray, gold: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS) -> float:
-    """The temperature T in `bounds` minimising softmax_nll(logits, gold, T) (bounded scalar search
-    over log T; the NLL is smooth and, in practice, unimodal in T)."""
+def sigmoid_nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean binary cross-entropy of sigmoid(logits / temperature) over every (column, label) pair
+    against 0/1 targets of the same (N, L) shape: the multi-label counterpart of `softmax_nll`."""
+    z = np.asarray(logits, dtype=np.float64) / temperature  # (N, L)
+    y = np.asarray(targets, dtype=np.float64)  # (N, L)
+    if z.ndim != 2 or y.shape != z.shape:
+        raise ValueError(f"logits and targets must both be (N, L), got {z.shape} and {y.shape}")
+    if y.size == 0:
+        raise ValueError("no labelled columns to score")
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))  # softplus(z) - y z, stable for any z
+
+
+def fit_temperature(logits: np.ndarray, gold: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+                    multi_label: bool = False) -> float:
+    """The temperature T in `bounds` minimising the NLL of the scores at T (bounded scalar search over
+    log T; the NLL is smooth and, in practice, unimodal in T). Single-label: softmax, `gold` the label
+    indices (N,); multi-label: per-label sigmoids, `gold` the 0/1 targets (N, L). Dividing logits by
+    T > 0 moves no argmax and no sigmoid across 0.5, so predictions stay as they are."""
     from scipy.optimize import minimize_scalar
 
+    nll = sigmoid_nll if multi_label else softmax_nll
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    res = minimize_scalar(lambda lt: softmax_nll(logits, gold, float(np.exp(lt))), bounds=(lo, hi),
+    res = minimize_scalar(lambda lt: nll(logits, gold, float(np.exp(lt))), bounds=(lo, hi),
                           method="bounded", options={"xatol": 1e-4})
     t = float(np.exp(res.x))
     # the search is local: never return a T worse than leaving the scores alone
-    return t if softmax_nll(logits, gold, t) <= softmax_nll(logits, gold, 1.0) else 1.0
+    return t if nll(logits, gold, t) <= nll(logits, gold, 1.0) else 1.0
 
 
 @dataclass
@@ -143,10 +160,21 @@ class TemperatureFit:
         return asdict(self)
 
 
-def fit_temperature_report(logits: np.ndarray, gold: np.ndarray) -> TemperatureFit:
-    """`fit_temperature` on (N, L) logits and gold label indices (N,), with the NLL and the top-1
-    ECE before and after: what `aegir calibrate` and `aegir train --calibrate` record."""
+def fit_temperature_report(logits: np.ndarray, gold: np.ndarray, multi_label: bool = False) -> TemperatureFit:
+    """`fit_temperature` on (N, L) logits, with the NLL and the ECE before and after: what `aegir
+    calibrate` and `aegir train --calibrate` record. Single-label: `gold` the label indices (N,), the
+    ECE of the top-1 score; multi-label: `gold` the 0/1 targets (N, L), the ECE of every (column,
+    label) sigmoid against whether that label is gold (the reliability of "label present" scores)."""
     z = np.asarray(logits, dtype=np.float64)  # (N, L)
+    if multi_label:
+        y = np.asarray(gold, dtype=np.float64)  # (N, L)
+        t = fit_temperature(z, y, multi_label=True)
+
+        def ece(temp: float) -> float:
+            p = 1.0 / (1.0 + np.exp(-z / temp))  # (N, L)
+            return expected_calibration_error(p.ravel(), y.ravel() > 0.5)
+
+        return TemperatureFit(t, len(y), sigmoid_nll(z, y, 1.0), sigmoid_nll(z, y, t), ece(1.0), ece(t))
     g = np.asarray(gold, dtype=np.int64)  # (N,)
     t = fit_temperature(z, g)
 

@@ -135,11 +135,18 @@ def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
 
 def calibrate_on(classifier: AegirClassifier, examples: list[EncodedColumn], batch_size: int,
                  device: torch.device | str = "cpu") -> TemperatureFit:
-    """Temperature scaling of a single-label classifier on labelled columns (their first label id)."""
+    """Temperature scaling of a classifier on labelled columns: softmax against each column's (first)
+    label id, or, multi-label, per-label sigmoids against 0/1 targets of all its label ids."""
     import numpy as np
 
     raw = predict(classifier, examples, batch_size=batch_size, device=device)
-    return fit_temperature_report(raw.logits.astype(np.float64), np.array([e.label_ids[0] for e in examples]))
+    logits = raw.logits.astype(np.float64)  # (N, L)
+    if classifier.multi_label:
+        targets = np.zeros_like(logits)  # (N, L)
+        for r, e in enumerate(examples):
+            targets[r, list(e.label_ids)] = 1.0
+        return fit_temperature_report(logits, targets, multi_label=True)
+    return fit_temperature_report(logits, np.array([e.label_ids[0] for e in examples]))
 
 
 def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: FinetuneHooks | None = None) -> FinetuneResult:
@@ -221,7 +228,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     # Label rebalancing (class weights, logit adjustment) reads the labelled columns' label frequencies.
     class_w = offset = None
     for flag, on in (("--class-weight balanced", cfg.class_weight == "balanced"), ("--logit-adjust", cfg.logit_adjust > 0),
-                     ("--refit-head", cfg.refit_head != "none"), ("--calibrate", cfg.calibrate)):
+                     ("--refit-head", cfg.refit_head != "none")):
         if on and td.multi_label:
             raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
     if cfg.calibrate and not valid_ex:

@@ -58,7 +58,8 @@ class FinetuneConfig:
     refit_views: int = 4
     # Temperature scaling after training (evaluation/selective.py): one scalar T fitted on the run's
     # validation columns, stored in final.pt, so annotate scores are softmax(logits / T). No argmax
-    # moves (F1 unchanged). Single-label only; `aegir calibrate` does the same on other held-out data.
+    # moves (F1 unchanged); multi-label: sigmoid(logits / T) per label, no label crosses 0.5. `aegir
+    # calibrate` does the same on other held-out data.
     calibrate: bool = False
     max_bytes: int = 512                # serialization budget per column
     # Cap on the target column's segment; context columns get what it leaves. At budgets of 256 or less
