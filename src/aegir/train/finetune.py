@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -137,8 +138,6 @@ def calibrate_on(classifier: AegirClassifier, examples: list[EncodedColumn], bat
                  device: torch.device | str = "cpu") -> TemperatureFit:
     """Temperature scaling of a classifier on labelled columns: softmax against each column's (first)
     label id, or, multi-label, per-label sigmoids against 0/1 targets of all its label ids."""
-    import numpy as np
-
     raw = predict(classifier, examples, batch_size=batch_size, device=device)
     logits = raw.logits.astype(np.float64)  # (N, L)
     if classifier.multi_label:
@@ -488,7 +487,8 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                       "valid_ece_after": fit.ece_after})
         console.print(f"temperature {fit.temperature:.3f} fitted on {fit.n_columns} validation columns: "
                       f"NLL {fit.nll_before:.3f} -> {fit.nll_after:.3f}, ECE {fit.ece_before:.3f} -> "
-                      f"{fit.ece_after:.3f} (final.pt scores softmax(logits / T); argmax unchanged)")
+                      f"{fit.ece_after:.3f} (final.pt scores {'sigmoid' if td.multi_label else 'softmax'}(logits / T); "
+                      "predictions unchanged)")
     save(final, epoch, batch_pos, valid_metrics, final=True)
     logger.close()
     return FinetuneResult(run_dir, final, step, valid_metrics, history, from_random)
