@@ -174,7 +174,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
     from dataclasses import replace as dc_replace
 
     from aegir.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from aegir.evaluation import fit_temperature_report
+    from aegir.evaluation import fit_temperature_report, indicator_matrix
     from aegir.inference import classifier_source, load_classifier
 
     src = classifier_source(checkpoint)
@@ -194,19 +194,16 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
     if not rows:
         raise TableError("no labelled column has a gold label in the model's vocabulary: nothing to fit on")
     logits = run.raw.logits[rows].astype(np.float64)  # (N, L)
-    if lc.multi_label:
-        gold = np.zeros_like(logits)  # (N, L) 0/1 targets
-        for r, i in enumerate(rows):
-            gold[r, [index[g] for g in run.predictions[i].gold if g in index]] = 1.0
+    if lc.multi_label:  # (N, L) 0/1 targets over the vocabulary
+        gold = indicator_matrix([[g for g in run.predictions[i].gold if g in index] for i in rows], lc.vocab.labels)
     else:
         gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
     fit = fit_temperature_report(logits, gold, multi_label=lc.multi_label)
     res = CalibrationResult(out, fit.temperature, fit.n_columns, len(run.predictions) - len(rows), fit.nll_before,
                             fit.nll_after, fit.ece_before, fit.ece_after)
-    t = fit.temperature
     ck = load_checkpoint(src, kind="classifier")
     info = {**{k: v for k, v in res.to_dict().items() if k != "checkpoint"}, "views": views,
             "data": data or f"validation split of {task or lc.task}", "source_checkpoint": str(src)}
-    save_checkpoint(out, ck.model_state, ck.config, {**ck.extra, "temperature": t, "calibration": info},
+    save_checkpoint(out, ck.model_state, ck.config, {**ck.extra, "temperature": fit.temperature, "calibration": info},
                     kind="classifier", step=ck.step, run_args=ck.run_args, metrics=ck.metrics, commit=ck.git_commit)
     return res

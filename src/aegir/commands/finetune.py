@@ -127,5 +127,5 @@ def register(app: typer.Typer) -> None:
         console.print(f"temperature {r.temperature:.3f} fitted on {r.n_columns} columns"
                       + (f" ({r.n_skipped} with gold labels outside the vocabulary skipped)" if r.n_skipped else ""))
         console.print(f"  NLL {r.nll_before:.3f} -> {r.nll_after:.3f}   ECE {r.ece_before:.3f} -> {r.ece_after:.3f}"
-                      "   (on the fitting columns; argmax unchanged)")
+                      "   (on the fitting columns; predictions unchanged)")
         console.print(f"wrote {r.checkpoint}")

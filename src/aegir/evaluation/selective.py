@@ -16,7 +16,8 @@ A model whose scores are off (ECE well above 0) can be recalibrated by temperatu
 al., 2017): scores = softmax(logits / T) with the one scalar T that minimises the negative
 log-likelihood on held-out labelled columns (`fit_temperature`; `aegir calibrate` stores T in a copy
 of the checkpoint, `aegir train --calibrate` fits it on the run's validation columns). Multi-label
-models get one T for their per-label sigmoids (`sigmoid_nll`), which moves no label across 0.5. T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
+models get one T for their per-label sigmoids (`sigmoid_nll`), which moves no label across 0.5.
+T changes no argmax, so accuracy and F1 stay as they are; only the scores move.
 """
 
 from __future__ import annotations
@@ -166,21 +167,16 @@ def fit_temperature_report(logits: np.ndarray, gold: np.ndarray, multi_label: bo
     ECE of the top-1 score; multi-label: `gold` the 0/1 targets (N, L), the ECE of every (column,
     label) sigmoid against whether that label is gold (the reliability of "label present" scores)."""
     z = np.asarray(logits, dtype=np.float64)  # (N, L)
-    if multi_label:
-        y = np.asarray(gold, dtype=np.float64)  # (N, L)
-        t = fit_temperature(z, y, multi_label=True)
-
-        def ece(temp: float) -> float:
-            p = 1.0 / (1.0 + np.exp(-z / temp))  # (N, L)
-            return expected_calibration_error(p.ravel(), y.ravel() > 0.5)
-
-        return TemperatureFit(t, len(y), sigmoid_nll(z, y, 1.0), sigmoid_nll(z, y, t), ece(1.0), ece(t))
-    g = np.asarray(gold, dtype=np.int64)  # (N,)
-    t = fit_temperature(z, g)
+    y = np.asarray(gold, dtype=np.float64 if multi_label else np.int64)  # (N, L) targets or (N,) indices
+    t = fit_temperature(z, y, multi_label=multi_label)
+    nll = sigmoid_nll if multi_label else softmax_nll
 
     def ece(temp: float) -> float:
+        if multi_label:
+            p = 1.0 / (1.0 + np.exp(-z / temp))  # (N, L) per-label sigmoids
+            return expected_calibration_error(p.ravel(), y.ravel() > 0.5)
         e = np.exp(z / temp - (z / temp).max(axis=1, keepdims=True))  # (N, L) shifted softmax numerators
         p = e / e.sum(axis=1, keepdims=True)
-        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == g)
+        return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)
 
-    return TemperatureFit(t, len(g), softmax_nll(z, g, 1.0), softmax_nll(z, g, t), ece(1.0), ece(t))
+    return TemperatureFit(t, len(y), nll(z, y, 1.0), nll(z, y, t), ece(1.0), ece(t))

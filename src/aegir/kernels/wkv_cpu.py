@@ -8,8 +8,8 @@ in cache; its backward recomputes states from checkpoints every `SEGMENT` steps.
 The extension is compiled with torch.utils.cpp_extension (g++ and ninja) into the torch extensions
 cache (`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions; where that cannot be written, as
 with a read-only home on a cluster node, a per-user folder under the system's temp directory), once
-per source version and CPU (it is built with -march=native, so the CPU's flags are part of its name). Where it cannot be
-built, `available()` is False with the reason in `unavailable_reason()`, and the model's
+per source version and CPU (it is built with -march=native, so the CPU's flags are part of its
+name). Where it cannot be built, `available()` is False with the reason in `unavailable_reason()`, and the model's
 `wkv_impl="auto"` falls back to the chunked form. `python -m aegir.kernels build` builds it ahead
 of time (`make install` does).
 """
