@@ -85,7 +85,7 @@ class AnnotationResult:
 _CACHE: dict[str, LoadedClassifier] = {}
 
 
-def _as_table(data, max_rows_read: int | None) -> tuple[Table, str]:
+def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tuple[Table, str]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -99,8 +99,8 @@ def _as_table(data, max_rows_read: int | None) -> tuple[Table, str]:
         if not p.exists():
             raise TableError(f"{p}: no such file")
         if p.is_dir():
-            raise TableError(f"{p}: is a folder; annotate one CSV/TSV file at a time")
-        return read_csv(p, max_rows=max_rows_read), str(p)
+            raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
+        return read_csv(p, max_rows=max_rows_read, header="infer" if header is None else header), str(p)
     raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV path, not {type(data).__name__}")
 
 
@@ -130,7 +130,7 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
-             bf16: bool | None = None, min_score: float | None = None) -> AnnotationResult:
+             bf16: bool | None = None, min_score: float | None = None, header: bool | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -157,7 +157,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     single = isinstance(checkpoint, (str, Path, LoadedClassifier))
     members = [read_at_budget(m, max_bytes) for m in load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])]
     lc = members[0]
-    table, source = _as_table(data, max_rows_read)
+    table, source = _as_table(data, max_rows_read, header)
     if table.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
     main = None

@@ -1,4 +1,4 @@
-"""`aegir annotate FILE.csv` and `aegir export`."""
+"""`aegir annotate FILE.csv` (or many files / folders into JSON Lines) and `aegir export`."""
 
 from __future__ import annotations
 
@@ -18,40 +18,34 @@ console = Console()
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        file: Path = typer.Argument(..., help="CSV/TSV file to annotate."),
+        files: List[Path] = typer.Argument(..., help="CSV/TSV file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
-        out: Optional[Path] = typer.Option(None, help="Write the annotations as .json or .csv."),
+        out: Optional[Path] = typer.Option(None, help="Write the annotations: .json or .csv for one file; .jsonl (one record per column, appended file by file) for many files or folders, where it is required."),
+        resume: bool = typer.Option(False, help="Many files: continue the run that wrote --out (finished files are skipped; the settings must match)."),
+        overwrite: bool = typer.Option(False, help="Many files: replace an existing --out instead of refusing."),
         views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget the checkpoint was trained with)."),
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
+        header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
-        """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column)."""
-        from aegir.annotate import annotate
+        """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
 
+        One file prints a table; several files or a folder are annotated into --out (JSON Lines),
+        file by file, with unreadable files listed in <out>.errors.jsonl (exit code 1 if any)."""
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
-        res = annotate(file, checkpoint, labels=subset, top_k=top_k, views=views, main_column=main_column,
-                       max_bytes=max_bytes, bf16=bf16, min_score=min_score)
-        main = next((c.main_column for c in res.columns if c.main_column is not None), None)
-        title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
-        t = RichTable("#", "column", *[f"label {k + 1}" for k in range(top_k)], title=title)
-        for c in res.columns:
-            cells = [f"{l} ({s:.2f})" for l, s in c.labels]
-            if c.abstained:
-                cells[0] = f"[dim]abstain: {cells[0]}[/dim]"
-            t.add_row(str(c.column), c.name[:30], *cells)
-        console.print(t)
-        for n in res.notes:
-            console.print(f"[dim]note: {n}[/dim]")
-        if out:
-            if out.suffix == ".csv":
-                res.to_frame().to_csv(out, index=False)
-            else:
-                out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
-            console.print(f"wrote {out}")
+        kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
+                  min_score=min_score, header=header)
+        many = len(files) > 1 or files[0].is_dir() or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson"))
+        if many:
+            _annotate_many(files, checkpoint, out, resume, overwrite, kw)
+            return
+        if resume or overwrite:
+            raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
+        _annotate_one(files[0], checkpoint, out, kw)
 
     @app.command("export")
     def export_cmd(
@@ -63,3 +57,44 @@ def register(app: typer.Typer) -> None:
 
         path = export_specialist(checkpoint, out)
         console.print(f"specialist written to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
+
+
+def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
+    from aegir.annotate import annotate
+
+    res = annotate(file, checkpoint, **kw)
+    main = next((c.main_column for c in res.columns if c.main_column is not None), None)
+    title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
+    t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=title)
+    for c in res.columns:
+        cells = [f"{l} ({s:.2f})" for l, s in c.labels]
+        if c.abstained:
+            cells[0] = f"[dim]abstain: {cells[0]}[/dim]"
+        t.add_row(str(c.column), c.name[:30], *cells)
+    console.print(t)
+    for n in res.notes:
+        console.print(f"[dim]note: {n}[/dim]")
+    if out:
+        if out.suffix == ".csv":
+            res.to_frame().to_csv(out, index=False)
+        else:
+            out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
+        console.print(f"wrote {out}")
+
+
+def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,
+                   kw: dict) -> None:
+    from aegir.annotate_batch import annotate_files
+
+    if out is None:
+        raise typer.BadParameter("several files or a folder need --out FILE.jsonl (one record per column)")
+    res = annotate_files(files, checkpoint, out, resume=resume, overwrite=overwrite, **kw)
+    console.print(f"{res.files} tables: {res.annotated} annotated ({res.columns} column{'s' if res.columns != 1 else ''}), "
+                  f"{res.skipped} already in {out}, {len(res.errors)} unreadable")
+    console.print(f"wrote {out}")
+    if res.errors:
+        for e in res.errors[:10]:
+            console.print(f"[red]error[/red] {e.error}")
+        more = f" ({len(res.errors) - 10} more)" if len(res.errors) > 10 else ""
+        console.print(f"unreadable files{more} are listed in {res.errors_path}; fix them and run again with --resume")
+        raise typer.Exit(1)

@@ -1,0 +1,198 @@
+"""Annotate many CSV/TSV files in one run: `annotate_files(paths, checkpoint, out)` and
+`aegir annotate FOLDER_OR_FILES... --out annotations.jsonl`.
+
+The model is loaded once; each file is annotated as `annotate()` would annotate it alone (same
+labels, same scores). Output is JSON Lines, one record per annotated column (`annotate`'s record
+plus `file`, the path as found, and `file_columns`, how many records that file has), appended and
+flushed file by file, so a killed run keeps every finished file:
+
+- `--resume` continues a run: files whose records are all in `out` are skipped, a trailing file
+  that was cut mid-write is dropped from `out` (rewritten atomically) and annotated again, and the
+  run's settings (checkpoint, top-k, label subset, views, byte budget, ...) must match those stored
+  beside `out` in `<out stem>.run.json`, so one file never mixes two models' answers.
+- A file that cannot be read as a table (binary, empty, undecodable, malformed CSV) does not stop
+  the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
+  resumed run retries them) and counted in the result.
+
+Folders are searched recursively for *.csv, *.tsv and *.tab files (sorted, so runs and resumes see
+the same order); files named directly are taken whatever their suffix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from aegir.annotate import Checkpoint, _cached, annotate
+from aegir.evaluation._io import atomic_write
+from aegir.inference import LoadedClassifier, load_classifiers
+from aegir.tables.table import TableError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+
+
+@dataclass
+class FileError:
+    file: str
+    error: str
+
+
+@dataclass
+class BatchResult:
+    out: Path
+    files: int  # files found (tables or not)
+    annotated: int  # annotated by this run
+    skipped: int  # already complete in `out` (resume)
+    columns: int  # column records this run wrote
+    errors: list[FileError] = field(default_factory=list)
+    errors_path: Path | None = None  # written only when some file failed
+
+
+def sidecar(out: Path, kind: str) -> Path:
+    """`<out stem>.<kind>.json[l]` beside `out` (kind: "run" or "errors")."""
+    return out.with_name(f"{out.stem}.{kind}.{'json' if kind == 'run' else 'jsonl'}")
+
+
+def find_tables(paths: Sequence[str | Path]) -> list[Path]:
+    """The files to annotate: files as named, folders searched recursively for table suffixes;
+    in order, duplicates (same resolved path) once."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in TABLE_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise TableError(f"{p}: no such file or folder")
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def completed_files(out: Path) -> set[Path]:
+    """Resolved paths of the files whose records are all in `out`. Drops what a kill left behind —
+    a last line without its newline (torn mid-write) and the first records of a file cut short —
+    by rewriting `out` atomically without them (those files are annotated again)."""
+    data = out.read_bytes()
+    lines = data.split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, as every finished write does
+    recs: list[tuple[bytes, str]] = []
+    expected: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            f, k = str(rec["file"]), int(rec["file_columns"])
+        except (ValueError, KeyError, TypeError):
+            raise TableError(f"{out}, line {n}: not an annotation record; is this the output of another "
+                             "command?") from None
+        recs.append((line, f))
+        expected[f] = k
+    counts: dict[str, int] = {}
+    for _, f in recs:
+        counts[f] = counts.get(f, 0) + 1
+    complete = {f for f in counts if counts[f] == expected[f]}
+    kept = [line for line, f in recs if f in complete]
+    if torn or len(kept) != len(recs):
+        atomic_write(out, lambda tmp: tmp.write_bytes(b"".join(line + b"\n" for line in kept)))
+    return {Path(f).resolve() for f in complete}
+
+
+def _settings(members: Sequence[LoadedClassifier], kw: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues (as JSON values)."""
+    return {"checkpoint": [str(Path(m.source).resolve()) for m in members],
+            "temperature": [m.temperature for m in members],
+            **kw, "labels": list(kw["labels"]) if kw["labels"] is not None else None}
+
+
+def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequence[Checkpoint], out: str | Path, *,
+                   resume: bool = False, overwrite: bool = False, progress: bool = True,
+                   labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
+                   main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
+                   min_score: float | None = None, header: bool | None = None, batch_size: int = 64) -> BatchResult:
+    """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
+
+    resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
+    start over. Without either, an existing `out` is an error, so no earlier results are lost.
+    The other arguments are `annotate`'s, applied to every file.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise TableError(f"{out}: annotating many files writes JSON Lines; name the output *.jsonl")
+    if resume and overwrite:
+        raise TableError("resume and overwrite exclude each other")
+    if out.exists() and not (resume or overwrite):
+        raise TableError(f"{out} exists: pass --resume to continue that run (finished files are skipped) "
+                         "or --overwrite to start over")
+    files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
+    single = isinstance(checkpoint, (str, Path, LoadedClassifier))
+    members = load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
+    kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
+              min_score=min_score, header=header)
+    settings = _settings(members, kw)
+    run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
+    done: set[Path] = set()
+    if resume and out.exists():
+        if run_file.exists():
+            before = json.loads(run_file.read_text())
+            diff = [k for k in settings if before.get(k) != settings[k]]
+            if diff:
+                raise TableError(f"{out}: cannot resume with other settings than the run that wrote it "
+                                 f"({run_file}): " + "; ".join(f"{k} was {before.get(k)!r}, now {settings[k]!r}"
+                                                              for k in diff))
+        done = completed_files(out)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"")
+    atomic_write(run_file, lambda tmp: tmp.write_text(json.dumps(settings, indent=1) + "\n"))
+    if err_file.exists():
+        err_file.unlink()  # the previous run's failures: this run tries those files again
+
+    todo = [p for p in files if p.resolve() not in done]
+    res = BatchResult(out, len(files), 0, len(files) - len(todo), 0)
+    bar = _progress(progress, len(todo))
+    try:
+        with open(out, "ab") as fh:
+            for p in todo:
+                try:
+                    ann = annotate(p, members, **kw, batch_size=batch_size)
+                except TableError as e:  # the file's fault (unreadable, empty, ...): note it, go on
+                    res.errors.append(FileError(str(p), str(e)))
+                    with open(err_file, "a", encoding="utf-8") as ef:
+                        ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
+                    res.errors_path = err_file
+                else:
+                    recs = ann.to_records()
+                    chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
+                                    + "\n" for r in recs)
+                    fh.write(chunk.encode("utf-8"))  # one write per file: a kill tears at most this file
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    res.annotated += 1
+                    res.columns += len(recs)
+                if bar is not None:
+                    bar.advance(bar.task_ids[0])
+    finally:
+        if bar is not None:
+            bar.stop()
+    return res
+
+
+def _progress(on: bool, total: int):
+    if not on or total == 0:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("annotating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    bar.add_task("files", total=total)
+    bar.start()
+    return bar

@@ -1,0 +1,150 @@
+"""Many files at once: `annotate_files` / `aegir annotate FOLDER --out x.jsonl`."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from aegir.annotate import annotate
+from aegir.annotate_batch import annotate_files, completed_files, find_tables
+from aegir.tables import TableError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _lake(root):
+    """Three readable tables (one in a subfolder, one a TSV), a binary file, an empty one, and a
+    file with another suffix that a folder search must not pick up."""
+    from custom_task import KINDS
+
+    r = random.Random(3)
+    (root / "sub").mkdir(parents=True)
+    for name, kinds, sep in (("a.csv", ["date", "email"], ","), ("sub/b.tsv", ["number", "word", "date"], "\t"),
+                             ("c.csv", ["email"], ",")):
+        rows = [sep.join(f"col{j}" for j in range(len(kinds)))]
+        rows += [sep.join(KINDS[k](r) for k in kinds) for _ in range(5)]
+        (root / name).write_text("\n".join(rows) + "\n")
+    (root / "bad.csv").write_bytes(b"\x00\x01\x02 not text")
+    (root / "empty.csv").write_text("")
+    (root / "notes.txt").write_text("not a table")
+    return root
+
+
+def _records(path):
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def test_folder_is_annotated_file_by_file_like_single_files(trained, tmp_path):
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([lake], trained.final_checkpoint, out, top_k=2, progress=False)
+    assert (res.files, res.annotated, res.skipped, res.columns) == (5, 3, 0, 6)
+    assert sorted(e.file for e in res.errors) == [str(lake / "bad.csv"), str(lake / "empty.csv")]
+    assert "binary" in next(e.error for e in res.errors if e.file.endswith("bad.csv"))
+    assert [json.loads(l)["file"] for l in res.errors_path.read_text().splitlines()] == [e.file for e in res.errors]
+    recs = _records(out)
+    assert [r["file"] for r in recs] == [str(lake / "a.csv")] * 2 + [str(lake / "c.csv")] + [str(lake / "sub/b.tsv")] * 3
+    for f in {r["file"] for r in recs}:  # the same answer as annotating that file alone
+        alone = annotate(f, trained.final_checkpoint, top_k=2).to_records()
+        mine = [{k: v for k, v in r.items() if k not in ("file", "file_columns")} for r in recs if r["file"] == f]
+        assert mine == alone and all(r["file_columns"] == len(alone) for r in recs if r["file"] == f)
+    assert json.loads((tmp_path / "ann.run.json").read_text())["top_k"] == 2
+
+
+def test_resume_after_a_kill_keeps_finished_files_and_redoes_the_torn_one(trained, tmp_path):
+    lake = _lake(tmp_path / "lake")
+    (lake / "bad.csv").unlink()
+    (lake / "empty.csv").unlink()
+    ref = tmp_path / "ref.jsonl"
+    annotate_files([lake], trained.final_checkpoint, ref, progress=False)
+    full = ref.read_bytes()
+    lines = full.split(b"\n")
+    # A kill in the middle of sub/b.tsv's chunk: its first record whole, the second torn mid-line.
+    cut_whole = len(b"\n".join(lines[:4])) + 1
+    for cut in (cut_whole, cut_whole + 25):
+        out = tmp_path / f"cut{cut}.jsonl"
+        out.write_bytes(full[:cut])
+        (tmp_path / f"cut{cut}.run.json").write_bytes((tmp_path / "ref.run.json").read_bytes())
+        assert completed_files(out) == {(lake / "a.csv").resolve(), (lake / "c.csv").resolve()}
+        assert out.read_bytes() == b"\n".join(lines[:3]) + b"\n"  # the torn file's records dropped
+        res = annotate_files([lake], trained.final_checkpoint, out, resume=True, progress=False)
+        assert (res.skipped, res.annotated, res.columns) == (2, 1, 3)
+        assert out.read_bytes() == full
+
+
+def test_existing_output_and_changed_settings_are_refused(trained, tmp_path):
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "ann.jsonl"
+    annotate_files([lake / "a.csv"], trained.final_checkpoint, out, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(TableError, match="exists: pass --resume"):
+        annotate_files([lake], trained.final_checkpoint, out, progress=False)
+    with pytest.raises(TableError, match="top_k was 3, now 1"):
+        annotate_files([lake], trained.final_checkpoint, out, resume=True, top_k=1, progress=False)
+    with pytest.raises(TableError, match="no such file or folder"):
+        annotate_files([tmp_path / "nowhere"], trained.final_checkpoint, out, overwrite=True, progress=False)
+    with pytest.raises(TableError, match=r"\*.jsonl"):
+        annotate_files([lake], trained.final_checkpoint, tmp_path / "ann.json", progress=False)
+    assert out.read_bytes() == before  # nothing lost by the refusals
+    res = annotate_files([lake], trained.final_checkpoint, out, resume=True, progress=False)
+    assert res.skipped == 1 and res.annotated == 2
+    (tmp_path / "other.jsonl").write_text('{"id": 1}\n')
+    with pytest.raises(TableError, match="line 1: not an annotation record"):
+        annotate_files([lake], trained.final_checkpoint, tmp_path / "other.jsonl", resume=True, progress=False)
+
+
+def test_find_tables_searches_folders_and_keeps_named_files(tmp_path):
+    lake = _lake(tmp_path / "lake")
+    found = find_tables([lake / "notes.txt", lake, lake / "a.csv"])
+    assert found[0] == lake / "notes.txt"  # named directly: taken whatever its suffix
+    assert [p.name for p in found[1:]] == ["a.csv", "bad.csv", "c.csv", "empty.csv", "b.tsv"]  # a.csv once
+
+
+def test_cli_annotates_a_folder_and_exits_1_on_unreadable_files(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    lake = _lake(tmp_path / "lake")
+    out = tmp_path / "ann.jsonl"
+    r = CliRunner().invoke(app, ["annotate", str(lake), "--checkpoint", str(trained.final_checkpoint),
+                                 "--out", str(out)])
+    text = " ".join(r.output.split())  # rich wraps long lines
+    assert r.exit_code == 1, r.output
+    assert "3 annotated (6 columns)" in text and "2 unreadable" in text and "ann.errors.jsonl" in text
+    (lake / "bad.csv").unlink()
+    (lake / "empty.csv").write_text("x\n1\n")
+    r = CliRunner().invoke(app, ["annotate", str(lake), "--checkpoint", str(trained.final_checkpoint),
+                                 "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "1 annotated (1 column), 3 already in" in " ".join(r.output.split())
+    assert not (tmp_path / "ann.errors.jsonl").exists()
+    r = CliRunner().invoke(app, ["annotate", str(lake), "--checkpoint", str(trained.final_checkpoint)])
+    assert r.exit_code != 0 and "--out FILE.jsonl" in " ".join(r.output.split())
+
+
+def test_header_option_reads_the_first_row_as_data(trained, tmp_path):
+    p = tmp_path / "names.csv"  # headerless text values: unique, non-numeric, so they pass for a header
+    p.write_text("alpha,beta\ngamma,delta\nepsilon,zeta\n")
+    guessed = annotate(p, trained.final_checkpoint)
+    assert [c.name for c in guessed.columns] == ["alpha", "beta"] and guessed.columns[0].rows_total == 2
+    plain = annotate(p, trained.final_checkpoint, header=False)
+    assert [c.name for c in plain.columns] == ["column_0", "column_1"] and plain.columns[0].rows_total == 3
+    res = annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", header=False, progress=False)
+    assert [r["rows_total"] for r in _records(res.out)] == [3, 3]
+
+
+@pytest.mark.skipif(not (ROOT.parent / "shared/data/sotab_v2_sample/CTA/Validation").is_dir(),
+                    reason="needs ../shared/data")
+def test_lake_benchmark_agrees_with_eval(trained, tmp_path):
+    """benchmarks/annotate_lake.py on 12 SOTAB validation tables: the resumed output is identical to
+    the uninterrupted one, and the labels read from the JSON Lines are eval's, column for column."""
+    import annotate_lake
+
+    res = annotate_lake.main(["--checkpoint", str(trained.final_checkpoint), "--limit", "12",
+                              "--out", str(tmp_path / "lake")])
+    assert res["tables_annotated"] == 12 and len(res["errors"]) == 2 and res["resume"]["output_identical"]
+    assert res["labelled_columns"] > 0 and res["same_label_as_eval"] == res["labelled_columns"]
+    assert res["lake"] == res["eval"]
+    assert "byte-identical" in (tmp_path / "lake.md").read_text()
