@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         records = [json.loads(line) for line in full.decode("utf-8").splitlines()]
         # The same files with the header guessed (the default): how often is a first data row taken for names?
         guessed_out = Path(tmp) / "guessed.jsonl"
-        annotate_files([lake], lc, guessed_out, progress=False)
+        guessed_res = annotate_files([lake], lc, guessed_out, progress=False)
         guessed = [json.loads(line) for line in guessed_out.read_text(encoding="utf-8").splitlines()]
         n_rows = {f: sum(1 for _ in csv.reader(open(lake / f, newline="", encoding="utf-8"))) for f in names}
 
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
          "lake": {"n": lake_rep.n, "micro_f1": lake_rep.micro_f1, "macro_f1": lake_rep.macro_f1},
          "eval": {"n": ev.report.n, "micro_f1": ev.report.micro_f1, "macro_f1": ev.report.macro_f1},
          "same_label_as_eval": same, "labelled_columns": len(agree),
-         "header_guessed": {"tables_taken_as_headed": taken_as_header, "micro_f1": guess_rep.micro_f1,
+         "header_guessed": {"tables_taken_as_headed": taken_as_header, "reported": guessed_res.header_guessed,
+                           "micro_f1": guess_rep.micro_f1,
                             "macro_f1": guess_rep.macro_f1}}
     stem = Path(args.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,9 @@ def main(argv: list[str] | None = None) -> dict:
          f"{ev.report.macro_f1:.3f} ({ev.report.n} columns) |",
          f"| same label in both | {same} of {len(agree)} labelled columns |",
          f"| the same files with the header guessed (no `--no-header`) | {taken_as_header} of {res.annotated} tables "
-         f"read as having a header row; micro-F1 {guess_rep.micro_f1:.3f}, macro-F1 {guess_rep.macro_f1:.3f} |", "",
+         f"read as having a header row ({guessed_res.header_guessed} of them on the weakest guess, unique non-numeric "
+         f"first-row cells, which annotate reports in a note); micro-F1 {guess_rep.micro_f1:.3f}, macro-F1 "
+         f"{guess_rep.macro_f1:.3f} |", "",
          "Each file is one `annotate()` call with its columns batched together, so a file's labels do not "
          "depend on the other files; the model's share of the wall time is what batching across files "
          "could shorten."]

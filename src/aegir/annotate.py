@@ -56,6 +56,7 @@ class AnnotationResult:
     restricted_to: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     min_score: float | None = None  # abstention threshold on the best label's score (None: always label)
+    header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
@@ -199,8 +200,12 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
         notes.append(f"each column was read through {rows_read} {how} rows of {table.n_rows} parsed"
                      + (f" ({total} in the file)" if total != table.n_rows else ""))
+    header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so
+    if header_guessed:
+        notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "
+                     "if it is data, pass header=False (--no-header)")
     if min_score is not None:
         n_abst = sum(c.abstained for c in cols)
         notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
     return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
-                            list(labels) if labels is not None else None, notes, min_score)
+                            list(labels) if labels is not None else None, notes, min_score, header_guessed)

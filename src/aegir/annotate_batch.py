@@ -49,6 +49,7 @@ class BatchResult:
     columns: int  # column records this run wrote
     errors: list[FileError] = field(default_factory=list)
     errors_path: Path | None = None  # written only when some file failed
+    header_guessed: int = 0  # files annotated by this run whose first row a guess took for column names
 
 
 def sidecar(out: Path, kind: str) -> Path:
@@ -179,6 +180,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     os.fsync(fh.fileno())
                     res.annotated += 1
                     res.columns += len(recs)
+                    res.header_guessed += ann.header_guessed
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
     finally:

@@ -129,10 +129,14 @@ def test_header_option_reads_the_first_row_as_data(trained, tmp_path):
     p.write_text("alpha,beta\ngamma,delta\nepsilon,zeta\n")
     guessed = annotate(p, trained.final_checkpoint)
     assert [c.name for c in guessed.columns] == ["alpha", "beta"] and guessed.columns[0].rows_total == 2
+    assert guessed.header_guessed and any("--no-header" in n for n in guessed.notes)  # never silent
     plain = annotate(p, trained.final_checkpoint, header=False)
     assert [c.name for c in plain.columns] == ["column_0", "column_1"] and plain.columns[0].rows_total == 3
+    assert not plain.header_guessed and not any("header" in n for n in plain.notes)
     res = annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", header=False, progress=False)
-    assert [r["rows_total"] for r in _records(res.out)] == [3, 3]
+    assert [r["rows_total"] for r in _records(res.out)] == [3, 3] and res.header_guessed == 0
+    res = annotate_files([p], trained.final_checkpoint, tmp_path / "b.jsonl", progress=False)
+    assert res.header_guessed == 1
 
 
 @pytest.mark.skipif(not (ROOT.parent / "shared/data/sotab_v2_sample/CTA/Validation").is_dir(),

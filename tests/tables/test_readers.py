@@ -168,3 +168,16 @@ def test_table_validation():
         Table(columns=[["a"], ["b"]], header=["x"])
     t = Table.from_rows([["a", "b"], ["c"]], header=["x", "y"])
     assert t.columns == [["a", "c"], ["b", ""]] and list(t.rows()) == [["a", "b"], ["c", ""]]
+
+
+def test_read_csv_records_how_the_header_was_decided(tmp_path):
+    from aegir.tables.readers.csv import read_csv
+
+    p = tmp_path / "t.csv"
+    p.write_text("name,age\nann,31\nbob,42\n")  # the numeric column's first cell differs: evidence
+    assert (read_csv(p).meta["header"], read_csv(p).meta["has_header"]) == ("sniffed", True)
+    p.write_text("alpha,beta\ngamma,delta\nepsilon,zeta\n")  # text only: no evidence, taken for names
+    t = read_csv(p)
+    assert (t.meta["header"], t.meta["has_header"], t.n_rows) == ("names", True, 2)
+    t = read_csv(p, header=False)
+    assert (t.meta["header"], t.meta["has_header"], t.n_rows) == ("given", False, 3)

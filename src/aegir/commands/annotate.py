@@ -92,6 +92,9 @@ def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path
     console.print(f"{res.files} tables: {res.annotated} annotated ({res.columns} column{'s' if res.columns != 1 else ''}), "
                   f"{res.skipped} already in {out}, {len(res.errors)} unreadable")
     console.print(f"wrote {out}")
+    if res.header_guessed:
+        console.print(f"[dim]note: in {res.header_guessed} file(s) the first row was taken as column names "
+                      "(guessed); pass --header or --no-header to say how the files are written[/dim]")
     if res.errors:
         for e in res.errors[:10]:
             console.print(f"[red]error[/red] {e.error}")

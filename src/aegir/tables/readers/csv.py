@@ -93,16 +93,21 @@ def read_csv(
         # The sniffer says "no header" for all-text tables; a first row of unique, non-numeric
         # names is still far more likely a header than data.
         first = rows[0]
+        how = "sniffed"
         if not has_header and len(set(first)) == len(first) and not any(_is_number(c) for c in first):
-            has_header = True
+            has_header, how = True, "names"
     else:
-        has_header = bool(header)
+        has_header, how = bool(header), "given"
     hdr = rows[0] if has_header else None
     body = rows[1:] if has_header else rows
     if max_rows is not None:
         body = body[:max_rows]
     m = {"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
-         "rows_total": total - (1 if has_header else 0)}
+         "rows_total": total - (1 if has_header else 0),
+         # How the first row was read: "given" (by the caller), "sniffed" (csv.Sniffer saw the first row
+         # differ from the columns' values), or "names" (no evidence either way; taken for names because
+         # its cells are unique and non-numeric: the guess annotate reports, as it can be wrong).
+         "header": how, "has_header": has_header}
     m.update(meta or {})
     if not body and hdr is None:
         raise TableError(f"{path}: no data rows")
