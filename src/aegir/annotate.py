@@ -27,6 +27,7 @@ from aegir.encoding.serialize import row_sample
 from aegir.inference import (LoadedClassifier, inference_precision, load_classifier, load_classifiers, predict_ensemble,
                              read_at_budget)
 from aegir.tables.readers import from_dataframe, read_csv
+from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
 from aegir.tables.table import Table, TableError
 
 
@@ -101,8 +102,10 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tu
             raise TableError(f"{p}: no such file")
         if p.is_dir():
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
+        if p.suffix.lower() in PARQUET_SUFFIXES:  # column names from the schema: `header` does not apply
+            return read_parquet(p, max_rows=max_rows_read), str(p)
         return read_csv(p, max_rows=max_rows_read, header="infer" if header is None else header), str(p)
-    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV path, not {type(data).__name__}")
+    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV/Parquet path, not {type(data).__name__}")
 
 
 Checkpoint = str | Path | LoadedClassifier
@@ -132,7 +135,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table or CSV/TSV path).
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV or Parquet file's path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.

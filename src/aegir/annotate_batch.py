@@ -14,7 +14,7 @@ flushed file by file, so a killed run keeps every finished file:
   the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
   resumed run retries them) and counted in the result.
 
-Folders are searched recursively for *.csv, *.tsv and *.tab files (sorted, so runs and resumes see
+Folders are searched recursively for *.csv, *.tsv, *.tab, *.parquet and *.pq files (sorted, so runs and resumes see
 the same order); files named directly are taken whatever their suffix.
 """
 
@@ -29,9 +29,10 @@ from typing import Any, Sequence
 from aegir.annotate import Checkpoint, _cached, annotate
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier, load_classifiers
+from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.table import TableError
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", *PARQUET_SUFFIXES)
 
 
 @dataclass

@@ -152,3 +152,27 @@ def test_lake_benchmark_agrees_with_eval(trained, tmp_path):
     assert res["labelled_columns"] > 0 and res["same_label_as_eval"] == res["labelled_columns"]
     assert res["lake"] == res["eval"]
     assert "byte-identical" in (tmp_path / "lake.md").read_text()
+
+
+def test_parquet_files_are_annotated_like_their_dataframes(trained, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from custom_task import KINDS
+
+    r = random.Random(5)
+    df = pd.DataFrame({"when": [KINDS["date"](r) for _ in range(6)], "who": [KINDS["email"](r) for _ in range(6)],
+                       "n": [1.5, np.nan, 3.0, 4.25, None, 6.0]})
+    p = tmp_path / "t.parquet"
+    df.to_parquet(p)
+    a, b = annotate(p, trained.final_checkpoint), annotate(df, trained.final_checkpoint)
+    assert [(c.name, c.labels) for c in a.columns] == [(c.name, c.labels) for c in b.columns]
+    long = tmp_path / "long.pq"
+    pd.DataFrame({"d": [f"2020-01-{1 + i % 28:02d}" for i in range(5000)]}).to_parquet(long, row_group_size=1000)
+    res = annotate(long, trained.final_checkpoint, max_rows_read=1200)  # reads the first 1,200 rows only
+    assert res.columns[0].rows_total == 5000 and res.notes and "1200 parsed (5000 in the file)" in res.notes[0]
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(TableError, match="bad.parquet: cannot read as Parquet"):
+        annotate(tmp_path / "bad.parquet", trained.final_checkpoint)
+    out = annotate_files([tmp_path], trained.final_checkpoint, tmp_path / "all.jsonl", progress=False)
+    assert (out.annotated, out.columns, [e.file for e in out.errors]) == (2, 4, [str(tmp_path / "bad.parquet")])

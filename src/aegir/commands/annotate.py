@@ -18,7 +18,7 @@ console = Console()
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="CSV/TSV file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab)."),
+        files: List[Path] = typer.Argument(..., help="CSV/TSV or Parquet file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
