@@ -26,8 +26,8 @@ from aegir.encoding.batch import encode_column, view_seed
 from aegir.encoding.serialize import row_sample
 from aegir.inference import (LoadedClassifier, inference_precision, load_classifier, load_classifiers, predict_ensemble,
                              read_at_budget)
-from aegir.tables.readers import from_dataframe, read_csv
-from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
+from aegir.tables.readers import from_dataframe
+from aegir.tables.readers.files import read_table_file
 from aegir.tables.table import Table, TableError
 
 
@@ -102,9 +102,7 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tu
             raise TableError(f"{p}: no such file")
         if p.is_dir():
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
-        if p.suffix.lower() in PARQUET_SUFFIXES:  # column names from the schema: `header` does not apply
-            return read_parquet(p, max_rows=max_rows_read), str(p)
-        return read_csv(p, max_rows=max_rows_read, header="infer" if header is None else header), str(p)
+        return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header), str(p)
     raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV/Parquet path, not {type(data).__name__}")
 
 

@@ -181,3 +181,19 @@ def test_read_csv_records_how_the_header_was_decided(tmp_path):
     assert (t.meta["header"], t.meta["has_header"], t.n_rows) == ("names", True, 2)
     t = read_csv(p, header=False)
     assert (t.meta["header"], t.meta["has_header"], t.n_rows) == ("given", False, 3)
+
+
+def test_labelled_folder_takes_parquet_tables(tmp_path):
+    import pandas as pd
+
+    from aegir.tables.readers import read_labeled_csv_folder
+
+    pd.DataFrame({"city": ["Oslo", "Bergen"], "pop": [709_000, 291_000]}).to_parquet(tmp_path / "t.parquet")
+    (tmp_path / "u.csv").write_text("mail\na@b.org\n")
+    (tmp_path / "labels.csv").write_text("table_name,column_name,label\nt.parquet,pop,population\n"
+                                         "t.parquet,city,City\nu.csv,mail,email\n")
+    ds = read_labeled_csv_folder(tmp_path)
+    assert [t.meta["source"] for t in ds.tables] == ["parquet", "csv"]
+    assert ds.tables[0].columns == [["Oslo", "Bergen"], ["709000", "291000"]]
+    assert sorted((ds.tables[t.table_index].name, t.column, t.labels) for t in ds.targets) == [
+        ("t.parquet", 0, ("City",)), ("t.parquet", 1, ("population",)), ("u.csv", 0, ("email",))]

@@ -140,12 +140,14 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
 def read_labeled_csv_folder(
     folder: str | Path, gold: str | Path | None = None, *, on_error: str = "raise", header: bool | str = True
 ) -> LabeledDataset:
-    """Custom training data: a folder of CSV/TSV tables plus a gold CSV.
+    """Custom training data: a folder of CSV/TSV (or Parquet) tables plus a gold CSV.
 
     Gold columns: `table_name,column_index,label` (like SOTAB) or `table_name,column_name,label`.
     Several labels for one column (multi-label) are given as several rows. `gold` defaults to
     `<folder>/labels.csv`.
     """
+    from aegir.tables.readers.files import read_table_file  # (imports this module)
+
     folder = Path(folder)
     gold = Path(gold) if gold is not None else folder / "labels.csv"
     if not gold.is_file():
@@ -172,7 +174,7 @@ def read_labeled_csv_folder(
                     skip(f"{where}: table file {p} not found", "missing table")
                     continue
                 index[name] = len(tables)
-                tables.append(read_csv(p, header=header))
+                tables.append(read_table_file(p, header=header))
             t = tables[index[name]]
             if row.get("column_index") not in (None, ""):
                 try:
