@@ -102,7 +102,6 @@ def main(argv: list[str] | None = None) -> dict:
         guessed_out = Path(tmp) / "guessed.jsonl"
         guessed_res = annotate_files([lake], lc, guessed_out, progress=False)
         guessed = [json.loads(line) for line in guessed_out.read_text(encoding="utf-8").splitlines()]
-        n_rows = {f: sum(1 for _ in csv.reader(open(lake / f, newline="", encoding="utf-8"))) for f in names}
 
     gold_rows = list(csv.DictReader(open(SOTAB / "CTA_validation_gt.csv", encoding="utf-8")))
     inv = {v: k for k, v in names.items()}
@@ -115,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     lake_rep, by_key = score(records)
     guess_rep, _ = score(guessed)
-    taken_as_header = len({r["file"] for r in guessed if r["rows_total"] < n_rows[Path(r["file"]).name]})
+    n_rows = {r["file"]: r["rows_total"] for r in records}  # read with --no-header: every row
+    taken_as_header = len({r["file"] for r in guessed if r["rows_total"] < n_rows[r["file"]]})
     (valid,) = load_labeled("sotab", SOTAB / "Validation", gold=SOTAB / "CTA_validation_gt.csv").values()
     if args.limit is not None:
         valid = replace(valid, targets=[t for t in valid.targets if valid.tables[t.table_index].name in inv])

@@ -116,6 +116,12 @@ def _cached(c: Checkpoint) -> LoadedClassifier:
     return _CACHE.get(key) or _CACHE.setdefault(key, load_classifier(c))
 
 
+def loaded_members(checkpoint: Checkpoint | Sequence[Checkpoint]) -> list[LoadedClassifier]:
+    """One classifier or an ensemble's members, loaded once per process (`_CACHE`) and checked to go together."""
+    single = isinstance(checkpoint, (str, Path, LoadedClassifier))
+    return load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
+
+
 def _main_index(table: Table, main_column: int | str, source: str) -> int:
     """The main column by index or by header name, checked against the table."""
     if isinstance(main_column, str) and not main_column.lstrip("-").isdigit():
@@ -156,8 +162,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError("top_k must be >= 1")
     if min_score is not None and not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
-    single = isinstance(checkpoint, (str, Path, LoadedClassifier))
-    members = [read_at_budget(m, max_bytes) for m in load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])]
+    members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
     table, source = _as_table(data, max_rows_read, header)
     if table.n_cols == 0:

@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from aegir.annotate import Checkpoint, _cached, annotate
+from aegir.annotate import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
-from aegir.inference import LoadedClassifier, load_classifiers
+from aegir.inference import LoadedClassifier
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.table import TableError
 
@@ -49,8 +49,12 @@ class BatchResult:
     skipped: int  # already complete in `out` (resume)
     columns: int  # column records this run wrote
     errors: list[FileError] = field(default_factory=list)
-    errors_path: Path | None = None  # written only when some file failed
     header_guessed: int = 0  # files annotated by this run whose first row a guess took for column names
+
+    @property
+    def errors_path(self) -> Path | None:
+        """Where this run listed its unreadable files (None: there were none)."""
+        return sidecar(self.out, "errors") if self.errors else None
 
 
 def sidecar(out: Path, kind: str) -> Path:
@@ -136,8 +140,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
         raise TableError(f"{out} exists: pass --resume to continue that run (finished files are skipped) "
                          "or --overwrite to start over")
     files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
-    single = isinstance(checkpoint, (str, Path, LoadedClassifier))
-    members = load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
+    members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
               min_score=min_score, header=header)
     settings = _settings(members, kw)
@@ -171,7 +174,6 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     res.errors.append(FileError(str(p), str(e)))
                     with open(err_file, "a", encoding="utf-8") as ef:
                         ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
-                    res.errors_path = err_file
                 else:
                     recs = ann.to_records()
                     chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
