@@ -322,3 +322,16 @@ def test_sigmoid_nll_hand_computed_and_multilabel_temperature_fit():
     # T > 0 moves no sigmoid across 0.5: the predicted label sets are the same
     assert ((z / fit.temperature) > 0).tolist() == (z > 0).tolist()
 
+
+
+def test_top_k_ranks_by_logits_where_scores_underflow_or_saturate():
+    """float32 softmax scores of a confident row underflow to 0 and sigmoids saturate at 1; the
+    ranking still follows the logits (not the label order among tied scores)."""
+    from aegir.inference import Predictions
+
+    logits = np.array([[0.0, -200.0, -120.0, -150.0], [40.0, 60.0, 50.0, -3.0]], dtype=np.float32)
+    p = Predictions(logits, np.zeros((2, 1), np.float32), np.zeros((2, 1)), np.ones((2, 1)))
+    idx, scores = p.top_k(4)
+    assert idx[0].tolist() == [0, 2, 3, 1] and scores[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    idx, scores = p.top_k(3, multi_label=True)
+    assert idx[1].tolist() == [1, 2, 0] and scores[1].tolist() == [1.0, 1.0, 1.0]

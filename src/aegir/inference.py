@@ -170,8 +170,11 @@ class Predictions:
         return label_scores(self.logits, multi_label)
 
     def top_k(self, k: int, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The k best labels per row and their scores. Ranked by logits, not scores: softmax and
+        sigmoid keep the order, but float32 scores underflow to 0 (or saturate at 1) for confident
+        or sharply calibrated models, and ties there would fall back to label order."""
         scores = self.probabilities(multi_label)
-        idx = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        idx = np.argsort(-self.logits, axis=1, kind="stable")[:, :k]
         return idx, np.take_along_axis(scores, idx, axis=1)
 
 
