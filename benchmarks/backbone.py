@@ -12,7 +12,11 @@ Measures (fp32, torch.set_num_threads(2), min over repetitions):
 - analytic FLOPs per byte (nominal and achieved compression) and bytes/s as a share of the ceiling,
 - the compression ratios the (untrained) routers produced,
 - the same with bf16 autocast on CPU (`ModelConfig.cpu_bf16`, `--bf16`): the bf16 GEMM ceiling,
-  training/inference bytes/s as shares of both ceilings, and a short nano run in both precisions.
+  training/inference bytes/s as shares of both ceilings, and a short nano run in both precisions,
+- packed vs padded stacks (`--packing-models`): training steps with the RWKV stacks packing their
+  padded batches (the default on the fused CPU path) and running them padded, alternating, on the
+  LM text batch (padding only inside the H-Net) and on CTA fine-tuning batches of SOTAB V2 column
+  serializations (B=32, 512-byte budget; the embedded synthetic tables where ../shared is absent).
 """
 
 from __future__ import annotations
@@ -316,6 +320,96 @@ def fused_vs_eager(name: str, B: int, T: int, reps: int, bf16: bool = False) -> 
             "fused_bytes_per_s": B * T / f, "eager_bytes_per_s": B * T / e, "times": times}
 
 
+def _set_packing(model: torch.nn.Module, on: bool) -> None:
+    from aegir.model.rwkv7 import RWKV7Stack
+
+    for m in model.modules():
+        if isinstance(m, RWKV7Stack):
+            m.packs = on
+
+
+def finetune_batches(B: int, n: int) -> tuple[str, int, list]:
+    """n random CTA fine-tuning batches of B columns, serialized as `aegir train` does by default
+    (512-byte budget): SOTAB V2 CTA training columns where ../shared is present, else the embedded
+    synthetic tables."""
+    import random
+
+    from aegir.encoding.batch import collate, encode_dataset
+    from aegir.tables.table import TableError
+    from aegir.train.finetune_config import FinetuneConfig
+    from aegir.train.tasks import resolve_task
+
+    try:
+        task = "sotab-cta"
+        td = resolve_task(task)
+    except TableError:
+        task = "synthetic-cta"
+        td = resolve_task(task)
+    vocab = {l: i for i, l in enumerate(td.vocab.labels)}
+    ex = [e for e in encode_dataset(td.train, vocab, FinetuneConfig(task=task).serialize_config()) if e.label_ids]
+    rng = random.Random(0)
+    return task, len(vocab), [collate(rng.sample(ex, B), len(vocab)) for _ in range(n)]
+
+
+def padding_fractions(model: AegirModel, ids: torch.Tensor, mask: torch.Tensor) -> list[float]:
+    """The share of padded positions in the batch each H-Net stage's stacks run on, outer first."""
+    with torch.no_grad():
+        stages = model.lm_loss(ids, mask).stages
+    out = [1 - float(mask.sum()) / mask.numel()]
+    for s in stages:  # the boundaries of stage i make the (padded) batch of stage i + 1
+        n = (s.boundary_mask & s.valid_mask).sum(1)  # (B,)
+        out.append(1 - float(n.sum()) / max(int(n.max()) * n.numel(), 1))
+    return out
+
+
+def packed_vs_padded(name: str, B: int, T: int, reps: int, finetune_B: int = 32) -> dict | None:
+    """Training steps of `name` with its stacks packing padded batches (aegir.model.packing, the
+    default on the fused CPU path) and running them padded, alternating, on two workloads: the LM
+    step on the text batch (B, T: no padding outside the H-Net, the inner stages padded to their
+    longest chunk sequence) and a CTA classification step (cross-entropy over the task's labels +
+    the ratio loss, fwd+bwd, no optimizer) on four fine-tuning batches of `finetune_B` columns.
+    None without the fused path."""
+    from aegir.kernels import tmix_cpu
+    from aegir.model import AegirClassifier
+
+    if not tmix_cpu.usable(torch.zeros(1)):
+        return None
+    torch.manual_seed(0)
+    model = AegirModel(ModelConfig.preset(name))
+    ids, mask = text_batch(B, T)
+    task, n_labels, batches = finetune_batches(finetune_B, 4)
+    clf = AegirClassifier(ModelConfig.preset(name), n_labels)
+
+    def lm():
+        lm_train_step(model, ids, mask)
+
+    def cta():
+        for b in batches:
+            clf.zero_grad(set_to_none=True)
+            out = clf(b.ids, b.mask, b.target_mask)
+            (clf.loss(out.logits, b.labels) + out.ratio_loss).backward()
+
+    out = {"name": name, "finetune_task": task, "finetune_B": finetune_B, "finetune_batches": len(batches),
+           "pad_lm": padding_fractions(model, ids, mask),
+           "pad_finetune": [sum(x) / len(batches) for x in zip(*(padding_fractions(clf.backbone, b.ids, b.mask)
+                                                                 for b in batches))]}
+    for key, fn, mdl in (("lm", lm, model), ("finetune", cta, clf)):
+        times: dict[str, list[float]] = {"packed": [], "padded": []}
+        for k in times:  # warm-up both
+            _set_packing(mdl, k == "packed")
+            fn()
+        for _ in range(reps):
+            for k in times:
+                _set_packing(mdl, k == "packed")
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+        _set_packing(mdl, True)
+        out[key] = {"packed_s": min(times["packed"]), "padded_s": min(times["padded"]),
+                    "speedup": min(times["padded"]) / min(times["packed"]), "times": times}
+    return out
+
+
 def router_after_training(steps: int, B: int = 8, T: int = 256, bf16: bool = False) -> dict:
     """A short nano LM run (AdamW, lr 2e-3) on the same text: where do the routers settle? With
     `bf16`, the same run (same init and batches) under CPU bf16 autocast."""
@@ -447,6 +541,25 @@ def write_results(res: dict, out: Path) -> None:
               "counts for the recurrence. Even with every dense GEMM at the ceiling, the 50% line needs the "
               "WKV and the elementwise work together under about a third of the step. The wider small preset "
               "gets closer because its GEMMs dominate."]
+    pk = res.get("packing")
+    if pk:
+        L += ["", "## Packed vs padded stacks (training step)", "",
+              "A right-padded batch runs through each RWKV stack as one row of its valid positions "
+              "(`aegir/model/packing.py`: the WKV restarts per sequence from `cu_seqlens`, the token shift reads zero "
+              "at each sequence's start), the default on the fused CPU path; padded, every GEMM and elementwise pass "
+              "also runs on the padding. Same model, weights and batches, steps alternating. LM: the text batch "
+              f"above (B={res['B']}, T={res['T']}), padded only inside the H-Net (each inner stage to its longest chunk sequence). "
+              "Fine-tuning: a CTA classification step (cross-entropy, fwd+bwd, no optimizer) on random batches of "
+              "training columns serialized as `aegir train` does (512-byte budget), padded to their longest "
+              "serialization.", "",
+              "| preset | workload | padding per stage (outer first) | padded step | packed step | speedup |",
+              "|---|---|---|---|---|---|"]
+        for p in pk:
+            ft = f"fine-tuning, {p['finetune_task']} (B={p['finetune_B']}, {p['finetune_batches']} batches)"
+            for key, label, pad in (("lm", "LM, text", p["pad_lm"]), ("finetune", ft, p["pad_finetune"])):
+                r = p[key]
+                L.append(f"| {p['name']} | {label} | {', '.join(f'{100 * x:.0f}%' for x in pad)} | "
+                         f"{1e3 * r['padded_s']:.0f} ms | {1e3 * r['packed_s']:.0f} ms | **{r['speedup']:.2f}x** |")
     if res.get("models_bf16"):
         write_bf16_section(res, L)
     tr = res.get("router_training")
@@ -508,6 +621,8 @@ def main() -> None:
                     help="presets also timed under CPU bf16 autocast (comma-separated; empty = none)")
     ap.add_argument("--fused-models", default="nano,tiny",
                     help="presets timed with the fused block ops and with eager PyTorch, alternating (empty = none)")
+    ap.add_argument("--packing-models", default="nano,tiny",
+                    help="presets timed with packed and with padded stacks, alternating (empty = none)")
     ap.add_argument("--budget-s", type=float, default=900.0, help="stop repeating once this much wall time is used")
     ap.add_argument("--out", default=None, help="output path without suffix (default docs/results/backbone)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the existing .json (no timing)")
@@ -574,6 +689,14 @@ def main() -> None:
             if fe is not None:
                 res["fused_blocks"].append(fe)
                 print({k: fe[k] for k in ("fused_s", "eager_s", "speedup")}, flush=True)
+    res["packing"] = []
+    for name in [n for n in args.packing_models.split(",") if n]:
+        print(f"packed vs padded stacks: {name} ...", flush=True)
+        pv = packed_vs_padded(name, B, T, args.reps, finetune_B=4 if args.quick else 32)
+        if pv is not None:
+            res["packing"].append(pv)
+            print({k: pv[k] for k in ("pad_lm", "pad_finetune")}, {k: pv[k]["speedup"] for k in ("lm", "finetune")},
+                  flush=True)
     if "tiny" in args.models.split(","):
         print("tiny step breakdown ...", flush=True)
         res["tiny_breakdown"] = step_breakdown("tiny", B, T)

@@ -334,9 +334,12 @@ def test_bad_shapes_are_refused_with_a_message():
     lib = wkv_cpu.load()
     e = torch.empty(0)
     with pytest.raises(RuntimeError, match="shift_lerp"):
-        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4), e, e, 1e-5, [])
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 4), e, e, 1e-5, [], e.bool())
     with pytest.raises(RuntimeError, match="norm weight and bias"):  # a norm over the wrong width
-        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), torch.randn(4), torch.randn(4), 1e-5, [])
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), torch.randn(4), torch.randn(4), 1e-5, [],
+                               e.bool())
+    with pytest.raises(RuntimeError, match="starts must be a contiguous bool tensor of 6 rows"):
+        lib.shift_lerp_forward(torch.randn(2, 3, 8), torch.randn(6, 8), e, e, 1e-5, [], torch.ones(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="affine LayerNorm"):
         tmix_cpu.shift_lerp(torch.randn(2, 3, 8), torch.randn(6, 8), torch.nn.LayerNorm(8, elementwise_affine=False))
     k = torch.randn(2, 3, 24)

@@ -4,7 +4,8 @@
 //
 //   out_j = y + (y_prev - y) * mu_j, y_prev = the previous row of the same sequence (zero at t = 0);
 //   six rows of mu in the time-mix (r, w, k, v, a, g), one in the channel-mix; y = x, or
-//   y = LayerNorm(x) (never written out). Every tensor (R, C) contiguous, R = B * T rows.
+//   y = LayerNorm(x) (never written out). Every tensor (R, C) contiguous, R = B * T rows. A sequence
+//   starts at every t = 0, or, given `starts` (R,) bool, where it is set (packed sequences).
 // Under CPU bf16 autocast chosen outputs are written, and their gradients read, in bf16.
 
 #include "cpu_ops.h"
@@ -71,6 +72,14 @@ struct PerOutput {
   std::vector<H> h;
 };
 
+// Where sequences start: every Tn-th row, or the rows flagged in `starts` (nullptr: the former).
+struct Starts {
+  const bool* flag = nullptr;
+  int64_t Tn = 1, R = 0;
+  bool first(int64_t i) const { return flag != nullptr ? flag[i] : i % Tn == 0; }
+  bool last(int64_t i) const { return i + 1 == R || first(i + 1); }
+};
+
 template <typename T, typename O>
 inline void lerp_row(const T* __restrict y, const T* __restrict xx, const T* __restrict m, O* __restrict o,
                      int64_t C) {
@@ -96,15 +105,15 @@ inline void lerp_grad_row(const G* __restrict gi, bool has_next, const T* __rest
 }
 
 template <typename T>
-void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, uint16_t*>& out, const Norm<T>& ln, int64_t R,
-              int64_t Tn, int64_t C) {
+void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, uint16_t*>& out, const Norm<T>& ln, const Starts& st,
+              int64_t R, int64_t C) {
   const int K = static_cast<int>(out.f.size());
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
     std::vector<T> xx(C), ya(C), yb(C);
     T *y_prev = ya.data(), *y_cur = yb.data();  // normalised rows i - 1 and i (with a norm)
     for (int64_t i = begin; i < end; ++i) {
       const T* xi = x + i * C;
-      const bool first = i % Tn == 0;
+      const bool first = st.first(i);
       const T* yi = xi;                            // the row the lerps read
       const T* yp = first ? nullptr : xi - C;      // and its predecessor (nullptr: t = 0)
       if (ln.w != nullptr) {
@@ -130,8 +139,8 @@ void lerp_fwd(const T* x, const T* mu, const PerOutput<T*, uint16_t*>& out, cons
 // with d_xhat = d_y w. g[j] == nullptr: that output got no gradient. part: rows 0..K-1 d_mu, then
 // (with a norm) d_w, d_b.
 template <typename T>
-void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const uint16_t*>& g, const Norm<T>& ln, T* dx,
-              Partials<T>& part, int64_t R, int64_t Tn, int64_t C) {
+void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const uint16_t*>& g, const Norm<T>& ln,
+              const Starts& st, T* dx, Partials<T>& part, int64_t R, int64_t C) {
   const int K = static_cast<int>(g.f.size());
   const bool norm = ln.w != nullptr;
   at::parallel_for(0, R, GRAIN, [&](int64_t begin, int64_t end) {
@@ -139,7 +148,7 @@ void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const uint16_t*
     T *y_prev = ya.data(), *y_cur = yb.data();
     for (int64_t i = begin; i < end; ++i) {
       const T* xi = x + i * C;
-      const bool first = i % Tn == 0, last = (i + 1) % Tn == 0;
+      const bool first = st.first(i), last = st.last(i);
       const T* yi = xi;
       const T* yp = first ? nullptr : xi - C;
       if (norm) {
@@ -182,12 +191,21 @@ void lerp_bwd(const T* x, const T* mu, const PerOutput<const T*, const uint16_t*
 
 }  // namespace
 
-// x (B, T, C), mu (K, C), optional norm ln_w, ln_b (C) (empty tensors: none) ->
+// Checks `starts` ((R,) bool, or empty: sequences start at every t = 0) and wraps it.
+Starts make_starts(const at::Tensor& starts, int64_t R, int64_t Tn) {
+  if (starts.numel() == 0) return {nullptr, Tn, R};
+  TORCH_CHECK(starts.scalar_type() == at::kBool && starts.numel() == R && starts.is_contiguous(),
+              "shift_lerp: starts must be a contiguous bool tensor of ", R, " rows");
+  return {starts.data_ptr<bool>(), Tn, R};
+}
+
+// x (B, T, C), mu (K, C), optional norm ln_w, ln_b (C) (empty tensors: none), starts (B * T,) bool
+// or empty ->
 // K tensors y + (y_prev - y) * mu[j], each (B, T, C), with y = x or LN(x); then the norm's per-row
 // mean and rstd (R,) for the backward (empty without a norm). bf16_out: per output, whether to write
 // it in bf16 (fp32 x only; empty: none).
 std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tensor ln_w, at::Tensor ln_b, double eps,
-                                           std::vector<bool> bf16_out) {
+                                           std::vector<bool> bf16_out, at::Tensor starts) {
   TORCH_CHECK(x.dim() == 3 && mu.dim() == 2 && mu.size(1) == x.size(2),
               "shift_lerp: x must be (B, T, C) and mu (K, C)");
   const int64_t R = x.size(0) * x.size(1), Tn = x.size(1), C = x.size(2), K = mu.size(0);
@@ -198,6 +216,7 @@ std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tens
   TORCH_CHECK(bf16_out.empty() || static_cast<int64_t>(bf16_out.size()) == K,
               "shift_lerp: bf16_out needs one flag per row of mu");
   const auto low = [&](int64_t j) { return !bf16_out.empty() && bf16_out[j]; };
+  const Starts st = make_starts(starts, R, Tn);
   std::vector<at::Tensor> out;
   for (int64_t j = 0; j < K; ++j) {
     TORCH_CHECK(!low(j) || x.scalar_type() == at::kFloat, "shift_lerp: bf16 outputs need an fp32 input");
@@ -213,7 +232,7 @@ std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tens
     Norm<scalar_t> ln;
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), static_cast<scalar_t>(eps),
                     mean.data_ptr<scalar_t>(), rstd.data_ptr<scalar_t>()};
-    lerp_fwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), po, ln, R, Tn, C);
+    lerp_fwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), po, ln, st, R, C);
   });
   out.push_back(mean);
   out.push_back(rstd);
@@ -221,11 +240,13 @@ std::vector<at::Tensor> shift_lerp_forward(at::Tensor x, at::Tensor mu, at::Tens
 }
 
 // grads: K tensors, an empty one where an output got no gradient; ln_w, ln_b, mean, rstd as the
-// forward took and returned them (all empty without a norm). Returns (d_x, d_mu, d_ln_w, d_ln_b),
+// forward took and returned them (all empty without a norm), starts as the forward took it. Returns (d_x, d_mu, d_ln_w, d_ln_b),
 // the last two empty without a norm.
 std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::vector<at::Tensor> grads,
-                                            at::Tensor ln_w, at::Tensor ln_b, at::Tensor mean, at::Tensor rstd) {
+                                            at::Tensor ln_w, at::Tensor ln_b, at::Tensor mean, at::Tensor rstd,
+                                            at::Tensor starts) {
   const int64_t R = x.size(0) * x.size(1), Tn = x.size(1), C = x.size(2), K = mu.size(0);
+  const Starts st = make_starts(starts, R, Tn);
   TORCH_CHECK(static_cast<int64_t>(grads.size()) == K, "shift_lerp: one gradient per row of mu expected");
   const bool norm = ln_w.numel() > 0;
   if (norm) TORCH_CHECK(mean.numel() == R && rstd.numel() == R, "shift_lerp: the norm's statistics must be (B * T,)");
@@ -246,8 +267,8 @@ std::vector<at::Tensor> shift_lerp_backward(at::Tensor x, at::Tensor mu, std::ve
     if (norm) ln = {ln_w.data_ptr<scalar_t>(), ln_b.data_ptr<scalar_t>(), scalar_t(0), mean.data_ptr<scalar_t>(),
                     rstd.data_ptr<scalar_t>()};
     Partials<scalar_t> part(K + (norm ? 2 : 0), C, x.options());
-    lerp_bwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), pg, ln, dx.data_ptr<scalar_t>(), part, R,
-                       Tn, C);
+    lerp_bwd<scalar_t>(x.data_ptr<scalar_t>(), mu.data_ptr<scalar_t>(), pg, ln, st, dx.data_ptr<scalar_t>(), part, R,
+                       C);
     auto sums = part.sum();  // (K [+ 2], C)
     dmu = sums.narrow(0, 0, K);
     if (norm) {

@@ -70,20 +70,21 @@ def _flat(t: Tensor | None, like: Tensor) -> Tensor:
 class _ShiftLerp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, mu: Tensor, ln_w: Tensor | None, ln_b: Tensor | None, eps: float,
-                bf16_out: tuple[bool, ...]):
+                bf16_out: tuple[bool, ...], starts: Tensor | None):
         norm = (ln_w, ln_b) if ln_w is not None else (_empty(x), _empty(x))
-        *outs, mean, rstd = wkv_cpu.load().shift_lerp_forward(x, mu, *norm, eps, list(bf16_out))
-        ctx.save_for_backward(x, mu, *norm, mean, rstd)
+        st = _empty(x).bool() if starts is None else starts
+        *outs, mean, rstd = wkv_cpu.load().shift_lerp_forward(x, mu, *norm, eps, list(bf16_out), st)
+        ctx.save_for_backward(x, mu, *norm, mean, rstd, st)
         ctx.has_norm = ln_w is not None
         return tuple(outs)
 
     @staticmethod
     @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, *grads):
-        x, mu, ln_w, ln_b, mean, rstd = ctx.saved_tensors
+        x, mu, ln_w, ln_b, mean, rstd, st = ctx.saved_tensors
         gs = [_empty(x) if g is None else g.contiguous() for g in grads]  # bf16 for the bf16 outputs
-        dx, dmu, dw, db = wkv_cpu.load().shift_lerp_backward(x, mu, gs, ln_w, ln_b, mean, rstd)
-        return dx, dmu, (dw if ctx.has_norm else None), (db if ctx.has_norm else None), None, None
+        dx, dmu, dw, db = wkv_cpu.load().shift_lerp_backward(x, mu, gs, ln_w, ln_b, mean, rstd, st)
+        return dx, dmu, (dw if ctx.has_norm else None), (db if ctx.has_norm else None), None, None, None
 
 
 def autocast_bf16(x: Tensor) -> bool:
@@ -94,7 +95,7 @@ def autocast_bf16(x: Tensor) -> bool:
 
 
 def shift_lerp(x: Tensor, mu: Tensor, norm: nn.LayerNorm | None = None,
-               bf16_out: Sequence[bool] = ()) -> tuple[Tensor, ...]:
+               bf16_out: Sequence[bool] = (), starts: Tensor | None = None) -> tuple[Tensor, ...]:
     """x (B, T, C), mu (K, C) -> K tensors (B, T, C), y + (y_prev - y) * mu[j] with y_prev the
     previous position (zero at t = 0): the token shift and its lerps (K = 6 in the time-mix, for
     the r, w, k, v, a, g projections; 1 in the channel-mix). y = x, or with `norm` (the block's
@@ -102,15 +103,18 @@ def shift_lerp(x: Tensor, mu: Tensor, norm: nn.LayerNorm | None = None,
     written out and the backward goes through the norm in the same pass.
     bf16_out (one flag per output, fp32 x only): write those outputs in bf16, rounded as autocast
     would round them before their (bf16) projection, which then casts nothing; their gradients come
-    back in bf16 and are read as such. Values are computed in fp32 either way."""
+    back in bf16 and are read as such. Values are computed in fp32 either way.
+    starts (B * T,) bool: where sequences start (y_prev is zero there), for packed sequences
+    (`aegir.model.packing`); None: at every t = 0."""
     x = x.contiguous()
     flags = tuple(bool(f) for f in bf16_out)
+    st = None if starts is None else starts.reshape(-1).to(torch.bool).contiguous()
     if norm is None:
-        return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), None, None, 0.0, flags)
+        return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), None, None, 0.0, flags, st)
     if norm.weight is None or norm.bias is None or tuple(norm.normalized_shape) != (x.shape[-1],):
         raise ValueError("shift_lerp: the fused norm must be an affine LayerNorm over the last dimension")
     return _ShiftLerp.apply(x, mu.to(x.dtype).contiguous(), norm.weight.to(x.dtype).contiguous(),
-                            norm.bias.to(x.dtype).contiguous(), float(norm.eps), flags)
+                            norm.bias.to(x.dtype).contiguous(), float(norm.eps), flags, st)
 
 
 class _ReluSquare(torch.autograd.Function):
@@ -149,30 +153,31 @@ def relu_square(x: Tensor) -> Tensor:
     return _ReluSquare.apply(x.contiguous())
 
 
-def _core_forward(lib, prep_in: tuple, r: Tensor, head_size: int) -> tuple[Tensor, ...]:
+def _core_forward(lib, prep_in: tuple, r: Tensor, head_size: int, cu: Tensor) -> tuple[Tensor, ...]:
     """prep, then the WKV: (w, k_wkv, v_wkv, a, b, k', v') each (B, T, C), checkpoints, o (B, T, C)."""
     B, T, C = r.shape
     heads = (B, T, C // head_size, head_size)
     w, kw, vw, a, b, kb, vb = lib.prep_forward(*prep_in, head_size)  # (B, T, C) each
     wkv_in = tuple(t.view(heads) for t in (r, w, kw, vw, a, b))  # (B, T, C) -> (B, T, H, N)
-    o, ckpts, _ = lib.forward(*wkv_in, wkv_cpu.SEGMENT)  # (B, T, H, N)
+    o, ckpts, _ = lib.forward(*wkv_in, wkv_cpu.SEGMENT, cu)  # (B, T, H, N)
     return w, kw, vw, a, b, kb, vb, ckpts, o.view(B, T, C)  # o: (B, T, H, N) -> (B, T, C)
 
 
 class _TimeMixCore(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, r, k_raw, w_l, a_l, v, v_first, v_l, g, mask, w0, a0, v0, k_k, k_a, r_k, ln_w, ln_b,
-                eps: float, head_size: int, recompute: bool):
+    def forward(ctx, r, k_raw, w_l, a_l, v, v_first, v_l, g, mask, cu_seqlens, w0, a0, v0, k_k, k_a, r_k, ln_w,
+                ln_b, eps: float, head_size: int, recompute: bool):
         lib = wkv_cpu.load()
         vf, vl, v0_ = _flat(v_first, r), _flat(v_l, r), _flat(v0, r)
         m = _empty(r).bool() if mask is None else mask.reshape(-1).contiguous()
+        cu = _empty(r).long() if cu_seqlens is None else cu_seqlens
         prep_in = (k_raw, w_l, a_l, v, vf, vl, m, w0, a0, v0_, k_k, k_a)
-        inner = _core_forward(lib, prep_in, r, head_size)
+        inner = _core_forward(lib, prep_in, r, head_size, cu)
         w, kw, vw, a, b, kb, vb, ckpts, o = inner
         out = lib.post_forward(o, r, kb, vb, g, ln_w, ln_b, r_k, eps, head_size)
         # recompute (ModelConfig.recompute="wkv"): keep only the inputs; the backward runs prep and
         # the WKV forward again (identical results: every op here is deterministic).
-        ctx.save_for_backward(*prep_in, r, g, ln_w, ln_b, r_k, *(() if recompute else inner))
+        ctx.save_for_backward(*prep_in, r, g, ln_w, ln_b, r_k, cu, *(() if recompute else inner))
         ctx.eps, ctx.head_size = eps, head_size
         ctx.layer0 = v_first is None
         return out
@@ -182,31 +187,31 @@ class _TimeMixCore(torch.autograd.Function):
     def backward(ctx, d_out):
         lib = wkv_cpu.load()
         saved = ctx.saved_tensors
-        prep_in, (r, g, ln_w, ln_b, r_k), inner = saved[:12], saved[12:17], saved[17:]
+        prep_in, (r, g, ln_w, ln_b, r_k, cu), inner = saved[:12], saved[12:18], saved[18:]
         N = ctx.head_size
         if not inner:
-            inner = _core_forward(lib, prep_in, r, N)
+            inner = _core_forward(lib, prep_in, r, N, cu)
         w, kw, vw, a, b, kb, vb, ckpts, o = inner
         B, T, C = r.shape
         heads = (B, T, C // N, N)
         d_o, d_r, d_kb, d_vb, d_g, d_lnw, d_lnb, d_rk = lib.post_backward(
             d_out.contiguous(), o, r, kb, vb, g, ln_w, ln_b, r_k, ctx.eps, N)
         wkv_in = tuple(t.view(heads) for t in (r, w, kw, vw, a, b))  # (B, T, C) -> (B, T, H, N)
-        dr_wkv, dlw, dkw, dvw, da, db = lib.backward(*wkv_in, ckpts, d_o.view(heads), _empty(r), wkv_cpu.SEGMENT)
+        dr_wkv, dlw, dkw, dvw, da, db = lib.backward(*wkv_in, ckpts, d_o.view(heads), _empty(r), wkv_cpu.SEGMENT, cu)
         d_r += dr_wkv.view(B, T, C)  # (B, T, H, N) -> (B, T, C)
         flat = (t.view(B, T, C) for t in (dlw, dkw, dvw, da, db))  # (B, T, H, N) -> (B, T, C)
         dlw, dkw, dvw, da, db = flat
         dk_raw, dw_l, da_l, dv, dvf, dv_l, dw0, da0, dv0, dk_k, dk_a = lib.prep_backward(
             *prep_in, N, dlw, dkw, d_kb, dvw, d_vb, da, db)
         first = ctx.layer0
-        return (d_r, dk_raw, dw_l, da_l, dv, None if first else dvf, None if first else dv_l, d_g, None,
+        return (d_r, dk_raw, dw_l, da_l, dv, None if first else dvf, None if first else dv_l, d_g, None, None,
                 dw0, da0, None if first else dv0, dk_k, dk_a, d_rk, d_lnw, d_lnb, None, None, None)
 
 
 def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor, v_first: Tensor | None,
                   v_l: Tensor | None, g: Tensor, mask: Tensor | None, w0: Tensor, a0: Tensor, v0: Tensor | None,
                   k_k: Tensor, k_a: Tensor, r_k: Tensor, ln_w: Tensor, ln_b: Tensor, eps: float,
-                  head_size: int, recompute: bool = False) -> Tensor:
+                  head_size: int, recompute: bool = False, cu_seqlens: Tensor | None = None) -> Tensor:
     """From the time-mix projections to the output projection's input, fused.
 
     Rows (B, T, C): r, k_raw (the key projection), w_l = tanh(xw w1) w2, a_l = (xa a1) a2, v (the
@@ -215,7 +220,8 @@ def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor,
     (padding: identity WKV steps). Parameters (C,): w0, a0, v0 (None for the first layer), k_k, k_a,
     ln_w, ln_b; r_k (H, N). Returns (B, T, C) (bf16 when k_raw is bf16, else k_raw's dtype), equal to
     `RWKV7TimeMix`'s eager `_out(wkv(...))` before the output projection. With `recompute` the
-    backward recomputes the WKV (and its inputs) instead of keeping them.
+    backward recomputes the WKV (and its inputs) instead of keeping them. cu_seqlens (S + 1,) int64:
+    the rows of B = 1 are S packed sequences (`aegir.model.packing`), each WKV starting from zero.
     """
     # Under CPU bf16 autocast the projection outputs k_raw, a_l, v, v_first, v_l, g arrive in bf16:
     # they go in as they are (the C++ ops read bf16, compute in fp32, and return their gradients in
@@ -232,6 +238,7 @@ def time_mix_core(r: Tensor, k_raw: Tensor, w_l: Tensor, a_l: Tensor, v: Tensor,
     params = [p.reshape(-1).contiguous() for p in (w0, a0)]
     v0_ = None if v0 is None else v0.contiguous()
     k_params = [p.contiguous() for p in (k_k, k_a)]
+    cu = None if cu_seqlens is None else cu_seqlens.to(torch.long).contiguous()
     return _TimeMixCore.apply(_hi(r).contiguous(), proj(k_raw), _hi(w_l).contiguous(), proj(a_l), proj(v),
-                              proj(v_first), proj(v_l), proj(g), m, *params, v0_, *k_params, r_k.reshape(-1),
+                              proj(v_first), proj(v_l), proj(g), m, cu, *params, v0_, *k_params, r_k.reshape(-1),
                               ln_w.contiguous(), ln_b.contiguous(), float(eps), int(head_size), bool(recompute))

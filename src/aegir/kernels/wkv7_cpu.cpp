@@ -1,4 +1,4 @@
-// RWKV-7 WKV on the CPU: the recurrence itself, forward and backward, one (batch, head) per task.
+// RWKV-7 WKV on the CPU: the recurrence itself, forward and backward, one (sequence, head) per task.
 //
 // Per head, with the state M (K x V, key rows, value columns) and w = exp(log_w):
 //     u_t = a_t M_{t-1}                                   (V)
@@ -15,7 +15,8 @@
 // The forward pass stores M every `seg` steps (SEGMENT = 16 in wkv_cpu.py); the backward recomputes
 // the states (and u) of one segment at a time into a per-task buffer, then walks that segment backwards.
 //
-// Layout: every sequence input is (B, T, H, N) contiguous, states are (B, H, K, V). The math runs in
+// Layout: every sequence input is (B, T, H, N) contiguous, states are (S, H, K, V) per sequence: the
+// B rows, or the packed sequences of one row given by cu_seqlens (see Seqs). The math runs in
 // the input dtype: fp32 for training, float64 for the equivalence tests. The decay arrives as
 // w = exp(log_w) (one vectorised exp by the caller, not a scalar exp per element here).
 //
@@ -28,6 +29,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -251,31 +253,95 @@ inline void backward_step(int64_t K, int64_t V, T* __restrict dM, const T* __res
   }
 }
 
+// The sequences the recurrence runs over: by default the B rows of (B, T); with cu_seqlens (S + 1,)
+// packed sequences of one row (B = 1), sequence s covering positions cu[s] .. cu[s+1] - 1, whose
+// state starts at zero (the stacks pack padded batches: no step is spent on padding). Positions are
+// flat (p = b * T + t), so one offset formula serves both. Checkpoints: each sequence keeps
+// max(1, ceil(len / seg)) slots per head, laid out [sequence][head][slot].
+struct Seqs {
+  std::vector<int64_t> start, len, slot;  // first flat position, length, first checkpoint slot
+  int64_t slots = 0;                      // all sequences' slots (per head)
+  int64_t size() const { return static_cast<int64_t>(start.size()); }
+};
+
+inline int64_t n_segments(int64_t len, int64_t seg) { return std::max<int64_t>(1, (len + seg - 1) / seg); }
+
+Seqs make_seqs(const at::Tensor& cu, int64_t B, int64_t T, int64_t seg) {
+  Seqs q;
+  const auto add = [&](int64_t start, int64_t len) {
+    q.start.push_back(start);
+    q.len.push_back(len);
+    q.slot.push_back(q.slots);
+    q.slots += n_segments(len, seg);
+  };
+  if (cu.numel() == 0) {
+    for (int64_t b = 0; b < B; ++b) add(b * T, T);
+    return q;
+  }
+  TORCH_CHECK(B == 1, "wkv7_cpu: packed sequences (cu_seqlens) need B = 1, got B = ", B);
+  TORCH_CHECK(cu.dim() == 1 && cu.numel() >= 2 && cu.scalar_type() == at::kLong && cu.is_contiguous() &&
+                  cu.device().is_cpu(),
+              "wkv7_cpu: cu_seqlens must be a contiguous int64 CPU tensor (S + 1,)");
+  const int64_t* c = cu.data_ptr<int64_t>();
+  const int64_t S = cu.numel() - 1;
+  TORCH_CHECK(c[0] == 0 && c[S] == T, "wkv7_cpu: cu_seqlens must run from 0 to T = ", T);
+  for (int64_t s = 0; s < S; ++s) {
+    TORCH_CHECK(c[s + 1] >= c[s], "wkv7_cpu: cu_seqlens must not decrease");
+    add(c[s], c[s + 1] - c[s]);
+  }
+  return q;
+}
+
+// The (sequence, head) tasks, longest sequences first, handed out one at a time to the threads as
+// they free up: packed sequences differ in length, and ATen's static split of a task range would
+// leave one thread idle while another finishes a longer share. (Equal lengths: the same work.)
+class TaskQueue {
+ public:
+  TaskQueue(const Seqs& q, int64_t H) {
+    std::vector<int64_t> seqs(q.size());
+    for (int64_t s = 0; s < q.size(); ++s) seqs[s] = s;
+    std::stable_sort(seqs.begin(), seqs.end(), [&](int64_t x, int64_t y) { return q.len[x] > q.len[y]; });
+    for (int64_t s : seqs)
+      for (int64_t h = 0; h < H; ++h) order_.push_back(s * H + h);
+  }
+  int64_t workers() const { return std::min<int64_t>(at::get_num_threads(), static_cast<int64_t>(order_.size())); }
+  int64_t pop() {  // the next task (s * H + h), or -1 when none is left
+    const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
+    return i < static_cast<int64_t>(order_.size()) ? order_[i] : -1;
+  }
+
+ private:
+  std::vector<int64_t> order_;
+  std::atomic<int64_t> next_{0};
+};
+
 template <typename T, int NV>
 void forward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k, const at::Tensor& v,
                   const at::Tensor& a, const at::Tensor& b, at::Tensor& o, at::Tensor& ckpts,
-                  at::Tensor& final_state, int64_t seg) {
-  const int64_t B = r.size(0), T_ = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
-  const int64_t n_seg = ckpts.size(2);
+                  at::Tensor& final_state, const Seqs& q, int64_t seg) {
+  const int64_t H = r.size(2), K = r.size(3), V = v.size(3);
   const T *rp = r.data_ptr<T>(), *wp = w.data_ptr<T>(), *kp = k.data_ptr<T>();
   const T *vp = v.data_ptr<T>(), *ap = a.data_ptr<T>(), *bp = b.data_ptr<T>();
   T *op = o.data_ptr<T>(), *cp = ckpts.data_ptr<T>(), *fp = final_state.data_ptr<T>();
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+  TaskQueue tasks(q, H);
+  at::parallel_for(0, tasks.workers(), 1, [&](int64_t, int64_t) {
     std::vector<T> M(K * V), u(V), u_next(V);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t bi = bh / H, h = bh % H;
-      const int64_t offk = (bi * T_ * H + h) * K, offv = (bi * T_ * H + h) * V;  // position t adds t*H*N
+    for (int64_t sh; (sh = tasks.pop()) >= 0;) {
+      const int64_t s = sh / H, h = sh % H, len = q.len[s];
+      const int64_t offk = (q.start[s] * H + h) * K, offv = (q.start[s] * H + h) * V;  // position t adds t*H*N
+      T* ck = cp + (q.slot[s] * H + h * n_segments(len, seg)) * K * V;  // this (sequence, head)'s slots
       std::fill(M.begin(), M.end(), T(0));
       std::fill(u.begin(), u.end(), T(0));  // u_0 = a_0 M_{-1} = 0
-      for (int64_t t = 0; t < T_; ++t) {
-        if (t % seg == 0) std::copy(M.begin(), M.end(), cp + (bh * n_seg + t / seg) * K * V);
+      if (len == 0) std::copy(M.begin(), M.end(), ck);  // the one checkpoint of an empty sequence
+      for (int64_t t = 0; t < len; ++t) {
+        if (t % seg == 0) std::copy(M.begin(), M.end(), ck + (t / seg) * K * V);
         const int64_t tk = offk + t * H * K, tv = offv + t * H * V;
-        const T* a_next = t + 1 < T_ ? ap + tk + H * K : nullptr;
+        const T* a_next = t + 1 < len ? ap + tk + H * K : nullptr;
         step<T, NV>(rp + tk, wp + tk, kp + tk, vp + tv, bp + tk, a_next, M.data(), M.data(), u.data(), u_next.data(),
                     op + tv, K, V);
         std::swap(u, u_next);
       }
-      std::copy(M.begin(), M.end(), fp + bh * K * V);
+      std::copy(M.begin(), M.end(), fp + sh * K * V);
     }
   });
 }
@@ -287,25 +353,27 @@ template <typename T, int NV>
 void backward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k, const at::Tensor& v,
                    const at::Tensor& a, const at::Tensor& b, const at::Tensor& ckpts, const at::Tensor& d_o,
                    const at::Tensor& d_state, at::Tensor& dr, at::Tensor& dlw, at::Tensor& dk, at::Tensor& dv,
-                   at::Tensor& da, at::Tensor& db, int64_t seg) {
-  const int64_t B = r.size(0), T_ = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
-  const int64_t n_seg = ckpts.size(2);
+                   at::Tensor& da, at::Tensor& db, const Seqs& q, int64_t seg) {
+  const int64_t H = r.size(2), K = r.size(3), V = v.size(3);
   const bool has_dstate = d_state.defined() && d_state.numel() > 0;
-  if (T_ == 0) return;  // no positions: every input gradient is empty
+  if (r.size(0) * r.size(1) == 0) return;  // no positions: every input gradient is empty
   const T *rp = r.data_ptr<T>(), *wp = w.data_ptr<T>(), *kp = k.data_ptr<T>();
   const T *vp = v.data_ptr<T>(), *ap = a.data_ptr<T>(), *bp = b.data_ptr<T>();
   const T *cp = ckpts.data_ptr<T>(), *dop = d_o.data_ptr<T>();
   const T* dsp = has_dstate ? d_state.data_ptr<T>() : nullptr;
   T *drp = dr.data_ptr<T>(), *dlwp = dlw.data_ptr<T>(), *dkp = dk.data_ptr<T>();
   T *dvp = dv.data_ptr<T>(), *dap = da.data_ptr<T>(), *dbp = db.data_ptr<T>();
-  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+  TaskQueue tasks(q, H);
+  at::parallel_for(0, tasks.workers(), 1, [&](int64_t, int64_t) {
     // S holds the states M_{t0-1}, M_{t0}, ... of one segment; U the matching u_t (U[j] = u_{t0+j}).
     std::vector<T> S((seg + 1) * K * V), U((seg + 1) * V), dM(K * V), du(V), du_next(V);
     std::vector<T> w_next(K), a_next(K);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t bi = bh / H, h = bh % H;
-      const int64_t offk = (bi * T_ * H + h) * K, offv = (bi * T_ * H + h) * V;
-      if (has_dstate) std::copy(dsp + bh * K * V, dsp + (bh + 1) * K * V, dM.begin());
+    for (int64_t sh; (sh = tasks.pop()) >= 0;) {
+      const int64_t s_ = sh / H, h = sh % H, T_ = q.len[s_], n_seg = n_segments(T_, seg);
+      if (T_ == 0) continue;  // an empty sequence: no positions, no gradients
+      const int64_t offk = (q.start[s_] * H + h) * K, offv = (q.start[s_] * H + h) * V;
+      const T* cks = cp + (q.slot[s_] * H + h * n_seg) * K * V;  // this (sequence, head)'s checkpoints
+      if (has_dstate) std::copy(dsp + sh * K * V, dsp + (sh + 1) * K * V, dM.begin());
       else std::fill(dM.begin(), dM.end(), T(0));
       // The update deferred from "step T" is the identity (w = 1, a = 0, du = 0).
       std::fill(w_next.begin(), w_next.end(), T(1));
@@ -313,7 +381,7 @@ void backward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k
       std::fill(du_next.begin(), du_next.end(), T(0));
       for (int64_t s = n_seg - 1; s >= 0; --s) {
         const int64_t t0 = s * seg, len = std::min(seg, T_ - t0);
-        const T* ck = cp + (bh * n_seg + s) * K * V;
+        const T* ck = cks + s * K * V;
         std::copy(ck, ck + K * V, S.begin());
         // u_{t0} = a_{t0} M_{t0-1}, then the segment's states, each step also giving the next u.
         const T* at0 = ap + offk + t0 * H * K;
@@ -361,42 +429,45 @@ void check_inputs(const std::vector<at::Tensor>& xs) {
 
 }  // namespace
 
-// Takes the decay w = exp(log_w). Returns (o (B, T, H, V), checkpoints (B, H, n_seg, K, V), final state (B, H, K, V)).
+// Takes the decay w = exp(log_w) and cu_seqlens (empty: the B rows are the sequences). Returns
+// (o (B, T, H, V), checkpoints (slots * H, K, V), final state per sequence (S, H, K, V)).
 std::vector<at::Tensor> wkv7_forward(at::Tensor r, at::Tensor w, at::Tensor k, at::Tensor v, at::Tensor a,
-                                     at::Tensor b, int64_t seg) {
+                                     at::Tensor b, int64_t seg, at::Tensor cu_seqlens) {
   check_inputs({r, w, k, v, a, b});
   TORCH_CHECK(seg >= 1, "wkv7_cpu: segment length must be >= 1");
   const int64_t B = r.size(0), T = r.size(1), H = r.size(2), K = r.size(3), V = v.size(3);
-  const int64_t n_seg = std::max<int64_t>(1, (T + seg - 1) / seg);
+  const Seqs q = make_seqs(cu_seqlens, B, T, seg);
   // Every element of all three is written below (o at every step, one checkpoint per segment, the
   // final state per task): no zero fill (the checkpoints alone are 16.8 MB per tiny stage-0 layer).
   auto o = at::empty({B, T, H, V}, v.options());
-  auto ckpts = at::empty({B, H, n_seg, K, V}, v.options());
-  auto fin = at::empty({B, H, K, V}, v.options());
-  if (T == 0) ckpts.zero_();  // no step writes the one checkpoint of an empty sequence
+  auto ckpts = at::empty({q.slots * H, K, V}, v.options());
+  auto fin = at::empty({q.size(), H, K, V}, v.options());
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "wkv7_forward", [&] {
-    if (V == 64) forward_impl<scalar_t, 64>(r, w, k, v, a, b, o, ckpts, fin, seg);
-    else if (V == 32) forward_impl<scalar_t, 32>(r, w, k, v, a, b, o, ckpts, fin, seg);
-    else forward_impl<scalar_t, 0>(r, w, k, v, a, b, o, ckpts, fin, seg);
+    if (V == 64) forward_impl<scalar_t, 64>(r, w, k, v, a, b, o, ckpts, fin, q, seg);
+    else if (V == 32) forward_impl<scalar_t, 32>(r, w, k, v, a, b, o, ckpts, fin, q, seg);
+    else forward_impl<scalar_t, 0>(r, w, k, v, a, b, o, ckpts, fin, q, seg);
   });
   return {o, ckpts, fin};
 }
 
-// Takes the decay w = exp(log_w) (computed once, vectorised, by the caller).
-// Returns (dr, dlog_w, dk, dv, da, db), each shaped like its input.
+// Takes the decay w = exp(log_w) (computed once, vectorised, by the caller) and the forward's
+// checkpoints and cu_seqlens. Returns (dr, dlog_w, dk, dv, da, db), each shaped like its input.
 std::vector<at::Tensor> wkv7_backward(at::Tensor r, at::Tensor w, at::Tensor k, at::Tensor v, at::Tensor a,
                                       at::Tensor b, at::Tensor ckpts, at::Tensor d_o, at::Tensor d_state,
-                                      int64_t seg) {
+                                      int64_t seg, at::Tensor cu_seqlens) {
   check_inputs({r, w, k, v, a, b, d_o});
+  const Seqs q = make_seqs(cu_seqlens, r.size(0), r.size(1), seg);
+  TORCH_CHECK(ckpts.numel() == q.slots * r.size(2) * r.size(3) * v.size(3),
+              "wkv7_cpu: checkpoints do not match these sequences");
   TORCH_CHECK(ckpts.is_contiguous() && d_o.is_contiguous(), "wkv7_cpu: checkpoints and grads must be contiguous");
   if (d_state.numel() > 0) TORCH_CHECK(d_state.is_contiguous(), "wkv7_cpu: state grad must be contiguous");
   auto dr = at::empty_like(r), dlw = at::empty_like(w), dk = at::empty_like(k);
   auto dv = at::empty_like(v), da = at::empty_like(a), db = at::empty_like(b);
   AT_DISPATCH_FLOATING_TYPES(r.scalar_type(), "wkv7_backward", [&] {
     const int64_t V = v.size(3);
-    if (V == 64) backward_impl<scalar_t, 64>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
-    else if (V == 32) backward_impl<scalar_t, 32>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
-    else backward_impl<scalar_t, 0>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, seg);
+    if (V == 64) backward_impl<scalar_t, 64>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, q, seg);
+    else if (V == 32) backward_impl<scalar_t, 32>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, q, seg);
+    else backward_impl<scalar_t, 0>(r, w, k, v, a, b, ckpts, d_o, d_state, dr, dlw, dk, dv, da, db, q, seg);
   });
   return {dr, dlw, dk, dv, da, db};
 }

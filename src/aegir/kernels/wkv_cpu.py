@@ -150,31 +150,34 @@ def unavailable_reason() -> str | None:
 
 class _WKV7(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, r, log_w, k, v, a, b):
+    def forward(ctx, r, log_w, k, v, a, b, cu):
         w = log_w.exp()  # one vectorised pass here instead of a scalar exp per element in the kernel
-        o, ckpts, final = load().forward(r, w, k, v, a, b, SEGMENT)
-        ctx.save_for_backward(r, w, k, v, a, b, ckpts)
+        o, ckpts, final = load().forward(r, w, k, v, a, b, SEGMENT, cu)
+        ctx.save_for_backward(r, w, k, v, a, b, ckpts, cu)
         return o, final
 
     @staticmethod
     @once_differentiable  # hand-written C++ backward: no double backward
     def backward(ctx, d_o, d_final):
-        r, w, k, v, a, b, ckpts = ctx.saved_tensors
+        r, w, k, v, a, b, ckpts, cu = ctx.saved_tensors
         d_o = torch.zeros_like(v) if d_o is None else d_o  # o has v's shape (B, T, H, V)
         empty = r.new_empty(0)
         d_state = empty if d_final is None else d_final.contiguous()
-        grads = load().backward(r, w, k, v, a, b, ckpts, d_o.contiguous(), d_state, SEGMENT)
-        return tuple(grads)
+        grads = load().backward(r, w, k, v, a, b, ckpts, d_o.contiguous(), d_state, SEGMENT, cu)
+        return (*grads, None)
 
 
 def wkv_cpu(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor,
-            return_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+            return_state: bool = False, cu_seqlens: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """The WKV recurrence on (B, T, H, N) CPU tensors (fp32 or float64; no mask: the caller turns
     padding into identity steps first). Returns o (B, T, H, V), and with `return_state` also the
-    state after the last position (B, H, K, V)."""
+    state after the last position (B, H, K, V). With cu_seqlens (S + 1,) int64 and B = 1, the
+    positions are S packed sequences (sequence s: cu_seqlens[s] .. cu_seqlens[s+1] - 1), each
+    starting from a zero state; the states returned are then (S, H, K, V)."""
     if load() is None:
         raise RuntimeError(f"the WKV CPU kernel is not available: {_error}")
     if r.is_cuda:
         raise ValueError("wkv_cpu needs CPU tensors")
-    o, final = _WKV7.apply(*(x.contiguous() for x in (r, log_w, k, v, a, b)))
+    cu = r.new_empty(0, dtype=torch.long) if cu_seqlens is None else cu_seqlens.to(torch.long).contiguous()
+    o, final = _WKV7.apply(*(x.contiguous() for x in (r, log_w, k, v, a, b)), cu)
     return (o, final) if return_state else o

@@ -8,7 +8,8 @@ Deviations from the reference (BlinkDL/RWKV-LM train_temp):
 - `v_first` (value residual) is per stack, not per model: H-Net stacks differ in length and width;
 - there is no `ln0` per stack; AegirModel applies one LayerNorm after the embedding;
 - padded positions are identity steps of the WKV state (see wkv.py), so inner H-Net stages can be
-  right-padded to the batch's longest chunk sequence.
+  right-padded to the batch's longest chunk sequence; on the fused CPU path a stack packs a padded
+  batch into one row of its valid positions instead (aegir.model.packing) and runs no padding.
 Precision: the decay (log w) and the WKV op always run in fp32 with autocast off; on CUDA the
 projections run under bf16 autocast and the residual stream stays fp32.
 Fused path: where the WKV runs on the compiled CPU kernel, the blocks' elementwise work (pre-norm,
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from aegir.model.packing import MIN_PADDING, Packing
 from aegir.model.wkv import resolve_impl, wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
 
 LOG_W_SCALE = -math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(.) in (-0.6065, 0): bounded decay
@@ -163,15 +165,21 @@ class RWKV7TimeMix(nn.Module):
             y = (y + bonus).flatten(-2)  # (..., H, N) -> (..., C)
         return self.output(y.to(g.dtype) * g)
 
-    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        out, v_first, _ = self.run(x, v_first, mask)
+    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, seqs: Packing | None = None
+                ) -> tuple[Tensor, Tensor]:
+        out, v_first, _ = self.run(x, v_first, mask, seqs=seqs)
         return out, v_first
 
     def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, want_state: bool = False,
-            norm: nn.LayerNorm | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+            norm: nn.LayerNorm | None = None, seqs: Packing | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """The parallel forward pass of norm(x) (x itself without a norm: the block passes its
         pre-norm so that the fused path can fold it into the token shift); with `want_state` also
-        each row's WKV state after its last valid position (B, H, K, V), for step mode (prefill)."""
+        each row's WKV state after its last valid position (B, H, K, V), for step mode (prefill).
+        With `seqs`, x (1, N, C) holds packed sequences (fused path only; mask is then None)."""
+        if seqs is not None:
+            _check_packed(self.wkv_impl, x, mask, want_state)
+            out, v_first = self._run_fused(x, v_first, None, norm, seqs)
+            return out, v_first, None
         if not want_state and _fused_ok(self.wkv_impl, x):
             out, v_first = self._run_fused(x, v_first, mask, norm)
             return out, v_first, None
@@ -190,8 +198,8 @@ class RWKV7TimeMix(nn.Module):
                 y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
         return self._out(y, args[0], args[2], args[3], m.g), v_first, state
 
-    def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, norm: nn.LayerNorm | None
-                   ) -> tuple[Tensor, Tensor]:
+    def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, norm: nn.LayerNorm | None,
+                   seqs: Packing | None = None) -> tuple[Tensor, Tensor]:
         """`run` with the elementwise work in fused CPU ops: the same function as the eager path
         (float64 tests), the GEMMs unchanged. v_first at layer 0 is the value projection itself."""
         from aegir.kernels.tmix_cpu import autocast_bf16, shift_lerp, time_mix_core
@@ -199,7 +207,8 @@ class RWKV7TimeMix(nn.Module):
         # Under CPU bf16 autocast the lerps feeding bf16 projections are written in bf16; xw stays
         # fp32 (the decay's LoRA runs in fp32).
         low = (True, False, True, True, True, True) if autocast_bf16(x) else ()  # r w k v a g
-        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu, norm, low)  # (B, T, C) each, from norm(x)
+        starts = None if seqs is None else seqs.starts
+        xr, xw, xk, xv, xa, xg = shift_lerp(x, self.mu, norm, low, starts)  # (B, T, C) each, from norm(x)
         r, k, v = self.receptance(xr), self.key(xk), self.value(xv)  # bf16 under autocast
         with _fp32_off(x):  # the decay's LoRA in fp32, as on the eager path
             w_l = torch.tanh(_hi(xw) @ self.w1) @ self.w2
@@ -213,7 +222,8 @@ class RWKV7TimeMix(nn.Module):
             vf, v_l, v0 = v_first, (xv @ self.v1) @ self.v2, self.v0
         y = time_mix_core(r, k, w_l, a_l, v, vf, v_l, g, mask, self.w0, self.a0, v0, self.k_k, self.k_a, self.r_k,
                           self.ln_x.weight, self.ln_x.bias, self.ln_x.eps, self.head_size,
-                          recompute=self.wkv_recompute and torch.is_grad_enabled())  # (B, T, C)
+                          recompute=self.wkv_recompute and torch.is_grad_enabled(),
+                          cu_seqlens=None if seqs is None else seqs.cu_seqlens)  # (B, T, C)
         return self.output(y), v_first
 
     def step(self, x: Tensor, v_first: Tensor | None, x_prev: Tensor, state: Tensor
@@ -235,6 +245,12 @@ def _fused_ok(wkv_impl: str, x: Tensor) -> bool:
     from aegir.kernels import tmix_cpu
 
     return tmix_cpu.usable(x)
+
+
+def _check_packed(wkv_impl: str, x: Tensor, mask: Tensor | None, want_state: bool) -> None:
+    """Packed sequences run on the fused CPU ops only (the stack packs nowhere else)."""
+    if mask is not None or want_state or x.shape[0] != 1 or not _fused_ok(wkv_impl, x):
+        raise ValueError("packed sequences need the fused CPU path, x (1, N, C), no mask and no step state")
 
 
 def _at(x: Tensor, pos: Tensor) -> Tensor:
@@ -305,13 +321,17 @@ class RWKV7ChannelMix(nn.Module):
         nn.init.uniform_(self.key.weight, -0.5 / C**0.5, 0.5 / C**0.5)
         self.value.weight.zero_()
 
-    def forward(self, x: Tensor, norm: nn.LayerNorm | None = None) -> Tensor:
-        """The channel-mix of norm(x) (x without a norm; see RWKV7TimeMix.run)."""
+    def forward(self, x: Tensor, norm: nn.LayerNorm | None = None, seqs: Packing | None = None) -> Tensor:
+        """The channel-mix of norm(x) (x without a norm; see RWKV7TimeMix.run); with `seqs`, of
+        packed sequences x (1, N, C) (fused path only)."""
+        if seqs is not None:
+            _check_packed(self.wkv_impl, x, None, False)
         if _fused_ok(self.wkv_impl, x):
             from aegir.kernels import tmix_cpu
 
             low = (True,) if tmix_cpu.autocast_bf16(x) else ()  # the key projection's input, in bf16
-            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm, low)  # (B, T, C), from norm(x)
+            starts = None if seqs is None else seqs.starts
+            (xk,) = tmix_cpu.shift_lerp(x, self.mu_k.view(1, -1), norm, low, starts)  # (B, T, C), from norm(x)
             h = self.key(xk)  # (B, T, 4C); bf16 under autocast
             return self.value(tmix_cpu.relu_square(h))  # fp32, or bf16 under autocast
         if norm is not None:
@@ -340,20 +360,21 @@ class RWKV7Block(nn.Module):
         self.att = RWKV7TimeMix(width, head_size, layer, n_layers, lora, wkv_impl, wkv_chunk, wkv_recompute)
         self.ffn = RWKV7ChannelMix(width, layer, n_layers, ffn_mult, wkv_impl)
 
-    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-        x, v_first, _ = self.run(x, v_first, mask)
+    def forward(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, seqs: Packing | None = None
+                ) -> tuple[Tensor, Tensor]:
+        x, v_first, _ = self.run(x, v_first, mask, seqs=seqs)
         return x, v_first
 
-    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, last: Tensor | None = None
-            ) -> tuple[Tensor, Tensor, BlockState | None]:
+    def run(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, last: Tensor | None = None,
+            seqs: Packing | None = None) -> tuple[Tensor, Tensor, BlockState | None]:
         """The parallel forward pass; given `last` (B,), each row's last valid position, also the
-        step-mode state there (prefill)."""
+        step-mode state there (prefill). With `seqs`, x (1, N, C) holds packed sequences."""
         if last is None:
             # The mixers apply the pre-norms themselves: on the fused CPU path the norm runs inside
             # the token-shift op (no normalised copy of the stream is written, one backward pass).
-            dx, v_first, _ = self.att.run(x, v_first, mask, norm=self.ln1)
+            dx, v_first, _ = self.att.run(x, v_first, mask, norm=self.ln1, seqs=seqs)
             x = x + dx
-            return x + self.ffn(x, norm=self.ln2), v_first, None
+            return x + self.ffn(x, norm=self.ln2, seqs=seqs), v_first, None
         xa = self.ln1(x)
         dx, v_first, wkv_state = self.att.run(xa, v_first, mask, want_state=True)
         x = x + dx
@@ -385,6 +406,7 @@ class RWKV7Stack(nn.Module):
                  eps: float = 1e-5, wkv_impl: str = "auto", wkv_chunk: int = 64, recompute: str = "none") -> None:
         super().__init__()
         self.recompute_blocks = recompute == "block"
+        self.packs = True  # pack padded batches on the fused CPU path (tests compare with False)
         self.blocks = nn.ModuleList(
             RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, recompute == "wkv")
             for l in range(n_layers)
@@ -394,12 +416,19 @@ class RWKV7Stack(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and bool(mask.all()):
             mask = None  # no padding: the WKV can skip masking (checked once per stack)
+        if mask is not None and self.packs and _fused_ok(self.blocks[0].att.wkv_impl, x):
+            seqs = Packing.of(mask, MIN_PADDING)
+            if seqs is not None:  # right padding, enough of it: run the valid positions only, zero on padding
+                return seqs.unpack(self._run(seqs.pack(x), None, seqs))  # (B, T, C) -> (1, N, C) -> (B, T, C)
+        return self._run(x, mask, None)
+
+    def _run(self, x: Tensor, mask: Tensor | None, seqs: Packing | None) -> Tensor:
         v_first = None
         for blk in self.blocks:
             if self.recompute_blocks and torch.is_grad_enabled():
-                x, v_first = checkpoint(blk, x, v_first, mask, use_reentrant=False)
+                x, v_first = checkpoint(blk, x, v_first, mask, seqs, use_reentrant=False)
             else:
-                x, v_first = blk(x, v_first, mask)
+                x, v_first = blk(x, v_first, mask, seqs)
         return self.norm(x)
 
     def prefill(self, x: Tensor, mask: Tensor | None) -> tuple[Tensor, list[BlockState]]:
