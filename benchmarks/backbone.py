@@ -513,7 +513,8 @@ def write_results(res: dict, out: Path) -> None:
               "kernel builds; eager PyTorch ops with the same kernel otherwise (`AEGIR_FUSED_TMIX=0`). Same model, "
               "weights and batch, steps alternating. Under bf16 autocast the projections run in bf16 on both paths; "
               "the fused ops compute in fp32 and read and write the projections' inputs and outputs in bf16 "
-              "(no casts), relu² included.", "",
+              "(no casts), relu² included. The fused path also packs padded batches (see below); on this unpadded "
+              "text batch that is the inner stages' padding.", "",
               "| preset | precision | eager step | fused step | speedup | eager bytes/s | fused bytes/s |",
               "|---|---|---|---|---|---|---|"]
         for f in fb:
@@ -549,7 +550,7 @@ def write_results(res: dict, out: Path) -> None:
               "at each sequence's start), the default on the fused CPU path; padded, every GEMM and elementwise pass "
               "also runs on the padding. Same model, weights and batches, steps alternating. LM: the text batch "
               f"above (B={res['B']}, T={res['T']}), padded only inside the H-Net (each inner stage to its longest chunk sequence). "
-              "Fine-tuning: a CTA classification step (cross-entropy, fwd+bwd, no optimizer) on random batches of "
+              "Fine-tuning: a CTA classification step (cross-entropy + ratio loss, fwd+bwd, no optimizer) on random batches of "
               "training columns serialized as `aegir train` does (512-byte budget), padded to their longest "
               "serialization.", "",
               "| preset | workload | padding per stage (outer first) | padded step | packed step | speedup |",
