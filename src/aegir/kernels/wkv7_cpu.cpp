@@ -369,10 +369,10 @@ void backward_impl(const at::Tensor& r, const at::Tensor& w, const at::Tensor& k
     std::vector<T> S((seg + 1) * K * V), U((seg + 1) * V), dM(K * V), du(V), du_next(V);
     std::vector<T> w_next(K), a_next(K);
     for (int64_t sh; (sh = tasks.pop()) >= 0;) {
-      const int64_t s_ = sh / H, h = sh % H, T_ = q.len[s_], n_seg = n_segments(T_, seg);
+      const int64_t seq = sh / H, h = sh % H, T_ = q.len[seq], n_seg = n_segments(T_, seg);
       if (T_ == 0) continue;  // an empty sequence: no positions, no gradients
-      const int64_t offk = (q.start[s_] * H + h) * K, offv = (q.start[s_] * H + h) * V;
-      const T* cks = cp + (q.slot[s_] * H + h * n_seg) * K * V;  // this (sequence, head)'s checkpoints
+      const int64_t offk = (q.start[seq] * H + h) * K, offv = (q.start[seq] * H + h) * V;
+      const T* cks = cp + (q.slot[seq] * H + h * n_seg) * K * V;  // this (sequence, head)'s checkpoints
       if (has_dstate) std::copy(dsp + sh * K * V, dsp + (sh + 1) * K * V, dM.begin());
       else std::fill(dM.begin(), dM.end(), T(0));
       // The update deferred from "step T" is the identity (w = 1, a = 0, du = 0).
