@@ -22,6 +22,7 @@ Measures (fp32, torch.set_num_threads(2), min over repetitions):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -291,6 +292,23 @@ def wkv_share(name: str, B: int, T: int, reps: int) -> dict | None:
     return {"name": name, "B": B, "T": T, **best}
 
 
+def alternate(fn, settings: dict, reps: int) -> dict[str, list[float]]:
+    """Wall-clock times of fn() under each setting, alternating (a, b, a, b, ...) after one warm-up
+    of each, so that the machine's drift hits them alike. settings: name -> a context manager
+    factory that puts the setting in place."""
+    times: dict[str, list[float]] = {k: [] for k in settings}
+    for k, setting in settings.items():  # warm-up each
+        with setting():
+            fn()
+    for _ in range(reps):
+        for k, setting in settings.items():
+            with setting():
+                t = time.perf_counter()
+                fn()
+                times[k].append(time.perf_counter() - t)
+    return times
+
+
 def fused_vs_eager(name: str, B: int, T: int, reps: int, bf16: bool = False) -> dict | None:
     """Training steps of `name` with the blocks' fused CPU ops (aegir.kernels.tmix_cpu, the default
     on CPU) and with the eager PyTorch elementwise code, alternating (fused, eager, fused, ...) so
@@ -304,28 +322,29 @@ def fused_vs_eager(name: str, B: int, T: int, reps: int, bf16: bool = False) -> 
     ids, mask = text_batch(B, T)
     torch.manual_seed(0)
     model = AegirModel(cfg)
-    times: dict[str, list[float]] = {"fused": [], "eager": []}
-    for key in times:  # warm-up both
-        with tmix_cpu.fused_time_mix(key == "fused"):
-            lm_train_step(model, ids, mask)
-    for _ in range(reps):
-        for key in times:
-            with tmix_cpu.fused_time_mix(key == "fused"):
-                t = time.perf_counter()
-                lm_train_step(model, ids, mask)
-                times[key].append(time.perf_counter() - t)
+    times = alternate(lambda: lm_train_step(model, ids, mask),
+                      {"fused": lambda: tmix_cpu.fused_time_mix(True), "eager": lambda: tmix_cpu.fused_time_mix(False)},
+                      reps)
     f, e = min(times["fused"]), min(times["eager"])
     return {"name": name, "precision": "bf16" if bf16 else "fp32", "B": B, "T": T, "fused_s": f, "eager_s": e,
             "speedup": e / f,
             "fused_bytes_per_s": B * T / f, "eager_bytes_per_s": B * T / e, "times": times}
 
 
-def _set_packing(model: torch.nn.Module, on: bool) -> None:
+@contextlib.contextmanager
+def packing(model: torch.nn.Module, on: bool):
+    """The model's RWKV stacks packing padded batches (the default) or not, inside the block."""
     from aegir.model.rwkv7 import RWKV7Stack
 
-    for m in model.modules():
-        if isinstance(m, RWKV7Stack):
-            m.packs = on
+    stacks = [m for m in model.modules() if isinstance(m, RWKV7Stack)]
+    before = [m.packs for m in stacks]
+    for m in stacks:
+        m.packs = on
+    try:
+        yield
+    finally:
+        for m, b in zip(stacks, before):
+            m.packs = b
 
 
 def finetune_batches(B: int, n: int) -> tuple[str, int, list]:
@@ -394,17 +413,7 @@ def packed_vs_padded(name: str, B: int, T: int, reps: int, finetune_B: int = 32)
            "pad_finetune": [sum(x) / len(batches) for x in zip(*(padding_fractions(clf.backbone, b.ids, b.mask)
                                                                  for b in batches))]}
     for key, fn, mdl in (("lm", lm, model), ("finetune", cta, clf)):
-        times: dict[str, list[float]] = {"packed": [], "padded": []}
-        for k in times:  # warm-up both
-            _set_packing(mdl, k == "packed")
-            fn()
-        for _ in range(reps):
-            for k in times:
-                _set_packing(mdl, k == "packed")
-                t = time.perf_counter()
-                fn()
-                times[k].append(time.perf_counter() - t)
-        _set_packing(mdl, True)
+        times = alternate(fn, {"packed": lambda: packing(mdl, True), "padded": lambda: packing(mdl, False)}, reps)
         out[key] = {"packed_s": min(times["packed"]), "padded_s": min(times["padded"]),
                     "speedup": min(times["padded"]) / min(times["packed"]), "times": times}
     return out

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from scipy.special import expit
 import torch
 
 from aegir.checkpoint import CheckpointError, load_checkpoint
@@ -181,7 +182,7 @@ class Predictions:
 def label_scores(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
     """(N, L) logits -> scores: softmax over labels, or per-label sigmoids (multi-label); keeps the dtype."""
     if multi_label:
-        return 1 / (1 + np.exp(-logits))
+        return expit(logits)  # 1 / (1 + e^-x) without overflow warnings for very negative logits
     e = np.exp(logits - logits.max(axis=1, keepdims=True))  # shifted: no overflow
     return e / e.sum(axis=1, keepdims=True)
 
