@@ -335,3 +335,16 @@ def test_top_k_ranks_by_logits_where_scores_underflow_or_saturate():
     assert idx[0].tolist() == [0, 2, 3, 1] and scores[0].tolist() == [1.0, 0.0, 0.0, 0.0]
     idx, scores = p.top_k(3, multi_label=True)
     assert idx[1].tolist() == [1, 2, 0] and scores[1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_ensemble_keeps_the_order_of_labels_its_members_all_find_unlikely():
+    """The mean probability of confident members, in float64: labels both members put at e^-150 and
+    e^-120 do not tie at a clipped floor, so the ensemble ranks them as each member does."""
+    from aegir.inference import Predictions, combine_members
+
+    logits = np.array([[0.0, -150.0, -120.0, 5.0]], dtype=np.float32)
+    members = [Predictions(logits + d, np.zeros((1, 1), np.float32), np.zeros((1, 1)), np.ones((1, 1)))
+               for d in (0.0, 1.0)]
+    for multi_label in (False, True):
+        ens = combine_members(members, multi_label)
+        assert ens.top_k(4, multi_label)[0][0].tolist() == [3, 0, 2, 1]

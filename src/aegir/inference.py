@@ -315,8 +315,9 @@ def combine_members(runs: Sequence[Predictions], multi_label: bool = False) -> P
         return runs[0]
     if any(r.logits.shape != runs[0].logits.shape for r in runs[1:]):
         raise ValueError("combine_members(): members cover different columns or label sets")
-    p = np.mean([r.probabilities(multi_label) for r in runs], axis=0)  # (N, n_labels)
-    p = np.clip(p, 1e-12, 1 - 1e-7) if multi_label else np.maximum(p, 1e-30)
+    # float64: float32 scores of confident members underflow to 0, and the mean would tie them
+    p = np.mean([label_scores(r.logits.astype(np.float64), multi_label) for r in runs], axis=0)  # (N, n_labels)
+    p = np.clip(p, 1e-300, 1 - 1e-16) if multi_label else np.maximum(p, 1e-300)
     logits = (np.log(p) - np.log1p(-p)) if multi_label else np.log(p)
     return Predictions(logits.astype(np.float32), runs[0].pooled, runs[0].n_boundary, runs[0].n_valid)
 
