@@ -11,7 +11,10 @@ few minutes of device time, so everything it should establish runs from this one
 3. the same model (nano, tiny) in fp32 on the CPU and on the device: loss and every parameter gradient;
 4. training steps of the presets (LM loss + ratio loss, fwd+bwd, no optimizer) under bf16 autocast
    with each available WKV path: step time, bytes/s, peak memory, and the loss (fla and chunked must
-   agree closely: the same model, weights and batch).
+   agree closely: the same model, weights and batch);
+5. packed vs padded stacks (aegir.model.packing, measured on the CPU only so far) on a batch of
+   ragged rows: step times, alternating (the packed path's correctness on the device is part of 3,
+   whose batch is ragged).
 
 Runs on CPU too (`--device cpu`, the smoke test does), where it checks the chunked form and the CPU
 kernel instead. Writes STEM.md and STEM.json (`--out`; default docs/results/gpu_check).
@@ -40,7 +43,7 @@ from aegir.config import ModelConfig  # noqa: E402
 from aegir.model import AegirModel  # noqa: E402
 from aegir.model.rwkv7 import LOG_W_SCALE  # noqa: E402
 from aegir.model.wkv import fla_available, wkv  # noqa: E402
-from backbone import text_batch  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
+from backbone import alternate, packing, text_batch  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 from result_files import result_file  # noqa: E402
 
 # Bounds on the relative error (Frobenius norm of the difference / norm of the reference) against the
@@ -124,6 +127,30 @@ def step_case(preset: str, impl: str, B: int, T: int, device: str, reps: int, bf
             "step_s": min(times), "train_bytes_per_s": B * T / min(times), "peak_gib": peak, "reps": reps}
 
 
+def packing_case(preset: str, impl: str, B: int, T: int, device: str, reps: int) -> dict:
+    """Training steps (bf16 autocast on CUDA) of `preset` on ragged rows (row b keeps a seeded share of
+    T between a quarter and all of it; right padding) with its stacks packing the batch and running it
+    padded, alternating."""
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset(preset, wkv_impl=impl, cpu_bf16=device == "cpu")
+    model = AegirModel(cfg).to(device)
+    ids, _ = text_batch(B, T)
+    keep = (T * (0.25 + 0.75 * torch.rand(B, generator=torch.Generator().manual_seed(1)))).long().clamp(min=2)
+    mask = torch.arange(T)[None, :] < keep[:, None]  # (B, T)
+    ids, mask = ids.to(device), mask.to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        out = model.lm_loss(ids, mask)
+        (out.loss + out.ratio_loss).backward()
+        sync()
+
+    t = alternate(step, {"packed": lambda: packing(model, True), "padded": lambda: packing(model, False)}, reps)
+    return {"preset": preset, "impl": impl, "B": B, "T": T, "padding": 1 - float(mask.sum()) / mask.numel(),
+            "packed_s": min(t["packed"]), "padded_s": min(t["padded"]), "speedup": min(t["padded"]) / min(t["packed"])}
+
+
 def cross_device_case(preset: str, device: str, B: int = 2, T: int = 256) -> dict:
     """The same model, weights and batch in fp32 on the CPU (its default WKV path) and on `device` (the
     chunked form): LM loss and every parameter gradient must agree to fp32 rounding. Catches model
@@ -195,6 +222,13 @@ def write(res: dict, out: Path) -> None:
         peak = "" if s["peak_gib"] is None else f"{s['peak_gib']:.1f}"
         L.append(f"| {s['preset']} | {s['impl']} | {s['B']} x {s['T']} | {s['bf16']} | {1e3 * s['step_s']:.1f} ms | "
                  f"{s['train_bytes_per_s']:,.0f} | {peak} | {s['loss']:.4f} |")
+    if res.get("packing"):
+        L += ["", "## Packed vs padded stacks (ragged rows, fwd+bwd, alternating)", "",
+              "| preset | WKV path | B x T | padding | padded step | packed step | speedup |",
+              "|---|---|---|---|---|---|---|"]
+        for c in res["packing"]:
+            L.append(f"| {c['preset']} | {c['impl']} | {c['B']} x {c['T']} | {100 * c['padding']:.0f}% | "
+                     f"{1e3 * c['padded_s']:.1f} ms | {1e3 * c['packed_s']:.1f} ms | **{c['speedup']:.2f}x** |")
     L += ["", f"All checks passed: **{res['all_passed']}**."]
     result_file(out, ".md").write_text("\n".join(L) + "\n")
 
@@ -229,6 +263,12 @@ def main(argv: list[str] | None = None) -> dict:
         for impl in [i for i in impls if i != "naive"]:
             res["steps"].append(step_case(preset, impl, B, T, dev, 1 if args.quick else args.reps, bf16=True))
             print({k: res["steps"][-1][k] for k in ("preset", "impl", "step_s", "train_bytes_per_s", "loss")},
+                  flush=True)
+    res["packing"] = []
+    for preset in presets:
+        for impl in [i for i in impls if i != "naive"]:
+            res["packing"].append(packing_case(preset, impl, B, T, dev, 1 if args.quick else args.reps))
+            print({k: res["packing"][-1][k] for k in ("preset", "impl", "padding", "speedup")},
                   flush=True)
     res["all_passed"] = all(c["passed"] for c in res["wkv"] + res["cross_device"])
     write(res, Path(args.out))

@@ -258,6 +258,8 @@ def test_gpu_check_runs_its_checks_on_cpu(tmp_path):
     (xd,) = res["cross_device"]  # on CPU: the kernel path against the chunked form, same weights
     assert xd["passed"] and xd["same_params"] and xd["worst_grad_rel_err"] < 1e-4
     assert (tmp_path / "gc.md").is_file() and "All checks passed: **True**" in (tmp_path / "gc.md").read_text()
+    assert {c["impl"] for c in res["packing"]} == impls and all(c["padding"] > 0.03 for c in res["packing"])
+    assert "Packed vs padded stacks" in (tmp_path / "gc.md").read_text()
     # a wrong path fails its bound: the naive recurrence checked against itself with a flipped removal key
     bad = gpu_check.wkv_case("chunked", 1, 40, 1, 8, "cpu", padded=False)
     assert bad["passed"]

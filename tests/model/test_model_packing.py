@@ -1,9 +1,9 @@
-"""Packed sequences (aegir.model.packing): a right-padded batch runs as one row of its valid
-positions on the fused CPU path. Float64 against the padded eager reference: the WKV kernel with
+"""Packed sequences (aegir.model.packing): a right-padded batch runs through each RWKV stack as one
+row of its valid positions. Float64 against the padded eager reference: the WKV kernel with
 cu_seqlens against the naive recurrence of each sequence alone (outputs, final states, every
 gradient; lengths 0, 1 and around the recompute segment; 1 and 2 threads), the token shift with
-sequence starts, and whole stacks (outputs, input and parameter gradients, with both recompute
-modes); when a stack packs and when it does not."""
+sequence starts, and whole stacks on the fused path and on the eager path with each WKV form
+(outputs, input and parameter gradients, all recompute modes); when a stack packs and when not."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from aegir.kernels import tmix_cpu, wkv_cpu
+from aegir.model import packing
 from aegir.model.packing import Packing
 from aegir.model.rwkv7 import RWKV7Stack
 from aegir.model.wkv import wkv_naive
@@ -134,19 +135,24 @@ def stack_grads(stack, x, mask, fused: bool, packs: bool, weight):
     return y.detach(), xx.grad, {n: p.grad.clone() for n, p in stack.named_parameters()}
 
 
-@pytest.mark.parametrize("recompute", ["none", "wkv", "block"])
-def test_stack_packs_a_padded_batch_float64(recompute):
-    """A stack on the fused CPU path packs a right-padded batch: at valid positions its outputs,
-    and the gradients of its input and of every parameter, equal the eager padded reference; its
-    output is zero on padding. A row with no valid position packs to nothing."""
+@pytest.mark.parametrize("fused,impl,recompute", [
+    (True, "auto", "none"), (True, "auto", "wkv"), (True, "auto", "block"),  # fused CPU ops, the CPU kernel
+    (False, "kernel", "wkv"),  # eager ops, the kernel runs the packed sequences itself
+    (False, "chunked", "none"), (False, "naive", "block"),  # eager ops, the WKV runs padded inside
+])
+def test_stack_packs_a_padded_batch_float64(fused, impl, recompute):
+    """A stack packs a right-padded batch: at valid positions its outputs, and the gradients of its
+    input and of every parameter, equal the eager padded reference; its output is zero on padding.
+    A row with no valid position packs to nothing."""
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(3)
-    stack = perturbed(RWKV7Stack(64, 3, 32, {"w": 16, "a": 16, "v": 16, "g": 16}, recompute=recompute).double(), 5)
+    stack = perturbed(RWKV7Stack(64, 3, 32, {"w": 16, "a": 16, "v": 16, "g": 16}, wkv_impl=impl, wkv_chunk=16,
+                                 recompute=recompute).double(), 5)
     mask = right_padded([50, 17, 0, 3, 49])
     x = torch.randn(*mask.shape, 64, generator=g, dtype=torch.float64)
     weight = torch.randn(*mask.shape, 64, generator=g, dtype=torch.float64)
     y_ref, dx_ref, dp_ref = stack_grads(stack, x, mask, fused=False, packs=False, weight=weight)
-    y, dx, dp = stack_grads(stack, x, mask, fused=True, packs=True, weight=weight)
+    y, dx, dp = stack_grads(stack, x, mask, fused=fused, packs=True, weight=weight)
     assert rel_err(y[mask], y_ref[mask]) <= TOL
     assert y[~mask].abs().max() == 0 and y_ref[~mask].abs().max() > 0  # the padded run computes padding
     assert rel_err(dx, dx_ref) <= TOL
@@ -156,8 +162,8 @@ def test_stack_packs_a_padded_batch_float64(recompute):
 
 
 def test_stack_runs_padded_where_it_cannot_pack(monkeypatch):
-    """No padding, too little of it, left padding, packing turned off, or the eager path: the
-    stack runs the batch as it is."""
+    """No padding, too little of it, left padding, or packing turned off (per stack, or for all by
+    AEGIR_PACK=0): the stack runs the batch as it is, on either path."""
     stack = perturbed(RWKV7Stack(32, 1, 32, {"w": 8, "a": 8, "v": 8, "g": 8}).double(), 1)
     x = torch.randn(2, 6, 32, dtype=torch.float64)
     calls = []
@@ -166,12 +172,17 @@ def test_stack_runs_padded_where_it_cannot_pack(monkeypatch):
     left = torch.tensor([[False, True, True, True, True, True], [True] * 6])
     x40 = torch.randn(2, 40, 32, dtype=torch.float64)
     stack(x40, right_padded([40, 39]))  # 1 of 80 positions is padding: below MIN_PADDING
-    for mask, packs, fused in ((torch.ones(2, 6, dtype=torch.bool), True, True), (left, True, True),
-                               (right_padded([6, 2]), False, True), (right_padded([6, 2]), True, False)):
-        stack.packs = packs
-        with tmix_cpu.fused_time_mix(fused):
-            stack(x, mask)
-    assert calls == []
+    for fused in (True, False):
+        for mask, packs in ((torch.ones(2, 6, dtype=torch.bool), True), (left, True), (right_padded([6, 2]), False)):
+            stack.packs = packs
+            with tmix_cpu.fused_time_mix(fused):
+                stack(x, mask)
     stack.packs = True
+    monkeypatch.setattr(packing, "ENABLED", False)
     stack(x, right_padded([6, 2]))
-    assert calls == [(2, 6, 32)]
+    assert calls == []
+    monkeypatch.setattr(packing, "ENABLED", True)
+    for fused in (True, False):
+        with tmix_cpu.fused_time_mix(fused):
+            stack(x, right_padded([6, 2]))
+    assert calls == [(2, 6, 32)] * 2

@@ -12,8 +12,8 @@ One non-innermost stage s (width d_s), as in goombalab/hnet (architecture.md sec
 
 Deviations: batches are right-padded, so inner sequences are padded to the longest chunk sequence
 in the batch and every statistic (boundary fraction, mean p, ratio loss) is taken over valid
-positions only (the RWKV stacks pack a padded batch into one row of its valid positions on the
-fused CPU path, aegir.model.packing; routing, chunk and dechunk stay padded); the dechunk EMA runs in fp32 as dense (64 x 64) blocks built from segment
+positions only (the RWKV stacks pack a padded batch into one row of its valid positions,
+aegir.model.packing; routing, chunk and dechunk stay padded); the dechunk EMA runs in fp32 as dense (64 x 64) blocks built from segment
 sums plus a block-level EMA between them (`ema_blocked`), instead of Mamba-2's SSD kernel.
 """
 

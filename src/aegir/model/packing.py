@@ -6,22 +6,27 @@ more on fine-tuning batches of table serializations of very different lengths. E
 elementwise pass of a padded stack also runs on that padding. A packed stack runs on the valid
 positions only: (B, T, C) -> (1, N, C), N = the number of valid positions, with each row's
 sequence kept apart by `cu_seqlens` (the WKV restarts from a zero state) and `starts` (the token
-shift reads zero there). Everything else in a block is per position and needs nothing.
+shift reads zero there). Everything else in a block is per position and needs nothing. On the
+fused CPU path and with the CPU kernel the WKV itself runs packed; the other WKV forms (chunked,
+naive, fla) run padded inside an otherwise packed block (`rwkv7._wkv_packed`).
 
 Only right padding packs (what batches and `hnet.chunk` produce); `Packing.of` returns None for
 any other mask, and the stack then runs padded, as it always did. Nor does a batch with less than
 `MIN_PADDING` of padding: copying the stream into the packed row and back costs about 1-2% of a
 stack's fwd+bwd (hand-timed at tiny's stage-1 width, B=8, T=500), what that much padding costs.
+`AEGIR_PACK=0` turns packing off (every stack then runs its batch padded).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 MIN_PADDING = 0.03  # the stacks pack a batch only when at least this share of it is padding
+ENABLED = os.environ.get("AEGIR_PACK", "1") != "0"
 
 
 @dataclass
@@ -31,8 +36,7 @@ class Packing:
     index: Tensor  # (N,) long: flat position b * T + t of each packed position, in order
     cu_seqlens: Tensor  # (B + 1,) long: row b is packed positions cu_seqlens[b] .. cu_seqlens[b+1] - 1
     starts: Tensor  # (N,) bool: the first position of a row
-    batch: int  # B
-    length: int  # T
+    mask: Tensor  # (B, T) bool: the padded batch's valid positions
 
     @classmethod
     def of(cls, mask: Tensor, min_padding: float = 0.0) -> "Packing | None":
@@ -48,18 +52,23 @@ class Packing:
         index = mask.reshape(-1).nonzero().squeeze(1)  # (N,): row-major, so rows stay in order
         starts = torch.zeros(index.numel(), dtype=torch.bool, device=mask.device)
         starts[cu[:-1][lengths > 0]] = True
-        return cls(index=index, cu_seqlens=cu.cpu(), starts=starts, batch=B, length=T)
+        return cls(index=index, cu_seqlens=cu.cpu(), starts=starts, mask=mask.bool())
 
     @property
     def n(self) -> int:
         return self.index.numel()
 
     def pack(self, x: Tensor) -> Tensor:
-        """x (B, T, C) -> (1, N, C), the valid positions in order."""
-        return x.reshape(-1, x.shape[-1]).index_select(0, self.index).unsqueeze(0)  # (B*T, C) -> (1, N, C)
+        """x (B, T, ...) -> (1, N, ...), the valid positions in order."""
+        return x.flatten(0, 1).index_select(0, self.index).unsqueeze(0)  # (B*T, ...) -> (1, N, ...)
 
     def unpack(self, y: Tensor) -> Tensor:
-        """y (1, N, C) -> (B, T, C), zero on padding."""
-        C = y.shape[-1]
-        out = y.new_zeros(self.batch * self.length, C).index_copy(0, self.index, y[0])  # (B*T, C)
-        return out.view(self.batch, self.length, C)  # (B*T, C) -> (B, T, C)
+        """y (1, N, ...) -> (B, T, ...), zero on padding."""
+        B, T = self.mask.shape
+        out = y.new_zeros(B * T, *y.shape[2:]).index_copy(0, self.index, y[0])  # (B*T, ...)
+        return out.unflatten(0, (B, T))  # (B*T, ...) -> (B, T, ...)
+
+    def shift(self, x: Tensor) -> Tensor:
+        """x (1, N, C) -> the previous position of the same sequence, zero at each start (token shift)."""
+        prev = torch.nn.functional.pad(x, (0, 0, 1, -1))  # (1, N, C): previous packed position
+        return prev.masked_fill(self.starts[None, :, None], 0.0)

@@ -8,8 +8,8 @@ Deviations from the reference (BlinkDL/RWKV-LM train_temp):
 - `v_first` (value residual) is per stack, not per model: H-Net stacks differ in length and width;
 - there is no `ln0` per stack; AegirModel applies one LayerNorm after the embedding;
 - padded positions are identity steps of the WKV state (see wkv.py), so inner H-Net stages can be
-  right-padded to the batch's longest chunk sequence; on the fused CPU path a stack packs a padded
-  batch into one row of its valid positions instead (aegir.model.packing) and runs no padding.
+  right-padded to the batch's longest chunk sequence; a stack packs a padded batch into one row of
+  its valid positions instead (aegir.model.packing), so its projections run no padding.
 Precision: the decay (log w) and the WKV op always run in fp32 with autocast off; on CUDA the
 projections run under bf16 autocast and the residual stream stays fp32.
 Fused path: where the WKV runs on the compiled CPU kernel, the blocks' elementwise work (pre-norm,
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from aegir.model import packing
 from aegir.model.packing import MIN_PADDING, Packing
 from aegir.model.wkv import resolve_impl, wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
 
@@ -175,27 +176,27 @@ class RWKV7TimeMix(nn.Module):
         """The parallel forward pass of norm(x) (x itself without a norm: the block passes its
         pre-norm so that the fused path can fold it into the token shift); with `want_state` also
         each row's WKV state after its last valid position (B, H, K, V), for step mode (prefill).
-        With `seqs`, x (1, N, C) holds packed sequences (fused path only; mask is then None)."""
-        if seqs is not None:
-            _check_packed(self.wkv_impl, x, mask, want_state)
-            out, v_first = self._run_fused(x, v_first, None, norm, seqs)
-            return out, v_first, None
+        With `seqs`, x (1, N, C) holds packed sequences (mask is then None; no step state)."""
+        if seqs is not None and (mask is not None or want_state or x.shape[0] != 1):
+            raise ValueError("packed sequences need x (1, N, C), no mask and no step state")
         if not want_state and _fused_ok(self.wkv_impl, x):
-            out, v_first = self._run_fused(x, v_first, mask, norm)
+            out, v_first = self._run_fused(x, v_first, mask, norm, seqs)
             return out, v_first, None
         if norm is not None:
             x = norm(x)
-        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C): previous position minus current (zero at t = 0)
+        xx = _prev(x, seqs) - x  # (B, T, C): previous position minus current (zero at each start)
         m, v_first = self._mix(x, xx, v_first)
         state = None
         with _fp32_off(x):
-            args = (*self._wkv_inputs(m), mask)  # (B, T, H, N) each
+            args = self._wkv_inputs(m)  # (B, T, H, N) each
+            run = _wkv_packed if seqs is not None else wkv
+            extra = (seqs,) if seqs is not None else (mask,)
             if want_state:
-                y, state = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk, return_state=True)
+                y, state = wkv(*args, mask, impl=self.wkv_impl, chunk=self.wkv_chunk, return_state=True)
             elif self.wkv_recompute and torch.is_grad_enabled():
-                y = checkpoint(wkv, *args, impl=self.wkv_impl, chunk=self.wkv_chunk, use_reentrant=False)
+                y = checkpoint(run, *args, *extra, impl=self.wkv_impl, chunk=self.wkv_chunk, use_reentrant=False)
             else:
-                y = wkv(*args, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
+                y = run(*args, *extra, impl=self.wkv_impl, chunk=self.wkv_chunk)  # (B, T, H, N)
         return self._out(y, args[0], args[2], args[3], m.g), v_first, state
 
     def _run_fused(self, x: Tensor, v_first: Tensor | None, mask: Tensor | None, norm: nn.LayerNorm | None,
@@ -247,10 +248,25 @@ def _fused_ok(wkv_impl: str, x: Tensor) -> bool:
     return tmix_cpu.usable(x)
 
 
-def _check_packed(wkv_impl: str, x: Tensor, mask: Tensor | None, want_state: bool) -> None:
-    """Packed sequences run on the fused CPU ops only (the stack packs nowhere else)."""
-    if mask is not None or want_state or x.shape[0] != 1 or not _fused_ok(wkv_impl, x):
-        raise ValueError("packed sequences need the fused CPU path, x (1, N, C), no mask and no step state")
+def _prev(x: Tensor, seqs: Packing | None) -> Tensor:
+    """The token shift's input: each position's predecessor in its sequence, zero at the start."""
+    if seqs is not None:
+        return seqs.shift(x)  # (1, N, C)
+    return F.pad(x, (0, 0, 1, -1))  # (B, T, C): previous position (zero at t = 0)
+
+
+def _wkv_packed(r: Tensor, log_w: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, seqs: Packing,
+                impl: str, chunk: int) -> Tensor:
+    """The WKV of packed sequences (1, N, H, N) on the eager path: the CPU kernel takes them as they
+    are (cu_seqlens); the other forms (chunked, naive, fla) run them padded, (B, T, H, N) with the
+    batch's mask, and the output is packed again. Only the WKV sees padding there; the projections
+    around it run packed."""
+    if resolve_impl(impl, r.device) == "kernel":
+        from aegir.kernels.wkv_cpu import wkv_cpu
+
+        return wkv_cpu(r, log_w, k, v, a, b, cu_seqlens=seqs.cu_seqlens)  # (1, N, H, N)
+    padded = [seqs.unpack(t) for t in (r, log_w, k, v, a, b)]  # (1, N, H, N) -> (B, T, H, N)
+    return seqs.pack(wkv(*padded, seqs.mask, impl=impl, chunk=chunk))  # (B, T, H, N) -> (1, N, H, N)
 
 
 def _at(x: Tensor, pos: Tensor) -> Tensor:
@@ -323,9 +339,7 @@ class RWKV7ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, norm: nn.LayerNorm | None = None, seqs: Packing | None = None) -> Tensor:
         """The channel-mix of norm(x) (x without a norm; see RWKV7TimeMix.run); with `seqs`, of
-        packed sequences x (1, N, C) (fused path only)."""
-        if seqs is not None:
-            _check_packed(self.wkv_impl, x, None, False)
+        packed sequences x (1, N, C)."""
         if _fused_ok(self.wkv_impl, x):
             from aegir.kernels import tmix_cpu
 
@@ -336,7 +350,7 @@ class RWKV7ChannelMix(nn.Module):
             return self.value(tmix_cpu.relu_square(h))  # fp32, or bf16 under autocast
         if norm is not None:
             x = norm(x)
-        xx = F.pad(x, (0, 0, 1, -1)) - x  # (B, T, C) token shift
+        xx = _prev(x, seqs) - x  # (B, T, C) token shift
         return self._ffn(x, xx)
 
     def _ffn(self, x: Tensor, xx: Tensor) -> Tensor:
@@ -406,7 +420,7 @@ class RWKV7Stack(nn.Module):
                  eps: float = 1e-5, wkv_impl: str = "auto", wkv_chunk: int = 64, recompute: str = "none") -> None:
         super().__init__()
         self.recompute_blocks = recompute == "block"
-        self.packs = True  # pack padded batches on the fused CPU path (tests compare with False)
+        self.packs = True  # pack padded batches (aegir.model.packing; tests compare with False)
         self.blocks = nn.ModuleList(
             RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, recompute == "wkv")
             for l in range(n_layers)
@@ -416,7 +430,7 @@ class RWKV7Stack(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and bool(mask.all()):
             mask = None  # no padding: the WKV can skip masking (checked once per stack)
-        if mask is not None and self.packs and _fused_ok(self.blocks[0].att.wkv_impl, x):
+        if mask is not None and self.packs and packing.ENABLED:
             seqs = Packing.of(mask, MIN_PADDING)
             if seqs is not None:  # right padding, enough of it: run the valid positions only, zero on padding
                 return seqs.unpack(self._run(seqs.pack(x), None, seqs))  # (B, T, C) -> (1, N, C) -> (B, T, C)
