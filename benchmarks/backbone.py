@@ -566,8 +566,7 @@ def write_results(res: dict, out: Path) -> None:
         L += ["", "## Packed vs padded stacks (training step)", "",
               "A right-padded batch runs through each RWKV stack as one row of its valid positions "
               "(`aegir/model/packing.py`: the WKV restarts per sequence from `cu_seqlens`, the token shift reads zero "
-              "at each sequence's start), the default wherever a batch is at least 3% padding; padded, every GEMM "
-              "and elementwise pass also runs on the padding. Same model, weights and batches, steps alternating. LM: the text batch "
+              "at each sequence's start); padded, every GEMM and elementwise pass also runs on the padding. Same model, weights and batches, steps alternating. LM: the text batch "
               f"above (B={res['B']}, T={res['T']}), padded only inside the H-Net (each inner stage to its longest chunk sequence). "
               "Fine-tuning: a CTA classification step (cross-entropy + ratio loss, fwd+bwd, no optimizer) on random batches of "
               "training columns serialized as `aegir train` does (512-byte budget), padded to their longest "
@@ -581,10 +580,13 @@ def write_results(res: dict, out: Path) -> None:
                 L.append(f"| {p['name']} | {p.get('path', 'fused ops, CPU kernel')} | {label} | "
                          f"{', '.join(f'{100 * x:.0f}%' for x in pad)} | "
                          f"{1e3 * r['padded_s']:.0f} ms | {1e3 * r['packed_s']:.0f} ms | **{r['speedup']:.2f}x** |")
-        L += ["", "The eager path is what runs where the CPU kernel does not build and on CUDA: its blocks run "
-              "packed, its chunked WKV padded inside them (unpacked and packed again around it; the CPU kernel "
-              "takes the packed sequences as they are). On CUDA it is not measured yet (`benchmarks/gpu_check.py` "
-              "times it on a lent GPU)."]
+        L += ["", "Packed here means forced (`RWKV7Stack.packs = True`: from 3% padding on every path). The eager "
+              "path is what runs where the CPU kernel does not build and on CUDA: its blocks run packed, its chunked "
+              "WKV padded inside them (unpacked and packed again around it; the CPU kernel takes the packed "
+              "sequences as they are). Those copies make packing a loss at the LM batch's 6-16% inner padding and "
+              "a gain at fine-tuning's ~50%, so by default the eager path with a padded WKV packs only from 25% "
+              "padding (`aegir.model.packing.min_padding`), the kernel from 3%. On CUDA it is not measured yet "
+              "and not on by default (`benchmarks/gpu_check.py` times it on a lent GPU)."]
     if res.get("models_bf16"):
         write_bf16_section(res, L)
     tr = res.get("router_training")

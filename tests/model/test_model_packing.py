@@ -173,11 +173,11 @@ def test_stack_runs_padded_where_it_cannot_pack(monkeypatch):
     x40 = torch.randn(2, 40, 32, dtype=torch.float64)
     stack(x40, right_padded([40, 39]))  # 1 of 80 positions is padding: below MIN_PADDING
     for fused in (True, False):
-        for mask, packs in ((torch.ones(2, 6, dtype=torch.bool), True), (left, True), (right_padded([6, 2]), False)):
+        for mask, packs in ((torch.ones(2, 6, dtype=torch.bool), None), (left, None), (right_padded([6, 2]), False)):
             stack.packs = packs
             with tmix_cpu.fused_time_mix(fused):
                 stack(x, mask)
-    stack.packs = True
+    stack.packs = None
     monkeypatch.setattr(packing, "ENABLED", False)
     stack(x, right_padded([6, 2]))
     assert calls == []
@@ -186,3 +186,27 @@ def test_stack_runs_padded_where_it_cannot_pack(monkeypatch):
         with tmix_cpu.fused_time_mix(fused):
             stack(x, right_padded([6, 2]))
     assert calls == [(2, 6, 32)] * 2
+
+
+@pytest.mark.parametrize("impl", ["kernel", "chunked"])
+def test_stacks_pack_by_default_where_it_was_measured_to_pay(monkeypatch, impl):
+    """By default a stack with the WKV on the CPU kernel packs from 3% padding; with a WKV form that
+    runs padded inside the packed block (chunked) from 25%; on CUDA, only when forced (packs = True,
+    which packs from 3% on every path)."""
+    calls = []
+    pack = Packing.pack
+    monkeypatch.setattr(Packing, "pack", lambda self, t: calls.append(tuple(t.shape)) or pack(self, t))
+    stack = perturbed(RWKV7Stack(32, 1, 32, {"w": 8, "a": 8, "v": 8, "g": 8}, wkv_impl=impl).double(), 1)
+    x = torch.randn(2, 40, 32, dtype=torch.float64)
+    little, much = right_padded([40, 32]), right_padded([40, 8])  # 10% and 40% padding
+    with tmix_cpu.fused_time_mix(False):
+        for mask in (little, much):
+            calls.clear()
+            stack(x, mask)
+            assert bool(calls) == (impl == "kernel" or mask is much), (impl, mask.sum())
+        stack.packs = True
+        calls.clear()
+        stack(x, little)
+        assert calls
+    assert packing.min_padding("chunked", torch.device("cuda"), forced=False) is None
+    assert packing.min_padding("fla", torch.device("cuda"), forced=True) == packing.MIN_PADDING

@@ -11,10 +11,18 @@ fused CPU path and with the CPU kernel the WKV itself runs packed; the other WKV
 naive, fla) run padded inside an otherwise packed block (`rwkv7._wkv_packed`).
 
 Only right padding packs (what batches and `hnet.chunk` produce); `Packing.of` returns None for
-any other mask, and the stack then runs padded, as it always did. Nor does a batch with less than
-`MIN_PADDING` of padding: copying the stream into the packed row and back costs about 1-2% of a
-stack's fwd+bwd (hand-timed at tiny's stage-1 width, B=8, T=500), what that much padding costs.
-`AEGIR_PACK=0` turns packing off (every stack then runs its batch padded).
+any other mask, and the stack then runs padded, as it always did. How much padding makes packing
+pay depends on the path (`min_padding`), and a stack packs by default only where that was measured:
+- the WKV on the CPU kernel (fused or eager block ops): `MIN_PADDING` = 3%. Copying the stream into
+  the packed row and back costs about 1-2% of a stack's fwd+bwd (hand-timed at tiny's stage-1
+  width, B=8, T=500), what that much padding costs;
+- a WKV form that runs padded inside the packed block (chunked, naive) on the CPU:
+  `MIN_PADDING_PADDED_WKV` = 25%. Its six inputs and its output are copied around it in every
+  block: packing cost 3-5% at 6-16% padding and gained 8-17% at about 50% (docs/results/backbone.md,
+  nano and tiny);
+- CUDA (chunked or fla): not measured, so not by default; `RWKV7Stack.packs = True` forces it, and
+  `benchmarks/gpu_check.py` times it on a lent GPU.
+`AEGIR_PACK=0` turns packing off everywhere (every stack then runs its batch padded).
 """
 
 from __future__ import annotations
@@ -25,8 +33,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-MIN_PADDING = 0.03  # the stacks pack a batch only when at least this share of it is padding
+MIN_PADDING = 0.03  # share of padding from which a stack packs, with the WKV on the CPU kernel
+MIN_PADDING_PADDED_WKV = 0.25  # the same where the WKV runs padded inside the packed block (CPU)
 ENABLED = os.environ.get("AEGIR_PACK", "1") != "0"
+
+
+def min_padding(wkv_impl: str, device: torch.device, forced: bool) -> float | None:
+    """The share of padding from which a stack whose WKV resolved to `wkv_impl` on `device` packs,
+    or None where it does not pack by default (see the module docstring); `forced` (a stack's
+    `packs = True`): `MIN_PADDING` on every path."""
+    if forced:
+        return MIN_PADDING
+    if wkv_impl == "kernel":
+        return MIN_PADDING
+    if device.type == "cpu":
+        return MIN_PADDING_PADDED_WKV
+    return None
 
 
 @dataclass

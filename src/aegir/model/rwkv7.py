@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from aegir.model import packing
-from aegir.model.packing import MIN_PADDING, Packing
+from aegir.model.packing import Packing, min_padding
 from aegir.model.wkv import resolve_impl, wkv, wkv_chunked, wkv_naive, wkv_step  # noqa: F401  (re-exported)
 
 LOG_W_SCALE = -math.exp(-0.5)  # log w = -e^{-0.5} * sigmoid(.) in (-0.6065, 0): bounded decay
@@ -420,7 +420,9 @@ class RWKV7Stack(nn.Module):
                  eps: float = 1e-5, wkv_impl: str = "auto", wkv_chunk: int = 64, recompute: str = "none") -> None:
         super().__init__()
         self.recompute_blocks = recompute == "block"
-        self.packs = True  # pack padded batches (aegir.model.packing; tests compare with False)
+        # Pack padded batches (aegir.model.packing): None = where measured to pay, True = always
+        # (from 3% padding), False = never. Tests and benchmarks compare True with False.
+        self.packs: bool | None = None
         self.blocks = nn.ModuleList(
             RWKV7Block(width, head_size, l, n_layers, lora, ffn_mult, eps, wkv_impl, wkv_chunk, recompute == "wkv")
             for l in range(n_layers)
@@ -430,8 +432,9 @@ class RWKV7Stack(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         if mask is not None and bool(mask.all()):
             mask = None  # no padding: the WKV can skip masking (checked once per stack)
-        if mask is not None and self.packs and packing.ENABLED:
-            seqs = Packing.of(mask, MIN_PADDING)
+        if mask is not None and self.packs is not False and packing.ENABLED:
+            least = min_padding(resolve_impl(self.blocks[0].att.wkv_impl, x.device), x.device, self.packs is True)
+            seqs = None if least is None else Packing.of(mask, least)
             if seqs is not None:  # right padding, enough of it: run the valid positions only, zero on padding
                 return seqs.unpack(self._run(seqs.pack(x), None, seqs))  # (B, T, C) -> (1, N, C) -> (B, T, C)
         return self._run(x, mask, None)
