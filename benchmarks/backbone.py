@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -347,6 +348,7 @@ def packing(model: torch.nn.Module, on: bool):
             m.packs = b
 
 
+@functools.lru_cache(maxsize=2)  # the same batches for every preset and path: read and serialize once
 def finetune_batches(B: int, n: int) -> tuple[str, int, list]:
     """n random CTA fine-tuning batches of B columns, serialized as `aegir train` does by default
     (512-byte budget): SOTAB V2 CTA training columns where ../shared is present, else the embedded
@@ -383,13 +385,15 @@ def padding_fractions(model: AegirModel, ids: torch.Tensor, mask: torch.Tensor) 
 
 def packed_vs_padded(name: str, B: int, T: int, reps: int, finetune_B: int = 32, eager: bool = False
                      ) -> dict | None:
-    """Training steps of `name` with its stacks packing padded batches (aegir.model.packing, the
-    default on the fused CPU path) and running them padded, alternating, on two workloads: the LM
-    step on the text batch (B, T: no padding outside the H-Net, the inner stages padded to their
-    longest chunk sequence) and a CTA classification step (cross-entropy over the task's labels +
-    the ratio loss, fwd+bwd, no optimizer) on four fine-tuning batches of `finetune_B` columns.
+    """Training steps of `name` with its stacks packing padded batches (aegir.model.packing; forced,
+    `packs = True`, whatever the path's default) and running them padded, alternating, on two
+    workloads: the LM step on the text batch (B, T: no padding outside the H-Net, the inner stages
+    padded to their longest chunk sequence) and a CTA classification step (cross-entropy over the
+    task's labels + the ratio loss, fwd+bwd, no optimizer) on four fine-tuning batches of
+    `finetune_B` columns.
     With `eager`, the path a machine without a compiler (or a GPU) takes: eager PyTorch block ops and
-    the chunked WKV, which runs padded inside the packed blocks. None without the fused path."""
+    the chunked WKV, which runs padded inside the packed blocks. None where the fused path cannot run
+    (no kernel): there is nothing to compare the eager path with either."""
     from aegir.kernels import tmix_cpu
 
     if not tmix_cpu.usable(torch.zeros(1)):

@@ -43,7 +43,7 @@ from aegir.config import ModelConfig  # noqa: E402
 from aegir.model import AegirModel  # noqa: E402
 from aegir.model.rwkv7 import LOG_W_SCALE  # noqa: E402
 from aegir.model.wkv import fla_available, wkv  # noqa: E402
-from backbone import alternate, packing, text_batch  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
+from backbone import alternate, lm_train_step, packing, text_batch  # noqa: E402  (benchmarks/ is on sys.path: the script's folder)
 from result_files import result_file  # noqa: E402
 
 # Bounds on the relative error (Frobenius norm of the difference / norm of the reference) against the
@@ -106,10 +106,7 @@ def step_case(preset: str, impl: str, B: int, T: int, device: str, reps: int, bf
     ids, mask = (t.to(device) for t in text_batch(B, T))  # real text bytes, as backbone.py times
 
     def step() -> float:
-        model.zero_grad(set_to_none=True)
-        out = model.lm_loss(ids, mask)
-        (out.loss + out.ratio_loss).backward()
-        return float(out.loss.detach())
+        return float(lm_train_step(model, ids, mask).loss.detach())
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     loss = step()  # warm-up: Triton compiles, allocator caches
@@ -141,9 +138,7 @@ def packing_case(preset: str, impl: str, B: int, T: int, device: str, reps: int)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step() -> None:
-        model.zero_grad(set_to_none=True)
-        out = model.lm_loss(ids, mask)
-        (out.loss + out.ratio_loss).backward()
+        lm_train_step(model, ids, mask)
         sync()
 
     t = alternate(step, {"packed": lambda: packing(model, True), "padded": lambda: packing(model, False)}, reps)
