@@ -152,6 +152,7 @@ def test_lake_benchmark_agrees_with_eval(trained, tmp_path):
     assert res["labelled_columns"] > 0 and res["same_label_as_eval"] == res["labelled_columns"]
     assert res["lake"] == res["eval"]
     assert "byte-identical" in (tmp_path / "lake.md").read_text()
+    assert (res["batching"]["files"], res["batching"]["columns"]) == (12, res["columns"])
 
 
 def test_parquet_files_are_annotated_like_their_dataframes(trained, tmp_path):

@@ -642,6 +642,21 @@ def test_calibration_benchmark_writes_its_tables(trained, custom_data, tmp_path,
     assert self_fit["temperature"] == pytest.approx(calibrate(trained.final_checkpoint, tmp_path / "c.pt").temperature)
 
 
+def test_long_tables_benchmark_counts_every_row(trained, tmp_path):
+    """benchmarks/long_tables.py on a 3,000-row CSV: the readers keep the rows asked for and count
+    them all, annotate() reports the file's length, and both result files are written."""
+    import long_tables
+
+    res = long_tables.main(["--checkpoint", str(trained.final_checkpoint), "--rows", "3000", "--max-rows", "100",
+                            "--reps", "1", "--out", str(tmp_path / "long")])
+    runs = res["runs"]
+    assert (runs["now"]["rows"], runs["now"]["rows_total"]) == (100, 3000)
+    if "before" in runs:  # the revision compared with is in this clone's history
+        assert (runs["before"]["rows"], runs["before"]["rows_total"]) == (100, 3000)
+    assert runs["annotate"]["columns"] == 6 and runs["annotate"]["rows_total"] == 3000
+    assert (tmp_path / "long.json").is_file() and "rows counted" in (tmp_path / "long.md").read_text()
+
+
 def test_wide_tables_benchmark_annotates_every_column(trained, tmp_path):
     """benchmarks/wide_tables.py on the small fine-tune: every column of each synthetic table is
     annotated, and both result files are written."""

@@ -197,3 +197,42 @@ def test_labelled_folder_takes_parquet_tables(tmp_path):
     assert ds.tables[0].columns == [["Oslo", "Bergen"], ["709000", "291000"]]
     assert sorted((ds.tables[t.table_index].name, t.column, t.labels) for t in ds.targets) == [
         ("t.parquet", 0, ("City",)), ("t.parquet", 1, ("population",)), ("u.csv", 0, ("email",))]
+
+
+def test_csv_is_read_as_a_stream_with_every_row_counted(tmp_path):
+    """A long CSV read with max_rows keeps those rows only (memory bounded by them, not by the
+    file) and still counts every row, blank lines excepted, quoted newlines included."""
+    import tracemalloc
+
+    p = tmp_path / "long.csv"
+    n = 60_000
+    with open(p, "w", newline="") as fh:
+        fh.write("id,note,city\n")
+        for i in range(n):
+            fh.write(f'{i},"line one\nline two of {i}",Oslo\n' if i % 1000 == 0 else f"{i},plain {i:080d},Bergen\n")
+            if i % 5000 == 0:
+                fh.write("\n , ,\n")  # blank lines: no cells, not rows
+    assert p.stat().st_size > 5_000_000  # 5x the head the sniffers read
+    tracemalloc.start()
+    t = read_csv(p, max_rows=100)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert t.header == ["id", "note", "city"] and t.n_rows == 100 and t.meta["rows_total"] == n
+    assert t.columns[1][0] == "line one\nline two of 0" and t.columns[0][99] == "99"
+    assert peak < 3_000_000, peak  # the file as bytes + text is > 10 MB (what the reader held before)
+    full = read_csv(p)
+    assert full.n_rows == n == full.meta["rows_total"] and full.columns[0][-1] == str(n - 1)
+
+
+def test_csv_encoding_that_fails_past_the_head_gets_a_second_guess(tmp_path):
+    p = tmp_path / "late.csv"
+    body = "".join(f"{i},Anna {i}\n" for i in range(120_000))  # ASCII well past the 1 MiB head
+    p.write_bytes(("id,name\n" + body + "999999,José Müller\n").encode("latin-1"))
+    t = read_csv(p)
+    assert t.columns[1][-1] == "José Müller" and t.meta["encoding"] not in ("utf-8", "ascii")
+    assert t.meta["rows_total"] == 120_001
+    with pytest.raises(TableError, match=r"late.csv, near line \d+: cannot decode as utf-8"):
+        read_csv(p, encoding="utf-8")  # given, not guessed: no second guess
+    (tmp_path / "blank.csv").write_text(" , \n\n,,\n")
+    with pytest.raises(TableError, match="blank.csv: file is empty"):
+        read_csv(tmp_path / "blank.csv")

@@ -6,6 +6,7 @@ every error can name its line. The encoding is detected with charset-normalizer 
 
 from __future__ import annotations
 
+import codecs
 import csv as _csv
 import io
 from pathlib import Path
@@ -17,20 +18,38 @@ from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 128 KiB limit is not
 
 
-def detect_encoding(raw: bytes, path: str | Path = "<bytes>") -> str:
+HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter/header sniffers read
+
+
+def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = False) -> str:
+    """The text encoding of `raw` (a whole file, or with `partial` its first bytes: a multi-byte
+    character cut at the end is then not an error)."""
     if raw.startswith(b"\xef\xbb\xbf"):
         return "utf-8-sig"
     try:
-        raw.decode("utf-8")
+        codecs.getincrementaldecoder("utf-8")().decode(raw, final=not partial)
         return "utf-8"
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(raw[: 1 << 20]).best()
+    best = from_bytes(raw[:HEAD_BYTES]).best()
     if best is None:
         raise TableError(f"{path}: cannot detect the text encoding (is this a binary file?)")
     return best.encoding
+
+
+def _guess(block: bytes) -> str | None:
+    """A second encoding for a file whose first guess failed on `block` (None: no idea): charset-
+    normalizer's best for the block's lines that hold non-ASCII bytes, or cp1252 (the usual
+    Windows/Excel export) where it decodes that evidence to the same text as the best match."""
+    from charset_normalizer import from_bytes
+
+    evidence = b"\n".join(line for line in block.splitlines() if max(line, default=0) >= 0x80)
+    best = from_bytes(evidence or block).best()
+    if best is None:
+        return None
+    return "cp1252" if "cp1252" in best.could_be_from_charset else best.encoding
 
 
 def _sniff_delimiter(sample: str, path: Path) -> str:
@@ -40,6 +59,45 @@ def _sniff_delimiter(sample: str, path: Path) -> str:
         return _csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except _csv.Error:
         return ","
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or not (row[0].strip() or any(map(str.strip, row)))
+
+
+def _parse(path: Path, enc: str, delim: str, keep: int | None) -> tuple[list[list[str]], int]:
+    """The first `keep` non-blank rows (all with None) and how many there are in the file, read as
+    a stream: memory grows with `keep`, not with the file (a multi-GB CSV is counted, not held)."""
+    rows: list[list[str]] = []
+    total = 0
+    with open(path, "rb") as raw:
+        reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
+        try:
+            for row in reader:
+                if _blank(row):
+                    continue  # blank lines carry no cells
+                total += 1
+                if keep is not None and total > keep:
+                    break
+                rows.append(row)
+            # Past the rows kept: count the rest with the same rule, without building a table.
+            total += sum(1 for row in reader if not _blank(row))
+        except _csv.Error as e:
+            raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
+        except UnicodeDecodeError as e:
+            # The stream decodes ahead of the parser in blocks: the bad byte is at or after this line.
+            raise _DecodeError(f"near line {reader.line_num + 1}: cannot decode as {enc} ({e.reason})",
+                               bytes(e.object)) from None
+    return rows, total
+
+
+class _DecodeError(Exception):
+    """The chosen encoding failed part-way through the file; `block` holds the bytes it failed on
+    (read_csv guesses again from them)."""
+
+    def __init__(self, message: str, block: bytes) -> None:
+        super().__init__(message)
+        self.block = block
 
 
 def read_csv(
@@ -56,38 +114,45 @@ def read_csv(
     header: True (first row is a header), False (headerless), or "infer" (csv.Sniffer's guess,
         falling back to True: most CSVs users hand us have a header).
     max_rows: read at most this many data rows (None = all). The caller decides; nothing is
-        dropped silently — `meta["rows_total"]` still counts every row.
+        dropped silently — `meta["rows_total"]` still counts every row. The file is read as a
+        stream: with max_rows, memory stays bounded however long the file is.
+    The encoding (when not given), the delimiter and the header are guessed from the file's first
+    MiB; if the guessed encoding fails further on, a second guess from the bytes it failed on is
+    tried once (the file read again from the start) before the file is reported undecodable.
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
     except OSError as e:
         raise TableError(f"{path}: cannot read file ({e.strerror or e})") from None
-    if b"\x00" in raw[:4096] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise TableError(f"{path}: looks like a binary file, not CSV/TSV text")
-    enc = encoding or detect_encoding(raw, path)
-    try:
-        text = raw.decode(enc)
+    partial = size > len(head)
+    enc = encoding or detect_encoding(head, path, partial)
+    try:  # 64 KiB hold the sniffers' 8192 characters in any encoding
+        sample = codecs.getincrementaldecoder(enc)().decode(head[:1 << 16], final=len(head) <= 1 << 16 and not partial)[:8192]
     except (UnicodeDecodeError, LookupError) as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
-    if not text.strip():
-        raise TableError(f"{path}: file is empty")
-    delim = delimiter or _sniff_delimiter(text[:8192], path)
-    reader = _csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    rows: list[list[str]] = []
-    total = 0
+    delim = delimiter or _sniff_delimiter(sample, path)
+    keep = None if max_rows is None else max_rows + 1  # + the header row, if there is one
     try:
-        for row in reader:
-            if not row or all(c.strip() == "" for c in row):
-                continue  # blank lines carry no cells
-            total += 1
-            if max_rows is None or len(rows) < max_rows + 1:
-                rows.append(row)
-    except _csv.Error as e:
-        raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
+        rows, total = _parse(path, enc, delim, keep)
+    except _DecodeError as e:
+        second = None if encoding else _guess(e.block)
+        if second is None or second == enc:
+            raise TableError(f"{path}, {e}") from None
+        try:
+            rows, total = _parse(path, second, delim, keep)
+        except _DecodeError as e2:
+            raise TableError(f"{path}, {e2} (after {enc} failed: {e})") from None
+        enc = second
+    if not rows:
+        raise TableError(f"{path}: file is empty (no row has a non-blank cell)")
     if header == "infer":
         try:
-            has_header = _csv.Sniffer().has_header(text[:8192])
+            has_header = _csv.Sniffer().has_header(sample)
         except _csv.Error:
             has_header = True
         # The sniffer says "no header" for all-text tables; a first row of unique, non-numeric
