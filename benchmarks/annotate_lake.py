@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
          f"| the same files with the header guessed (no `--no-header`) | {taken_as_header} of {res.annotated} tables "
          f"read as having a header row ({guessed_res.header_guessed} of them on the weakest guess, unique non-numeric "
          f"first-row cells, which annotate reports in a note); micro-F1 {guess_rep.micro_f1:.3f}, macro-F1 "
-         f"{guess_rep.macro_f1:.3f} |", "",
+         f"{guess_rep.macro_f1:.3f} |",
          f"| the model on every file's columns, file by file / in one call across files | "
          f"{batching['per_file_s']:.1f} s / {batching['one_call_s']:.1f} s ({batching['columns']} columns of "
          f"{batching['files']} files; same top label for {batching['same_top1']}, logits within "
