@@ -58,6 +58,7 @@ class AnnotationResult:
     notes: list[str] = field(default_factory=list)
     min_score: float | None = None  # abstention threshold on the best label's score (None: always label)
     header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
+    preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
@@ -210,8 +211,12 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "
                      "if it is data, pass header=False (--no-header)")
+    skipped = int(table.meta.get("preamble_rows", 0))
+    if skipped:
+        notes.append(f"{skipped} leading row(s) above the table were skipped as a title or notes (fewer filled cells "
+                     "than the table's rows); pass header=True or False (--header/--no-header) to read every row")
     if min_score is not None:
         n_abst = sum(c.abstained for c in cols)
         notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
     return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
-                            list(labels) if labels is not None else None, notes, min_score, header_guessed)
+                            list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped)

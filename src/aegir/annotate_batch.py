@@ -50,6 +50,7 @@ class BatchResult:
     columns: int  # column records this run wrote
     errors: list[FileError] = field(default_factory=list)
     header_guessed: int = 0  # files annotated by this run whose first row a guess took for column names
+    preamble_skipped: int = 0  # files annotated by this run with title/notes rows skipped above the table
 
     @property
     def errors_path(self) -> Path | None:
@@ -184,6 +185,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     res.annotated += 1
                     res.columns += len(recs)
                     res.header_guessed += ann.header_guessed
+                    res.preamble_skipped += ann.preamble_rows > 0
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
     finally:

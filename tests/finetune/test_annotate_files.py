@@ -139,6 +139,18 @@ def test_header_option_reads_the_first_row_as_data(trained, tmp_path):
     assert res.header_guessed == 1
 
 
+def test_title_rows_above_the_table_are_skipped_and_said(trained, tmp_path):
+    p = tmp_path / "report.csv"  # an export with a title and a note above the header
+    p.write_text("Sales report,,\nGenerated 2024-01-01,,\n\nid,product,amount\n1,Widget,3.5\n2,Gadget,4\n")
+    res = annotate(p, trained.final_checkpoint)
+    assert [c.name for c in res.columns] == ["id", "product", "amount"] and res.columns[0].rows_total == 2
+    assert res.preamble_rows == 2 and any("2 leading row(s)" in n and "--no-header" in n for n in res.notes)
+    given = annotate(p, trained.final_checkpoint, header=True)  # said how the file is written: every row read
+    assert [c.name for c in given.columns][0] == "Sales report" and given.preamble_rows == 0
+    batch = annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", progress=False)
+    assert batch.preamble_skipped == 1
+
+
 @pytest.mark.skipif(not (ROOT.parent / "shared/data/sotab_v2_sample/CTA/Validation").is_dir(),
                     reason="needs ../shared/data")
 def test_lake_benchmark_agrees_with_eval(trained, tmp_path):

@@ -236,3 +236,23 @@ def test_csv_encoding_that_fails_past_the_head_gets_a_second_guess(tmp_path):
     (tmp_path / "blank.csv").write_text(" , \n\n,,\n")
     with pytest.raises(TableError, match="blank.csv: file is empty"):
         read_csv(tmp_path / "blank.csv")
+
+
+def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_path):
+    from aegir.tables.readers.csv import _preamble
+
+    p = tmp_path / "r.csv"
+    p.write_text("Quarterly figures;;;\nSource: ministry;;;\nregion;q1;q2;q3\nNorth;1;2;3\nSouth;4;5;6\n")
+    t = read_csv(p)
+    assert t.header == ["region", "q1", "q2", "q3"] and t.columns[0] == ["North", "South"]
+    assert (t.meta["preamble_rows"], t.meta["rows_total"], t.meta["header"]) == (2, 2, "sniffed")
+    t = read_csv(p, max_rows=1)  # the rows kept are counted after the preamble
+    assert t.columns[0] == ["North"] and t.meta["rows_total"] == 2
+    t = read_csv(p, header=True)  # said, not guessed: every row as written
+    assert t.header[0] == "Quarterly figures" and t.meta["preamble_rows"] == 0 and t.n_rows == 4
+    # Hand cases: filled-cell counts decide; narrow tables and sparse-but-not-preamble rows keep every row.
+    assert _preamble([["T"], ["a", "b", "c"], ["1", "2", "3"]]) == 1
+    assert _preamble([["a", ""], ["b", "c"], ["d", "e"]]) == 0  # two columns: a sparse first row is data
+    assert _preamble([["x", "y", ""], ["1", "2", "3"], ["4", "5", "6"]]) == 0  # 2 of 3 filled: not under half
+    assert _preamble([["T", "", "", ""], ["n", "", "", ""]] + [["1", "2", "3", "4"]] * 3) == 2
+    assert _preamble([["T"]] * 25 + [["1", "2", "3"]] * 30) == 0  # more than PREAMBLE_MAX: not a preamble

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
-        header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file; say --no-header for headerless tables of text values, which can pass for a header)."),
+        header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
 
@@ -95,6 +95,9 @@ def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path
     if res.header_guessed:
         console.print(f"[dim]note: in {res.header_guessed} file(s) the first row was taken as column names "
                       "(guessed); pass --header or --no-header to say how the files are written[/dim]")
+    if res.preamble_skipped:
+        console.print(f"[dim]note: in {res.preamble_skipped} file(s) rows above the table were skipped as a title or "
+                      "notes; pass --header or --no-header to read every row[/dim]")
     if res.errors:
         for e in res.errors[:10]:
             console.print(f"[red]error[/red] {e.error}")

@@ -112,7 +112,9 @@ def read_csv(
     """Read a CSV/TSV file into a Table.
 
     header: True (first row is a header), False (headerless), or "infer" (csv.Sniffer's guess,
-        falling back to True: most CSVs users hand us have a header).
+        falling back to True: most CSVs users hand us have a header). "infer" also skips a preamble
+        (title or notes rows above the table, `_preamble`; counted in `meta["preamble_rows"]`); with
+        True or False every row is read as given.
     max_rows: read at most this many data rows (None = all). The caller decides; nothing is
         dropped silently — `meta["rows_total"]` still counts every row. The file is read as a
         stream: with max_rows, memory stays bounded however long the file is.
@@ -136,7 +138,8 @@ def read_csv(
     except (UnicodeDecodeError, LookupError) as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
     delim = delimiter or _sniff_delimiter(sample, path)
-    keep = None if max_rows is None else max_rows + 1  # + the header row, if there is one
+    # + the header row, if there is one, and the rows a preamble may take
+    keep = None if max_rows is None else max_rows + 1 + (PREAMBLE_MAX if header == "infer" else 0)
     try:
         rows, total = _parse(path, enc, delim, keep)
     except _DecodeError as e:
@@ -150,7 +153,14 @@ def read_csv(
         enc = second
     if not rows:
         raise TableError(f"{path}: file is empty (no row has a non-blank cell)")
+    skipped = 0
     if header == "infer":
+        skipped = _preamble(rows)
+        if skipped:  # the sniffer compares the first row with the rest: give it the table's rows only
+            rows, total = rows[skipped:], total - skipped
+            buf = io.StringIO()
+            _csv.writer(buf, delimiter=delim).writerows(rows[:50])
+            sample = buf.getvalue()
         try:
             has_header = _csv.Sniffer().has_header(sample)
         except _csv.Error:
@@ -172,11 +182,31 @@ def read_csv(
          # How the first row was read: "given" (by the caller), "sniffed" (csv.Sniffer saw the first row
          # differ from the columns' values), or "names" (no evidence either way; taken for names because
          # its cells are unique and non-numeric: the guess annotate reports, as it can be wrong).
-         "header": how, "has_header": has_header}
+         "header": how, "has_header": has_header,
+         "preamble_rows": skipped}  # leading rows skipped as a title/notes before the table (header="infer")
     m.update(meta or {})
     if not body and hdr is None:
         raise TableError(f"{path}: no data rows")
     return Table.from_rows(body, header=hdr, meta=m) if body else Table(columns=[[] for _ in hdr], header=hdr, meta=m)
+
+
+PREAMBLE_MAX = 20  # leading rows that may be a preamble
+
+
+def _preamble(rows: list[list[str]]) -> int:
+    """How many leading rows are a preamble: a title or export notes above the table ("Sales report",
+    "Generated 2024-01-01"). Those are rows with fewer than half the table's usual number of filled
+    cells, followed by a row with at least that many (the header or the first data row). The usual
+    number is the most common count of non-blank cells over the first 200 rows; a table of one or two
+    columns has no such preamble (a sparse first row is as likely), and at most PREAMBLE_MAX rows go."""
+    filled = [sum(1 for c in r if c.strip()) for r in rows[:200]]
+    usual = max(set(filled), key=lambda n: (filled.count(n), n))
+    if usual < 3:
+        return 0
+    k = 0
+    while k < min(PREAMBLE_MAX, len(filled) - 1) and 2 * filled[k] < usual:
+        k += 1
+    return k if k < len(filled) and filled[k] >= usual else 0
 
 
 def _is_number(s: str) -> bool:
