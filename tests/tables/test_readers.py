@@ -256,3 +256,20 @@ def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_
     assert _preamble([["x", "y", ""], ["1", "2", "3"], ["4", "5", "6"]]) == 0  # 2 of 3 filled: not under half
     assert _preamble([["T", "", "", ""], ["n", "", "", ""]] + [["1", "2", "3", "4"]] * 3) == 2
     assert _preamble([["T"]] * 25 + [["1", "2", "3"]] * 30) == 0  # more than PREAMBLE_MAX: not a preamble
+
+
+def test_no_real_headerless_table_loses_rows_to_the_preamble_rule(shared_data):
+    """Every SOTAB sample table (headerless web tables, first rows, sparse cells included) as the
+    reader would see it: the preamble rule skips none of their rows."""
+    from aegir.tables.readers.csv import _preamble
+
+    root = shared_data / "sotab_v2_sample"
+    files = [f for d in ("CTA/Train", "CTA/Train50", "CTA/Validation", "CPA/Train")
+             for f in sorted((root / d).glob("*.json.gz"))]
+    assert len(files) > 3000
+    tripped = []
+    for f in files:
+        rows = [list(r) for r in read_sotab_table(f).rows() if any(c.strip() for c in r)]
+        if _preamble(rows):
+            tripped.append(f.name)
+    assert tripped == []
