@@ -8,7 +8,8 @@ This writes a seeded CSV of `--rows` rows (6 columns: id, name, city, price, dat
 row) and measures, each in a fresh Python process (peak RSS from getrusage, so one measurement
 cannot inherit another's heap):
 1. the CSV reader at `--before` (default 3f3c971: the whole file read into memory, decoded, then parsed),
-   loaded from git, against the current streaming reader (`read_table_file(path, max_rows=...)`);
+   loaded from git, against the current streaming reader (`read_table_file(path, max_rows=...)`), which
+   keeps the first rows, or with `spread=True` (annotate's reading) a uniform sample of all of them;
 2. with `--checkpoint`, the whole `annotate()` call on the file (current code).
 """
 
@@ -37,9 +38,9 @@ if mode == "before":  # the reader module as it was at a commit, from `git show`
     mod = types.ModuleType("csv_before")
     exec(compile(open(extra).read(), "csv_before.py", "exec"), mod.__dict__)
     read = lambda: mod.read_csv(path, max_rows=max_rows)
-elif mode == "now":
+elif mode in ("now", "spread"):
     from aegir.tables.readers.files import read_table_file
-    read = lambda: read_table_file(path, max_rows=max_rows)
+    read = lambda: read_table_file(path, max_rows=max_rows, spread=mode == "spread")
 else:
     from aegir.annotate import annotate
     import torch
@@ -59,6 +60,7 @@ print(json.dumps(res))
 
 # The same child with nothing read: the interpreter's and the imports' own peak RSS.
 BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files import read_table_file",
+            "spread": "from aegir.tables.readers.files import read_table_file",
             "annotate": "from aegir.annotate import annotate; import torch"}
 
 
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         old_src = Path(tmp) / "csv_before.py"
         shown = subprocess.run(["git", "show", f"{args.before}:src/aegir/tables/readers/csv.py"],
                                capture_output=True, text=True, cwd=ROOT)
-        modes: tuple = (("now", "-"),)
+        modes: tuple = (("now", "-"), ("spread", "-"))
         if shown.returncode == 0:
             old_src.write_text(shown.stdout)
             modes = (("before", str(old_src)),) + modes
@@ -122,14 +124,16 @@ def write(res: dict, stem: Path) -> None:
     result_file(stem, ".json").write_text(json.dumps(res, indent=1) + "\n")
     r = res["runs"]
     names = {"before": f"CSV reader at {res['before']} (whole file in memory)",
-             "now": "CSV reader now (streamed)", "annotate": "`annotate()` now (read + serialize + classify)"}
+             "now": "CSV reader now (streamed; the first rows)",
+             "spread": "CSV reader now, `spread=True` (streamed; a uniform sample of the file's rows, as annotate reads)",
+             "annotate": "`annotate()` now (read + serialize + classify)"}
     L = ["# Reading and annotating a long CSV", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "
          "process with nothing read (annotate's includes torch).", "",
          "| what | seconds | peak RSS | RSS of the imports alone | rows kept (annotate: read per column) | rows counted |", "|---|---|---|---|---|---|"]
-    for k in ("before", "now", "annotate"):
+    for k in ("before", "now", "spread", "annotate"):
         if k not in r:
             continue
         x = r[k]

@@ -103,7 +103,9 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tu
             raise TableError(f"{p}: no such file")
         if p.is_dir():
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
-        return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header), str(p)
+        # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
+        return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
+                               spread=True), str(p)
     raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV/Parquet path, not {type(data).__name__}")
 
 
@@ -147,7 +149,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     views: average the scores over this many row views per column (view 0 = evenly spaced rows,
     the others random row subsets); more views read more of a long table's rows.
     labels: restrict predictions to this subset of the model's vocabulary (unknown names raise).
-    max_rows_read: rows parsed from a file (the serializer samples `max_rows` of them per column).
+    max_rows_read: rows kept from a file, a uniform sample of a longer file's rows (the serializer
+    samples `max_rows` of them per column); every row is counted.
     main_column: CPA checkpoints only: the subject column (index or header name; default 0). Every
     other column is annotated with its property relative to it.
     max_bytes: bytes read per column instead of each checkpoint's trained budget (None: as trained); the
@@ -205,8 +208,10 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
-        notes.append(f"each column was read through {rows_read} {how} rows of {table.n_rows} parsed"
-                     + (f" ({total} in the file)" if total != table.n_rows else ""))
+        kept = {"spread": f"{table.n_rows} kept (a uniform sample of the {total} in the file)",
+                "first": f"{table.n_rows} kept (the first of {total} in the file)"}.get(table.meta.get("row_sample"))
+        notes.append(f"each column was read through {rows_read} {how} rows of "
+                     + (kept or f"{table.n_rows}" + (f" ({total} in the file)" if total != table.n_rows else "")))
     header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "

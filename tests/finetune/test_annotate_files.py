@@ -183,7 +183,7 @@ def test_parquet_files_are_annotated_like_their_dataframes(trained, tmp_path):
     long = tmp_path / "long.pq"
     pd.DataFrame({"d": [f"2020-01-{1 + i % 28:02d}" for i in range(5000)]}).to_parquet(long, row_group_size=1000)
     res = annotate(long, trained.final_checkpoint, max_rows_read=1200)  # reads the first 1,200 rows only
-    assert res.columns[0].rows_total == 5000 and res.notes and "1200 parsed (5000 in the file)" in res.notes[0]
+    assert res.columns[0].rows_total == 5000 and res.notes and "1200 kept (a uniform sample of the 5000 in the file)" in res.notes[0]
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(TableError, match="bad.parquet: cannot read as Parquet"):
         annotate(tmp_path / "bad.parquet", trained.final_checkpoint)

@@ -651,6 +651,7 @@ def test_long_tables_benchmark_counts_every_row(trained, tmp_path):
                             "--reps", "1", "--out", str(tmp_path / "long")])
     runs = res["runs"]
     assert (runs["now"]["rows"], runs["now"]["rows_total"]) == (100, 3000)
+    assert (runs["spread"]["rows"], runs["spread"]["rows_total"]) == (100, 3000)
     if "before" in runs:  # the revision compared with is in this clone's history
         assert (runs["before"]["rows"], runs["before"]["rows_total"]) == (100, 3000)
     assert runs["annotate"]["columns"] == 6 and runs["annotate"]["rows_total"] == 3000

@@ -273,3 +273,48 @@ def test_no_real_headerless_table_loses_rows_to_the_preamble_rule(shared_data):
         if _preamble(rows):
             tripped.append(f.name)
     assert tripped == []
+
+
+def test_reservoir_takes_every_row_with_the_same_probability():
+    """Algorithm L over 40 rows, k = 5, 4,000 seeded runs: each row is kept ~500 times (k/n of the
+    runs; the binomial sd is ~21), the sample is in file order, and short inputs are kept whole."""
+    import random
+
+    from aegir.tables.readers.csv import _reservoir
+
+    counts = [0] * 40
+    for seed in range(4000):
+        first, kept = [], []
+        assert _reservoir(iter([[str(i)] for i in range(40)]), 5, first, kept, random.Random(seed)) == 40
+        idx = [i for i, _ in kept]
+        assert len(idx) == 5 == len(set(idx)) and idx == sorted(idx) and [int(r[0]) for _, r in kept] == idx
+        for i in idx:
+            counts[i] += 1
+    assert min(counts) > 400 and max(counts) < 600, counts
+    first, kept = [], []
+    assert _reservoir(iter([["a"], ["b"]]), 5, first, kept) == 2 and kept == [(0, ["a"]), (1, ["b"])]
+
+
+def test_spread_reads_a_uniform_sample_of_a_long_file_in_order(tmp_path):
+    p = tmp_path / "sorted.csv"
+    p.write_text("Export of 2024,,\nid,day,value\n" + "".join(f"{i},{i // 100},{i * 3}\n" for i in range(10_000)))
+    t = read_csv(p, max_rows=500, spread=True)
+    assert t.header == ["id", "day", "value"] and t.meta["preamble_rows"] == 1  # the header guess as before
+    ids = [int(x) for x in t.columns[0]]
+    assert len(ids) == 500 and ids == sorted(ids) and len(set(ids)) == 500
+    assert t.meta["rows_total"] == 10_000 and t.meta["row_sample"] == "spread"
+    deciles = [sum(1 for i in ids if d * 1000 <= i < (d + 1) * 1000) for d in range(10)]
+    assert min(deciles) >= 30 and max(deciles) <= 70, deciles  # ~50 each: the whole file, not its head
+    assert t.columns == read_csv(p, max_rows=500, spread=True).columns  # seeded: the same rows every time
+    head = read_csv(p, max_rows=500)
+    assert [int(x) for x in head.columns[0]] == list(range(500)) and head.meta["row_sample"] == "first"
+    assert read_csv(p, max_rows=20_000, spread=True).meta["row_sample"] == "all"
+    pq = tmp_path / "sorted.parquet"
+    pd.DataFrame({"id": range(10_000)}).to_parquet(pq, row_group_size=1000)
+    from aegir.tables.readers.files import read_table_file
+
+    t = read_table_file(pq, max_rows=500, spread=True)
+    ids = [int(x) for x in t.columns[0]]
+    assert len(ids) == 500 and ids == sorted(ids) and min(ids) < 200 and max(ids) > 9800
+    assert (t.meta["rows_total"], t.meta["row_sample"]) == (10_000, "spread")
+    assert read_table_file(pq, max_rows=500).columns[0] == [str(i) for i in range(500)]

@@ -9,6 +9,10 @@ from __future__ import annotations
 import codecs
 import csv as _csv
 import io
+import itertools
+import math
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,30 +69,89 @@ def _blank(row: list[str]) -> bool:
     return not row or not (row[0].strip() or any(map(str.strip, row)))
 
 
-def _parse(path: Path, enc: str, delim: str, keep: int | None) -> tuple[list[list[str]], int]:
-    """The first `keep` non-blank rows (all with None) and how many there are in the file, read as
-    a stream: memory grows with `keep`, not with the file (a multi-GB CSV is counted, not held)."""
-    rows: list[list[str]] = []
+FIRST_ROWS = 200  # the rows the preamble and header guesses look at
+
+
+@dataclass
+class _Parsed:
+    first: list[list[str]]  # the file's first FIRST_ROWS non-blank rows
+    kept: list[tuple[int, list[str]]]  # (row number among non-blank rows, row), in file order
+    total: int  # non-blank rows in the file
+
+
+def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False) -> _Parsed:
+    """The file's non-blank rows, read as a stream: all of them (keep None), the first `keep`, or
+    with `spread` a uniform random sample of `keep` of them (seeded), and how many there are. Memory
+    grows with `keep`, not with the file: a multi-GB CSV is counted, not held."""
+    first: list[list[str]] = []
+    kept: list[tuple[int, list[str]]] = []
     total = 0
     with open(path, "rb") as raw:
         reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
         try:
-            for row in reader:
-                if _blank(row):
-                    continue  # blank lines carry no cells
-                total += 1
-                if keep is not None and total > keep:
-                    break
-                rows.append(row)
-            # Past the rows kept: count the rest with the same rule, without building a table.
-            total += sum(1 for row in reader if not _blank(row))
+            rows = (row for row in reader if not _blank(row))  # blank lines carry no cells
+            if keep is not None and spread:
+                total = _reservoir(rows, keep, first, kept)
+            else:
+                for total, row in enumerate(rows, 1):
+                    if total <= FIRST_ROWS:
+                        first.append(row)
+                    if keep is not None and total > keep:
+                        if total > FIRST_ROWS:
+                            break
+                        continue
+                    kept.append((total - 1, row))
+                # Past the rows kept: count the rest, without building a table.
+                total += sum(1 for _ in rows)
         except _csv.Error as e:
             raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
         except UnicodeDecodeError as e:
             # The stream decodes ahead of the parser in blocks: the bad byte is at or after this line.
             raise _DecodeError(f"near line {reader.line_num + 1}: cannot decode as {enc} ({e.reason})",
                                bytes(e.object)) from None
-    return rows, total
+    return _Parsed(first, kept, total)
+
+
+def _reservoir(rows, k: int, first: list, kept: list, rng: random.Random | None = None) -> int:
+    """Li's Algorithm L over `rows`: `kept` ends as a uniform random sample of k of them (all when
+    there are fewer), as (row number, row) in file order; `first` gets the first FIRST_ROWS. Past the
+    first k rows it draws random numbers only at the rows it takes (~k log(n/k) of them; the rows
+    between are only counted). Seeded: the same file gives the same sample."""
+    rng = rng or random.Random(0)
+    u = lambda: 1.0 - rng.random()  # noqa: E731  in (0, 1]: its log is finite
+    w = math.exp(math.log(u()) / k)
+    take = k + _skip(u(), w)  # the next row (number) to take into the sample
+    n = 0
+    for row in rows:  # row by row until the sample is full and `first` is filled
+        i, n = n, n + 1
+        if i < FIRST_ROWS:
+            first.append(row)
+        if i < k:
+            kept.append((i, row))
+        elif i == take:
+            kept[rng.randrange(k)] = (i, row)
+            w *= math.exp(math.log(u()) / k)
+            take = n + _skip(u(), w)
+        if n >= k and n >= FIRST_ROWS:
+            break
+    while True:  # then skip to each row taken: the rows between are counted, not sampled
+        gap = take - n
+        passed = sum(1 for _ in itertools.islice(rows, gap))
+        n += passed
+        row = next(rows, None) if passed == gap else None
+        if row is None:
+            break
+        kept[rng.randrange(k)] = (n, row)
+        n += 1
+        w *= math.exp(math.log(u()) / k)
+        take = n + _skip(u(), w)
+    kept.sort(key=lambda t: t[0])
+    return n
+
+
+def _skip(u: float, w: float) -> int:
+    """Rows Algorithm L passes over before its next take: floor(log u / log(1 - w))."""
+    return 0 if w >= 1.0 else int(math.floor(math.log(u) / math.log1p(-w)))
 
 
 class _DecodeError(Exception):
@@ -107,6 +170,7 @@ def read_csv(
     delimiter: str | None = None,
     encoding: str | None = None,
     max_rows: int | None = None,
+    spread: bool = False,
     meta: dict[str, Any] | None = None,
 ) -> Table:
     """Read a CSV/TSV file into a Table.
@@ -118,6 +182,10 @@ def read_csv(
     max_rows: read at most this many data rows (None = all). The caller decides; nothing is
         dropped silently — `meta["rows_total"]` still counts every row. The file is read as a
         stream: with max_rows, memory stays bounded however long the file is.
+    spread: with max_rows, keep a uniform random sample of max_rows data rows from the whole file
+        (seeded, in file order; `meta["row_sample"]` "spread") instead of the first ones ("first"; "all" when
+        every row was kept):
+        what annotate reads, so a long sorted export is seen end to end.
     The encoding (when not given), the delimiter and the header are guessed from the file's first
     MiB; if the guessed encoding fails further on, a second guess from the bytes it failed on is
     tried once (the file read again from the start) before the file is reported undecodable.
@@ -138,28 +206,29 @@ def read_csv(
     except (UnicodeDecodeError, LookupError) as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
     delim = delimiter or _sniff_delimiter(sample, path)
-    # + the header row, if there is one, and the rows a preamble may take
+    # Head: + the header and the rows a preamble may take. Spread: as many more in the sample, so
+    # that exactly max_rows data rows remain once those are known and dropped.
     keep = None if max_rows is None else max_rows + 1 + (PREAMBLE_MAX if header == "infer" else 0)
     try:
-        rows, total = _parse(path, enc, delim, keep)
+        parsed = _parse(path, enc, delim, keep, spread)
     except _DecodeError as e:
         second = None if encoding else _guess(e.block)
         if second is None or second == enc:
             raise TableError(f"{path}, {e}") from None
         try:
-            rows, total = _parse(path, second, delim, keep)
+            parsed = _parse(path, second, delim, keep, spread)
         except _DecodeError as e2:
             raise TableError(f"{path}, {e2} (after {enc} failed: {e})") from None
         enc = second
+    rows, total = parsed.first, parsed.total
     if not rows:
         raise TableError(f"{path}: file is empty (no row has a non-blank cell)")
     skipped = 0
     if header == "infer":
         skipped = _preamble(rows)
         if skipped:  # the sniffer compares the first row with the rest: give it the table's rows only
-            rows, total = rows[skipped:], total - skipped
             buf = io.StringIO()
-            _csv.writer(buf, delimiter=delim).writerows(rows[:50])
+            _csv.writer(buf, delimiter=delim).writerows(rows[skipped:skipped + 50])
             sample = buf.getvalue()
         try:
             has_header = _csv.Sniffer().has_header(sample)
@@ -167,18 +236,21 @@ def read_csv(
             has_header = True
         # The sniffer says "no header" for all-text tables; a first row of unique, non-numeric
         # names is still far more likely a header than data.
-        first = rows[0]
+        first = rows[skipped]
         how = "sniffed"
         if not has_header and len(set(first)) == len(first) and not any(_is_number(c) for c in first):
             has_header, how = True, "names"
     else:
         has_header, how = bool(header), "given"
-    hdr = rows[0] if has_header else None
-    body = rows[1:] if has_header else rows
-    if max_rows is not None:
-        body = body[:max_rows]
+    start = skipped + has_header  # the first data row
+    hdr = rows[skipped] if has_header else None
+    body = [row for i, row in parsed.kept if i >= start]
+    if max_rows is not None and len(body) > max_rows:
+        # Head: the first max_rows. Spread: a uniform sample of the sample's data rows, in file order.
+        body = (body[:max_rows] if not spread else
+                [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
     m = {"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
-         "rows_total": total - (1 if has_header else 0),
+         "rows_total": total - start, "row_sample": _row_sample(len(body), total - start, spread),
          # How the first row was read: "given" (by the caller), "sniffed" (csv.Sniffer saw the first row
          # differ from the columns' values), or "names" (no evidence either way; taken for names because
          # its cells are unique and non-numeric: the guess annotate reports, as it can be wrong).
@@ -188,6 +260,11 @@ def read_csv(
     if not body and hdr is None:
         raise TableError(f"{path}: no data rows")
     return Table.from_rows(body, header=hdr, meta=m) if body else Table(columns=[[] for _ in hdr], header=hdr, meta=m)
+
+
+def _row_sample(kept: int, total: int, spread: bool) -> str:
+    """meta["row_sample"]: "all" rows kept, the "first" ones, or a uniform sample "spread" over the file."""
+    return "all" if kept >= total else "spread" if spread else "first"
 
 
 PREAMBLE_MAX = 20  # leading rows that may be a preamble

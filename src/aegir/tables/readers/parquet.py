@@ -1,7 +1,8 @@
 """Parquet files -> Table (pyarrow), for annotating the files of a data lake.
 
 Only the first `max_rows` rows are read (record batches from the start of the file, not the whole
-file), and `meta["rows_total"]` comes from the file's metadata, so nothing is dropped silently.
+file), or with `spread` a uniform sample of them; `meta["rows_total"]` comes from the file's
+metadata, so nothing is dropped silently.
 Cells become text as in `from_dataframe`: None/NaN/NaT -> "", everything else `str()`.
 """
 
@@ -10,13 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.csv import from_dataframe
+from aegir.tables.readers.csv import _row_sample, from_dataframe
 from aegir.tables.table import Table, TableError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def read_parquet(path: str | Path, *, max_rows: int | None = None, meta: dict[str, Any] | None = None) -> Table:
+def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
+                 meta: dict[str, Any] | None = None) -> Table:
+    """max_rows: the first that many rows, or with `spread` a uniform random sample of them from the
+    whole file (seeded, in file order; every record batch is decoded, one at a time)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -26,6 +31,16 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, meta: dict[st
         total = f.metadata.num_rows
         if max_rows is None or max_rows >= total:
             data = f.read()
+        elif spread:
+            # The rows to keep, drawn before reading (the file says how many there are).
+            pick = np.sort(np.random.default_rng(0).choice(total, size=max_rows, replace=False))
+            batches, offset = [], 0
+            for b in f.iter_batches(batch_size=65_536):
+                lo, hi = np.searchsorted(pick, [offset, offset + b.num_rows])
+                if hi > lo:
+                    batches.append(b.take(pa.array(pick[lo:hi] - offset)))
+                offset += b.num_rows
+            data = pa.Table.from_batches(batches, schema=f.schema_arrow)
         else:
             batches = []
             got = 0
@@ -41,6 +56,6 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, meta: dict[st
     if df.shape[1] == 0:
         raise TableError(f"{path}: Parquet file has no columns")
     m = {"source": "parquet", "name": path.name, "path": str(path), "rows_total": total, "header": "given",
-         "has_header": True}
+         "has_header": True, "row_sample": _row_sample(len(df), total, spread)}
     m.update(meta or {})
     return from_dataframe(df, meta=m)
