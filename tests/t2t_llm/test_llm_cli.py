@@ -34,6 +34,16 @@ def test_sft_and_export_from_records_file(make_examples, tmp_path):
     assert cfg["lora"]["r"] == 4 and cfg["global_batch"] == 2 and cfg["stages"][0]["learning_rate"] == 1.5e-4
     assert cfg["est_step_seconds"] == 36.0
     assert (tmp_path / "sft" / "adapter" / "adapter_model.safetensors").is_file()
+    # Extraction with that adapter as pi_2 carries no "without a trained adapter" note; with the base it does.
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Aromi is a coffee shop in the city centre.", encoding="utf-8")
+    sp = tmp_path / "s.json"
+    sp.write_text(json.dumps({"structure": "kv_single", "fields": [{"name": "name", "type": "string"}]}))
+    for pi2, noted in ((str(tmp_path / "sft" / "adapter"), False), ("tiny", True)):
+        r = runner.invoke(app, ["extract", str(doc), "--schema", str(sp), "--pi2", pi2, "--model", "tiny",
+                                "--out-dir", str(tmp_path / "x")])
+        assert r.exit_code == 0, r.output
+        assert ("pi_2 ran on a model without a trained adapter" in " ".join(r.output.split())) == noted, r.output
 
     r = runner.invoke(app, ["t2t", "export-verl", "--records", str(rp), "--stage", "table", "--out",
                             str(tmp_path / "verl")])

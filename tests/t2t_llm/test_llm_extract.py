@@ -102,6 +102,7 @@ def test_extract_file_and_cli(tiny, tmp_path):
     sp = tmp_path / "s.json"
     sp.write_text(json.dumps(SCHEMAS[0]))
     files = extract_file(doc, tmp_path / "out", schema_path=sp, model=tiny)
+    assert files.result.base_only == ["pi_2"]  # the schema was given: pi_1 did not run
     assert Schema.from_json((tmp_path / "out" / "doc.schema.json").read_text()) == Schema.from_dict(SCHEMAS[0])
     _check_rows((tmp_path / "out" / "doc.ndjson").read_text(), files.result.schema)
 
@@ -123,5 +124,5 @@ def test_extract_file_and_cli(tiny, tmp_path):
 def test_extract_without_schema_runs_pi1_then_pi2(tiny, fast_cfg):
     res = extract("Aromi is a coffee shop in the city centre.", model=tiny,
                   cfg=fast_cfg.replace(max_new_tokens_table=32))
-    assert res.schema_source == "pi_1" and res.schema_raw
+    assert res.schema_source == "pi_1" and res.schema_raw and res.base_only == ["pi_1", "pi_2"]
     _check_rows(res.ndjson, res.schema)

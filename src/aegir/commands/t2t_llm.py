@@ -291,5 +291,9 @@ def register(app: typer.Typer) -> None:
                                    schema_model=pi1, table_model=pi2, constrained=constrained)
             console.print(f"schema ({res.result.schema_source}): {res.schema_path}")
             console.print(f"{len(res.result.rows)} row(s) from {res.result.n_chunks} chunk(s): {res.ndjson_path}")
+            if res.result.base_only:
+                console.print(f"[yellow]note:[/yellow] {' and '.join(res.result.base_only)} ran on a model without a "
+                              "trained adapter: a base model zero-shot writes schemas and rows of little use (see "
+                              "docs/results/t2t.md); train adapters with `aegir t2t sft` and pass --pi1/--pi2")
 
         _guard(go)

@@ -150,6 +150,7 @@ class ExtractResult:
     raw_outputs: list[str] = field(default_factory=list)  # pi_2's raw text per chunk
     fallback_chunks: int = 0  # chunks that needed the tight second pass
     schema_raw: str | None = None  # pi_1's raw answer
+    base_only: list[str] = field(default_factory=list)  # stages ("pi_1", "pi_2") run on a model without an adapter
 
     @property
     def schema_json(self) -> str:
@@ -244,7 +245,7 @@ def extract(
         base = _as_loaded(model, None)
     pi2 = _as_loaded(table_model, base)
     chunks = chunk_document(text, cfg.chunk_chars)
-    raw_schema = None
+    raw_schema = pi1 = None
     if schema is None:
         pi1 = _as_loaded(schema_model, base)
         sch, raw_schema = predict_schema(pi1, chunks[0], cfg=cfg, constrained=constrained, metadata=metadata)
@@ -252,6 +253,8 @@ def extract(
     else:
         sch = _coerce_schema(schema)
         source = "given"
+    base_only = [name for name, m in (("pi_1", pi1 if schema is None else None), ("pi_2", pi2))
+                 if m is not None and m.adapter is None]
     gf = GrammarFactory(pi2) if constrained else None
     per_chunk, raws, fallbacks = [], [], 0
     for c in chunks:
@@ -263,6 +266,7 @@ def extract(
     return ExtractResult(
         schema=sch, rows=rows, ndjson=rows_to_ndjson(rows, sch), schema_source=source, n_chunks=len(chunks),
         constrained=constrained, raw_outputs=raws, fallback_chunks=fallbacks, schema_raw=raw_schema,
+        base_only=base_only,
     )
 
 
