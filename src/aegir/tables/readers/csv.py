@@ -1,7 +1,9 @@
 """CSV/TSV files and pandas DataFrames -> Table, plus labelled CSV folders for custom training data.
 
 The csv module (not pandas) parses files so ragged rows survive (pandas raises or drops them) and
-every error can name its line. The encoding is detected with charset-normalizer when not given.
+every error can name its line. Files are read as a stream (the rows kept are bounded by max_rows, the
+rest only counted); the encoding, delimiter, preamble and header are guessed from the file's start
+(charset-normalizer for non-UTF-8 text).
 """
 
 from __future__ import annotations
