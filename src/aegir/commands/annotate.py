@@ -13,6 +13,7 @@ from rich.table import Table as RichTable
 from aegir.commands import INFER_BF16_HELP
 
 console = Console()
+BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status line while it reads (~14 s a GiB here)
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +63,13 @@ def register(app: typer.Typer) -> None:
 def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
     from aegir.annotate import annotate
 
-    res = annotate(file, checkpoint, **kw)
+    size = file.stat().st_size if file.is_file() else 0
+    if size > BIG_FILE:  # reading counts every row of the file: say what the wait is for
+        with console.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
+                            "of them kept) and annotating..."):
+            res = annotate(file, checkpoint, **kw)
+    else:
+        res = annotate(file, checkpoint, **kw)
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
     title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
     t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=title)
