@@ -88,7 +88,8 @@ class AnnotationResult:
 _CACHE: dict[str, LoadedClassifier] = {}
 
 
-def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tuple[Table, str]:
+def _as_table(data, max_rows_read: int | None, header: bool | None = None, encoding: str | None = None
+              ) -> tuple[Table, str]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -105,7 +106,7 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None) -> tu
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
-                               spread=True), str(p)
+                               spread=True, encoding=encoding), str(p)
     raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV/Parquet path, not {type(data).__name__}")
 
 
@@ -141,7 +142,8 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
 def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequence[str] | None = None, top_k: int = 3,
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
-             bf16: bool | None = None, min_score: float | None = None, header: bool | None = None) -> AnnotationResult:
+             bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
+             encoding: str | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV or Parquet file's path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
@@ -161,6 +163,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     this; the top-k list is still given. `aegir eval` prints coverage and accuracy per threshold on
     labelled data (aegir.evaluation.selective) to choose it. With `labels`, scores are those of the
     full vocabulary (not renormalised over the subset).
+    header: whether a CSV/TSV file's first row holds column names (None: guessed, skipping a preamble).
+    encoding: a CSV/TSV file's text encoding (None: detected; say it when the detection guesses wrong).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -168,7 +172,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
-    table, source = _as_table(data, max_rows_read, header)
+    table, source = _as_table(data, max_rows_read, header, encoding)
     if table.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
     main = None

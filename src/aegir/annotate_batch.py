@@ -125,7 +125,8 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
                    labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
                    main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
-                   min_score: float | None = None, header: bool | None = None, batch_size: int = 64) -> BatchResult:
+                   min_score: float | None = None, header: bool | None = None, encoding: str | None = None,
+                   batch_size: int = 64) -> BatchResult:
     """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
 
     resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
@@ -143,7 +144,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-              min_score=min_score, header=header)
+              min_score=min_score, header=header, encoding=encoding)
     settings = _settings(members, kw)
     run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
     done: set[Path] = set()

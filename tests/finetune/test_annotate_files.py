@@ -139,6 +139,25 @@ def test_header_option_reads_the_first_row_as_data(trained, tmp_path):
     assert res.header_guessed == 1
 
 
+def test_encoding_can_be_given_when_detection_would_guess(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    p = tmp_path / "de.csv"
+    p.write_bytes("Name;Straße;Preis\nMüller GmbH;Hauptstraße 1;12,50\nWeber KG;Bahnhofstraße 7;7,99\n".encode("cp1252"))
+    res = annotate(p, trained.final_checkpoint, encoding="cp1252")
+    assert [c.name for c in res.columns] == ["Name", "Straße", "Preis"]
+    with pytest.raises(TableError, match=r"de.csv, line 1: cannot decode as utf-8"):
+        annotate(p, trained.final_checkpoint, encoding="utf-8")  # said, not guessed: no second guess
+    r = CliRunner().invoke(app, ["annotate", str(p), "--checkpoint", str(trained.final_checkpoint),
+                                 "--encoding", "no-such-codec"])
+    # (aegir.cli.main turns a TableError into one "error:" line and exit code 2; the runner calls the app itself)
+    assert isinstance(r.exception, TableError) and "cannot decode as no-such-codec" in str(r.exception)
+    batch = annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", encoding="cp1252", progress=False)
+    assert batch.annotated == 1 and json.loads((tmp_path / "a.run.json").read_text())["encoding"] == "cp1252"
+
+
 def test_title_rows_above_the_table_are_skipped_and_said(trained, tmp_path):
     p = tmp_path / "report.csv"  # an export with a title and a note above the header
     p.write_text("Sales report,,\nGenerated 2024-01-01,,\n\nid,product,amount\n1,Widget,3.5\n2,Gadget,4\n")

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
+        encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV/TSV files, e.g. cp1252 (default: detected per file)."),
         header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
         file by file, with unreadable files listed in <out>.errors.jsonl (exit code 1 if any)."""
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-                  min_score=min_score, header=header)
+                  min_score=min_score, header=header, encoding=encoding)
         many = len(files) > 1 or files[0].is_dir() or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson"))
         if many:
             _annotate_many(files, checkpoint, out, resume, overwrite, kw)

@@ -205,7 +205,10 @@ def read_csv(
     enc = encoding or detect_encoding(head, path, partial)
     try:  # 64 KiB hold the sniffers' 8192 characters in any encoding
         sample = codecs.getincrementaldecoder(enc)().decode(head[:1 << 16], final=len(head) <= 1 << 16 and not partial)[:8192]
-    except (UnicodeDecodeError, LookupError) as e:
+    except UnicodeDecodeError as e:
+        line = head[:e.start].count(b"\n") + 1
+        raise TableError(f"{path}, line {line}: cannot decode as {enc} ({e.reason}; pass the file's encoding)") from None
+    except LookupError as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
     delim = delimiter or _sniff_delimiter(sample, path)
     # Head: + the header and the rows a preamble may take. Spread: as many more in the sample, so

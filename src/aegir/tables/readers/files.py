@@ -10,10 +10,11 @@ from aegir.tables.table import Table
 
 
 def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows: int | None = None,
-                    spread: bool = False) -> Table:
-    """`header` applies to CSV/TSV only: a Parquet file's column names come from its schema.
-    max_rows keeps the first rows, or with `spread` a uniform sample of the whole file's (seeded)."""
+                    spread: bool = False, encoding: str | None = None) -> Table:
+    """`header` and `encoding` (None: detected) apply to CSV/TSV only: a Parquet file's column names
+    come from its schema, its text is UTF-8. max_rows keeps the first rows, or with `spread` a uniform
+    sample of the whole file's (seeded)."""
     p = Path(path)
     if p.suffix.lower() in PARQUET_SUFFIXES:
         return read_parquet(p, max_rows=max_rows, spread=spread)
-    return read_csv(p, header=header, max_rows=max_rows, spread=spread)
+    return read_csv(p, header=header, max_rows=max_rows, spread=spread, encoding=encoding)
