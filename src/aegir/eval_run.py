@@ -12,7 +12,8 @@ import numpy as np
 from aegir.encoding.batch import EncodedColumn, encode_dataset
 from aegir.evaluation import (
     ClassificationReport, Prediction, SelectiveReport, classification_report, confusion_matrix,
-    format_classification_report, multilabel_report, plot_confusion_matrix, selective_report, write_predictions,
+    TemperatureFit, format_classification_report, multilabel_report, plot_confusion_matrix, selective_report,
+    write_predictions,
 )
 from aegir.inference import (LoadedClassifier, Predictions, inference_precision, load_classifiers, precision_name,
                              predict_ensemble, read_at_budget)
@@ -146,20 +147,15 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
 
 
 @dataclass
-class CalibrationResult:
-    """What `calibrate` fitted, on which columns, and what it changed (scores only: no argmax moves)."""
+class CalibrationResult(TemperatureFit):
+    """What `calibrate` fitted, on which columns, and what it changed (scores only: no argmax moves):
+    the fit's figures, plus where the calibrated copy went and the columns left out."""
 
     checkpoint: Path  # the calibrated copy
-    temperature: float
-    n_columns: int  # labelled columns the temperature was fitted on
     n_skipped: int  # columns whose gold label the model cannot predict (not in its vocabulary)
-    nll_before: float
-    nll_after: float
-    ece_before: float
-    ece_after: float
 
     def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()}
+        return {**super().to_dict(), "checkpoint": str(self.checkpoint)}
 
 
 def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, data: str | None = None,
@@ -199,8 +195,7 @@ def calibrate(checkpoint: str | Path, out: str | Path, task: str | None = None, 
     else:
         gold = np.array([index[run.predictions[i].gold[0]] for i in rows])  # (N,)
     fit = fit_temperature_report(logits, gold, multi_label=lc.multi_label)
-    res = CalibrationResult(out, fit.temperature, fit.n_columns, len(run.predictions) - len(rows), fit.nll_before,
-                            fit.nll_after, fit.ece_before, fit.ece_after)
+    res = CalibrationResult(**fit.to_dict(), checkpoint=out, n_skipped=len(run.predictions) - len(rows))
     ck = load_checkpoint(src, kind="classifier")
     info = {**{k: v for k, v in res.to_dict().items() if k != "checkpoint"}, "views": views,
             "data": data or f"validation split of {task or lc.task}", "source_checkpoint": str(src)}
