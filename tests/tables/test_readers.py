@@ -146,6 +146,12 @@ def test_labeled_csv_folder(tmp_path):
     (tmp_path / "labels.csv").write_text("table_name,column_index,label\n../people.csv,0,X\n")
     with pytest.raises(TableError, match="line 2"):
         read_labeled_csv_folder(tmp_path)
+    (tmp_path / "long.csv").write_text("n\n" + "".join(f"{i}\n" for i in range(150)))
+    (tmp_path / "labels.csv").write_text("table_name,column_name,label\nlong.csv,n,Number\n")
+    t = read_labeled_csv_folder(tmp_path, max_rows=50).tables[0]  # a uniform sample of a long table's rows
+    ids = [int(x) for x in t.columns[0]]
+    assert len(ids) == 50 and ids == sorted(ids) and ids[-1] > 100 and t.meta["rows_total"] == 150
+    assert read_labeled_csv_folder(tmp_path).tables[0].n_rows == 150  # the default keeps 100,000
 
 
 def test_turl_both_layouts(tmp_path):

@@ -314,10 +314,18 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
     return Table(columns=cols, header=header, meta={"source": "dataframe", "name": "dataframe", **(meta or {})})
 
 
+MAX_TRAIN_ROWS = 100_000  # rows kept per custom training table (a uniform sample of longer ones)
+
+
 def read_labeled_csv_folder(
-    folder: str | Path, gold: str | Path | None = None, *, on_error: str = "raise", header: bool | str = True
+    folder: str | Path, gold: str | Path | None = None, *, on_error: str = "raise", header: bool | str = True,
+    max_rows: int | None = MAX_TRAIN_ROWS,
 ) -> LabeledDataset:
     """Custom training data: a folder of CSV/TSV (or Parquet) tables plus a gold CSV.
+
+    Each table keeps at most `max_rows` rows, a seeded uniform sample of a longer table's (training
+    reads `max_rows` of the serializer, 32 by default, per column and epoch), so a folder of large
+    exports fits in memory; `meta["rows_total"]` counts every row. None keeps them all.
 
     Gold columns: `table_name,column_index,label` (like SOTAB) or `table_name,column_name,label`.
     Several labels for one column (multi-label) are given as several rows. `gold` defaults to
@@ -351,7 +359,7 @@ def read_labeled_csv_folder(
                     skip(f"{where}: table file {p} not found", "missing table")
                     continue
                 index[name] = len(tables)
-                tables.append(read_table_file(p, header=header))
+                tables.append(read_table_file(p, header=header, max_rows=max_rows, spread=True))
             t = tables[index[name]]
             if row.get("column_index") not in (None, ""):
                 try:
