@@ -1,8 +1,8 @@
 """Parquet files -> Table (pyarrow), for annotating the files of a data lake.
 
 Only the first `max_rows` rows are read (record batches from the start of the file, not the whole
-file), or with `spread` a uniform sample of them; `meta["rows_total"]` comes from the file's
-metadata, so nothing is dropped silently.
+file), or with `spread` a uniform sample of all of them (every batch decoded, one at a time);
+`meta["rows_total"]` comes from the file's metadata, so nothing is dropped silently.
 Cells become text as in `from_dataframe`: None/NaN/NaT -> "", everything else `str()`.
 """
 
