@@ -185,9 +185,8 @@ def read_csv(
         dropped silently — `meta["rows_total"]` still counts every row. The file is read as a
         stream: with max_rows, memory stays bounded however long the file is.
     spread: with max_rows, keep a uniform random sample of max_rows data rows from the whole file
-        (seeded, in file order; `meta["row_sample"]` "spread") instead of the first ones ("first"; "all" when
-        every row was kept):
-        what annotate reads, so a long sorted export is seen end to end.
+        (seeded, in file order) instead of the first ones: what annotate reads, so a long sorted export
+        is seen end to end. `meta["row_sample"]` says which: "spread", "first", or "all" (every row kept).
     The encoding (when not given), the delimiter and the header are guessed from the file's first
     MiB; if the guessed encoding fails further on, a second guess from the bytes it failed on is
     tried once (the file read again from the start) before the file is reported undecodable.
@@ -204,7 +203,8 @@ def read_csv(
     partial = size > len(head)
     enc = encoding or detect_encoding(head, path, partial)
     try:  # 64 KiB hold the sniffers' 8192 characters in any encoding
-        sample = codecs.getincrementaldecoder(enc)().decode(head[:1 << 16], final=len(head) <= 1 << 16 and not partial)[:8192]
+        whole = len(head) <= 1 << 16 and not partial
+        sample = codecs.getincrementaldecoder(enc)().decode(head[:1 << 16], final=whole)[:8192]
     except UnicodeDecodeError as e:
         line = head[:e.start].count(b"\n") + 1
         raise TableError(f"{path}, line {line}: cannot decode as {enc} ({e.reason}; pass the file's encoding)") from None
