@@ -42,7 +42,7 @@ elif mode in ("now", "spread"):
     from aegir.tables.readers.files import read_table_file
     read = lambda: read_table_file(path, max_rows=max_rows, spread=mode == "spread")
 else:
-    from aegir.annotate import annotate
+    from aegir.annotation import annotate
     import torch
     torch.set_num_threads(2)
     read = lambda: annotate(path, extra, max_rows_read=max_rows)
@@ -61,7 +61,7 @@ print(json.dumps(res))
 # The same child with nothing read: the interpreter's and the imports' own peak RSS.
 BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files import read_table_file",
             "spread": "from aegir.tables.readers.files import read_table_file",
-            "annotate": "from aegir.annotate import annotate; import torch"}
+            "annotate": "from aegir.annotation import annotate; import torch"}
 
 
 def write_csv(path: Path, rows: int, seed: int = 0) -> None:

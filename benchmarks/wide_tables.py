@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import pandas as pd  # noqa: E402
 
-from aegir.annotate import annotate  # noqa: E402
+from aegir.annotation import annotate  # noqa: E402
 from aegir.encoding.serialize import SerializeConfig, serialize  # noqa: E402
 from aegir.inference import load_classifier  # noqa: E402
 from aegir.tables.table import Table  # noqa: E402

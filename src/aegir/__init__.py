@@ -14,7 +14,7 @@ __all__ = ["annotate", "annotate_files", "extract", "__version__"]
 
 def __getattr__(name: str):
     if name == "annotate":
-        from aegir.annotate import annotate
+        from aegir.annotation import annotate
 
         return annotate
     if name == "annotate_files":

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from aegir.annotate import Checkpoint, annotate, loaded_members
+from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES

@@ -50,7 +50,7 @@ class DemoResult:
 
 
 def run_demo(cfg: DemoConfig = DemoConfig()) -> DemoResult:
-    from aegir.annotate import annotate
+    from aegir.annotation import annotate
     from aegir.diagnostics import format_report
     from aegir.inference import load_classifier
     from aegir.liveness_run import liveness_for

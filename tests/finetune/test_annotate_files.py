@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aegir.annotate import annotate
+from aegir.annotation import annotate
 from aegir.annotate_batch import annotate_files, completed_files, find_tables
 from aegir.tables import TableError
 
@@ -208,3 +208,19 @@ def test_parquet_files_are_annotated_like_their_dataframes(trained, tmp_path):
         annotate(tmp_path / "bad.parquet", trained.final_checkpoint)
     out = annotate_files([tmp_path], trained.final_checkpoint, tmp_path / "all.jsonl", progress=False)
     assert (out.annotated, out.columns, [e.file for e in out.errors]) == (2, 4, [str(tmp_path / "bad.parquet")])
+
+
+def test_the_package_level_api_stays_callable(trained, tmp_path):
+    """`aegir.annotate` is the function however often it is called and whatever was imported first
+    (a submodule of that name once replaced it after the first call)."""
+    import importlib
+
+    import aegir
+
+    p = tmp_path / "t.csv"
+    p.write_text("city,zip\nOslo,0150\nBergen,5003\n")
+    importlib.import_module("aegir.annotate_batch")  # the batch module imports the single-file one
+    for _ in range(2):
+        assert callable(aegir.annotate) and aegir.annotate(p, trained.final_checkpoint).columns[0].name == "city"
+    assert aegir.annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", progress=False).annotated == 1
+    assert callable(aegir.extract)

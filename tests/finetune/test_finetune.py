@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aegir.annotate import annotate
+from aegir.annotation import annotate
 from aegir.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from aegir.eval_run import run_eval
 from aegir.inference import export_specialist, inference_precision, load_classifier

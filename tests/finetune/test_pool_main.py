@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from aegir.annotate import annotate
+from aegir.annotation import annotate
 from aegir.cli import app
 from aegir.encoding.batch import encode_dataset
 from aegir.inference import export_specialist, load_classifier, predict

@@ -73,7 +73,7 @@ def test_eval_with_views_averages_the_view_logits(trained, custom_data):
 
 
 def test_annotate_views_read_more_rows(trained):
-    from aegir.annotate import annotate
+    from aegir.annotation import annotate
 
     long = pd.DataFrame({"n": [str(i) for i in range(500)], "w": [f"word{i}" for i in range(500)]})
     one = annotate(long, trained.final_checkpoint, top_k=1)
@@ -121,7 +121,7 @@ def test_views_benchmark_curve_is_eval_with_views(trained, custom_data):
 def test_annotate_and_eval_cli_read_more_bytes(trained, tmp_path):
     from typer.testing import CliRunner
 
-    from aegir.annotate import annotate
+    from aegir.annotation import annotate
     from aegir.cli import app
 
     long = pd.DataFrame({"n": [str(10_000 + i) for i in range(12)], "w": [f"word{i}" for i in range(12)]})

@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
-    from aegir.annotate import annotate
+    from aegir.annotation import annotate
 
     size = file.stat().st_size if file.is_file() else 0
     if size > BIG_FILE:  # reading counts every row of the file: say what the wait is for

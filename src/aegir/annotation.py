@@ -12,6 +12,9 @@ read of how many, so sampling is never silent.
 Abstention: with `min_score`, a column whose best score is below it gets no label (`abstained`),
 for columns outside the label vocabulary or too ambiguous to call; `aegir eval` prints, on labelled
 data, the coverage and accuracy each threshold gives and how well the scores are calibrated.
+The module is `annotation`, not `annotate` as in design.md's layout: a submodule named `annotate`
+would, once imported, replace the package attribute `aegir.annotate` (the function users call) with
+the module itself, so a second `aegir.annotate(df, ...)` raised "'module' object is not callable".
 """
 
 from __future__ import annotations
