@@ -100,6 +100,11 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
     if isinstance(data, Table):
         return data, data.name
     if pd is not None and isinstance(data, pd.DataFrame):
+        n = len(data)
+        if max_rows_read is not None and n > max_rows_read:
+            # As for files: a seeded uniform sample of the rows, in order, before every cell becomes text.
+            keep = np.sort(np.random.default_rng(0).choice(n, size=max_rows_read, replace=False))
+            return from_dataframe(data.iloc[keep], meta={"rows_total": n, "row_sample": "spread"}), "DataFrame"
         return from_dataframe(data), "DataFrame"
     if isinstance(data, (str, Path)):
         p = Path(data)
@@ -215,8 +220,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
-        kept = {"spread": f"{table.n_rows} kept (a uniform sample of the {total} in the file)",
-                "first": f"{table.n_rows} kept (the first of {total} in the file)"}.get(table.meta.get("row_sample"))
+        where = "DataFrame" if table.meta.get("source") == "dataframe" else "file"
+        kept = {"spread": f"{table.n_rows} kept (a uniform sample of the {total} in the {where})",
+                "first": f"{table.n_rows} kept (the first of {total} in the {where})"}.get(table.meta.get("row_sample"))
         notes.append(f"each column was read through {rows_read} {how} rows of "
                      + (kept or f"{table.n_rows}" + (f" ({total} in the file)" if total != table.n_rows else "")))
     header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so

@@ -224,3 +224,14 @@ def test_the_package_level_api_stays_callable(trained, tmp_path):
         assert callable(aegir.annotate) and aegir.annotate(p, trained.final_checkpoint).columns[0].name == "city"
     assert aegir.annotate_files([p], trained.final_checkpoint, tmp_path / "a.jsonl", progress=False).annotated == 1
     assert callable(aegir.extract)
+
+
+def test_a_long_dataframe_is_sampled_before_its_cells_become_text(trained):
+    import pandas as pd
+
+    df = pd.DataFrame({"day": pd.date_range("2020-01-01", periods=5000, freq="h"), "n": range(5000)})
+    res = annotate(df, trained.final_checkpoint, max_rows_read=300)
+    assert [c.rows_total for c in res.columns] == [5000, 5000]
+    assert any("300 kept (a uniform sample of the 5000 in the DataFrame)" in n for n in res.notes), res.notes
+    small = annotate(df.head(40), trained.final_checkpoint, max_rows_read=300)
+    assert small.columns[0].rows_total == 40 and not any("kept" in n for n in small.notes)
