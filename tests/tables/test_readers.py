@@ -297,6 +297,15 @@ def test_reservoir_takes_every_row_with_the_same_probability():
         for i in idx:
             counts[i] += 1
     assert min(counts) > 400 and max(counts) < 600, counts
+    # Past FIRST_ROWS (200) the rows between takes are skipped unseen: 600 rows, k = 5, 1,000 runs; each
+    # 100-row bin is taken ~833 times (sd ~26), the same before and after the switch at row 200.
+    bins = [0] * 6
+    for seed in range(1000):
+        kept = []
+        assert _reservoir(iter([[str(i)] for i in range(600)]), 5, [], kept, random.Random(seed)) == 600
+        for i, _ in kept:
+            bins[i // 100] += 1
+    assert min(bins) > 700 and max(bins) < 966, bins
     first, kept = [], []
     assert _reservoir(iter([["a"], ["b"]]), 5, first, kept) == 2 and kept == [(0, ["a"]), (1, ["b"])]
 
