@@ -337,6 +337,22 @@ def test_top_k_ranks_by_logits_where_scores_underflow_or_saturate():
     assert idx[1].tolist() == [1, 2, 0] and scores[1].tolist() == [1.0, 1.0, 1.0]
 
 
+def test_restricted_labels_rank_the_subset_and_keep_full_vocabulary_scores():
+    """annotate(labels=[...]): the best labels of the subset, scored as in the unrestricted run (hand
+    softmax), not renormalised over the subset; multi-label sigmoids likewise unchanged."""
+    from aegir.inference import Predictions, restrict_labels
+
+    logits = np.array([[3.0, 1.0, 0.0, -1.0]], dtype=np.float32)
+    p = Predictions(logits, np.zeros((1, 1), np.float32), np.zeros((1, 1)), np.ones((1, 1)))
+    full = np.exp(logits[0].astype(np.float64)) / np.exp(logits[0].astype(np.float64)).sum()
+    r = restrict_labels(p, np.array([False, True, False, True]))
+    idx, scores = r.top_k(2)
+    assert idx[0].tolist() == [1, 3] and np.allclose(scores[0], full[[1, 3]], rtol=1e-6)
+    assert scores[0].sum() < 0.2  # the subset does not fit this column: its scores say so
+    idx, scores = r.top_k(2, multi_label=True)
+    assert idx[0].tolist() == [1, 3] and np.allclose(scores[0], 1 / (1 + np.exp(-logits[0, [1, 3]])), rtol=1e-6)
+
+
 def test_ensemble_keeps_the_order_of_labels_its_members_all_find_unlikely():
     """The mean probability of confident members, in float64: labels both members put at e^-150 and
     e^-120 do not tie at a clipped floor, so the ensemble ranks them as each member does."""

@@ -161,6 +161,7 @@ class Predictions:
     pooled: np.ndarray            # (N, pooled_dim) float32
     n_boundary: np.ndarray        # (N, n_routers) boundaries per example and router stage (padding excluded)
     n_valid: np.ndarray           # (N, n_routers) valid positions per example and stage
+    allowed: np.ndarray | None = None  # (n_labels,) bool: top_k picks among these only (restrict_labels)
 
     @property
     def boundary_fraction(self) -> np.ndarray:
@@ -173,9 +174,11 @@ class Predictions:
     def top_k(self, k: int, multi_label: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The k best labels per row and their scores. Ranked by logits, not scores: softmax and
         sigmoid keep the order, but float32 scores underflow to 0 (or saturate at 1) for confident
-        or sharply calibrated models, and ties there would fall back to label order."""
+        or sharply calibrated models, and ties there would fall back to label order. With `allowed`,
+        only those labels are ranked, and their scores stay those of the full vocabulary."""
         scores = self.probabilities(multi_label)
-        idx = np.argsort(-self.logits, axis=1, kind="stable")[:, :k]
+        rank = self.logits if self.allowed is None else np.where(self.allowed[None, :], self.logits, -np.inf)
+        idx = np.argsort(-rank, axis=1, kind="stable")[:, :k]  # (N, k)
         return idx, np.take_along_axis(scores, idx, axis=1)
 
 
@@ -188,9 +191,10 @@ def label_scores(logits: np.ndarray, multi_label: bool = False) -> np.ndarray:
 
 
 def restrict_labels(raw: Predictions, label_mask: np.ndarray) -> Predictions:
-    """Only labels where `label_mask` is True can be predicted (the others get logit -1e9)."""
-    logits = np.where(label_mask[None, :], raw.logits, -1e9).astype(np.float32)
-    return Predictions(logits, raw.pooled, raw.n_boundary, raw.n_valid)
+    """Only labels where `label_mask` is True can be predicted (`top_k` ranks those). The scores are
+    not renormalised over the subset: a column the subset does not fit keeps low scores, and a
+    `min_score` chosen on the full vocabulary still means the same (eval's `allowed` does the same)."""
+    return replace(raw, allowed=np.asarray(label_mask, dtype=bool))
 
 
 def read_at_budget(lc: LoadedClassifier, max_bytes: int | None) -> LoadedClassifier:

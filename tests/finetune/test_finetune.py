@@ -47,6 +47,9 @@ def test_annotate_csv_and_dataframe(trained, tmp_path):
     assert sum(c.label == k for c, k in zip(res.columns, kinds)) >= 2, [c.labels for c in res.columns]
     only = annotate(pd.read_csv(p), trained.final_checkpoint, labels=["number", "word"], top_k=3)
     assert all(l in ("number", "word") for c in only.columns for l, _ in c.labels) and len(only.columns[0].labels) == 2
+    every = annotate(pd.read_csv(p), trained.final_checkpoint, top_k=10_000)  # every label (k is capped), unrestricted
+    for c, e in zip(only.columns, every.columns):  # the subset's scores are the full vocabulary's, not renormalised
+        assert all(s == pytest.approx(dict(e.labels)[l], rel=1e-5) for l, s in c.labels)
     with pytest.raises(TableError, match="not in the model's vocabulary"):
         annotate(p, trained.final_checkpoint, labels=["Person"])
     with pytest.raises(TableError, match="no such file"):
