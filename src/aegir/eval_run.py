@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +32,7 @@ class EvalRun:
     text: str
     precision: str = "fp32"  # what the model ran at: "fp32" or "bf16" (precision_name)
     selective: SelectiveReport | None = None  # single-label: coverage/accuracy per score threshold, ECE
+    unknown_gold: dict[str, int] = field(default_factory=dict)  # gold labels the model cannot say -> columns
 
 
 def predicted_label_sets(raw: Predictions, labels: list[str], multi_label: bool) -> list[tuple[str, ...]]:
@@ -86,7 +88,12 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
     if not lc.multi_label:  # which `annotate --min-score` threshold keeps which share of columns, how well
         sel = selective_report([p.gold[0] for p in preds], [p.predicted[0] for p in preds], [p.score for p in preds])
         text += "\n" + sel.format()
-    return EvalRun(rep, preds, raw, examples, None, text, precision, sel)
+    unknown = Counter(g for p in preds for g in p.gold if g not in index)
+    if unknown:  # misses by construction; a typo in a gold file looks exactly like this
+        shown = ", ".join(f"{g} ({n})" for g, n in unknown.most_common(10)) + (", ..." if len(unknown) > 10 else "")
+        text += (f"\nnote: {sum(unknown.values())} gold label(s) of {len(unknown)} name(s) are not in the model's "
+                 f"vocabulary and count as misses: {shown}")
+    return EvalRun(rep, preds, raw, examples, None, text, precision, sel, dict(unknown))
 
 
 def default_validation(lc: LoadedClassifier) -> LabeledDataset:
@@ -137,7 +144,8 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
     out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     sel = {"selective": run.selective.to_dict()} if run.selective is not None else {}
-    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision, **sel}, indent=1))
+    (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision, **sel,
+                                                         "unknown_gold": run.unknown_gold}, indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)
     if not lc.multi_label:
         cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)

@@ -86,6 +86,19 @@ def test_eval_writes_report(trained, custom_data, tmp_path):
     assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
     assert (tmp_path / "ev" / "predictions.jsonl").read_text().count("\n") == 120
     assert run.report.micro_f1 == pytest.approx(rep["micro_f1"])
+    assert rep["unknown_gold"] == {} and "not in the model's vocabulary" not in run.text
+    # A gold file with a label the model does not know (a typo): counted as misses, and said.
+    import shutil
+
+    typo = tmp_path / "typo"
+    shutil.copytree(custom_data, typo)
+    gold = (typo / "labels.csv").read_text().splitlines()
+    first = gold[1].rsplit(",", 1)
+    gold[1] = first[0] + ",Numbr"
+    (typo / "labels.csv").write_text("\n".join(gold) + "\n")
+    bad = run_eval(trained.final_checkpoint, data=str(typo), fmt="csv", out=tmp_path / "ev2")
+    assert bad.unknown_gold == {"Numbr": 1} and "1 gold label(s) of 1 name(s) are not in the model's vocabulary" in bad.text
+    assert json.loads((tmp_path / "ev2" / "report.json").read_text())["unknown_gold"] == {"Numbr": 1}
 
 
 @pytest.mark.parametrize("repeat_threshold", [0.0, 0.5])  # 0.5: the epoch's repeated copies are rebuilt alike
