@@ -185,6 +185,16 @@ def test_liveness_command_on_a_trained_checkpoint(trained, custom_data, tmp_path
     assert report.passed, report.failures
 
 
+def test_a_run_without_validation_columns_says_so(tmp_path, capsys):
+    from custom_task import write_custom_dataset
+
+    write_custom_dataset(tmp_path / "one", n_tables=1)  # one table: the 15% table split leaves none to validate on
+    res = finetune(FinetuneConfig(task="custom", data=str(tmp_path / "one"), model_size="nano", batch_size=4,
+                                  max_bytes=48, progress=False, epochs=1, max_steps=1, out=str(tmp_path / "runs")))
+    assert res.final_checkpoint.is_file()
+    assert "no validation columns" in " ".join(capsys.readouterr().err.split())
+
+
 def test_weight_ema_is_what_final_holds_and_survives_resume(custom_data, tmp_path, capsys):
     """--ema: final.pt holds the exponential moving average of the weights after every step,
     checked against the average computed by hand from per-step weights (float64), and a run

@@ -353,6 +353,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                       f"valid={len(valid_ex)} steps={total} run={run_dir}")
         console.print(f"WKV: {describe_impl(mcfg.wkv_impl, info.device)} | precision: "
                       f"{describe_precision(mcfg, info.device)}")
+        if not valid_ex:
+            console.print("[yellow]note:[/yellow] no validation columns (the table split left none): this run "
+                          "reports no validation metrics; give more tables or --valid-data")
         if factors is not None:
             console.print(f"repeat-factor sampling (threshold {cfg.repeat_threshold}): {int((factors > 1).sum())} of "
                           f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "
