@@ -104,6 +104,20 @@ def test_each_check_fails_alone():
                              GateConfig(require_boundaries=False)).passed
 
 
+def test_too_few_columns_fail_the_geometry_check_without_calling_it_collapse():
+    live = _live_inputs()
+    keep = [0, PER, 2 * PER, 3 * PER, 4 * PER]  # five columns of five labels: 3 clusters of >= 2 cannot exist
+    few = LivenessInputs(live.embeddings[keep], [live.predicted[i] for i in keep], [live.gold[i] for i in keep],
+                         _healthy_stages(len(keep)), LABELS)
+    rep = evaluate_liveness(few)
+    assert not rep.passed and not rep.check("mcl_clusters").passed
+    assert any("too few validation columns (5)" in f for f in rep.failures)
+    assert not any("collapsed" in f for f in rep.failures)
+    assert any("collapsed" in f for f in evaluate_liveness(LivenessInputs(
+        np.tile(np.linspace(-1, 1, 24), (len(live.gold), 1)), live.predicted, live.gold,
+        _healthy_stages(len(live.gold)), LABELS)).failures)  # enough columns: a collapse is called one
+
+
 def test_two_blob_geometry_fails_cluster_check_only():
     live = _live_inputs()
     x = np.asarray(live.embeddings)

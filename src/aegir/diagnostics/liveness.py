@@ -237,10 +237,18 @@ def evaluate_liveness(inputs: LivenessInputs, cfg: GateConfig | None = None) -> 
     coarse = audit.coarse
     n_clusters = coarse.count(cfg.min_cluster_size)
     t_clusters = cap(cfg.min_clusters)
+    n_cols = len(inputs.predicted)
+    # Fewer columns than the clusters need cannot show them, collapsed or not: still no proof (FAIL),
+    # but the reason says what is missing.
+    geometry_why = (f"too few validation columns ({n_cols}) to show {t_clusters} MCL clusters of >= "
+                    f"{cfg.min_cluster_size} members: evaluate on more labelled columns"
+                    if n_cols < t_clusters * cfg.min_cluster_size else
+                    f"embedding geometry collapsed: {n_clusters} MCL cluster(s) at inflation {coarse.inflation}, "
+                    f"need >= {t_clusters}")
     add("mcl_clusters", n_clusters, t_clusters, ">=", True,
         f"clusters of >= {cfg.min_cluster_size} members at coarse inflation {coarse.inflation} "
         f"(all: {coarse.n_clusters}; sizes {list(coarse.sizes[:8])}{'...' if coarse.n_clusters > 8 else ''})",
-        f"embedding geometry collapsed: {n_clusters} MCL cluster(s) at inflation {coarse.inflation}, need >= {t_clusters}")
+        geometry_why)
     add("macro_f1", metrics.macro_f1, cfg.min_macro_f1, ">=", True,
         f"over {len(metrics.macro_labels)} gold labels, {metrics.n} columns (micro-F1 {metrics.micro_f1:.3f})",
         f"macro-F1 {metrics.macro_f1:.3f} < {cfg.min_macro_f1}")
