@@ -30,6 +30,7 @@ from aegir.encoding.serialize import row_sample
 from aegir.inference import (LoadedClassifier, inference_precision, load_classifier, load_classifiers, predict_ensemble,
                              read_at_budget)
 from aegir.tables.readers import from_dataframe
+from aegir.tables.readers.common import spread_rows
 from aegir.tables.readers.files import read_table_file
 from aegir.tables.table import Table, TableError
 
@@ -103,8 +104,8 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
         n = len(data)
         if max_rows_read is not None and n > max_rows_read:
             # As for files: a seeded uniform sample of the rows, in order, before every cell becomes text.
-            keep = np.sort(np.random.default_rng(0).choice(n, size=max_rows_read, replace=False))
-            return from_dataframe(data.iloc[keep], meta={"rows_total": n, "row_sample": "spread"}), "DataFrame"
+            sample = data.iloc[spread_rows(n, max_rows_read)]
+            return from_dataframe(sample, meta={"rows_total": n, "row_sample": "spread"}), "DataFrame"
         return from_dataframe(data), "DataFrame"
     if isinstance(data, (str, Path)):
         p = Path(data)
@@ -220,11 +221,11 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
-        where = "DataFrame" if table.meta.get("source") == "dataframe" else "file"
-        kept = {"spread": f"{table.n_rows} kept (a uniform sample of the {total} in the {where})",
-                "first": f"{table.n_rows} kept (the first of {total} in the {where})"}.get(table.meta.get("row_sample"))
-        notes.append(f"each column was read through {rows_read} {how} rows of "
-                     + (kept or f"{table.n_rows}" + (f" ({total} in the file)" if total != table.n_rows else "")))
+        where, sample = ("DataFrame" if table.meta.get("source") == "dataframe" else "file"), table.meta.get("row_sample")
+        of = (f"{table.n_rows} kept (a uniform sample of the {total} in the {where})" if sample == "spread" else
+              f"{table.n_rows} kept (the first of {total} in the {where})" if sample == "first" else
+              f"{table.n_rows}" + (f" ({total} in the {where})" if total != table.n_rows else ""))
+        notes.append(f"each column was read through {rows_read} {how} rows of {of}")
     header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "

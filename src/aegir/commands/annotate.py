@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import List, Optional
@@ -65,11 +66,10 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
     from aegir.annotation import annotate
 
     size = file.stat().st_size if file.is_file() else 0
-    if size > BIG_FILE:  # reading counts every row of the file: say what the wait is for
-        with console.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
-                            "of them kept) and annotating..."):
-            res = annotate(file, checkpoint, **kw)
-    else:
+    # Reading counts every row of the file: on a big one, say what the wait is for.
+    waiting = (console.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
+                              "of them kept) and annotating...") if size > BIG_FILE else contextlib.nullcontext())
+    with waiting:
         res = annotate(file, checkpoint, **kw)
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
     title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")

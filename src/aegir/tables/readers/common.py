@@ -55,3 +55,16 @@ class SkipCounter:
         if reason not in self._seen:
             self._seen.add(reason)
             log.warning("skipping: %s (further '%s' skips are counted, not logged)", message, reason)
+
+
+def spread_rows(n: int, k: int):
+    """k of the row numbers 0..n-1, a seeded uniform sample in ascending order: the rows a long table
+    keeps when its length is known up front (Parquet metadata, a DataFrame). Same rows every time."""
+    import numpy as np
+
+    return np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
+
+
+def row_sample_kind(kept: int, total: int, spread: bool) -> str:
+    """meta["row_sample"]: "all" rows kept, the "first" ones, or a uniform sample "spread" over the table."""
+    return "all" if kept >= total else "spread" if spread else "first"

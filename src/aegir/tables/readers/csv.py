@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import SkipCounter, safe_member_name
+from aegir.tables.readers.common import SkipCounter, row_sample_kind, safe_member_name
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 
 _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 128 KiB limit is not
@@ -255,7 +255,7 @@ def read_csv(
         body = (body[:max_rows] if not spread else
                 [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
     m = {"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
-         "rows_total": total - start, "row_sample": _row_sample(len(body), total - start, spread),
+         "rows_total": total - start, "row_sample": row_sample_kind(len(body), total - start, spread),
          # How the first row was read: "given" (by the caller), "sniffed" (csv.Sniffer saw the first row
          # differ from the columns' values), or "names" (no evidence either way; taken for names because
          # its cells are unique and non-numeric: the guess annotate reports, as it can be wrong).
@@ -265,11 +265,6 @@ def read_csv(
     if not body and hdr is None:
         raise TableError(f"{path}: no data rows")
     return Table.from_rows(body, header=hdr, meta=m) if body else Table(columns=[[] for _ in hdr], header=hdr, meta=m)
-
-
-def _row_sample(kept: int, total: int, spread: bool) -> str:
-    """meta["row_sample"]: "all" rows kept, the "first" ones, or a uniform sample "spread" over the file."""
-    return "all" if kept >= total else "spread" if spread else "first"
 
 
 PREAMBLE_MAX = 20  # leading rows that may be a preamble

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.csv import _row_sample, from_dataframe
+from aegir.tables.readers.common import row_sample_kind, spread_rows
+from aegir.tables.readers.csv import from_dataframe
 from aegir.tables.table import Table, TableError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -33,7 +34,7 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
             data = f.read()
         elif spread:
             # The rows to keep, drawn before reading (the file says how many there are).
-            pick = np.sort(np.random.default_rng(0).choice(total, size=max_rows, replace=False))
+            pick = spread_rows(total, max_rows)
             batches, offset = [], 0
             for b in f.iter_batches(batch_size=65_536):
                 lo, hi = np.searchsorted(pick, [offset, offset + b.num_rows])
@@ -56,6 +57,6 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
     if df.shape[1] == 0:
         raise TableError(f"{path}: Parquet file has no columns")
     m = {"source": "parquet", "name": path.name, "path": str(path), "rows_total": total, "header": "given",
-         "has_header": True, "row_sample": _row_sample(len(df), total, spread)}
+         "has_header": True, "row_sample": row_sample_kind(len(df), total, spread)}
     m.update(meta or {})
     return from_dataframe(df, meta=m)
