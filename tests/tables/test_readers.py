@@ -180,8 +180,8 @@ def test_read_csv_records_how_the_header_was_decided(tmp_path):
     from aegir.tables.readers.csv import read_csv
 
     p = tmp_path / "t.csv"
-    p.write_text("name,age\nann,31\nbob,42\n")  # the numeric column's first cell differs: evidence
-    assert (read_csv(p).meta["header"], read_csv(p).meta["has_header"]) == ("sniffed", True)
+    p.write_text("name,age\nann,31\nbob,42\n")  # the numeric column's first cell is text: evidence
+    assert (read_csv(p).meta["header"], read_csv(p).meta["has_header"]) == ("evidence", True)
     p.write_text("alpha,beta\ngamma,delta\nepsilon,zeta\n")  # text only: no evidence, taken for names
     t = read_csv(p)
     assert (t.meta["header"], t.meta["has_header"], t.n_rows) == ("names", True, 2)
@@ -251,7 +251,7 @@ def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_
     p.write_text("Quarterly figures;;;\nSource: ministry;;;\nregion;q1;q2;q3\nNorth;1;2;3\nSouth;4;5;6\n")
     t = read_csv(p)
     assert t.header == ["region", "q1", "q2", "q3"] and t.columns[0] == ["North", "South"]
-    assert (t.meta["preamble_rows"], t.meta["rows_total"], t.meta["header"]) == (2, 2, "sniffed")
+    assert (t.meta["preamble_rows"], t.meta["rows_total"], t.meta["header"]) == (2, 2, "evidence")
     t = read_csv(p, max_rows=1)  # the rows kept are counted after the preamble
     assert t.columns[0] == ["North"] and t.meta["rows_total"] == 2
     t = read_csv(p, header=True)  # said, not guessed: every row as written

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aegir.tables.readers.common import SkipCounter, row_sample_kind, safe_member_name
+from aegir.tables.readers.header import guess_header
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 
 _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 128 KiB limit is not
@@ -177,8 +178,8 @@ def read_csv(
 ) -> Table:
     """Read a CSV/TSV file into a Table.
 
-    header: True (first row is a header), False (headerless), or "infer" (csv.Sniffer's guess,
-        falling back to True: most CSVs users hand us have a header). "infer" also skips a preamble
+    header: True (first row is a header), False (headerless), or "infer" (guessed from how the first
+        row's cells compare with their columns' values, `readers.header.guess_header`). "infer" also skips a preamble
         (title or notes rows above the table, `_preamble`; counted in `meta["preamble_rows"]`); with
         True or False every row is read as given.
     max_rows: read at most this many data rows (None = all). The caller decides; nothing is
@@ -231,20 +232,8 @@ def read_csv(
     skipped = 0
     if header == "infer":
         skipped = _preamble(rows)
-        if skipped:  # the sniffer compares the first row with the rest: give it the table's rows only
-            buf = io.StringIO()
-            _csv.writer(buf, delimiter=delim).writerows(rows[skipped:skipped + 50])
-            sample = buf.getvalue()
-        try:
-            has_header = _csv.Sniffer().has_header(sample)
-        except _csv.Error:
-            has_header = True
-        # The sniffer says "no header" for all-text tables; a first row of unique, non-numeric
-        # names is still far more likely a header than data.
-        first = rows[skipped]
-        how = "sniffed"
-        if not has_header and len(set(first)) == len(first) and not any(_is_number(c) for c in first):
-            has_header, how = True, "names"
+        guess = guess_header(rows[skipped:])
+        has_header, how = guess.has_header, guess.how
     else:
         has_header, how = bool(header), "given"
     start = skipped + has_header  # the first data row
@@ -256,9 +245,9 @@ def read_csv(
                 [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
     m = {"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
          "rows_total": total - start, "row_sample": row_sample_kind(len(body), total - start, spread),
-         # How the first row was read: "given" (by the caller), "sniffed" (csv.Sniffer saw the first row
-         # differ from the columns' values), or "names" (no evidence either way; taken for names because
-         # its cells are unique and non-numeric: the guess annotate reports, as it can be wrong).
+         # How the first row was read: "given" (by the caller), "evidence" (its columns' values voted,
+         # readers.header), "names" (no evidence either way; taken for names because its cells are unique
+         # and non-numeric: the guess annotate reports, as it can be wrong) or "tie" (read as data).
          "header": how, "has_header": has_header,
          "preamble_rows": skipped}  # leading rows skipped as a title/notes before the table (header="infer")
     m.update(meta or {})
@@ -284,14 +273,6 @@ def _preamble(rows: list[list[str]]) -> int:
     while k < min(PREAMBLE_MAX, len(filled) - 1) and 2 * filled[k] < usual:
         k += 1
     return k if k < len(filled) and filled[k] >= usual else 0
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s.replace(",", ""))
-        return True
-    except ValueError:
-        return False
 
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
