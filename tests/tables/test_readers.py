@@ -245,7 +245,7 @@ def test_csv_encoding_that_fails_past_the_head_gets_a_second_guess(tmp_path):
 
 
 def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_path):
-    from aegir.tables.readers.csv import _preamble
+    from aegir.tables.readers.rows import preamble as _preamble
 
     p = tmp_path / "r.csv"
     p.write_text("Quarterly figures;;;\nSource: ministry;;;\nregion;q1;q2;q3\nNorth;1;2;3\nSouth;4;5;6\n")
@@ -267,7 +267,7 @@ def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_
 def test_no_real_headerless_table_loses_rows_to_the_preamble_rule(shared_data):
     """Every SOTAB sample table (headerless web tables, first rows, sparse cells included) as the
     reader would see it: the preamble rule skips none of their rows."""
-    from aegir.tables.readers.csv import _preamble
+    from aegir.tables.readers.rows import preamble as _preamble
 
     root = shared_data / "sotab_v2_sample"
     files = [f for d in ("CTA/Train", "CTA/Train50", "CTA/Validation", "CPA/Train")
@@ -286,7 +286,7 @@ def test_reservoir_takes_every_row_with_the_same_probability():
     runs; the binomial sd is ~21), the sample is in file order, and short inputs are kept whole."""
     import random
 
-    from aegir.tables.readers.csv import _reservoir
+    from aegir.tables.readers.rows import reservoir as _reservoir
 
     counts = [0] * 40
     for seed in range(4000):

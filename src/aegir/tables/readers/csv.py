@@ -11,21 +11,17 @@ from __future__ import annotations
 import codecs
 import csv as _csv
 import io
-import itertools
-import math
-import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import SkipCounter, row_sample_kind, safe_member_name
-from aegir.tables.readers.header import guess_header
+from aegir.tables.readers.common import SkipCounter, safe_member_name
+from aegir.tables.readers.rows import Collected, collect, keep_for, to_table
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 
 _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 128 KiB limit is not
 
 
-HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter/header sniffers read
+HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter sniffer read
 
 
 def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = False) -> str:
@@ -68,93 +64,18 @@ def _sniff_delimiter(sample: str, path: Path) -> str:
         return ","
 
 
-def _blank(row: list[str]) -> bool:
-    return not row or not (row[0].strip() or any(map(str.strip, row)))
-
-
-FIRST_ROWS = 200  # the rows the preamble and header guesses look at
-
-
-@dataclass
-class _Parsed:
-    first: list[list[str]]  # the file's first FIRST_ROWS non-blank rows
-    kept: list[tuple[int, list[str]]]  # (row number among non-blank rows, row), in file order
-    total: int  # non-blank rows in the file
-
-
-def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False) -> _Parsed:
-    """The file's non-blank rows, read as a stream: all of them (keep None), the first `keep`, or
-    with `spread` a uniform random sample of `keep` of them (seeded), and how many there are. Memory
-    grows with `keep`, not with the file: a multi-GB CSV is counted, not held."""
-    first: list[list[str]] = []
-    kept: list[tuple[int, list[str]]] = []
-    total = 0
+def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False) -> Collected:
+    """`rows.collect` over the file's CSV rows, its errors named by line."""
     with open(path, "rb") as raw:
         reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
         try:
-            rows = (row for row in reader if not _blank(row))  # blank lines carry no cells
-            if keep is not None and spread:
-                total = _reservoir(rows, keep, first, kept)
-            else:
-                for total, row in enumerate(rows, 1):
-                    if total <= FIRST_ROWS:
-                        first.append(row)
-                    if keep is not None and total > keep:
-                        if total > FIRST_ROWS:
-                            break
-                        continue
-                    kept.append((total - 1, row))
-                # Past the rows kept: count the rest, without building a table.
-                total += sum(1 for _ in rows)
+            return collect(reader, keep, spread)
         except _csv.Error as e:
             raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
         except UnicodeDecodeError as e:
             # The stream decodes ahead of the parser in blocks: the bad byte is at or after this line.
             raise _DecodeError(f"near line {reader.line_num + 1}: cannot decode as {enc} ({e.reason})",
                                bytes(e.object)) from None
-    return _Parsed(first, kept, total)
-
-
-def _reservoir(rows, k: int, first: list, kept: list, rng: random.Random | None = None) -> int:
-    """Li's Algorithm L over `rows`: `kept` ends as a uniform random sample of k of them (all when
-    there are fewer), as (row number, row) in file order; `first` gets the first FIRST_ROWS. Past the
-    first k rows it draws random numbers only at the rows it takes (~k log(n/k) of them; the rows
-    between are only counted). Seeded: the same file gives the same sample."""
-    rng = rng or random.Random(0)
-    u = lambda: 1.0 - rng.random()  # noqa: E731  in (0, 1]: its log is finite
-    w = math.exp(math.log(u()) / k)
-    take = k + _skip(u(), w)  # the next row (number) to take into the sample
-    n = 0
-    for row in rows:  # row by row until the sample is full and `first` is filled
-        i, n = n, n + 1
-        if i < FIRST_ROWS:
-            first.append(row)
-        if i < k:
-            kept.append((i, row))
-        elif i == take:
-            kept[rng.randrange(k)] = (i, row)
-            w *= math.exp(math.log(u()) / k)
-            take = n + _skip(u(), w)
-        if n >= k and n >= FIRST_ROWS:
-            break
-    while True:  # then skip to each row taken: the rows between are counted, not sampled
-        gap = take - n
-        passed = sum(1 for _ in itertools.islice(rows, gap))
-        n += passed
-        row = next(rows, None) if passed == gap else None
-        if row is None:
-            break
-        kept[rng.randrange(k)] = (n, row)
-        n += 1
-        w *= math.exp(math.log(u()) / k)
-        take = n + _skip(u(), w)
-    kept.sort(key=lambda t: t[0])
-    return n
-
-
-def _skip(u: float, w: float) -> int:
-    """Rows Algorithm L passes over before its next take: floor(log u / log(1 - w))."""
-    return 0 if w >= 1.0 else int(math.floor(math.log(u) / math.log1p(-w)))
 
 
 class _DecodeError(Exception):
@@ -179,9 +100,9 @@ def read_csv(
     """Read a CSV/TSV file into a Table.
 
     header: True (first row is a header), False (headerless), or "infer" (guessed from how the first
-        row's cells compare with their columns' values, `readers.header.guess_header`). "infer" also skips a preamble
-        (title or notes rows above the table, `_preamble`; counted in `meta["preamble_rows"]`); with
-        True or False every row is read as given.
+        row's cells compare with their columns' values, `readers.header.guess_header`). "infer" also
+        skips a preamble (title or notes rows above the table, `rows.preamble`; counted in
+        `meta["preamble_rows"]`); with True or False every row is read as given.
     max_rows: read at most this many data rows (None = all). The caller decides; nothing is
         dropped silently — `meta["rows_total"]` still counts every row. The file is read as a
         stream: with max_rows, memory stays bounded however long the file is.
@@ -203,7 +124,7 @@ def read_csv(
         raise TableError(f"{path}: looks like a binary file, not CSV/TSV text")
     partial = size > len(head)
     enc = encoding or detect_encoding(head, path, partial)
-    try:  # 64 KiB hold the sniffers' 8192 characters in any encoding
+    try:  # 64 KiB hold the delimiter sniffer's 8192 characters in any encoding
         whole = len(head) <= 1 << 16 and not partial
         sample = codecs.getincrementaldecoder(enc)().decode(head[:1 << 16], final=whole)[:8192]
     except UnicodeDecodeError as e:
@@ -212,9 +133,7 @@ def read_csv(
     except LookupError as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
     delim = delimiter or _sniff_delimiter(sample, path)
-    # Head: + the header and the rows a preamble may take. Spread: as many more in the sample, so
-    # that exactly max_rows data rows remain once those are known and dropped.
-    keep = None if max_rows is None else max_rows + 1 + (PREAMBLE_MAX if header == "infer" else 0)
+    keep = keep_for(max_rows, header)
     try:
         parsed = _parse(path, enc, delim, keep, spread)
     except _DecodeError as e:
@@ -226,53 +145,8 @@ def read_csv(
         except _DecodeError as e2:
             raise TableError(f"{path}, {e2} (after {enc} failed: {e})") from None
         enc = second
-    rows, total = parsed.first, parsed.total
-    if not rows:
-        raise TableError(f"{path}: file is empty (no row has a non-blank cell)")
-    skipped = 0
-    if header == "infer":
-        skipped = _preamble(rows)
-        guess = guess_header(rows[skipped:])
-        has_header, how = guess.has_header, guess.how
-    else:
-        has_header, how = bool(header), "given"
-    start = skipped + has_header  # the first data row
-    hdr = rows[skipped] if has_header else None
-    body = [row for i, row in parsed.kept if i >= start]
-    if max_rows is not None and len(body) > max_rows:
-        # Head: the first max_rows. Spread: a uniform sample of the sample's data rows, in file order.
-        body = (body[:max_rows] if not spread else
-                [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
-    m = {"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
-         "rows_total": total - start, "row_sample": row_sample_kind(len(body), total - start, spread),
-         # How the first row was read: "given" (by the caller), "evidence" (its columns' values voted,
-         # readers.header), "names" (no evidence either way; taken for names because its cells are unique
-         # and non-numeric: the guess annotate reports, as it can be wrong) or "tie" (read as data).
-         "header": how, "has_header": has_header,
-         "preamble_rows": skipped}  # leading rows skipped as a title/notes before the table (header="infer")
-    m.update(meta or {})
-    if not body and hdr is None:
-        raise TableError(f"{path}: no data rows")
-    return Table.from_rows(body, header=hdr, meta=m) if body else Table(columns=[[] for _ in hdr], header=hdr, meta=m)
-
-
-PREAMBLE_MAX = 20  # leading rows that may be a preamble
-
-
-def _preamble(rows: list[list[str]]) -> int:
-    """How many leading rows are a preamble: a title or export notes above the table ("Sales report",
-    "Generated 2024-01-01"). Those are rows with fewer than half the table's usual number of filled
-    cells, followed by a row with at least that many (the header or the first data row). The usual
-    number is the most common count of non-blank cells over the first 200 rows; a table of one or two
-    columns has no such preamble (a sparse first row is as likely), and at most PREAMBLE_MAX rows go."""
-    filled = [sum(1 for c in r if c.strip()) for r in rows[:200]]
-    usual = max(set(filled), key=lambda n: (filled.count(n), n))
-    if usual < 3:
-        return 0
-    k = 0
-    while k < min(PREAMBLE_MAX, len(filled) - 1) and 2 * filled[k] < usual:
-        k += 1
-    return k if k < len(filled) and filled[k] >= usual else 0
+    return to_table(parsed, path, header=header, max_rows=max_rows, spread=spread, meta=meta,
+                    source={"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim})
 
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
