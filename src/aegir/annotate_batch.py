@@ -14,8 +14,9 @@ flushed file by file, so a killed run keeps every finished file:
   the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
   resumed run retries them) and counted in the result.
 
-Folders are searched recursively for *.csv, *.tsv, *.tab, *.parquet and *.pq files (sorted, so runs and resumes see
-the same order); files named directly are taken whatever their suffix.
+Folders are searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq, *.xlsx and *.xlsm files (sorted, so
+runs and resumes see the same order); files named directly are taken whatever their suffix. Every worksheet of
+an Excel workbook that holds a table (two or more non-blank rows) is annotated (records carry `sheet`; `sheet=` picks one in every workbook).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any, Sequence
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
+from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.table import TableError
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", *PARQUET_SUFFIXES)
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
 
 
 @dataclass
@@ -126,7 +128,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                    labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
                    main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
                    min_score: float | None = None, header: bool | None = None, encoding: str | None = None,
-                   batch_size: int = 64) -> BatchResult:
+                   sheet: str | int | None = None, batch_size: int = 64) -> BatchResult:
     """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
 
     resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
@@ -144,7 +146,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-              min_score=min_score, header=header, encoding=encoding)
+              min_score=min_score, header=header, encoding=encoding, sheet=sheet)
     settings = _settings(members, kw)
     run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
     done: set[Path] = set()
@@ -171,13 +173,13 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
         with open(out, "ab") as fh:
             for p in todo:
                 try:
-                    ann = annotate(p, members, **kw, batch_size=batch_size)
+                    anns = _annotate_file(p, members, kw, batch_size)
                 except TableError as e:  # the file's fault (unreadable, empty, ...): note it, go on
                     res.errors.append(FileError(str(p), str(e)))
                     with open(err_file, "a", encoding="utf-8") as ef:
                         ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
                 else:
-                    recs = ann.to_records()
+                    recs = [{"sheet": a.sheet, **r} if a.sheet is not None else r for a in anns for r in a.to_records()]
                     chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
                                     + "\n" for r in recs)
                     fh.write(chunk.encode("utf-8"))  # one write per file: a kill tears at most this file
@@ -185,14 +187,24 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     os.fsync(fh.fileno())
                     res.annotated += 1
                     res.columns += len(recs)
-                    res.header_guessed += ann.header_guessed
-                    res.preamble_skipped += ann.preamble_rows > 0
+                    res.header_guessed += any(a.header_guessed for a in anns)
+                    res.preamble_skipped += any(a.preamble_rows > 0 for a in anns)
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
     finally:
         if bar is not None:
             bar.stop()
     return res
+
+
+def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
+    """One file's annotations: one table, or each worksheet of a workbook that holds a table (in order)."""
+    if p.suffix.lower() in EXCEL_SUFFIXES and kw["sheet"] is None:
+        names = sheet_names(p)
+        if not names:
+            raise TableError(f"{p}: no worksheet holds a table (two or more non-blank rows)")
+        return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in names]
+    return [annotate(p, members, **kw, batch_size=batch_size)]
 
 
 def _progress(on: bool, total: int):

@@ -63,6 +63,7 @@ class AnnotationResult:
     min_score: float | None = None  # abstention threshold on the best label's score (None: always label)
     header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
     preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
+    sheet: str | None = None  # an Excel workbook's worksheet that was annotated
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
@@ -92,8 +93,8 @@ class AnnotationResult:
 _CACHE: dict[str, LoadedClassifier] = {}
 
 
-def _as_table(data, max_rows_read: int | None, header: bool | None = None, encoding: str | None = None
-              ) -> tuple[Table, str]:
+def _as_table(data, max_rows_read: int | None, header: bool | None = None, encoding: str | None = None,
+              sheet: str | int | None = None) -> tuple[Table, str]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -115,8 +116,8 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
-                               spread=True, encoding=encoding), str(p)
-    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV/Parquet path, not {type(data).__name__}")
+                               spread=True, encoding=encoding, sheet=sheet), str(p)
+    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV, Excel or Parquet path, not {type(data).__name__}")
 
 
 Checkpoint = str | Path | LoadedClassifier
@@ -152,8 +153,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
-             encoding: str | None = None) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV or Parquet file's path).
+             encoding: str | None = None, sheet: str | int | None = None) -> AnnotationResult:
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, Excel (.xlsx) or Parquet file's path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.
@@ -174,6 +175,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     full vocabulary (not renormalised over the subset).
     header: whether a CSV/TSV file's first row holds column names (None: guessed, skipping a preamble).
     encoding: a CSV/TSV file's text encoding (None: detected; say it when the detection guesses wrong).
+    sheet: an Excel workbook's worksheet, by name or position (None: the first holding a table, two or more non-blank rows; a note lists
+    the others; `annotate_files` annotates every worksheet).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -181,7 +184,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
-    table, source = _as_table(data, max_rows_read, header, encoding)
+    if sheet is not None and not isinstance(data, (str, Path)):
+        raise TableError("sheet= names a worksheet of an Excel file; the data given is not a file path")
+    table, source = _as_table(data, max_rows_read, header, encoding, sheet)
     if table.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
     main = None
@@ -226,6 +231,10 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
               f"{table.n_rows} kept (the first of {total} in the {where})" if sample == "first" else
               f"{table.n_rows}" + (f" ({total} in the {where})" if total != table.n_rows else ""))
         notes.append(f"each column was read through {rows_read} {how} rows of {of}")
+    sheets, ws = table.meta.get("sheets", []), table.meta.get("sheet")
+    if sheet is None and len(sheets) > 1:
+        notes.append(f"the workbook has {len(sheets)} worksheets ({', '.join(sheets[:10])}{', ...' if len(sheets) > 10 else ''}); "
+                     f"annotated {ws!r}; pass sheet= (--sheet) for another, or annotate it with --out x.jsonl for all")
     header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "
@@ -238,4 +247,4 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         n_abst = sum(c.abstained for c in cols)
         notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
     return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
-                            list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped)
+                            list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped, ws)

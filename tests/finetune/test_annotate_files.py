@@ -235,3 +235,70 @@ def test_a_long_dataframe_is_sampled_before_its_cells_become_text(trained):
     assert any("300 kept (a uniform sample of the 5000 in the DataFrame)" in n for n in res.notes), res.notes
     small = annotate(df.head(40), trained.final_checkpoint, max_rows_read=300)
     assert small.columns[0].rows_total == 40 and not any("kept" in n for n in small.notes)
+
+
+def _workbook(path, r):
+    """A workbook of three worksheets: two tables (the same cells as CSVs written beside it) and an empty one."""
+    import openpyxl
+
+    from custom_task import KINDS
+
+    wb = openpyxl.Workbook()
+    sheets = {"People": ["email", "date"], "Blank": None, "Stock": ["number", "word", "email"]}
+    wb.remove(wb.active)
+    for name, kinds in sheets.items():
+        ws = wb.create_sheet(name)
+        if kinds is None:
+            continue
+        rows = [[f"col{j}" for j in range(len(kinds))]] + [[KINDS[k](r) for k in kinds] for _ in range(5)]
+        for row in rows:
+            ws.append(row)
+        (path.parent / f"{path.stem}_{name}.csv.txt").write_text("\n".join(",".join(x) for x in rows) + "\n")
+    wb.save(path)
+    return path
+
+
+def test_excel_worksheets_are_annotated_like_the_same_cells_in_a_csv(trained, tmp_path):
+    book = _workbook(tmp_path / "book.xlsx", random.Random(5))
+    ck = trained.final_checkpoint
+    one = annotate(book, ck, top_k=2)  # the first worksheet holding a table; the note names the others
+    as_csv = annotate(tmp_path / "book_People.csv.txt", ck, top_k=2)
+    assert one.sheet == "People" and one.to_records() == as_csv.to_records()
+    assert any("3 worksheets (People, Blank, Stock)" in n and "--sheet" in n for n in one.notes)
+    stock = annotate(book, ck, top_k=2, sheet="Stock")
+    assert stock.to_records() == annotate(tmp_path / "book_Stock.csv.txt", ck, top_k=2).to_records()
+    assert not any("worksheets" in n for n in stock.notes)  # named: nothing to point out
+    import pandas as pd
+
+    with pytest.raises(TableError, match="not a file path"):
+        annotate(pd.DataFrame({"a": [1]}), ck, sheet="Stock")
+
+    # A folder: every worksheet with cells, records tagged with it; the workbook is one unit for resume.
+    (tmp_path / "book_People.csv.txt").unlink()
+    (tmp_path / "book_Stock.csv.txt").unlink()
+    (tmp_path / "c.csv").write_text("col0\na@x.com\nb@y.com\n")
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path], ck, out, top_k=2, progress=False)
+    assert (res.files, res.annotated, res.columns) == (2, 2, 6)
+    recs = [r for r in _records(out) if r["file"].endswith("book.xlsx")]
+    assert [(r["sheet"], r["column_index"]) for r in recs] == [("People", 0), ("People", 1), ("Stock", 0),
+                                                               ("Stock", 1), ("Stock", 2)]
+    assert {r["file_columns"] for r in recs} == {5}
+    assert [{k: v for k, v in r.items() if k not in ("file", "file_columns", "sheet")} for r in recs[2:]] == \
+        stock.to_records()
+    assert "sheet" not in next(r for r in _records(out) if r["file"].endswith("c.csv"))
+    full = out.read_bytes()
+    out.write_bytes(full[: full.index(b'"Stock"') - 20])  # killed between the workbook's two sheets
+    again = annotate_files([tmp_path], ck, out, top_k=2, resume=True, progress=False)
+    assert (again.skipped, again.annotated) == (0, 2)  # the workbook is redone whole, then c.csv
+    assert out.read_bytes() == full
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    r = CliRunner().invoke(app, ["annotate", str(book), "--checkpoint", str(ck), "--sheet", "Stock"])
+    assert r.exit_code == 0, r.output
+    assert "book.xlsx [Stock]" in r.output and "3 worksheets" not in r.output
+    r = CliRunner().invoke(app, ["annotate", str(book), "--checkpoint", str(ck), "--sheet", "Nope"])
+    assert isinstance(r.exception, TableError) and "no worksheet named 'Nope'" in str(r.exception)  # main() prints it

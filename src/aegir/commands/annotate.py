@@ -20,7 +20,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="CSV/TSV or Parquet file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq)."),
+        files: List[Path] = typer.Argument(..., help="CSV/TSV, Excel (.xlsx) or Parquet file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq, *.xlsx, *.xlsm)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
         encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV/TSV files, e.g. cp1252 (default: detected per file)."),
+        sheet: Optional[str] = typer.Option(None, help="Excel workbooks: the worksheet to annotate, by name or position (0 = first; a string of digits is a position). Default: one file: the first worksheet holding a table (two or more non-blank rows); many files: every such worksheet."),
         header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
@@ -41,7 +42,8 @@ def register(app: typer.Typer) -> None:
         file by file, with unreadable files listed in <out>.errors.jsonl (exit code 1 if any)."""
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-                  min_score=min_score, header=header, encoding=encoding)
+                  min_score=min_score, header=header, encoding=encoding,
+                  sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet)
         many = len(files) > 1 or files[0].is_dir() or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson"))
         if many:
             _annotate_many(files, checkpoint, out, resume, overwrite, kw)
@@ -72,7 +74,7 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
     with waiting:
         res = annotate(file, checkpoint, **kw)
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
-    title = f"{res.source} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
+    title = f"{res.source}{f' [{res.sheet}]' if res.sheet else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
     t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=title)
     for c in res.columns:
         cells = [f"{l} ({s:.2f})" for l, s in c.labels]

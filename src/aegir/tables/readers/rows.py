@@ -126,13 +126,14 @@ def preamble(rows: list[list[str]]) -> int:
     return k if k < len(filled) and filled[k] >= usual else 0
 
 
-def to_table(rows: Collected, path: Path, *, header: bool | str, max_rows: int | None, spread: bool,
+def to_table(rows: Collected, where: str | Path, *, header: bool | str, max_rows: int | None, spread: bool,
              source: dict[str, Any], meta: dict[str, Any] | None = None) -> Table:
     """The Table of collected rows. header: True, False, or "infer" (a preamble skipped, then the
     first row's columns vote, `readers.header.guess_header`). Its meta: the reader's `source` keys,
-    then rows_total, row_sample, header, has_header and preamble_rows, then the caller's `meta`."""
+    then rows_total, row_sample, header, has_header and preamble_rows, then the caller's `meta`.
+    `where` names the source in errors (a path, or a workbook and sheet)."""
     if not rows.first:
-        raise TableError(f"{path}: file is empty (no row has a non-blank cell)")
+        raise TableError(f"{where}: file is empty (no row has a non-blank cell)")
     skipped = 0
     if header == "infer":
         skipped = preamble(rows.first)
@@ -155,5 +156,5 @@ def to_table(rows: Collected, path: Path, *, header: bool | str, max_rows: int |
          "preamble_rows": skipped}  # leading rows skipped as a title/notes before the table (header="infer")
     m.update(meta or {})
     if not body and hdr is None:
-        raise TableError(f"{path}: no data rows")
+        raise TableError(f"{where}: no data rows")
     return Table.from_rows(body, header=hdr, meta=m) if body else Table(columns=[[] for _ in hdr], header=hdr, meta=m)

@@ -1,0 +1,109 @@
+"""Excel workbooks (.xlsx, .xlsm) -> Table, one worksheet at a time (openpyxl, read-only streaming).
+
+A worksheet is read like a CSV file (`readers.rows`): as a stream of rows, keeping the first `max_rows`
+or a seeded uniform sample of them and counting the rest, with the same preamble skip and header guess.
+Cells become text from their stored values, not their display format: a number is written plainly
+(3, 4.8, 0.15 for a cell shown as 15%), a date as ISO 8601, TRUE/FALSE as Excel writes them, a formula
+as the value Excel last computed (empty when the file was never opened in a spreadsheet program).
+Legacy .xls workbooks are refused with a clear error (save them as .xlsx or CSV).
+openpyxl parses the workbook's XML through defusedxml (a dependency), so a hostile file cannot
+expand entities without bound.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+from typing import Any, Iterator
+
+from aegir.tables.readers.rows import blank, collect, keep_for, to_table
+from aegir.tables.table import Table, TableError
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+LEGACY_SUFFIXES = (".xls",)
+
+
+def cell_text(v: Any) -> str:
+    """A stored cell value as the text a CSV export would hold."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g")
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time() else v.isoformat(sep=" ")
+    if isinstance(v, (dt.date, dt.time)):
+        return v.isoformat()
+    return str(v)
+
+
+def _open(path: Path):
+    import openpyxl
+
+    if path.suffix.lower() in LEGACY_SUFFIXES:
+        raise TableError(f"{path}: legacy .xls workbook; save it as .xlsx or CSV")
+    try:
+        return openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # not a zip, a zip without a workbook, XML openpyxl cannot parse, ...
+        raise TableError(f"{path}: cannot read as an Excel workbook ({type(e).__name__}: {e})") from None
+
+
+def _rows(ws) -> Iterator[list[str]]:
+    for values in ws.iter_rows(values_only=True):
+        yield [cell_text(v) for v in values]
+
+
+def _holds_table(ws) -> bool:
+    """Two or more non-blank rows: a header and a row, or rows (a cover sheet with a title is not a table).
+    Reads the sheet up to its second such row."""
+    return sum(1 for _ in itertools.islice((r for r in _rows(ws) if not blank(r)), 2)) == 2
+
+
+def sheet_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
+    """The workbook's worksheets in order (chart sheets excluded); with `nonempty`, only those
+    that hold a table (two or more non-blank rows)."""
+    path = Path(path)
+    wb = _open(path)
+    try:
+        return [ws.title for ws in wb.worksheets if hasattr(ws, "iter_rows") and (not nonempty or _holds_table(ws))]
+    finally:
+        wb.close()
+
+
+def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool | str = "infer",
+               max_rows: int | None = None, spread: bool = False, meta: dict[str, Any] | None = None) -> Table:
+    """One worksheet as a Table. sheet: its name, its position (0 = first), or None for the first
+    worksheet that holds a table (two or more non-blank rows). header, max_rows and spread as in `read_csv`.
+    meta: source "excel", sheet, sheets (every worksheet's name), and read_csv's row/header keys."""
+    path = Path(path)
+    wb = _open(path)
+    try:
+        sheets = [ws for ws in wb.worksheets if hasattr(ws, "iter_rows")]
+        names = [ws.title for ws in sheets]
+        if not sheets:
+            raise TableError(f"{path}: workbook has no worksheets")
+        if sheet is None:
+            ws = next((ws for ws in sheets if _holds_table(ws)), None)
+            if ws is None:
+                raise TableError(f"{path}: no worksheet holds a table (two or more non-blank rows)")
+        elif isinstance(sheet, int) and not (0 <= sheet < len(sheets)) and str(sheet) in names:
+            ws = sheets[names.index(str(sheet))]  # "2019" from the command line: a sheet's name, not a position
+        elif isinstance(sheet, int):
+            if not 0 <= sheet < len(sheets):
+                raise TableError(f"{path}: no worksheet {sheet}; it has {len(sheets)}: {', '.join(names)}")
+            ws = sheets[sheet]
+        else:
+            if sheet not in names:
+                raise TableError(f"{path}: no worksheet named {sheet!r}; it has {', '.join(map(repr, names))}")
+            ws = sheets[names.index(sheet)]
+        try:
+            rows = collect(_rows(ws), keep_for(max_rows, header), spread)
+        except Exception as e:  # a damaged sheet part inside a readable zip
+            raise TableError(f"{path}, worksheet {ws.title!r}: cannot read ({type(e).__name__}: {e})") from None
+        return to_table(rows, f"{path} [{ws.title}]", header=header, max_rows=max_rows, spread=spread, meta=meta,
+                        source={"source": "excel", "name": path.name, "path": str(path), "sheet": ws.title,
+                                "sheets": names})
+    finally:
+        wb.close()

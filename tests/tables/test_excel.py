@@ -1,0 +1,105 @@
+"""Excel workbooks: real .xlsx files written by openpyxl, read back as Tables."""
+
+import datetime as dt
+
+import openpyxl
+import pytest
+
+from aegir.tables import TableError
+from aegir.tables.readers import read_excel, read_table_file, sheet_names
+from aegir.tables.readers.excel import cell_text
+
+
+def _book(path, n=30):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Hotels"
+    ws.append(["Hotel report"])  # a title above the table: the preamble the header guess skips
+    ws.append([])
+    ws.append(["hotel", "city", "opened", "rating", "rooms", "pool"])
+    for i in range(n):
+        ws.append([f"Hotel {i}", ["Berlin", "Oslo"][i % 2], dt.datetime(2000 + i % 20, 1, 5), 3.5 + i / 10, 100 + i,
+                   i % 2 == 0])
+    wb.create_sheet("Empty")
+    wb.create_sheet("Codes").append(["code", "country"])
+    for code, country in (("NO", "Norway"), ("DE", "Germany")):
+        wb["Codes"].append([code, country])
+    wb.save(path)
+    return path
+
+
+def test_cells_become_the_text_a_csv_export_would_hold():
+    assert [cell_text(v) for v in (None, True, False, 3.0, 4.8, 0.15, 12, 1e20, "x")] == \
+        ["", "TRUE", "FALSE", "3", "4.8", "0.15", "12", "1e+20", "x"]
+    assert cell_text(dt.datetime(2024, 3, 1)) == "2024-03-01"
+    assert cell_text(dt.datetime(2024, 3, 1, 9, 30)) == "2024-03-01 09:30:00"
+    assert cell_text(dt.date(2024, 3, 1)) == "2024-03-01" and cell_text(dt.time(9, 30)) == "09:30:00"
+
+
+def test_first_worksheet_with_cells_read_like_a_csv(tmp_path):
+    t = read_excel(_book(tmp_path / "h.xlsx"))
+    assert t.header == ["hotel", "city", "opened", "rating", "rooms", "pool"]
+    assert [c[0] for c in t.columns] == ["Hotel 0", "Berlin", "2000-01-05", "3.5", "100", "TRUE"]
+    assert t.columns[3][2] == "3.7" and t.n_rows == 30
+    m = t.meta
+    assert (m["source"], m["sheet"], m["sheets"], m["preamble_rows"], m["header"], m["rows_total"]) == \
+        ("excel", "Hotels", ["Hotels", "Empty", "Codes"], 1, "evidence", 30)
+
+
+def test_rows_are_sampled_and_counted_like_a_csv(tmp_path):
+    p = _book(tmp_path / "h.xlsx", n=500)
+    first = read_table_file(p, max_rows=10)
+    assert first.columns[0] == [f"Hotel {i}" for i in range(10)] and first.meta["row_sample"] == "first"
+    spread = read_table_file(p, max_rows=10, spread=True)
+    assert spread.n_rows == 10 and spread.meta["rows_total"] == 500 and spread.meta["row_sample"] == "spread"
+    idx = [int(v.split()[1]) for v in spread.columns[0]]
+    assert idx == sorted(idx) and idx[-1] > 250  # in file order, drawn from the whole sheet
+    assert read_table_file(p, max_rows=10, spread=True).columns == spread.columns  # seeded
+
+
+def test_worksheets_by_name_or_position_and_clear_errors(tmp_path):
+    p = _book(tmp_path / "h.xlsx")
+    assert sheet_names(p) == ["Hotels", "Codes"] and sheet_names(p, nonempty=False) == ["Hotels", "Empty", "Codes"]
+    codes = read_table_file(p, sheet="Codes")
+    assert codes.header == ["code", "country"] and codes.columns[1] == ["Norway", "Germany"]
+    assert read_excel(p, sheet=2).header == ["code", "country"]
+    with pytest.raises(TableError, match=r"h.xlsx: no worksheet named 'Nope'; it has 'Hotels', 'Empty', 'Codes'"):
+        read_excel(p, sheet="Nope")
+    with pytest.raises(TableError, match=r"no worksheet 7; it has 3"):
+        read_excel(p, sheet=7)
+    with pytest.raises(TableError, match=r"h.xlsx \[Empty\]: file is empty"):
+        read_excel(p, sheet="Empty")
+    with pytest.raises(TableError, match="not an Excel workbook"):
+        read_table_file(tmp_path / "x.csv", sheet="Codes")
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0 legacy")
+    with pytest.raises(TableError, match="legacy .xls workbook; save it as .xlsx or CSV"):
+        read_table_file(tmp_path / "old.xls")
+    (tmp_path / "fake.xlsx").write_text("a,b\n1,2\n")
+    with pytest.raises(TableError, match=r"fake.xlsx: cannot read as an Excel workbook \(BadZipFile"):
+        read_table_file(tmp_path / "fake.xlsx")
+    wb = openpyxl.Workbook()
+    wb.save(tmp_path / "blank.xlsx")
+    with pytest.raises(TableError, match="no worksheet holds a table"):
+        read_excel(tmp_path / "blank.xlsx")
+
+
+def test_a_cover_sheet_with_a_title_is_passed_over(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.title = "Cover"
+    wb.active.append(["Quarterly hotel report"])
+    data = wb.create_sheet("Data")
+    for row in (["hotel", "rooms"], ["Adlon", 385], ["Savoy", 267]):
+        data.append(row)
+    wb.save(tmp_path / "r.xlsx")
+    assert sheet_names(tmp_path / "r.xlsx") == ["Data"]
+    assert read_excel(tmp_path / "r.xlsx").meta["sheet"] == "Data"
+    assert read_excel(tmp_path / "r.xlsx", sheet="Cover").header == ["Quarterly hotel report"]  # named: read as asked
+
+
+def test_a_sheet_named_like_a_number_is_found_by_name(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active.title = "2019"
+    wb.active.append(["id", "amount"])
+    wb.active.append([1, 2.5])
+    wb.save(tmp_path / "y.xlsx")
+    assert read_excel(tmp_path / "y.xlsx", sheet=2019).meta["sheet"] == "2019"
