@@ -10,7 +10,9 @@ cannot inherit another's heap):
 1. the CSV reader at `--before` (default 3f3c971: the whole file read into memory, decoded, then parsed),
    loaded from git, against the current streaming reader (`read_table_file(path, max_rows=...)`), which
    keeps the first rows, or with `spread=True` (annotate's reading) a uniform sample of all of them;
-2. with `--checkpoint`, the whole `annotate()` call on the file (current code).
+2. with `--checkpoint`, the whole `annotate()` call on the file (current code);
+3. the first `--excel-rows` rows (default 200,000; 0 skips it) as one .xlsx worksheet, read as annotate reads
+   it (`read_table_file(path, max_rows=..., spread=True)`, openpyxl read-only).
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ if mode == "before":  # the reader module as it was at a commit, from `git show`
     mod = types.ModuleType("csv_before")
     exec(compile(open(extra).read(), "csv_before.py", "exec"), mod.__dict__)
     read = lambda: mod.read_csv(path, max_rows=max_rows)
-elif mode in ("now", "spread"):
+elif mode in ("now", "spread", "excel"):
     from aegir.tables.readers.files import read_table_file
-    read = lambda: read_table_file(path, max_rows=max_rows, spread=mode == "spread")
+    read = lambda: read_table_file(path, max_rows=max_rows, spread=mode != "now")
 else:
     from aegir.annotation import annotate
     import torch
@@ -61,16 +63,34 @@ print(json.dumps(res))
 # The same child with nothing read: the interpreter's and the imports' own peak RSS.
 BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files import read_table_file",
             "spread": "from aegir.tables.readers.files import read_table_file",
+            "excel": "from aegir.tables.readers.files import read_table_file; import openpyxl",
             "annotate": "from aegir.annotation import annotate; import torch"}
 
 
-def write_csv(path: Path, rows: int, seed: int = 0) -> None:
+def _rows(n: int, seed: int = 0):
     r = random.Random(seed)
+    for i in range(n):
+        yield (i, f"Person {r.randrange(10**6)}", r.choice(CITIES), f"{r.random() * 100:.2f}",
+               f"2024-{r.randrange(1, 13):02d}-{r.randrange(1, 29):02d}", f"u{r.randrange(10**6)}@example.com")
+
+
+def write_csv(path: Path, rows: int, seed: int = 0) -> None:
     with open(path, "w", newline="") as f:
         f.write("id,name,city,price,date,email\n")
-        for i in range(rows):
-            f.write(f"{i},Person {r.randrange(10**6)},{r.choice(CITIES)},{r.random() * 100:.2f},"
-                    f"2024-{r.randrange(1, 13):02d}-{r.randrange(1, 29):02d},u{r.randrange(10**6)}@example.com\n")
+        for row in _rows(rows, seed):
+            f.write(",".join(map(str, row)) + "\n")
+
+
+def write_xlsx(path: Path, rows: int, seed: int = 0) -> None:
+    """The same rows as one worksheet (ids as numbers, the rest as text, as a spreadsheet export holds them)."""
+    import openpyxl
+
+    wb = openpyxl.Workbook(write_only=True)
+    ws = wb.create_sheet("data")
+    ws.append(["id", "name", "city", "price", "date", "email"])
+    for row in _rows(rows, seed):
+        ws.append(list(row))
+    wb.save(path)
 
 
 def child(mode: str, path: Path, max_rows: int, extra: str) -> dict:
@@ -92,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-rows", type=int, default=100_000, help="rows kept (annotate's max_rows_read)")
     ap.add_argument("--before", default="3f3c971", help="git revision of the reader to compare with")
     ap.add_argument("--reps", type=int, default=2, help="runs per reader (the fastest is reported)")
+    ap.add_argument("--excel-rows", type=int, default=200_000, help="rows of the .xlsx version (0: skip it)")
     ap.add_argument("--out", default=str(ROOT / "docs/results/long_tables"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,13 +130,21 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"no reader at {args.before} ({shown.stderr.strip()}): timing the current one only", flush=True)
         if args.checkpoint:
             modes += (("annotate", args.checkpoint),)
+        paths = {m: path for m, _ in modes}
+        xlsx_mb = 0.0
+        if args.excel_rows:
+            paths["excel"] = Path(tmp) / "long.xlsx"
+            write_xlsx(paths["excel"], args.excel_rows)
+            xlsx_mb = paths["excel"].stat().st_size / 2**20
+            modes += (("excel", "-"),)
         runs = {}
         for mode, extra in modes:
-            reps = [child(mode, path, args.max_rows, extra) for _ in range(args.reps if mode != "annotate" else 1)]
+            reps = [child(mode, paths[mode], args.max_rows, extra) for _ in range(args.reps if mode != "annotate" else 1)]
             runs[mode] = min(reps, key=lambda r: r["seconds"])
             print(mode, runs[mode], flush=True)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": args.rows, "file_mb": size_mb,
-           "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs}
+           "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs,
+           "excel_rows": args.excel_rows, "xlsx_mb": xlsx_mb}
     write(out, Path(args.out))
     return out
 
@@ -126,14 +155,16 @@ def write(res: dict, stem: Path) -> None:
     names = {"before": f"CSV reader at {res['before']} (whole file in memory)",
              "now": "CSV reader now (streamed; the first rows)",
              "spread": "CSV reader now, `spread=True` (streamed; a uniform sample of the file's rows, as annotate reads)",
-             "annotate": "`annotate()` now (read + serialize + classify)"}
+             "annotate": "`annotate()` now (read + serialize + classify)",
+             "excel": f"Excel reader, `spread=True`, the first {res.get('excel_rows', 0):,} rows as one .xlsx worksheet "
+                      f"({res.get('xlsx_mb', 0):,.0f} MiB; openpyxl read-only)"}
     L = ["# Reading and annotating a long CSV", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "
          "process with nothing read (annotate's includes torch).", "",
          "| what | seconds | peak RSS | RSS of the imports alone | rows kept (annotate: read per column) | rows counted |", "|---|---|---|---|---|---|"]
-    for k in ("before", "now", "spread", "annotate"):
+    for k in ("before", "now", "spread", "annotate", "excel"):
         if k not in r:
             continue
         x = r[k]
