@@ -16,7 +16,8 @@ flushed file by file, so a killed run keeps every finished file:
 
 Folders are searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq, *.xlsx and *.xlsm files (sorted, so
 runs and resumes see the same order); files named directly are taken whatever their suffix. Every worksheet of
-an Excel workbook that holds a table (two or more non-blank rows) is annotated (records carry `sheet`; `sheet=` picks one in every workbook).
+an Excel workbook that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and
+`sheet=` picks one worksheet in every workbook (other files ignore it).
 """
 
 from __future__ import annotations
@@ -199,12 +200,14 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
     """One file's annotations: one table, or each worksheet of a workbook that holds a table (in order)."""
-    if p.suffix.lower() in EXCEL_SUFFIXES and kw["sheet"] is None:
-        names = sheet_names(p)
-        if not names:
-            raise TableError(f"{p}: no worksheet holds a table (two or more non-blank rows)")
-        return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in names]
-    return [annotate(p, members, **kw, batch_size=batch_size)]
+    if p.suffix.lower() not in EXCEL_SUFFIXES:
+        return [annotate(p, members, **{**kw, "sheet": None}, batch_size=batch_size)]
+    if kw["sheet"] is not None:
+        return [annotate(p, members, **kw, batch_size=batch_size)]
+    names = sheet_names(p)
+    if not names:
+        raise TableError(f"{p}: no worksheet holds a table (two or more non-blank rows)")
+    return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in names]
 
 
 def _progress(on: bool, total: int):

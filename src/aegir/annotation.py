@@ -173,10 +173,10 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     this; the top-k list is still given. `aegir eval` prints coverage and accuracy per threshold on
     labelled data (aegir.evaluation.selective) to choose it. With `labels`, scores are those of the
     full vocabulary (not renormalised over the subset).
-    header: whether a CSV/TSV file's first row holds column names (None: guessed, skipping a preamble).
+    header: whether a CSV/TSV file's or worksheet's first row holds column names (None: guessed, skipping a preamble).
     encoding: a CSV/TSV file's text encoding (None: detected; say it when the detection guesses wrong).
-    sheet: an Excel workbook's worksheet, by name or position (None: the first holding a table, two or more non-blank rows; a note lists
-    the others; `annotate_files` annotates every worksheet).
+    sheet: an Excel workbook's worksheet, by name or position (None: the first that holds a table, two or
+    more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")

@@ -292,6 +292,9 @@ def test_excel_worksheets_are_annotated_like_the_same_cells_in_a_csv(trained, tm
     again = annotate_files([tmp_path], ck, out, top_k=2, resume=True, progress=False)
     assert (again.skipped, again.annotated) == (0, 2)  # the workbook is redone whole, then c.csv
     assert out.read_bytes() == full
+    picked = annotate_files([tmp_path], ck, tmp_path / "stock.jsonl", top_k=2, sheet="Stock", progress=False)
+    assert (picked.annotated, picked.errors) == (2, [])  # the CSV beside the workbook ignores sheet=
+    assert [r.get("sheet") for r in _records(tmp_path / "stock.jsonl")] == ["Stock"] * 3 + [None]
 
     from typer.testing import CliRunner
 
