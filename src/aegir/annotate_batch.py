@@ -204,10 +204,8 @@ def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
         return [annotate(p, members, **{**kw, "sheet": None}, batch_size=batch_size)]
     if kw["sheet"] is not None:
         return [annotate(p, members, **kw, batch_size=batch_size)]
-    names = sheet_names(p)
-    if not names:
-        raise TableError(f"{p}: no worksheet holds a table (two or more non-blank rows)")
-    return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in names]
+    # No worksheet holding a table: annotate(sheet=None) raises the reader's error for the file.
+    return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in sheet_names(p) or [None]]
 
 
 def _progress(on: bool, total: int):

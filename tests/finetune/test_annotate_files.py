@@ -305,3 +305,14 @@ def test_excel_worksheets_are_annotated_like_the_same_cells_in_a_csv(trained, tm
     assert "book.xlsx [Stock]" in r.output and "3 worksheets" not in r.output
     r = CliRunner().invoke(app, ["annotate", str(book), "--checkpoint", str(ck), "--sheet", "Nope"])
     assert isinstance(r.exception, TableError) and "no worksheet named 'Nope'" in str(r.exception)  # main() prints it
+
+
+def test_a_workbook_without_a_table_is_listed_as_unreadable(trained, tmp_path):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.append(["Only a title"])
+    wb.save(tmp_path / "cover.xlsx")
+    res = annotate_files([tmp_path / "cover.xlsx"], trained.final_checkpoint, tmp_path / "a.jsonl", progress=False)
+    assert res.annotated == 0 and [e.error for e in res.errors] == [
+        f"{tmp_path / 'cover.xlsx'}: no worksheet holds a table (two or more non-blank rows)"]

@@ -42,9 +42,7 @@ def min_padding(wkv_impl: str, device: torch.device, forced: bool) -> float | No
     """The share of padding from which a stack whose WKV resolved to `wkv_impl` on `device` packs,
     or None where it does not pack by default (see the module docstring); `forced` (a stack's
     `packs = True`): `MIN_PADDING` on every path."""
-    if forced:
-        return MIN_PADDING
-    if wkv_impl == "kernel":
+    if forced or wkv_impl == "kernel":
         return MIN_PADDING
     if device.type == "cpu":
         return MIN_PADDING_PADDED_WKV

@@ -253,7 +253,7 @@ def extract(
     else:
         sch = _coerce_schema(schema)
         source = "given"
-    base_only = [name for name, m in (("pi_1", pi1 if schema is None else None), ("pi_2", pi2))
+    base_only = [name for name, m in (("pi_1", pi1), ("pi_2", pi2))  # pi1 is None with a given schema
                  if m is not None and m.adapter is None]
     gf = GrammarFactory(pi2) if constrained else None
     per_chunk, raws, fallbacks = [], [], 0

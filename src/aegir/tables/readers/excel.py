@@ -55,6 +55,10 @@ def _rows(ws) -> Iterator[list[str]]:
         yield [cell_text(v) for v in values]
 
 
+def _worksheets(wb) -> list:
+    return [ws for ws in wb.worksheets if hasattr(ws, "iter_rows")]  # chart sheets have no cells
+
+
 def _holds_table(ws) -> bool:
     """Two or more non-blank rows: a header and a row, or rows (a cover sheet with a title is not a table).
     Reads the sheet up to its second such row."""
@@ -67,7 +71,7 @@ def sheet_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
     path = Path(path)
     wb = _open(path)
     try:
-        return [ws.title for ws in wb.worksheets if hasattr(ws, "iter_rows") and (not nonempty or _holds_table(ws))]
+        return [ws.title for ws in _worksheets(wb) if not nonempty or _holds_table(ws)]
     finally:
         wb.close()
 
@@ -80,7 +84,7 @@ def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool
     path = Path(path)
     wb = _open(path)
     try:
-        sheets = [ws for ws in wb.worksheets if hasattr(ws, "iter_rows")]
+        sheets = _worksheets(wb)
         names = [ws.title for ws in sheets]
         if not sheets:
             raise TableError(f"{path}: workbook has no worksheets")
@@ -88,16 +92,14 @@ def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool
             ws = next((ws for ws in sheets if _holds_table(ws)), None)
             if ws is None:
                 raise TableError(f"{path}: no worksheet holds a table (two or more non-blank rows)")
-        elif isinstance(sheet, int) and not (0 <= sheet < len(sheets)) and str(sheet) in names:
-            ws = sheets[names.index(str(sheet))]  # "2019" from the command line: a sheet's name, not a position
-        elif isinstance(sheet, int):
-            if not 0 <= sheet < len(sheets):
-                raise TableError(f"{path}: no worksheet {sheet}; it has {len(sheets)}: {', '.join(names)}")
+        elif isinstance(sheet, int) and 0 <= sheet < len(sheets):
             ws = sheets[sheet]
+        elif str(sheet) in names:  # a name; also 2019 from the command line for a sheet named "2019"
+            ws = sheets[names.index(str(sheet))]
+        elif isinstance(sheet, int):
+            raise TableError(f"{path}: no worksheet {sheet}; it has {len(sheets)}: {', '.join(names)}")
         else:
-            if sheet not in names:
-                raise TableError(f"{path}: no worksheet named {sheet!r}; it has {', '.join(map(repr, names))}")
-            ws = sheets[names.index(sheet)]
+            raise TableError(f"{path}: no worksheet named {sheet!r}; it has {', '.join(map(repr, names))}")
         try:
             rows = collect(_rows(ws), keep_for(max_rows, header), spread)
         except Exception as e:  # a damaged sheet part inside a readable zip

@@ -55,8 +55,8 @@ def column_vote(first: str, body: list[str]) -> tuple[int, str]:
     the first cell recurs in the body (data); the body is mostly numbers (the first cell numeric: data,
     else header; weight 2, the strongest evidence there is); the first cell has a body value's shape
     and the shape has digits or punctuation (data); the body has one length (fixed-width codes: another
-    length says header, the same length and shape data); it reads as a value (data); it is a snake/camelCase identifier that no
-    body value is (header)."""
+    length says header, the same length and shape data); it reads as a value (data); it is a
+    snake/camelCase identifier that no body value is (header)."""
     first = first.strip()
     if not first or not body:
         return 0, ""

@@ -107,16 +107,13 @@ def _skip(u: float, w: float) -> int:
     return 0 if w >= 1.0 else int(math.floor(math.log(u) / math.log1p(-w)))
 
 
-PREAMBLE_MAX = 20  # leading rows that may be a preamble
-
-
 def preamble(rows: list[list[str]]) -> int:
     """How many leading rows are a preamble: a title or export notes above the table ("Sales report",
     "Generated 2024-01-01"). Those are rows with fewer than half the table's usual number of filled
     cells, followed by a row with at least that many (the header or the first data row). The usual
-    number is the most common count of non-blank cells over the first 200 rows; a table of one or two
+    number is the most common count of non-blank cells over the first FIRST_ROWS rows; a table of one or two
     columns has no such preamble (a sparse first row is as likely), and at most PREAMBLE_MAX rows go."""
-    filled = [sum(1 for c in r if c.strip()) for r in rows[:200]]
+    filled = [sum(1 for c in r if c.strip()) for r in rows[:FIRST_ROWS]]
     usual = max(set(filled), key=lambda n: (filled.count(n), n))
     if usual < 3:
         return 0
@@ -148,7 +145,8 @@ def to_table(rows: Collected, where: str | Path, *, header: bool | str, max_rows
         # Head: the first max_rows. Spread: a uniform sample of the sample's data rows, in file order.
         body = (body[:max_rows] if not spread else
                 [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
-    m = {**source, "rows_total": rows.total - start, "row_sample": row_sample_kind(len(body), rows.total - start, spread),
+    total = rows.total - start  # data rows in the source
+    m = {**source, "rows_total": total, "row_sample": row_sample_kind(len(body), total, spread),
          # How the first row was read: "given" (by the caller), "evidence" (its columns' values voted,
          # readers.header), "names" (no evidence either way; taken for names because its cells are unique
          # and non-numeric: the guess annotate reports, as it can be wrong) or "tie" (read as data).
