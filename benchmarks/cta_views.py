@@ -40,9 +40,8 @@ from result_files import result_file  # noqa: E402
 from classical_baseline import add_class_weight_option, class_weight_arg, tfidf_logreg  # noqa: E402
 from cta_bootstrap import macro_f1_resampled, paired_difference, resample_weights  # noqa: E402
 
-from aegir.encoding.batch import EncodedColumn, encode_dataset  # noqa: E402
+from aegir.encoding.batch import encode_dataset  # noqa: E402
 from aegir.encoding.serialize import at_budget  # noqa: E402
-from aegir.encoding.vocab import CELL  # noqa: E402
 from aegir.evaluation import classification_report  # noqa: E402
 from aegir.inference import Predictions, average_views, load_classifier, predict  # noqa: E402
 from aegir.train.tasks import resolve_task  # noqa: E402
@@ -59,11 +58,6 @@ def parse_counts(spec: str, option: str) -> list[int]:
     if not xs or xs[0] < 1:
         raise SystemExit(f"error: {option} {spec!r}: expected positive integers separated by commas")
     return xs
-
-
-def target_cells(e: EncodedColumn) -> int:
-    """Cells of the target column in one serialization (a cut-off last cell counts): cell separators + 1."""
-    return 1 + sum(1 for i, t in zip(e.ids, e.target_mask) if t and i == CELL)
 
 
 def view_curve(per_view: list[Predictions], views: list[int]) -> dict[int, np.ndarray]:
@@ -163,7 +157,7 @@ def main() -> None:
                 per_view.append(predict(lc.model, ex, batch_size=args.batch_size))
                 secs += time.perf_counter() - t0
                 nbytes += sum(len(e.ids) for e in ex)
-                ncells += sum(target_cells(e) for e in ex)
+                ncells += sum(len(e.target_rows) for e in ex)  # a cut-off last cell counts
                 print(f"{ck} budget {budget} view {v + 1}/{views[-1]}", flush=True)
             for nv, pred in view_curve(per_view, views).items():
                 obs, boot = score([labels[j] for j in pred])

@@ -42,6 +42,11 @@ def test_budget_layout_determinism(table, cfg, data):
     assert s.ids[-1] == SEP
     assert serialize(table, target, cfg).ids == s.ids  # deterministic
     assert s.text()  # always renderable
+    # target_rows: the first rows of the sample, one per cell in the target segment (CELL-separated)
+    n = len(s.target_rows)
+    assert s.target_rows == s.rows_used[:n]
+    assert s.ids[1:first_sep].count(CELL) == max(n - 1, 0)
+    assert n == len(s.rows_used) or s.truncated
 
 
 @settings(max_examples=60, deadline=None)
@@ -70,6 +75,18 @@ def test_one_long_cell_cannot_eat_the_budget():
     s = serialize(t, 0, cfg)
     assert s.truncated and b"short" in bytes(i for i in s.ids if i < 256)
     assert 1 in s.context  # budget left for the context column
+
+
+def test_target_rows_are_the_values_that_fit():
+    # 10-byte cells, 40 ids: [CLS], then a 39-id target segment whose closing SEP is reserved: [TGT] + 3 whole
+    # cells (1 + 10 + 11 + 11 = 33 ids), then CELL and 4 bytes of the fourth: 4 of the 6 rows reach the model.
+    t = Table(columns=[[f"{i}" * 10 for i in range(6)]])
+    s = serialize(t, 0, SerializeConfig(max_bytes=40, max_target_bytes=40))
+    assert s.rows_used == list(range(6)) and s.target_rows == [0, 1, 2, 3]
+    assert bytes(i for i in s.ids if i < 256) == b"0" * 10 + b"1" * 10 + b"2" * 10 + b"3" * 4
+    # With room for 3 bytes of the fourth cell, a cut this short is dropped: 3 rows.
+    assert serialize(t, 0, SerializeConfig(max_bytes=39, max_target_bytes=39)).target_rows == [0, 1, 2]
+    assert serialize(t, 0, SerializeConfig(max_bytes=200)).target_rows == list(range(6))
 
 
 def test_utf8_cut_keeps_characters_whole():

@@ -22,6 +22,7 @@ class EncodedColumn:
     main_column: int | None = None
     truncated: bool = False
     main_mask: list[bool] = field(default_factory=list)  # CPA: the main column's segment; empty = none
+    target_rows: tuple[int, ...] = ()  # rows whose cell of the target column fit the budget (annotate reports them)
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Batch:
 def encode_column(table: Table, column: int, cfg: SerializeConfig, main: int | None = None,
                   label_ids: tuple[int, ...] = (), table_index: int = 0, row_seed: int | None = None) -> EncodedColumn:
     s = serialize(table, column, cfg, main=main, row_seed=row_seed)
-    return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated, s.main_mask)
+    return EncodedColumn(s.ids, s.target_mask, label_ids, table_index, column, main, s.truncated, s.main_mask,
+                         tuple(s.target_rows))
 
 
 def view_seed(view: int, table_index: int) -> int | None:

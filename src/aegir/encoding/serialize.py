@@ -79,6 +79,7 @@ class Serialized:
     context: list[int] = field(default_factory=list)  # context column indices, in serialized order
     truncated: bool = False            # some cell, column, or context column did not fit
     rows_used: list[int] = field(default_factory=list)  # row indices the cells came from
+    target_rows: list[int] = field(default_factory=list)  # the rows whose target cell is in `ids` (whole or cut)
     main_mask: list[bool] = field(default_factory=list)  # CPA: True on the main column's segment ([MAIN] .. [SEP]); else all False
 
     def __len__(self) -> int:
@@ -130,10 +131,12 @@ def row_sample(n_rows: int, max_rows: int, seed: int | None = None) -> list[int]
     return sorted({int(round(i * (n_rows - 1) / (max_rows - 1))) for i in range(max_rows)}) if max_rows > 1 else [0]
 
 
-def _segment(role: int, name: str, cells: list[str], cfg: SerializeConfig, budget: int) -> tuple[list[int], bool]:
-    """One column's ids: role [name COLON] cells joined by CELL, closed by SEP, within `budget`."""
+def _segment(role: int, name: str, cells: list[str], cfg: SerializeConfig, budget: int) -> tuple[list[int], bool, int]:
+    """One column's ids: role [name COLON] cells joined by CELL, closed by SEP, within `budget`; whether
+    anything was cut, and how many of `cells` (the first ones) are in the ids, whole or cut."""
     ids = [role]
     truncated = False
+    n_cells = 0
     if name and cfg.use_header:
         nb, t = _cut(_utf8(_clean(name)), cfg.max_name_bytes)
         truncated |= t
@@ -151,13 +154,16 @@ def _segment(role: int, name: str, cells: list[str], cfg: SerializeConfig, budge
                 cb2, _ = _cut(cb, room)
                 if cb2:
                     ids += sep + list(cb2)
+                    n_cells += 1
             truncated = True
             break
         ids += piece
+        n_cells += 1
     if len(ids) > budget:  # a long name alone can overflow a tiny budget
         ids = ids[:budget]
         truncated = True
-    return ids + [SEP], truncated
+        n_cells = 0
+    return ids + [SEP], truncated, n_cells
 
 
 def _profile(name: str, cells: list[str], dim: int = 512) -> np.ndarray:
@@ -218,12 +224,13 @@ def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(
     main_mask: list[bool] = [False]
     truncated = len(rows) < table.n_rows
     if main is not None and main != target:
-        seg, t = _segment(MAIN, table.column_name(main), cells(main), cfg, min(cfg.max_target_bytes, (cfg.max_bytes - 1) // 2))
+        seg, t, _ = _segment(MAIN, table.column_name(main), cells(main), cfg, min(cfg.max_target_bytes, (cfg.max_bytes - 1) // 2))
         ids += seg
         mask += [False] * len(seg)
         main_mask += [True] * len(seg)
         truncated |= t
-    seg, t = _segment(TGT, table.column_name(target), cells(target), cfg, min(cfg.max_target_bytes, cfg.max_bytes - len(ids)))
+    seg, t, n_target = _segment(TGT, table.column_name(target), cells(target), cfg,
+                                min(cfg.max_target_bytes, cfg.max_bytes - len(ids)))
     ids += seg
     mask += [True] * len(seg)
     truncated |= t
@@ -239,14 +246,14 @@ def serialize(table: Table, target: int, cfg: SerializeConfig = SerializeConfig(
             if room < cfg.min_context_bytes:
                 truncated = True
                 break
-            seg, t = _segment(CTX, table.column_name(j), cells(j), cfg, min(cfg.max_column_bytes, room))
+            seg, t, _ = _segment(CTX, table.column_name(j), cells(j), cfg, min(cfg.max_column_bytes, room))
             ids += seg
             mask += [False] * len(seg)
             truncated |= t
             context.append(j)
     main_mask += [False] * (len(ids) - len(main_mask))
     return Serialized(ids=ids, target_mask=mask, context=context, truncated=truncated, rows_used=rows,
-                      main_mask=main_mask)
+                      main_mask=main_mask, target_rows=rows[:n_target])
 
 
 def serialize_table_text(table: Table, cfg: SerializeConfig = SerializeConfig(), target: int = 0) -> list[int]:
