@@ -1,0 +1,119 @@
+"""SQLite database files -> Table, one table (or view) at a time (the standard library's sqlite3).
+
+A database table is read like a CSV file (`readers.rows`): `SELECT *` as a stream of rows, keeping the
+first `max_rows` or a seeded uniform sample of them and counting the rest, so a large table costs a scan,
+not memory. Column names are the table's own (never guessed). Cells become text as a CSV export would
+hold them: NULL empty, numbers as Python writes them (3, 4.5), text as stored; a BLOB as its text when it
+is UTF-8, else as a hex literal of its first bytes (x'89504e47...'). As for CSV, rows with no value at all
+are skipped and not counted.
+
+The file is opened read-only (`mode=ro`): annotating never writes to a user's database. Table names
+read from the file are quoted as identifiers, never pasted into SQL as they are.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator
+
+from aegir.tables.readers.common import cell_text as _json_cell_text
+from aegir.tables.readers.rows import collect, keep_for, to_table
+from aegir.tables.table import Table, TableError
+
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
+MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
+BLOB_BYTES = 32  # bytes of a binary BLOB shown as hex
+
+
+def is_sqlite(path: str | Path) -> bool:
+    """Whether the file starts with SQLite's header (a `.db` file may be anything else)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def cell_text(v: Any) -> str:
+    """A stored value as the text a CSV export would hold."""
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"x'{v[:BLOB_BYTES].hex()}{'...' if len(v) > BLOB_BYTES else ''}'"
+    return _json_cell_text(v)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise TableError(f"{path}: no such file")
+    if not is_sqlite(path):
+        raise TableError(f"{path}: not a SQLite database (it does not start with the SQLite 3 header)")
+    try:
+        con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+        con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as e:  # damaged, encrypted, locked
+        raise TableError(f"{path}: cannot read the SQLite database ({e})") from None
+    con.text_factory = lambda b: b.decode("utf-8", errors="replace")  # TEXT that is not valid UTF-8
+    return con
+
+
+def _names(con: sqlite3.Connection, kinds: tuple[str, ...]) -> list[str]:
+    marks = ",".join("?" * len(kinds))
+    return [n for (n,) in con.execute(f"SELECT name FROM sqlite_master WHERE type IN ({marks}) AND name NOT LIKE "
+                                      "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid", kinds)]
+
+
+def _has_rows(con: sqlite3.Connection, name: str) -> bool:
+    return con.execute(f"SELECT 1 FROM {_quote(name)} LIMIT 1").fetchone() is not None
+
+
+def table_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
+    """The database's tables in creation order (internal sqlite_* tables and views excluded); with
+    `nonempty`, only those holding a row."""
+    path = Path(path)
+    con = _connect(path)
+    try:
+        return [n for n in _names(con, ("table",)) if not nonempty or _has_rows(con, n)]
+    finally:
+        con.close()
+
+
+def _rows(cur: sqlite3.Cursor) -> Iterator[list[str]]:
+    for values in cur:
+        yield [cell_text(v) for v in values]
+
+
+def read_sqlite(path: str | Path, *, table: str | None = None, max_rows: int | None = None, spread: bool = False,
+                meta: dict[str, Any] | None = None) -> Table:
+    """One table (or view) of a SQLite database as a Table. table: its name, or None for the first table
+    holding a row. max_rows and spread as in `read_csv`. meta: source "sqlite", table, tables (every
+    table's name), and read_csv's row keys; header "given" (the table's column names)."""
+    path = Path(path)
+    con = _connect(path)
+    try:
+        tables = _names(con, ("table",))
+        if table is None:
+            table = next((n for n in tables if _has_rows(con, n)), None)
+            if table is None:
+                raise TableError(f"{path}: no table holds a row" + ("" if tables else " (the database has no tables)"))
+        elif table not in _names(con, ("table", "view")):
+            raise TableError(f"{path}: no table or view named {table!r}; its tables: "
+                             f"{', '.join(map(repr, tables)) or 'none'}")
+        try:
+            cur = con.execute(f"SELECT * FROM {_quote(table)}")
+            names = [d[0] for d in cur.description]
+            rows = collect(itertools.chain([names], _rows(cur)), keep_for(max_rows, True), spread)
+        except sqlite3.Error as e:  # a damaged page, a view over a missing table
+            raise TableError(f"{path}, table {table!r}: cannot read ({e})") from None
+        return to_table(rows, f"{path} [{table}]", header=True, max_rows=max_rows, spread=spread, meta=meta,
+                        source={"source": "sqlite", "name": path.name, "path": str(path), "table": table,
+                                "tables": tables})
+    finally:
+        con.close()
