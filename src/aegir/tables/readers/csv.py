@@ -3,14 +3,19 @@
 The csv module (not pandas) parses files so ragged rows survive (pandas raises or drops them) and
 every error can name its line. Files are read as a stream (the rows kept are bounded by max_rows, the
 rest only counted); the encoding, delimiter, preamble and header are guessed from the file's start
-(charset-normalizer for non-UTF-8 text).
+(charset-normalizer for non-UTF-8 text). Compressed files (gzip, bzip2, xz: `data.csv.gz`, or any file
+starting with one of their headers) are decompressed as they are read, with the standard library.
 """
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv as _csv
+import gzip
 import io
+import lzma
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,42 @@ _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 12
 
 
 HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter sniffer read
+
+# Compressed text is recognised by its first bytes, whatever the file is called (a gzip member with deflate,
+# a bzip2 stream's block header, xz's magic), and read with the standard library's opener.
+OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+# What a damaged or truncated compressed stream raises while it is read (BadGzipFile is an OSError).
+_STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def compression(path: Path) -> str | None:
+    """"gzip", "bzip2" or "xz" when the file starts with that format's header, else None."""
+    with open(path, "rb") as fh:
+        m = fh.read(10)
+    if m.startswith(b"\x1f\x8b\x08"):
+        return "gzip"
+    if m[:3] == b"BZh" and m[3:4].isdigit() and m[3:4] != b"0" and m[4:10] == b"1AY&SY":
+        return "bzip2"
+    return "xz" if m.startswith(b"\xfd7zXZ\x00") else None
+
+
+def _open_raw(path: Path, how: str | None):
+    """The file's bytes, decompressed as they are read when `how` names a compression."""
+    return open(path, "rb") if how is None else OPENERS[how](path, "rb")
+
+
+def _read_error(path: Path, e: Exception, how: str | None, where: str = "") -> TableError:
+    """An error met while reading the file's bytes: a damaged compressed stream, or the file system's."""
+    if how is not None:
+        return TableError(f"{path}{where}: cannot decompress ({how}: {e or type(e).__name__})")
+    return TableError(f"{path}{where}: cannot read file ({getattr(e, 'strerror', None) or e})")
+
+
+def table_suffix(path: Path) -> str:
+    """The suffix that says what the table is: `.tsv` for `data.tsv.gz`."""
+    suffixes = [s.lower() for s in path.suffixes]
+    return suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSED_SUFFIXES else path.suffix.lower()
 
 
 def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = False) -> str:
@@ -56,7 +97,7 @@ def _guess(block: bytes) -> str | None:
 
 
 def _sniff_delimiter(sample: str, path: Path) -> str:
-    if path.suffix.lower() in (".tsv", ".tab"):
+    if table_suffix(path) in (".tsv", ".tab"):
         return "\t"
     try:
         return _csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
@@ -64,9 +105,10 @@ def _sniff_delimiter(sample: str, path: Path) -> str:
         return ","
 
 
-def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False) -> Collected:
-    """`rows.collect` over the file's CSV rows, its errors named by line."""
-    with open(path, "rb") as raw:
+def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False,
+           how: str | None = None) -> Collected:
+    """`rows.collect` over the file's CSV rows (decompressed with `how`), its errors named by line."""
+    with _open_raw(path, how) as raw:
         reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
         try:
             return collect(reader, keep, spread)
@@ -76,6 +118,8 @@ def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = Fa
             # The stream decodes ahead of the parser in blocks: the bad byte is at or after this line.
             raise _DecodeError(f"near line {reader.line_num + 1}: cannot decode as {enc} ({e.reason})",
                                bytes(e.object)) from None
+        except _STREAM_ERRORS as e:  # a truncated or damaged compressed file
+            raise _read_error(path, e, how, f", near line {reader.line_num + 1}") from None
 
 
 class _DecodeError(Exception):
@@ -114,15 +158,17 @@ def read_csv(
     tried once (the file read again from the start) before the file is reported undecodable.
     """
     path = Path(path)
+    how = None
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
-    except OSError as e:
-        raise TableError(f"{path}: cannot read file ({e.strerror or e})") from None
+        how = compression(path)
+        with _open_raw(path, how) as fh:
+            head = fh.read(HEAD_BYTES + 1)
+    except _STREAM_ERRORS as e:
+        raise _read_error(path, e, how) from None
+    partial = len(head) > HEAD_BYTES
+    head = head[:HEAD_BYTES]
     if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise TableError(f"{path}: looks like a binary file, not CSV/TSV text")
-    partial = size > len(head)
     enc = encoding or detect_encoding(head, path, partial)
     try:  # 64 KiB hold the delimiter sniffer's 8192 characters in any encoding
         whole = len(head) <= 1 << 16 and not partial
@@ -135,18 +181,19 @@ def read_csv(
     delim = delimiter or _sniff_delimiter(sample, path)
     keep = keep_for(max_rows, header)
     try:
-        parsed = _parse(path, enc, delim, keep, spread)
+        parsed = _parse(path, enc, delim, keep, spread, how)
     except _DecodeError as e:
         second = None if encoding else _guess(e.block)
         if second is None or second == enc:
             raise TableError(f"{path}, {e}") from None
         try:
-            parsed = _parse(path, second, delim, keep, spread)
+            parsed = _parse(path, second, delim, keep, spread, how)
         except _DecodeError as e2:
             raise TableError(f"{path}, {e2} (after {enc} failed: {e})") from None
         enc = second
     return to_table(parsed, path, header=header, max_rows=max_rows, spread=spread, meta=meta,
-                    source={"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim})
+                    source={"source": "csv", "name": path.name, "path": str(path), "encoding": enc, "delimiter": delim,
+                            **({"compression": how} if how else {})})
 
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:

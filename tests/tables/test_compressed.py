@@ -1,0 +1,67 @@
+"""Compressed CSV/TSV files (gzip, bzip2, xz) read as the same table as the plain file, as a stream."""
+
+import bz2
+import gzip
+import lzma
+
+import pytest
+
+from aegir.tables import TableError
+from aegir.tables.readers import read_table_file
+from aegir.tables.readers.csv import compression, table_suffix
+
+OPENERS = {"gzip": (gzip.compress, ".gz"), "bzip2": (bz2.compress, ".bz2"), "xz": (lzma.compress, ".xz")}
+
+
+def _text(n=3000):
+    cities = ["Zürich", "Genève", "Málaga", "Köln", "Besançon", "A Coruña", "Nîmes"]
+    rows = ["id;city;price", *(f"{i};{cities[i % 7]};{i * 0.25:.2f}" for i in range(n))]
+    return ("\n".join(rows) + "\n").encode("cp1252")  # not UTF-8: the encoding is detected after decompression
+
+
+@pytest.mark.parametrize("how", sorted(OPENERS))
+def test_compressed_files_read_like_the_plain_file(tmp_path, how):
+    compress, suffix = OPENERS[how]
+    plain = tmp_path / "t.csv"
+    plain.write_bytes(_text())
+    packed = tmp_path / f"t.csv{suffix}"
+    packed.write_bytes(compress(_text()))
+    assert compression(packed) == how and compression(plain) is None
+    for kw in ({}, {"max_rows": 50}, {"max_rows": 50, "spread": True}):
+        a, b = read_table_file(plain, **kw), read_table_file(packed, **kw)
+        assert (a.header, a.columns) == (b.header, b.columns)
+        assert b.meta["rows_total"] == 3000 and b.meta["compression"] == how
+        assert (b.meta["encoding"], b.meta["delimiter"]) == (a.meta["encoding"], ";")
+    # Detected from the decompressed bytes (as for the plain file above); given, it is used as given.
+    given = read_table_file(packed, encoding="cp1252")
+    assert set(given.columns[1]) == {"Zürich", "Genève", "Málaga", "Köln", "Besançon", "A Coruña", "Nîmes"}
+
+
+def test_recognised_by_content_and_the_inner_suffix_names_the_format(tmp_path):
+    tsv = b"a\tb\n1,5\t2\n3,5\t4\n"
+    odd = tmp_path / "export.csv"  # gzip under a plain name
+    odd.write_bytes(gzip.compress(tsv))
+    assert read_table_file(odd, header=True).columns == [["1,5", "3,5"], ["2", "4"]]  # the sniffer finds the tab
+    named = tmp_path / "export.tab.gz"
+    named.write_bytes(gzip.compress(b"a\tb\n1\t2\n"))
+    assert table_suffix(named) == ".tab" and table_suffix(tmp_path / "v1.2.csv") == ".csv"
+    assert read_table_file(named, header=True).meta["delimiter"] == "\t"
+    text = tmp_path / "bz.csv"  # text that happens to start like bzip2's magic is text
+    text.write_text("BZh9,x\nBZh8,y\nBZh7,z\n")
+    assert compression(text) is None and read_table_file(text, header=False).n_rows == 3
+
+
+def test_damaged_compressed_files_name_the_file(tmp_path):
+    whole = gzip.compress(_text(150_000))
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole[: len(whole) * 3 // 4])  # a download cut short (past the first MiB of text)
+    with pytest.raises(TableError, match=r"cut.csv.gz, near line \d+: cannot decompress \(gzip: "):
+        read_table_file(cut)
+    bad = tmp_path / "bad.csv.xz"
+    bad.write_bytes(lzma.compress(b"a,b\n1,2\n")[:12] + b"\x00" * 50)
+    with pytest.raises(TableError, match=r"bad.csv.xz: cannot decompress \(xz: "):
+        read_table_file(bad)
+    binary = tmp_path / "blob.csv.gz"
+    binary.write_bytes(gzip.compress(bytes(range(256)) * 20))
+    with pytest.raises(TableError, match="looks like a binary file"):
+        read_table_file(binary)
