@@ -12,7 +12,9 @@ cannot inherit another's heap):
    keeps the first rows, or with `spread=True` (annotate's reading) a uniform sample of all of them;
 2. with `--checkpoint`, the whole `annotate()` call on the file (current code);
 3. the first `--excel-rows` rows (default 200,000; 0 skips it) as one .xlsx worksheet, read as annotate reads
-   it (`read_table_file(path, max_rows=..., spread=True)`, openpyxl read-only).
+   it (`read_table_file(path, max_rows=..., spread=True)`, openpyxl read-only);
+4. the first `--sqlite-rows` rows (default: all; 0 skips it) as one SQLite table, read the same way;
+5. the CSV gzip-compressed (`--no-gzip` skips it), read the same way (decompressed as a stream).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if mode == "before":  # the reader module as it was at a commit, from `git show`
     mod = types.ModuleType("csv_before")
     exec(compile(open(extra).read(), "csv_before.py", "exec"), mod.__dict__)
     read = lambda: mod.read_csv(path, max_rows=max_rows)
-elif mode in ("now", "spread", "excel"):
+elif mode in ("now", "spread", "excel", "sqlite", "gzip"):
     from aegir.tables.readers.files import read_table_file
     read = lambda: read_table_file(path, max_rows=max_rows, spread=mode != "now")
 else:
@@ -64,6 +66,8 @@ print(json.dumps(res))
 BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files import read_table_file",
             "spread": "from aegir.tables.readers.files import read_table_file",
             "excel": "from aegir.tables.readers.files import read_table_file; import openpyxl",
+            "sqlite": "from aegir.tables.readers.files import read_table_file; import sqlite3",
+            "gzip": "from aegir.tables.readers.files import read_table_file",
             "annotate": "from aegir.annotation import annotate; import torch"}
 
 
@@ -93,6 +97,18 @@ def write_xlsx(path: Path, rows: int, seed: int = 0) -> None:
     wb.save(path)
 
 
+def write_sqlite(path: Path, rows: int, seed: int = 0) -> None:
+    """The same rows as one SQLite table (ids as integers, prices as reals, the rest as text)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE data (id INTEGER, name TEXT, city TEXT, price REAL, date TEXT, email TEXT)")
+    con.executemany("INSERT INTO data VALUES (?, ?, ?, ?, ?, ?)",
+                    ((i, n, c, float(p), d, e) for i, n, c, p, d, e in _rows(rows, seed)))
+    con.commit()
+    con.close()
+
+
 def child(mode: str, path: Path, max_rows: int, extra: str) -> dict:
     py = sys.executable
     out = subprocess.run([py, "-c", CHILD, mode, str(path), str(max_rows), extra], check=True,
@@ -113,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--before", default="3f3c971", help="git revision of the reader to compare with")
     ap.add_argument("--reps", type=int, default=2, help="runs per reader (the fastest is reported)")
     ap.add_argument("--excel-rows", type=int, default=200_000, help="rows of the .xlsx version (0: skip it)")
+    ap.add_argument("--sqlite-rows", type=int, default=None, help="rows of the SQLite version (default: --rows; 0: skip it)")
+    ap.add_argument("--no-gzip", action="store_true", help="skip the gzip-compressed CSV")
     ap.add_argument("--out", default=str(ROOT / "docs/results/long_tables"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,6 +155,23 @@ def main(argv: list[str] | None = None) -> dict:
             write_xlsx(paths["excel"], args.excel_rows)
             xlsx_mb = paths["excel"].stat().st_size / 2**20
             modes += (("excel", "-"),)
+        sqlite_rows = args.rows if args.sqlite_rows is None else args.sqlite_rows
+        sqlite_mb = 0.0
+        if sqlite_rows:
+            paths["sqlite"] = Path(tmp) / "long.sqlite"
+            write_sqlite(paths["sqlite"], sqlite_rows)
+            sqlite_mb = paths["sqlite"].stat().st_size / 2**20
+            modes += (("sqlite", "-"),)
+        gzip_mb = 0.0
+        if not args.no_gzip:
+            import gzip
+            import shutil
+
+            paths["gzip"] = Path(tmp) / "long.csv.gz"
+            with open(path, "rb") as src, gzip.open(paths["gzip"], "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            gzip_mb = paths["gzip"].stat().st_size / 2**20
+            modes += (("gzip", "-"),)
         runs = {}
         for mode, extra in modes:
             reps = [child(mode, paths[mode], args.max_rows, extra) for _ in range(args.reps if mode != "annotate" else 1)]
@@ -144,7 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(mode, runs[mode], flush=True)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": args.rows, "file_mb": size_mb,
            "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs,
-           "excel_rows": args.excel_rows, "xlsx_mb": xlsx_mb}
+           "excel_rows": args.excel_rows, "xlsx_mb": xlsx_mb, "sqlite_rows": sqlite_rows, "sqlite_mb": sqlite_mb,
+           "gzip_mb": gzip_mb}
     write(out, Path(args.out))
     return out
 
@@ -157,14 +193,18 @@ def write(res: dict, stem: Path) -> None:
              "spread": "CSV reader now, `spread=True` (streamed; a uniform sample of the file's rows, as annotate reads)",
              "annotate": "`annotate()` now (read + serialize + classify)",
              "excel": f"Excel reader, `spread=True`, the first {res.get('excel_rows', 0):,} rows as one .xlsx worksheet "
-                      f"({res.get('xlsx_mb', 0):,.0f} MiB; openpyxl read-only)"}
+                      f"({res.get('xlsx_mb', 0):,.0f} MiB; openpyxl read-only)",
+             "sqlite": f"SQLite reader, `spread=True`, {res.get('sqlite_rows', 0):,} rows as one table "
+                       f"({res.get('sqlite_mb', 0):,.0f} MiB; sqlite3, `SELECT *` streamed)",
+             "gzip": f"CSV reader now, `spread=True`, the CSV gzip-compressed ({res.get('gzip_mb', 0):,.0f} MiB; "
+                     "decompressed as it is read)"}
     L = ["# Reading and annotating a long CSV", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "
          "process with nothing read (annotate's includes torch).", "",
          "| what | seconds | peak RSS | RSS of the imports alone | rows kept (annotate: read per column) | rows counted |", "|---|---|---|---|---|---|"]
-    for k in ("before", "now", "spread", "annotate", "excel"):
+    for k in ("before", "now", "spread", "gzip", "annotate", "excel", "sqlite"):
         if k not in r:
             continue
         x = r[k]

@@ -14,10 +14,12 @@ flushed file by file, so a killed run keeps every finished file:
   the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
   resumed run retries them) and counted in the result.
 
-Folders are searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq, *.xlsx and *.xlsm files (sorted, so
-runs and resumes see the same order); files named directly are taken whatever their suffix. Every worksheet of
-an Excel workbook that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and
-`sheet=` picks one worksheet in every workbook (other files ignore it).
+Folders are searched recursively for *.csv, *.tsv, *.tab (also compressed: *.csv.gz, *.csv.bz2, *.csv.xz, ...),
+*.parquet, *.pq, *.xlsx and *.xlsm files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
+see the same order); files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
+that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
+worksheet in every workbook (other files ignore it). Likewise every table of a database that holds a row;
+records carry `table`, and `table=` picks one table in every database.
 """
 
 from __future__ import annotations
@@ -31,11 +33,21 @@ from typing import Any, Sequence
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
+from aegir.tables.readers.csv import table_suffix
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
+from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, table_names
 from aegir.tables.table import TableError
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
+TEXT_SUFFIXES = (".csv", ".tsv", ".tab")  # also compressed: data.csv.gz, .bz2, .xz
+TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
+
+
+def _is_table_file(q: Path) -> bool:
+    """Whether a folder search takes the file: a table suffix, a compressed CSV/TSV, or a SQLite database."""
+    suffix = q.suffix.lower()
+    return (suffix in TABLE_SUFFIXES or table_suffix(q) in TEXT_SUFFIXES
+            or suffix in SQLITE_SUFFIXES and is_sqlite(q))
 
 
 @dataclass
@@ -72,7 +84,7 @@ def find_tables(paths: Sequence[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in TABLE_SUFFIXES)
+            found += sorted(q for q in p.rglob("*") if q.is_file() and _is_table_file(q))
         elif p.exists():
             found.append(p)
         else:
@@ -129,7 +141,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                    labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
                    main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
                    min_score: float | None = None, header: bool | None = None, encoding: str | None = None,
-                   sheet: str | int | None = None, batch_size: int = 64) -> BatchResult:
+                   sheet: str | int | None = None, table: str | None = None, batch_size: int = 64) -> BatchResult:
     """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
 
     resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
@@ -147,7 +159,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-              min_score=min_score, header=header, encoding=encoding, sheet=sheet)
+              min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table)
     settings = _settings(members, kw)
     run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
     done: set[Path] = set()
@@ -180,7 +192,9 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     with open(err_file, "a", encoding="utf-8") as ef:
                         ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
                 else:
-                    recs = [{"sheet": a.sheet, **r} if a.sheet is not None else r for a in anns for r in a.to_records()]
+                    recs = [{**({"sheet": a.sheet} if a.sheet is not None else {}),
+                             **({"table": a.table} if a.table is not None else {}), **r}
+                            for a in anns for r in a.to_records()]
                     chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
                                     + "\n" for r in recs)
                     fh.write(chunk.encode("utf-8"))  # one write per file: a kill tears at most this file
@@ -199,13 +213,19 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
 
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
-    """One file's annotations: one table, or each worksheet of a workbook that holds a table (in order)."""
-    if p.suffix.lower() not in EXCEL_SUFFIXES:
-        return [annotate(p, members, **{**kw, "sheet": None}, batch_size=batch_size)]
-    if kw["sheet"] is not None:
+    """One file's annotations: one table, or each worksheet of a workbook that holds a table, or each table
+    of a database that holds a row (in order). `sheet`/`table` apply to the files that have them."""
+    if p.suffix.lower() in EXCEL_SUFFIXES:
+        part, names = "sheet", sheet_names
+    elif p.suffix.lower() in SQLITE_SUFFIXES or is_sqlite(p):
+        part, names = "table", table_names
+    else:
+        return [annotate(p, members, **{**kw, "sheet": None, "table": None}, batch_size=batch_size)]
+    kw = {**kw, "sheet": None, "table": None, part: kw[part]}
+    if kw[part] is not None:
         return [annotate(p, members, **kw, batch_size=batch_size)]
-    # No worksheet holding a table: annotate(sheet=None) raises the reader's error for the file.
-    return [annotate(p, members, **{**kw, "sheet": n}, batch_size=batch_size) for n in sheet_names(p) or [None]]
+    # Nothing holding a table: annotate(part=None) raises the reader's error for the file.
+    return [annotate(p, members, **{**kw, part: n}, batch_size=batch_size) for n in names(p) or [None]]
 
 
 def _progress(on: bool, total: int):

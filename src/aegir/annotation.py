@@ -7,7 +7,9 @@ is serialized as in training (`[MAIN] main [SEP] [TGT] column [SEP] context`).
 Wide tables: every column is annotated (each one serialized as the target, with MMR-chosen context
 within the byte budget), in batches — nothing is dropped. Long tables: each column is read through
 `max_rows` evenly spaced rows (the serializer's row sampling); the result says how many rows were
-read of how many, so sampling is never silent.
+read of how many, so sampling is never silent. The byte budget can hold fewer of a column's values than
+the rows read (long cells); `values_read` counts those that reached the model, and a note says when the
+budget, not the rows, was the limit.
 
 Abstention: with `min_score`, a column whose best score is below it gets no label (`abstained`),
 for columns outside the label vocabulary or too ambiguous to call; `aegir eval` prints, on labelled
@@ -40,11 +42,12 @@ class ColumnAnnotation:
     column: int
     name: str
     labels: list[tuple[str, float]]  # top-k (label, score), best first
-    rows_read: int
+    rows_read: int  # distinct rows sampled for the table (all views and members)
     rows_total: int
     truncated: bool  # some cell or context did not fit the byte budget
     main_column: int | None = None  # CPA: the subject column this column's property is relative to
     abstained: bool = False  # the best score was below annotate's min_score: no label (labels still lists the top-k)
+    values_read: int = 0  # distinct rows whose cell of this column reached the model (whole or cut), <= rows_read
 
     @property
     def label(self) -> str | None:
@@ -64,14 +67,15 @@ class AnnotationResult:
     header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
     preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
     sheet: str | None = None  # an Excel workbook's worksheet that was annotated
+    table: str | None = None  # a SQLite database's table (or view) that was annotated
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
                  **({"main_column_index": c.main_column} if c.main_column is not None else {}),
                  "label": c.label, "score": c.labels[0][1],
                  **({"abstained": c.abstained} if self.min_score is not None else {}),
-                 "top_k": [{"label": l, "score": s} for l, s in c.labels], "rows_read": c.rows_read,
-                 "rows_total": c.rows_total} for c in self.columns]
+                 "top_k": [{"label": l, "score": s} for l, s in c.labels], "values_read": c.values_read,
+                 "rows_read": c.rows_read, "rows_total": c.rows_total} for c in self.columns]
 
     def to_frame(self):
         import pandas as pd
@@ -85,7 +89,7 @@ class AnnotationResult:
                 r["abstained"] = c.abstained
             for k, (l, s) in enumerate(c.labels, 1):
                 r[f"label_{k}"], r[f"score_{k}"] = l, round(s, 4)
-            r["rows_read"], r["rows_total"] = c.rows_read, c.rows_total
+            r["values_read"], r["rows_read"], r["rows_total"] = c.values_read, c.rows_read, c.rows_total
             rows.append(r)
         return pd.DataFrame(rows)
 
@@ -94,7 +98,7 @@ _CACHE: dict[str, LoadedClassifier] = {}
 
 
 def _as_table(data, max_rows_read: int | None, header: bool | None = None, encoding: str | None = None,
-              sheet: str | int | None = None) -> tuple[Table, str]:
+              sheet: str | int | None = None, table: str | None = None) -> tuple[Table, str]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -116,8 +120,18 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
-                               spread=True, encoding=encoding, sheet=sheet), str(p)
-    raise TableError(f"annotate() takes a pandas DataFrame, a Table or a CSV/TSV, Excel or Parquet path, not {type(data).__name__}")
+                               spread=True, encoding=encoding, sheet=sheet, table=table), str(p)
+    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, Excel, Parquet or SQLite path, not "
+                     f"{type(data).__name__}")
+
+
+def budget_note(short: Sequence[ColumnAnnotation], max_bytes: int, max_cell_bytes: int) -> str:
+    """Say which columns' values did not all fit their byte budget (their `values_read` < `rows_read`)."""
+    worst = min(short, key=lambda c: (c.values_read / c.rows_read, c.column))
+    few = ", ".join(repr(c.name) for c in short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+    return (f"the byte budget ({max_bytes} bytes per column, cells cut at {max_cell_bytes}) held fewer values than the "
+            f"rows read for {len(short)} column(s): {few}; fewest: {worst.name!r}, {worst.values_read} of "
+            f"{worst.rows_read} (values_read); views=K (--views K) shows other rows, max_bytes (--max-bytes) more bytes")
 
 
 Checkpoint = str | Path | LoadedClassifier
@@ -153,8 +167,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
-             encoding: str | None = None, sheet: str | int | None = None) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, Excel (.xlsx) or Parquet file's path).
+             encoding: str | None = None, sheet: str | int | None = None, table: str | None = None
+             ) -> AnnotationResult:
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, Excel (.xlsx), Parquet or SQLite file's path).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.
@@ -177,6 +192,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     encoding: a CSV/TSV file's text encoding (None: detected; say it when the detection guesses wrong).
     sheet: an Excel workbook's worksheet, by name or position (None: the first that holds a table, two or
     more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
+    table: a SQLite database's table or view, by name (None: the first table holding a row; a note lists the
+    others; `annotate_files` annotates each such table).
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -184,20 +201,21 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
-    if sheet is not None and not isinstance(data, (str, Path)):
-        raise TableError("sheet= names a worksheet of an Excel file; the data given is not a file path")
-    table, source = _as_table(data, max_rows_read, header, encoding, sheet)
-    if table.n_cols == 0:
+    for what, arg, of in (("sheet", sheet, "a worksheet of an Excel file"), ("table", table, "a table of a SQLite file")):
+        if arg is not None and not isinstance(data, (str, Path)):
+            raise TableError(f"{what}= names {of}; the data given is not a file path")
+    tab, source = _as_table(data, max_rows_read, header, encoding, sheet, table)
+    if tab.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
     main = None
     if lc.cpa:  # members share the task kind (load_classifiers checks)
-        if table.n_cols < 2:
+        if tab.n_cols < 2:
             raise TableError(f"{source}: a CPA (column-pair) checkpoint needs at least two columns; the table has one")
-        main = _main_index(table, 0 if main_column is None else main_column, source)
+        main = _main_index(tab, 0 if main_column is None else main_column, source)
     elif main_column is not None:
         raise TableError("main_column (--main-column) is for CPA (column-pair) checkpoints; this one annotates "
                          f"column types ({lc.task})")
-    targets = [j for j in range(table.n_cols) if j != main]
+    targets = [j for j in range(tab.n_cols) if j != main]
     vocab = lc.vocab.labels
     mask = None
     if labels is not None:
@@ -206,40 +224,50 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
             raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
 
-    examples = [encode_column(table, j, lc.serialize_cfg, main=main, row_seed=view_seed(0, 0)) for j in targets]
+    examples = [encode_column(tab, j, lc.serialize_cfg, main=main, row_seed=view_seed(0, 0)) for j in targets]
+    seen = [set(e.target_rows) for e in examples]  # per target: rows whose value any view of any member showed
 
     def encode_view(m: LoadedClassifier, v: int):
         if m is lc and v == 0:
             return examples
-        return [encode_column(table, j, m.serialize_cfg, main=main, row_seed=view_seed(v, 0)) for j in targets]
+        ex = [encode_column(tab, j, m.serialize_cfg, main=main, row_seed=view_seed(v, 0)) for j in targets]
+        for r, e in enumerate(ex):
+            seen[r].update(e.target_rows)
+        return ex
     with inference_precision(members, bf16):
         raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
-    total = int(table.meta.get("rows_total", table.n_rows))
-    rows_read = len(set().union(*(row_sample(table.n_rows, m.serialize_cfg.max_rows, view_seed(v, 0))
+    total = int(tab.meta.get("rows_total", tab.n_rows))
+    rows_read = len(set().union(*(row_sample(tab.n_rows, m.serialize_cfg.max_rows, view_seed(v, 0))
                                   for m in members for v in range(views))))
-    cols = [ColumnAnnotation(j, table.column_name(j) or f"column_{j}",
+    cols = [ColumnAnnotation(j, tab.column_name(j) or f"column_{j}",
                              [(vocab[i], float(s)) for i, s in zip(idx[r], scores[r])], rows_read, total,
-                             examples[r].truncated, main, min_score is not None and float(scores[r][0]) < min_score)
+                             examples[r].truncated, main, min_score is not None and float(scores[r][0]) < min_score,
+                             len(seen[r]))
             for r, j in enumerate(targets)]
     notes = []
     if total > rows_read:
         how = "evenly spaced" if views == 1 else f"evenly spaced and randomly sampled ({views} views)"
-        where, sample = ("DataFrame" if table.meta.get("source") == "dataframe" else "file"), table.meta.get("row_sample")
-        of = (f"{table.n_rows} kept (a uniform sample of the {total} in the {where})" if sample == "spread" else
-              f"{table.n_rows} kept (the first of {total} in the {where})" if sample == "first" else
-              f"{table.n_rows}" + (f" ({total} in the {where})" if total != table.n_rows else ""))
+        where, sample = ("DataFrame" if tab.meta.get("source") == "dataframe" else "file"), tab.meta.get("row_sample")
+        of = (f"{tab.n_rows} kept (a uniform sample of the {total} in the {where})" if sample == "spread" else
+              f"{tab.n_rows} kept (the first of {total} in the {where})" if sample == "first" else
+              f"{tab.n_rows}" + (f" ({total} in the {where})" if total != tab.n_rows else ""))
         notes.append(f"each column was read through {rows_read} {how} rows of {of}")
-    sheets, ws = table.meta.get("sheets", []), table.meta.get("sheet")
-    if sheet is None and len(sheets) > 1:
-        notes.append(f"the workbook has {len(sheets)} worksheets ({', '.join(sheets[:10])}{', ...' if len(sheets) > 10 else ''}); "
-                     f"annotated {ws!r}; pass sheet= (--sheet) for another, or annotate it with --out x.jsonl for all")
-    header_guessed = table.meta.get("header") == "names"  # the reader's weakest guess: say so
+    short = [c for c in cols if c.values_read < c.rows_read]
+    if short:
+        notes.append(budget_note(short, lc.serialize_cfg.max_bytes, lc.serialize_cfg.max_cell_bytes))
+    for kind, arg, where, what in (("sheet", sheet, "workbook", "worksheets"), ("table", table, "database", "tables")):
+        parts = tab.meta.get(kind + "s", [])
+        if arg is None and len(parts) > 1:
+            notes.append(f"the {where} has {len(parts)} {what} ({', '.join(parts[:10])}{', ...' if len(parts) > 10 else ''}); "
+                         f"annotated {tab.meta[kind]!r}; pass {kind}= (--{kind}) for another, or annotate it with "
+                         "--out x.jsonl for all")
+    header_guessed = tab.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "
                      "if it is data, pass header=False (--no-header)")
-    skipped = int(table.meta.get("preamble_rows", 0))
+    skipped = int(tab.meta.get("preamble_rows", 0))
     if skipped:
         notes.append(f"{skipped} leading row(s) above the table were skipped as a title or notes (fewer filled cells "
                      "than the table's rows); pass header=True or False (--header/--no-header) to read every row")
@@ -247,4 +275,5 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         n_abst = sum(c.abstained for c in cols)
         notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
     return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
-                            list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped, ws)
+                            list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped,
+                            tab.meta.get("sheet"), tab.meta.get("table"))

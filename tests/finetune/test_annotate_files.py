@@ -316,3 +316,89 @@ def test_a_workbook_without_a_table_is_listed_as_unreadable(trained, tmp_path):
     res = annotate_files([tmp_path / "cover.xlsx"], trained.final_checkpoint, tmp_path / "a.jsonl", progress=False)
     assert res.annotated == 0 and [e.error for e in res.errors] == [
         f"{tmp_path / 'cover.xlsx'}: no worksheet holds a table (two or more non-blank rows)"]
+
+
+def _database(path, r):
+    """A SQLite database of two tables holding the same cells as CSVs written beside it, and an empty table."""
+    import sqlite3
+
+    from custom_task import KINDS
+
+    con = sqlite3.connect(path)
+    for name, kinds in {"people": ["email", "date"], "unused": None, "stock": ["number", "word", "email"]}.items():
+        if kinds is None:
+            con.execute(f"CREATE TABLE {name} (a)")
+            continue
+        cols = [f"col{j}" for j in range(len(kinds))]
+        rows = [[KINDS[k](r) for k in kinds] for _ in range(5)]
+        con.execute(f"CREATE TABLE {name} ({', '.join(cols)})")
+        con.executemany(f"INSERT INTO {name} VALUES ({', '.join('?' * len(cols))})", rows)
+        (path.parent / f"{path.stem}_{name}.csv.txt").write_text("\n".join(",".join(x) for x in [cols] + rows) + "\n")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_database_tables_are_annotated_like_the_same_cells_in_a_csv(trained, tmp_path):
+    db = _database(tmp_path / "shop.sqlite", random.Random(6))
+    ck = trained.final_checkpoint
+    one = annotate(db, ck, top_k=2)  # the first table holding a row; the note names the others
+    assert one.table == "people" and one.sheet is None
+    assert one.to_records() == annotate(tmp_path / "shop_people.csv.txt", ck, top_k=2, header=True).to_records()
+    assert any("3 tables (people, unused, stock)" in n and "--table" in n for n in one.notes)
+    stock = annotate(db, ck, top_k=2, table="stock")
+    assert stock.to_records() == annotate(tmp_path / "shop_stock.csv.txt", ck, top_k=2, header=True).to_records()
+    assert not any("tables (" in n for n in stock.notes)
+    import pandas as pd
+
+    with pytest.raises(TableError, match="table= names a table of a SQLite file"):
+        annotate(pd.DataFrame({"a": [1]}), ck, table="stock")
+    with pytest.raises(TableError, match="a table was named, but this is not a SQLite database"):
+        annotate(tmp_path / "shop_stock.csv.txt", ck, table="stock")
+
+    # A folder: every table holding a row, records tagged with it; the database is one unit for resume.
+    for f in tmp_path.glob("*.csv.txt"):
+        f.unlink()
+    (tmp_path / "c.csv").write_text("col0\na@x.com\nb@y.com\n")
+    (tmp_path / "thumbs.db").write_bytes(b"\x00 not SQLite")  # a .db that is no database is not picked up
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path], ck, out, top_k=2, progress=False)
+    assert (res.files, res.annotated, res.columns, res.errors) == (2, 2, 6, [])
+    recs = [r for r in _records(out) if r["file"].endswith("shop.sqlite")]
+    assert [(r["table"], r["column_index"]) for r in recs] == [("people", 0), ("people", 1), ("stock", 0),
+                                                               ("stock", 1), ("stock", 2)]
+    assert [{k: v for k, v in r.items() if k not in ("file", "file_columns", "table")} for r in recs[2:]] == \
+        stock.to_records()
+    full = out.read_bytes()
+    out.write_bytes(full[: full.index(b'"stock"') - 20])  # killed between the database's two tables
+    again = annotate_files([tmp_path], ck, out, top_k=2, resume=True, progress=False)
+    assert (again.skipped, again.annotated) == (1, 1) and out.read_bytes() == full  # c.csv sorts first
+    picked = annotate_files([tmp_path], ck, tmp_path / "stock.jsonl", top_k=2, table="stock", progress=False)
+    assert [r.get("table") for r in _records(tmp_path / "stock.jsonl")] == [None] + ["stock"] * 3
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    r = CliRunner().invoke(app, ["annotate", str(db), "--checkpoint", str(ck), "--table", "stock"])
+    assert r.exit_code == 0, r.output
+    assert "shop.sqlite [stock]" in r.output
+    r = CliRunner().invoke(app, ["annotate", str(db), "--checkpoint", str(ck), "--table", "nope"])
+    assert isinstance(r.exception, TableError) and "no table or view named 'nope'" in str(r.exception)
+    # Names from the file are printed as they are, not read as rich markup ("[b]" would turn bold and vanish).
+    (tmp_path / "odd.csv").write_text("[b]name\nalice@x.com\nbob@y.com\n")
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "odd.csv"), "--checkpoint", str(ck), "--header"])
+    assert r.exit_code == 0 and "[b]name" in r.output, r.output
+
+
+def test_folder_search_takes_compressed_tables_and_real_databases(tmp_path):
+    import bz2
+    import gzip
+    import sqlite3
+
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"x,y\n1,2\n"))
+    (tmp_path / "b.tsv.bz2").write_bytes(bz2.compress(b"x\ty\n1\t2\n"))
+    (tmp_path / "logs.gz").write_bytes(gzip.compress(b"not a table"))  # no table suffix inside
+    sqlite3.connect(tmp_path / "c.db").execute("CREATE TABLE t (a)").connection.commit()
+    (tmp_path / "Thumbs.db").write_bytes(b"\x00\x01 not SQLite")
+    assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db"]

@@ -66,6 +66,30 @@ def test_wide_and_long_tables_are_not_silently_truncated(trained):
     assert res.notes and "5000" in res.notes[0]
 
 
+def test_annotate_counts_the_values_that_fit_the_byte_budget(trained):
+    # 10 rows: one-digit numbers all fit the fixture's 48-byte budget; 50-byte texts fill it after a cell or two.
+    df = pd.DataFrame({"n": [str(i) for i in range(10)], "text": [f"{i:02d}" + "lorem ipsum " * 4 for i in range(10)]})
+    lc = load_classifier(trained.final_checkpoint)
+    cfg = lc.serialize_cfg
+    res = annotate(df, lc)
+    n, text = res.columns
+    assert n.rows_read == text.rows_read == 10 and n.values_read == 10
+    # What the serializer put in the target segment of view 0, counted by hand from the ids.
+    from aegir.encoding.serialize import serialize
+    from aegir.encoding.vocab import CELL
+    from aegir.tables.readers import from_dataframe
+
+    s = serialize(from_dataframe(df), 1, cfg)
+    shown = 1 + [i for i, m in zip(s.ids, s.target_mask) if m].count(CELL)
+    assert text.values_read == shown < text.rows_read
+    assert any("values_read" in note and "'text'" in note and f"{shown} of {text.rows_read}" in note for note in res.notes)
+    assert res.to_records()[1]["values_read"] == shown and list(res.to_frame()["values_read"]) == [n.values_read, shown]
+    # More row views show other rows' values; more bytes show more values of the same rows.
+    assert shown < annotate(df, lc, views=4).columns[1].values_read <= 10
+    wider = annotate(df, lc, max_bytes=2048)  # the target segment grows in proportion (at_budget)
+    assert wider.columns[1].values_read == 10 and not any("values_read" in note for note in wider.notes)
+
+
 def test_export_roundtrip(trained, tmp_path):
     spec = export_specialist(trained.final_checkpoint, tmp_path / "spec")
     assert {p.name for p in spec.iterdir()} >= {"model.safetensors", "config.json", "labels.json", "specialist.json"}
@@ -674,13 +698,16 @@ def test_long_tables_benchmark_counts_every_row(trained, tmp_path):
     import long_tables
 
     res = long_tables.main(["--checkpoint", str(trained.final_checkpoint), "--rows", "3000", "--max-rows", "100",
-                            "--reps", "1", "--out", str(tmp_path / "long")])
+                            "--reps", "1", "--excel-rows", "2000", "--out", str(tmp_path / "long")])
     runs = res["runs"]
     assert (runs["now"]["rows"], runs["now"]["rows_total"]) == (100, 3000)
     assert (runs["spread"]["rows"], runs["spread"]["rows_total"]) == (100, 3000)
     if "before" in runs:  # the revision compared with is in this clone's history
         assert (runs["before"]["rows"], runs["before"]["rows_total"]) == (100, 3000)
     assert runs["annotate"]["columns"] == 6 and runs["annotate"]["rows_total"] == 3000
+    assert (runs["excel"]["rows"], runs["excel"]["rows_total"]) == (100, 2000)
+    assert (runs["sqlite"]["rows"], runs["sqlite"]["rows_total"]) == (100, 3000)  # all --rows by default
+    assert (runs["gzip"]["rows"], runs["gzip"]["rows_total"]) == (100, 3000)
     assert (tmp_path / "long.json").is_file() and "rows counted" in (tmp_path / "long.md").read_text()
 
 
@@ -693,3 +720,23 @@ def test_wide_tables_benchmark_annotates_every_column(trained, tmp_path):
                             "--out", str(tmp_path / "wide")])
     assert [(r["columns"], r["annotated_columns"]) for r in res["rows"]] == [(5, 5), (30, 30)]
     assert (tmp_path / "wide.json").is_file() and "| 30 |" in (tmp_path / "wide.md").read_text()
+
+
+def test_values_read_benchmark_summarises_coverage(trained, tmp_path):
+    import values_read
+
+    from aegir.paths import shared_data_dir
+
+    c = values_read.coverage([3, 5, 5, 1], [5, 5, 5, 2])
+    assert (c["columns"], c["all_rows"], c["median_values"], c["median_rows"], c["min_values"]) == (4, 2, 4, 5, 1)
+    assert c["mean_share"] == pytest.approx((0.6 + 1 + 1 + 0.5) / 4)
+    if shared_data_dir() is None:
+        pytest.skip("needs ../shared/data")
+    res = values_read.main(["--checkpoint", str(trained.final_checkpoint), "--limit", "6", "--out", str(tmp_path / "v")])
+    runs = {(r["corpus"], r["budget"], r["views"]): r for r in res["runs"]}
+    assert len(runs) == 8 and all(r["tables"] == 6 for r in runs.values())
+    git = [r for (corpus, _, _), r in runs.items() if corpus.startswith("GitTables")]
+    # The fixture reads 48 bytes a column: GitTables' longer columns do not fit; a doubled budget shows more.
+    small, large = (next(r for r in git if (r["budget"], r["views"]) == (b, 1)) for b in (48, 96))
+    assert small["all_rows"] < small["columns"] and large["mean_share"] > small["mean_share"]
+    assert "| views |" in (tmp_path / "v.md").read_text()

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from aegir.commands import INFER_BF16_HELP
@@ -20,7 +21,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="CSV/TSV, Excel (.xlsx) or Parquet file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.parquet, *.pq, *.xlsx, *.xlsm)."),
+        files: List[Path] = typer.Argument(..., help="CSV/TSV (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
         encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV/TSV files, e.g. cp1252 (default: detected per file)."),
         sheet: Optional[str] = typer.Option(None, help="Excel workbooks: the worksheet to annotate, by name or position (0 = first; a string of digits is a position). Default: one file: the first worksheet holding a table (two or more non-blank rows); many files: every such worksheet."),
+        table: Optional[str] = typer.Option(None, help="SQLite databases: the table (or view) to annotate, by name. Default: one file: the first table holding a row; many files: every such table."),
         header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
@@ -43,7 +45,7 @@ def register(app: typer.Typer) -> None:
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
                   min_score=min_score, header=header, encoding=encoding,
-                  sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet)
+                  sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table)
         many = len(files) > 1 or files[0].is_dir() or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson"))
         if many:
             _annotate_many(files, checkpoint, out, resume, overwrite, kw)
@@ -74,22 +76,24 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
     with waiting:
         res = annotate(file, checkpoint, **kw)
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
-    title = f"{res.source}{f' [{res.sheet}]' if res.sheet else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
-    t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=title)
+    part = res.sheet if res.sheet is not None else res.table
+    title = f"{res.source}{f' [{part}]' if part is not None else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
+    # Names from the file (a sheet or table called "[stock]", a column "[b]") are escaped, not read as rich markup.
+    t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=escape(title))
     for c in res.columns:
-        cells = [f"{l} ({s:.2f})" for l, s in c.labels]
+        cells = [escape(f"{l} ({s:.2f})") for l, s in c.labels]
         if c.abstained:
             cells[0] = f"[dim]abstain: {cells[0]}[/dim]"
-        t.add_row(str(c.column), c.name[:30], *cells)
+        t.add_row(str(c.column), escape(c.name[:30]), *cells)
     console.print(t)
     for n in res.notes:
-        console.print(f"[dim]note: {n}[/dim]")
+        console.print(f"[dim]note: {escape(n)}[/dim]")
     if out:
         if out.suffix == ".csv":
             res.to_frame().to_csv(out, index=False)
         else:
             out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
-        console.print(f"wrote {out}")
+        console.print(f"wrote {escape(str(out))}")
 
 
 def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,
@@ -100,8 +104,8 @@ def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path
         raise typer.BadParameter("several files or a folder need --out FILE.jsonl (one record per column)")
     res = annotate_files(files, checkpoint, out, resume=resume, overwrite=overwrite, **kw)
     console.print(f"{res.files} tables: {res.annotated} annotated ({res.columns} column{'s' if res.columns != 1 else ''}), "
-                  f"{res.skipped} already in {out}, {len(res.errors)} unreadable")
-    console.print(f"wrote {out}")
+                  f"{res.skipped} already in {escape(str(out))}, {len(res.errors)} unreadable")
+    console.print(f"wrote {escape(str(out))}")
     if res.header_guessed:
         console.print(f"[dim]note: in {res.header_guessed} file(s) the first row was taken as column names "
                       "(guessed); pass --header or --no-header to say how the files are written[/dim]")
@@ -110,7 +114,7 @@ def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path
                       "notes; pass --header or --no-header to read every row[/dim]")
     if res.errors:
         for e in res.errors[:10]:
-            console.print(f"[red]error[/red] {e.error}")
+            console.print(f"[red]error[/red] {escape(e.error)}")
         more = f" ({len(res.errors) - 10} more)" if len(res.errors) > 10 else ""
-        console.print(f"unreadable files{more} are listed in {res.errors_path}; fix them and run again with --resume")
+        console.print(f"unreadable files{more} are listed in {escape(str(res.errors_path))}; fix them and run again with --resume")
         raise typer.Exit(1)
