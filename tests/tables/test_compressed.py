@@ -8,7 +8,7 @@ import pytest
 
 from aegir.tables import TableError
 from aegir.tables.readers import read_table_file
-from aegir.tables.readers.csv import compression, table_suffix
+from aegir.tables.readers.compressed import compression, table_suffix
 
 OPENERS = {"gzip": (gzip.compress, ".gz"), "bzip2": (bz2.compress, ".bz2"), "xz": (lzma.compress, ".xz")}
 

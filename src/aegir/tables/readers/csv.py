@@ -9,17 +9,14 @@ starting with one of their headers) are decompressed as they are read, with the 
 
 from __future__ import annotations
 
-import bz2
 import codecs
 import csv as _csv
-import gzip
 import io
-import lzma
-import zlib
 from pathlib import Path
 from typing import Any
 
 from aegir.tables.readers.common import SkipCounter, safe_member_name
+from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
 from aegir.tables.readers.rows import Collected, collect, keep_for, to_table
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 
@@ -27,43 +24,6 @@ _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 12
 
 
 HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter sniffer read
-
-# Compressed text is recognised by its first bytes, whatever the file is called (a gzip member with deflate,
-# a bzip2 stream's block header, xz's magic), and read with the standard library's opener.
-OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
-# What a damaged or truncated compressed stream raises while it is read (BadGzipFile is an OSError).
-_STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
-
-
-def compression(path: Path) -> str | None:
-    """"gzip", "bzip2" or "xz" when the file starts with that format's header, else None."""
-    with open(path, "rb") as fh:
-        m = fh.read(10)
-    if m.startswith(b"\x1f\x8b\x08"):
-        return "gzip"
-    if m[:3] == b"BZh" and m[3:4].isdigit() and m[3:4] != b"0" and m[4:10] == b"1AY&SY":
-        return "bzip2"
-    return "xz" if m.startswith(b"\xfd7zXZ\x00") else None
-
-
-def _open_raw(path: Path, how: str | None):
-    """The file's bytes, decompressed as they are read when `how` names a compression."""
-    return open(path, "rb") if how is None else OPENERS[how](path, "rb")
-
-
-def _read_error(path: Path, e: Exception, how: str | None, where: str = "") -> TableError:
-    """An error met while reading the file's bytes: a damaged compressed stream, or the file system's."""
-    if how is not None:
-        return TableError(f"{path}{where}: cannot decompress ({how}: {e or type(e).__name__})")
-    return TableError(f"{path}{where}: cannot read file ({getattr(e, 'strerror', None) or e})")
-
-
-def table_suffix(path: Path) -> str:
-    """The suffix that says what the table is: `.tsv` for `data.tsv.gz`."""
-    suffixes = [s.lower() for s in path.suffixes]
-    return suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in COMPRESSED_SUFFIXES else path.suffix.lower()
-
 
 def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = False) -> str:
     """The text encoding of `raw` (a whole file, or with `partial` its first bytes: a multi-byte
@@ -108,7 +68,7 @@ def _sniff_delimiter(sample: str, path: Path) -> str:
 def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False,
            how: str | None = None) -> Collected:
     """`rows.collect` over the file's CSV rows (decompressed with `how`), its errors named by line."""
-    with _open_raw(path, how) as raw:
+    with open_raw(path, how) as raw:
         reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
         try:
             return collect(reader, keep, spread)
@@ -118,8 +78,8 @@ def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = Fa
             # The stream decodes ahead of the parser in blocks: the bad byte is at or after this line.
             raise _DecodeError(f"near line {reader.line_num + 1}: cannot decode as {enc} ({e.reason})",
                                bytes(e.object)) from None
-        except _STREAM_ERRORS as e:  # a truncated or damaged compressed file
-            raise _read_error(path, e, how, f", near line {reader.line_num + 1}") from None
+        except STREAM_ERRORS as e:  # a truncated or damaged compressed file
+            raise read_error(path, e, how, f", near line {reader.line_num + 1}") from None
 
 
 class _DecodeError(Exception):
@@ -161,10 +121,10 @@ def read_csv(
     how = None
     try:
         how = compression(path)
-        with _open_raw(path, how) as fh:
+        with open_raw(path, how) as fh:
             head = fh.read(HEAD_BYTES + 1)
-    except _STREAM_ERRORS as e:
-        raise _read_error(path, e, how) from None
+    except STREAM_ERRORS as e:
+        raise read_error(path, e, how) from None
     partial = len(head) > HEAD_BYTES
     head = head[:HEAD_BYTES]
     if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):

@@ -1,6 +1,7 @@
 """One table file by its suffix: Parquet (`.parquet`, `.pq`), an Excel workbook (`.xlsx`, `.xlsm`; one
 worksheet), a SQLite database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header;
-one table) or CSV/TSV text (anything else)."""
+one table), JSON Lines or a JSON array of objects (`.jsonl`, `.ndjson`, `.json`; also compressed) or
+CSV/TSV text (anything else; also compressed)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from aegir.tables.readers.csv import read_csv
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, LEGACY_SUFFIXES, read_excel
+from aegir.tables.readers.jsonl import is_json, read_json
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, read_sqlite
 from aegir.tables.table import Table, TableError
@@ -17,7 +19,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
                     spread: bool = False, encoding: str | None = None, sheet: str | int | None = None,
                     table: str | None = None) -> Table:
     """`header` applies to CSV/TSV and Excel, `encoding` (None: detected) to CSV/TSV only: a Parquet
-    file's column names come from its schema, a database table's from its definition. `sheet` picks a
+    file's column names come from its schema, a database table's from its definition, JSON's from its keys. `sheet` picks a
     workbook's worksheet (None: the first holding a table), `table` a database's table or view (None: the
     first holding a row). max_rows keeps the first rows, or with `spread` a uniform sample of the whole
     file's (seeded)."""
@@ -32,6 +34,8 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
         return read_sqlite(p, table=table, max_rows=max_rows, spread=spread)
     if suffix in PARQUET_SUFFIXES:
         return read_parquet(p, max_rows=max_rows, spread=spread)
+    if is_json(p):
+        return read_json(p, max_rows=max_rows, spread=spread)
     if suffix in EXCEL_SUFFIXES + LEGACY_SUFFIXES:
         return read_excel(p, sheet=sheet, header=header, max_rows=max_rows, spread=spread)
     return read_csv(p, header=header, max_rows=max_rows, spread=spread, encoding=encoding)

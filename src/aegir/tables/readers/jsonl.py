@@ -1,0 +1,120 @@
+"""JSON Lines files (one JSON object per line: `.jsonl`, `.ndjson`) and JSON arrays of objects (`.json`), also
+compressed, -> Table.
+
+In JSON Lines each line is a row and each key a column, read as a stream: every line is parsed (a malformed line is
+an error that names it) and counted, and the first `max_rows` rows or a seeded uniform sample of them
+are kept (`rows.reservoir`), so a long file costs time, not memory. Nested objects are flattened into
+dotted keys (`{"address": {"city": ...}}` -> column `address.city`); lists and deeper values become
+compact JSON text. The columns are the keys of the rows kept, in the order they first appear, so a key
+that only rows outside the sample hold does not make an empty column. Keys that are just the column
+positions ("0", "1", ... as pandas writes a frame without column names, as SOTAB's tables are stored)
+are read as no header. A `.json` file is JSON Lines when it starts with an object (`{`); when it starts
+with an array (`[`), the array's objects are the rows, parsed whole (memory grows with the file).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from aegir.tables.readers.common import cell_text, row_sample_kind
+from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
+from aegir.tables.readers.rows import reservoir
+from aegir.tables.table import Table, TableError
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+JSON_SUFFIXES = (*JSONL_SUFFIXES, ".json")
+
+
+def is_json(path: str | Path) -> bool:
+    """By name: `rows.jsonl`, `rows.ndjson`, `rows.json`, or any of them compressed (`rows.jsonl.gz`)."""
+    return table_suffix(Path(path)) in JSON_SUFFIXES
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """One JSON object as {column: cell text}: nested objects become dotted keys, other values text."""
+    out: dict[str, str] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = cell_text(v)
+    return out
+
+
+def _objects(lines: Iterator[str], path: Path) -> Iterator[dict[str, str]]:
+    first = True
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            # A pretty-printed object fails on its first line: say which layouts are read.
+            hint = "; a table is JSON Lines, one object per line, or an array of objects" if first else ""
+            raise TableError(f"{path}, line {n}: not a JSON object ({e.msg} at column {e.colno}{hint})") from None
+        first = False
+        if not isinstance(obj, dict):
+            raise TableError(f"{path}, line {n}: expected a JSON object per line, got {type(obj).__name__}")
+        yield flatten(obj)
+
+
+def _array(raw, path: Path) -> Iterator[dict[str, str]]:
+    """The objects of a JSON array (the whole text parsed at once)."""
+    try:
+        data = json.load(raw)
+    except json.JSONDecodeError as e:
+        raise TableError(f"{path}, line {e.lineno}: not JSON ({e.msg} at column {e.colno})") from None
+    for i, obj in enumerate(data):
+        if not isinstance(obj, dict):
+            raise TableError(f"{path}: item {i} of the array is {type(obj).__name__}, not an object (a row)")
+        yield flatten(obj)
+
+
+def _first_char(raw) -> bytes:
+    """The first non-whitespace byte of a binary stream that can peek (a BOM skipped), as far as it shows."""
+    return raw.peek(4096)[:4096].lstrip(b"\xef\xbb\xbf").lstrip()[:1]
+
+
+def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
+              meta: dict[str, Any] | None = None) -> Table:
+    """A JSON Lines file, or a JSON array of objects, as a Table. max_rows and spread as in `read_csv`
+    (the first rows, or a seeded uniform sample of the whole file's; every row counted). meta: source
+    "json", format "lines" or "array", rows_total, row_sample, header ("given", or "positions" for keys
+    "0", "1", ... read as no header)."""
+    path = Path(path)
+    how = None
+    try:
+        how = compression(path)
+        with open_raw(path, how) as raw:  # each of these streams can peek
+            form = "array" if _first_char(raw) == b"[" else "lines"
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig")  # JSON text is UTF-8 (RFC 8259)
+            rows = _array(text, path) if form == "array" else _objects(text, path)
+            kept: list[tuple[int, dict[str, str]]] = []
+            if max_rows is None:
+                kept = list(enumerate(rows))
+                total = len(kept)
+            elif spread:
+                total = reservoir(rows, max_rows, [], kept)
+            else:
+                kept = list(enumerate(itertools.islice(rows, max_rows)))
+                total = len(kept) + sum(1 for _ in rows)
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path}: not UTF-8 text, as JSON must be ({e.reason})") from None
+    except STREAM_ERRORS as e:
+        raise read_error(path, e, how) from None
+    if not kept:
+        raise TableError(f"{path}: no rows (no JSON object found)")
+    keys = list(dict.fromkeys(k for _, row in kept for k in row))  # first appearance, in file order
+    positional = keys == [str(j) for j in range(len(keys))]
+    m = {"source": "json", "format": form, "name": path.name, "path": str(path),
+         **({"compression": how} if how else {}), "rows_total": total,
+         "row_sample": row_sample_kind(len(kept), total, spread),
+         "header": "positions" if positional else "given", "has_header": not positional, "preamble_rows": 0}
+    m.update(meta or {})
+    return Table.from_rows([[row.get(k, "") for k in keys] for _, row in kept],
+                           header=None if positional else keys, meta=m)

@@ -1,0 +1,84 @@
+"""JSON Lines and JSON arrays of objects: keys as columns, nested objects flattened, rows streamed and counted."""
+
+import gzip
+import json
+
+import pytest
+
+from aegir.tables import TableError
+from aegir.tables.readers import read_json, read_table_file
+from aegir.tables.readers.jsonl import flatten
+
+ROWS = [{"id": 1, "name": "Ada", "address": {"city": "London", "geo": {"lat": 51.5}}, "tags": ["a", "b"]},
+        {"id": 2, "name": None, "address": {"city": "Paris"}, "active": True},
+        {"id": 3, "name": "Ché", "address": {}, "extra": {"k": [1, {"x": 2}]}}]
+
+
+def test_flatten_dots_nested_objects_and_writes_other_values_as_json():
+    assert flatten(ROWS[0]) == {"id": "1", "name": "Ada", "address.city": "London", "address.geo.lat": "51.5",
+                                "tags": '["a", "b"]'}
+    assert flatten(ROWS[1])["name"] == "" and flatten(ROWS[1])["active"] == "true"
+    assert flatten(ROWS[2]) == {"id": "3", "name": "Ché", "address": "{}", "extra.k": '[1, {"x": 2}]'}
+
+
+@pytest.mark.parametrize("form", ["lines", "array"])
+def test_rows_keys_and_missing_values(tmp_path, form):
+    p = tmp_path / ("t.jsonl" if form == "lines" else "t.json")
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n\n" if form == "lines" else \
+        json.dumps(ROWS, indent=2, ensure_ascii=False)
+    p.write_text(text, encoding="utf-8")
+    t = read_table_file(p)
+    assert t.header == ["id", "name", "address.city", "address.geo.lat", "tags", "active", "address", "extra.k"]
+    assert t.columns[0] == ["1", "2", "3"] and t.columns[1] == ["Ada", "", "Ché"]
+    assert t.columns[3] == ["51.5", "", ""] and t.columns[5] == ["", "true", ""]
+    assert (t.meta["source"], t.meta["format"], t.meta["rows_total"], t.meta["header"]) == ("json", form, 3, "given")
+
+
+def test_long_files_are_sampled_counted_and_may_be_compressed(tmp_path):
+    rows = [{"id": i, "even": i % 2 == 0} for i in range(5000)] + [{"id": 5000, "late": "only here"}]
+    p = tmp_path / "t.ndjson.gz"
+    p.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    head = read_json(p, max_rows=10)
+    assert head.columns[0] == [str(i) for i in range(10)] and head.meta["rows_total"] == 5001
+    assert head.header == ["id", "even"]  # the late key is in no kept row: no empty column for it
+    assert (head.meta["row_sample"], head.meta["compression"]) == ("first", "gzip")
+    spread = read_json(p, max_rows=10, spread=True)
+    ids = [int(x) for x in spread.columns[0]]
+    assert ids == sorted(ids) and ids[-1] > 1000 and spread.meta["rows_total"] == 5001
+    assert read_table_file(p, max_rows=10, spread=True).columns == spread.columns  # seeded; found by its name
+
+
+def test_positional_keys_read_as_no_header(tmp_path):
+    # How SOTAB stores its tables (pandas to_json(orient="records", lines=True) of a frame without names).
+    p = tmp_path / "Book_x.json.gz"
+    p.write_bytes(gzip.compress(b'{"0": "Dune", "1": "Frank Herbert"}\n{"0": "Emma", "1": "Jane Austen"}\n'))
+    t = read_table_file(p)
+    assert t.header is None and t.columns == [["Dune", "Emma"], ["Frank Herbert", "Jane Austen"]]
+    assert t.meta["header"] == "positions" and t.meta["format"] == "lines"
+
+
+def test_errors_name_the_file_and_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2,}\n')
+    with pytest.raises(TableError, match=r"bad.jsonl, line 2: not a JSON object \("):
+        read_json(p)
+    p.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(TableError, match="bad.jsonl, line 2: expected a JSON object per line, got list"):
+        read_json(p)
+    p.write_text('{\n  "data": [{"a": 1}]\n}\n')  # one pretty-printed object: not a table layout read here
+    with pytest.raises(TableError, match="line 1: not a JSON object .*one object per line, or an array of objects"):
+        read_json(p)
+    p.write_text("\n\n")
+    with pytest.raises(TableError, match="bad.jsonl: no rows"):
+        read_json(p)
+    arr = tmp_path / "bad.json"
+    arr.write_text('[{"a": 1}, 7]')
+    with pytest.raises(TableError, match="bad.json: item 1 of the array is int, not an object"):
+        read_json(arr)
+    arr.write_text('[{"a": 1},\n {"a": }]')
+    with pytest.raises(TableError, match=r"bad.json, line 2: not JSON"):
+        read_json(arr)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"a": "café"}\n'.encode("latin-1"))
+    with pytest.raises(TableError, match="latin.jsonl: not UTF-8 text"):
+        read_json(latin)
