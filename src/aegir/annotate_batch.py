@@ -14,8 +14,9 @@ flushed file by file, so a killed run keeps every finished file:
   the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
   resumed run retries them) and counted in the result.
 
-Folders are searched recursively for *.csv, *.tsv, *.tab (also compressed: *.csv.gz, *.csv.bz2, *.csv.xz, ...),
-*.parquet, *.pq, *.xlsx and *.xlsm files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
+Folders are searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson (also compressed: *.csv.gz,
+*.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx and *.xlsm files (not *.json: folders hold JSON of every
+kind; name JSON tables directly), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
 see the same order); files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
 that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
 worksheet in every workbook (other files ignore it). Likewise every table of a database that holds a row;
@@ -33,13 +34,14 @@ from typing import Any, Sequence
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
-from aegir.tables.readers.csv import table_suffix
+from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
+from aegir.tables.readers.jsonl import JSONL_SUFFIXES
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, table_names
 from aegir.tables.table import TableError
 
-TEXT_SUFFIXES = (".csv", ".tsv", ".tab")  # also compressed: data.csv.gz, .bz2, .xz
+TEXT_SUFFIXES = (".csv", ".tsv", ".tab", *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
 TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
 
 
@@ -156,7 +158,10 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     if out.exists() and not (resume or overwrite):
         raise TableError(f"{out} exists: pass --resume to continue that run (finished files are skipped) "
                          "or --overwrite to start over")
-    files = find_tables(paths)  # before touching any output: a mistyped path loses nothing
+    # Before touching any output (a mistyped path loses nothing); the run's own JSON Lines output and its
+    # sidecars are never taken for tables, even in the folder searched.
+    own = {q.resolve() for q in (out, sidecar(out, "run"), sidecar(out, "errors"))}
+    files = [p for p in find_tables(paths) if p.resolve() not in own]
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
               min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table)

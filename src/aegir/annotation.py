@@ -121,8 +121,8 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
                                spread=True, encoding=encoding, sheet=sheet, table=table), str(p)
-    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, Excel, Parquet or SQLite path, not "
-                     f"{type(data).__name__}")
+    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, JSON, Excel, Parquet or SQLite path, "
+                     f"not {type(data).__name__}")
 
 
 def budget_note(short: Sequence[ColumnAnnotation], max_bytes: int, max_cell_bytes: int) -> str:
@@ -169,7 +169,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
              encoding: str | None = None, sheet: str | int | None = None, table: str | None = None
              ) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, Excel (.xlsx), Parquet or SQLite file's path).
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), Parquet or SQLite
+    file's path; `read_table_file` says which suffixes are which).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.

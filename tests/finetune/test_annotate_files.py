@@ -402,3 +402,23 @@ def test_folder_search_takes_compressed_tables_and_real_databases(tmp_path):
     sqlite3.connect(tmp_path / "c.db").execute("CREATE TABLE t (a)").connection.commit()
     (tmp_path / "Thumbs.db").write_bytes(b"\x00\x01 not SQLite")
     assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db"]
+
+
+def test_json_lines_are_annotated_like_the_same_cells_in_a_csv_and_outputs_are_not_tables(trained, tmp_path):
+    from custom_task import KINDS
+
+    r = random.Random(8)
+    kinds = ["email", "date", "number"]
+    rows = [[KINDS[k](r) for k in kinds] for _ in range(6)]
+    names = ["who", "when", "n"]
+    (tmp_path / "t.csv").write_text("\n".join(",".join(x) for x in [names] + rows) + "\n")
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(dict(zip(names, x))) + "\n" for x in rows))
+    ck = trained.final_checkpoint
+    assert annotate(tmp_path / "t.jsonl", ck, top_k=2).to_records() == \
+        annotate(tmp_path / "t.csv", ck, top_k=2, header=True).to_records()
+    # The run's own output lies in the folder it searches: it is written, resumed, and never read as a table.
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path], ck, out, top_k=2, header=True, progress=False)
+    assert (res.files, res.annotated, res.errors) == (2, 2, [])
+    again = annotate_files([tmp_path], ck, out, top_k=2, header=True, resume=True, progress=False)
+    assert (again.files, again.skipped, again.annotated) == (2, 2, 0)

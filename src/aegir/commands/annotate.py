@@ -21,7 +21,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="CSV/TSV (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
+        files: List[Path] = typer.Argument(..., help="CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
