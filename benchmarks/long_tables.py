@@ -1,4 +1,4 @@
-"""Reading and annotating a long CSV: time and peak memory. Writes docs/results/long_tables.md/.json.
+"""Reading and annotating a long table file (CSV, gzip, Excel, SQLite): time and peak memory. Writes docs/results/long_tables.md/.json.
 
     .venv/bin/python benchmarks/long_tables.py --checkpoint outputs/demo-cta/<ts>/final.pt
 
@@ -198,7 +198,7 @@ def write(res: dict, stem: Path) -> None:
                        f"({res.get('sqlite_mb', 0):,.0f} MiB; sqlite3, `SELECT *` streamed)",
              "gzip": f"CSV reader now, `spread=True`, the CSV gzip-compressed ({res.get('gzip_mb', 0):,.0f} MiB; "
                      "decompressed as it is read)"}
-    L = ["# Reading and annotating a long CSV", "",
+    L = ["# Reading and annotating a long table (CSV, gzip-compressed CSV, Excel, SQLite)", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "

@@ -16,7 +16,7 @@ def _db(path, n=1000):
                     [(i, i * 1.5, f"n{i}", b"\x89PNG" + bytes(40)) for i in range(n)])
     con.execute("CREATE TABLE empty (a)")
     con.execute("CREATE TABLE people (name TEXT, born TEXT)")
-    con.executemany("INSERT INTO people VALUES (?, ?)", [("Ada", "1815-12-10"), ("Alan", "1912-06-23")])
+    con.executemany("INSERT INTO people VALUES (?, ?)", [("Ada", "1815-12-10"), ("Alan", "1912-06-23"), (None, None)])
     con.execute('CREATE VIEW cheap AS SELECT id, price FROM "order ""lines""" WHERE price < 3')
     con.commit()
     con.close()
@@ -40,7 +40,9 @@ def test_tables_rows_and_names(tmp_path):
     assert (t.meta["source"], t.meta["table"], t.meta["tables"], t.meta["header"]) == (
         "sqlite", 'order "lines"', ['order "lines"', "empty", "people"], "given")
     people = read_sqlite(p, table="people")
-    assert people.header == ["name", "born"] and people.columns == [["Ada", "Alan"], ["1815-12-10", "1912-06-23"]]
+    # A row of NULLs is a row (unlike a blank CSV line): read and counted.
+    assert people.header == ["name", "born"] and people.columns == [["Ada", "Alan", ""], ["1815-12-10", "1912-06-23", ""]]
+    assert people.meta["rows_total"] == 3
     view = read_sqlite(p, table="cheap")  # a view can be named
     assert view.header == ["id", "price"] and view.columns[0] == ["0", "1"]
 
@@ -62,7 +64,7 @@ def test_files_are_recognised_by_suffix_or_header(tmp_path):
     assert read_table_file(p, max_rows=3).meta["source"] == "sqlite"
     renamed = tmp_path / "export.csv"  # a database under a CSV name is still read as one
     renamed.write_bytes(p.read_bytes())
-    assert read_table_file(renamed, table="people").n_rows == 2
+    assert read_table_file(renamed, table="people").n_rows == 3
     (tmp_path / "notes.db").write_text("a,b\n1,2\n")
     with pytest.raises(TableError, match="notes.db: not a SQLite database"):
         read_table_file(tmp_path / "notes.db")

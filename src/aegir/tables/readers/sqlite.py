@@ -4,8 +4,7 @@ A database table is read like a CSV file (`readers.rows`): `SELECT *` as a strea
 first `max_rows` or a seeded uniform sample of them and counting the rest, so a large table costs a scan,
 not memory. Column names are the table's own (never guessed). Cells become text as a CSV export would
 hold them: NULL empty, numbers as Python writes them (3, 4.5), text as stored; a BLOB as its text when it
-is UTF-8, else as a hex literal of its first bytes (x'89504e47...'). As for CSV, rows with no value at all
-are skipped and not counted.
+is UTF-8, else as a hex literal of its first bytes (x'89504e47...'). Every row counts, one of NULLs too.
 
 The file is opened read-only (`mode=ro`): annotating never writes to a user's database. Table names
 read from the file are quoted as identifiers, never pasted into SQL as they are.
@@ -16,10 +15,10 @@ from __future__ import annotations
 import itertools
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aegir.tables.readers.common import cell_text as _json_cell_text
-from aegir.tables.readers.rows import collect, keep_for, to_table
+from aegir.tables.readers.rows import Collected, reservoir, to_table
 from aegir.tables.table import Table, TableError
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
@@ -85,9 +84,23 @@ def table_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
         con.close()
 
 
-def _rows(cur: sqlite3.Cursor) -> Iterator[list[str]]:
-    for values in cur:
-        yield [cell_text(v) for v in values]
+def _collect(con: sqlite3.Connection, table: str, max_rows: int | None, spread: bool) -> Collected:
+    """The table's column names and rows as `rows.collect` would give them for a CSV file with that header,
+    but drawn from the raw rows: only the rows kept become text (a scan of a long table only counts), and
+    every row counts, an all-NULL one too (a database row is a row)."""
+    cur = con.execute(f"SELECT * FROM {_quote(table)}")
+    names = [d[0] for d in cur.description]
+    kept: list[tuple[int, tuple]] = []
+    if max_rows is None:
+        kept = list(enumerate(cur))
+        total = len(kept)
+    elif spread:
+        total = reservoir(cur, max_rows, [], kept)
+    else:
+        kept = list(enumerate(itertools.islice(cur, max_rows)))
+        total = con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+    # Row numbers as collect counts them: the header is row 0.
+    return Collected(first=[names], kept=[(i + 1, [cell_text(v) for v in row]) for i, row in kept], total=total + 1)
 
 
 def read_sqlite(path: str | Path, *, table: str | None = None, max_rows: int | None = None, spread: bool = False,
@@ -107,9 +120,7 @@ def read_sqlite(path: str | Path, *, table: str | None = None, max_rows: int | N
             raise TableError(f"{path}: no table or view named {table!r}; its tables: "
                              f"{', '.join(map(repr, tables)) or 'none'}")
         try:
-            cur = con.execute(f"SELECT * FROM {_quote(table)}")
-            names = [d[0] for d in cur.description]
-            rows = collect(itertools.chain([names], _rows(cur)), keep_for(max_rows, True), spread)
+            rows = _collect(con, table, max_rows, spread)
         except sqlite3.Error as e:  # a damaged page, a view over a missing table
             raise TableError(f"{path}, table {table!r}: cannot read ({e})") from None
         return to_table(rows, f"{path} [{table}]", header=True, max_rows=max_rows, spread=spread, meta=meta,
