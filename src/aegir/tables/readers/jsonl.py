@@ -3,7 +3,7 @@ compressed, -> Table.
 
 In JSON Lines each line is a row and each key a column, read as a stream: every line is parsed (a malformed line is
 an error that names it) and counted, and the first `max_rows` rows or a seeded uniform sample of them
-are kept (`rows.reservoir`), so a long file costs time, not memory. Nested objects are flattened into
+are kept (`rows.sample_rows`), so a long file costs time, not memory. Nested objects are flattened into
 dotted keys (`{"address": {"city": ...}}` -> column `address.city`); lists and deeper values become
 compact JSON text. The columns are the keys of the rows kept, in the order they first appear, so a key
 that only rows outside the sample hold does not make an empty column. Keys that are just the column
@@ -15,14 +15,13 @@ with an array (`[`), the array's objects are the rows, parsed whole (memory grow
 from __future__ import annotations
 
 import io
-import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from aegir.tables.readers.common import cell_text, row_sample_kind
 from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
-from aegir.tables.readers.rows import reservoir
+from aegir.tables.readers.rows import sample_rows
 from aegir.tables.table import Table, TableError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -94,15 +93,7 @@ def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = F
             form = "array" if _first_char(raw) == b"[" else "lines"
             text = io.TextIOWrapper(raw, encoding="utf-8-sig")  # JSON text is UTF-8 (RFC 8259)
             rows = _array(text, path) if form == "array" else _objects(text, path)
-            kept: list[tuple[int, dict[str, str]]] = []
-            if max_rows is None:
-                kept = list(enumerate(rows))
-                total = len(kept)
-            elif spread:
-                total = reservoir(rows, max_rows, [], kept)
-            else:
-                kept = list(enumerate(itertools.islice(rows, max_rows)))
-                total = len(kept) + sum(1 for _ in rows)
+            kept, total = sample_rows(rows, max_rows, spread)
     except UnicodeDecodeError as e:
         raise TableError(f"{path}: not UTF-8 text, as JSON must be ({e.reason})") from None
     except STREAM_ERRORS as e:

@@ -12,7 +12,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from aegir.tables.readers.common import row_sample_kind
 from aegir.tables.readers.header import guess_header
@@ -63,6 +63,23 @@ def collect(rows: Iterable[list[str]], keep: int | None, spread: bool = False) -
         # Past the rows kept: count the rest, without building a table.
         total += sum(1 for _ in it)
     return Collected(first, kept, total)
+
+
+def sample_rows(rows: Iterator[Any], max_rows: int | None, spread: bool,
+                count: Callable[[], int] | None = None) -> tuple[list[tuple[int, Any]], int]:
+    """Rows of any kind (parsed records, database tuples; no blank filter): all of them (max_rows None), the
+    first max_rows, or with `spread` a seeded uniform sample of max_rows (`reservoir`), as (row number, row) in
+    source order, and how many rows there are. `count`, when given, tells that number for the first rows
+    without reading the rest (a database's count(*)); otherwise the rest is read and counted."""
+    kept: list[tuple[int, Any]] = []
+    if max_rows is None:
+        kept = list(enumerate(rows))
+        return kept, len(kept)
+    if spread:
+        total = reservoir(rows, max_rows, [], kept)
+        return kept, total
+    kept = list(enumerate(itertools.islice(rows, max_rows)))
+    return kept, count() if count is not None else len(kept) + sum(1 for _ in rows)
 
 
 def reservoir(rows, k: int, first: list, kept: list, rng: random.Random | None = None) -> int:

@@ -12,13 +12,12 @@ read from the file are quoted as identifiers, never pasted into SQL as they are.
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from aegir.tables.readers.common import cell_text as _json_cell_text
-from aegir.tables.readers.rows import Collected, reservoir, to_table
+from aegir.tables.readers.rows import Collected, sample_rows, to_table
 from aegir.tables.table import Table, TableError
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
@@ -90,15 +89,8 @@ def _collect(con: sqlite3.Connection, table: str, max_rows: int | None, spread: 
     every row counts, an all-NULL one too (a database row is a row)."""
     cur = con.execute(f"SELECT * FROM {_quote(table)}")
     names = [d[0] for d in cur.description]
-    kept: list[tuple[int, tuple]] = []
-    if max_rows is None:
-        kept = list(enumerate(cur))
-        total = len(kept)
-    elif spread:
-        total = reservoir(cur, max_rows, [], kept)
-    else:
-        kept = list(enumerate(itertools.islice(cur, max_rows)))
-        total = con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+    kept, total = sample_rows(cur, max_rows, spread,
+                              count=lambda: con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
     # Row numbers as collect counts them: the header is row 0.
     return Collected(first=[names], kept=[(i + 1, [cell_text(v) for v in row]) for i, row in kept], total=total + 1)
 
