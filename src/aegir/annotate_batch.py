@@ -16,7 +16,7 @@ flushed file by file, so a killed run keeps every finished file:
 
 Folders are searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson (also compressed: *.csv.gz,
 *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx and *.xlsm files (not *.json: folders hold JSON of every
-kind; name JSON tables directly), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
+kind; name JSON tables directly; nor the JSON Lines that annotation runs write), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
 see the same order); files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
 that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
 worksheet in every workbook (other files ignore it). Likewise every table of a database that holds a row;
@@ -46,10 +46,26 @@ TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
 
 
 def _is_table_file(q: Path) -> bool:
-    """Whether a folder search takes the file: a table suffix, a compressed CSV/TSV, or a SQLite database."""
+    """Whether a folder search takes the file: a table suffix (also compressed), or a SQLite database; not the
+    output of an annotation run."""
     suffix = q.suffix.lower()
+    if suffix in JSONL_SUFFIXES and is_annotation_output(q):
+        return False
     return (suffix in TABLE_SUFFIXES or table_suffix(q) in TEXT_SUFFIXES
             or suffix in SQLITE_SUFFIXES and is_sqlite(q))
+
+
+def is_annotation_output(path: Path) -> bool:
+    """Whether a JSON Lines file was written by `annotate_files`: its first record is a column record
+    (`file`, `file_columns`, `top_k`) or an unreadable file's (`file`, `error`). Such files often lie in the
+    folders annotated, and are not tables to annotate."""
+    try:
+        with open(path, "rb") as fh:
+            first = next((line for line in fh if line.strip()), b"")
+        rec = json.loads(first)
+    except (OSError, ValueError):
+        return False
+    return isinstance(rec, dict) and ({"file", "file_columns", "top_k"} <= rec.keys() or rec.keys() == {"file", "error"})
 
 
 @dataclass

@@ -401,7 +401,12 @@ def test_folder_search_takes_compressed_tables_and_real_databases(tmp_path):
     (tmp_path / "logs.gz").write_bytes(gzip.compress(b"not a table"))  # no table suffix inside
     sqlite3.connect(tmp_path / "c.db").execute("CREATE TABLE t (a)").connection.commit()
     (tmp_path / "Thumbs.db").write_bytes(b"\x00\x01 not SQLite")
-    assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db"]
+    (tmp_path / "events.jsonl").write_text('{"user": "a", "at": "2024-01-01"}\n')
+    # An earlier annotation run's output and its errors sidecar are not tables.
+    (tmp_path / "old.jsonl").write_text(json.dumps({"file": "x.csv", "file_columns": 1, "column_index": 0,
+                                                    "label": "email", "top_k": []}) + "\n")
+    (tmp_path / "old.errors.jsonl").write_text(json.dumps({"file": "y.csv", "error": "y.csv: empty"}) + "\n")
+    assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db", "events.jsonl"]
 
 
 def test_json_lines_are_annotated_like_the_same_cells_in_a_csv_and_outputs_are_not_tables(trained, tmp_path):
