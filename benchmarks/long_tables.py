@@ -1,4 +1,4 @@
-"""Reading and annotating a long table file (CSV, gzip, Excel, SQLite): time and peak memory. Writes docs/results/long_tables.md/.json.
+"""Reading and annotating a long table file (CSV, gzip, Excel, SQLite, JSON Lines): time and peak memory. Writes docs/results/long_tables.md/.json.
 
     .venv/bin/python benchmarks/long_tables.py --checkpoint outputs/demo-cta/<ts>/final.pt
 
@@ -14,7 +14,8 @@ cannot inherit another's heap):
 3. the first `--excel-rows` rows (default 200,000; 0 skips it) as one .xlsx worksheet, read as annotate reads
    it (`read_table_file(path, max_rows=..., spread=True)`, openpyxl read-only);
 4. the first `--sqlite-rows` rows (default: all; 0 skips it) as one SQLite table, read the same way;
-5. the CSV gzip-compressed (`--no-gzip` skips it), read the same way (decompressed as a stream).
+5. the CSV gzip-compressed (`--no-gzip` skips it), read the same way (decompressed as a stream);
+6. the first `--json-rows` rows (default 1,000,000; 0 skips it) as JSON Lines, read the same way.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ if mode == "before":  # the reader module as it was at a commit, from `git show`
     mod = types.ModuleType("csv_before")
     exec(compile(open(extra).read(), "csv_before.py", "exec"), mod.__dict__)
     read = lambda: mod.read_csv(path, max_rows=max_rows)
-elif mode in ("now", "spread", "excel", "sqlite", "gzip"):
+elif mode in ("now", "spread", "excel", "sqlite", "gzip", "json"):
     from aegir.tables.readers.files import read_table_file
     read = lambda: read_table_file(path, max_rows=max_rows, spread=mode != "now")
 else:
@@ -68,6 +69,7 @@ BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files im
             "excel": "from aegir.tables.readers.files import read_table_file; import openpyxl",
             "sqlite": "from aegir.tables.readers.files import read_table_file; import sqlite3",
             "gzip": "from aegir.tables.readers.files import read_table_file",
+            "json": "from aegir.tables.readers.files import read_table_file",
             "annotate": "from aegir.annotation import annotate; import torch"}
 
 
@@ -109,6 +111,14 @@ def write_sqlite(path: Path, rows: int, seed: int = 0) -> None:
     con.close()
 
 
+def write_jsonl(path: Path, rows: int, seed: int = 0) -> None:
+    """The same rows as JSON Lines, one object per row (ids as numbers, the rest as strings)."""
+    keys = ("id", "name", "city", "price", "date", "email")
+    with open(path, "w", encoding="utf-8") as f:
+        for row in _rows(rows, seed):
+            f.write(json.dumps(dict(zip(keys, row))) + "\n")
+
+
 def child(mode: str, path: Path, max_rows: int, extra: str) -> dict:
     py = sys.executable
     out = subprocess.run([py, "-c", CHILD, mode, str(path), str(max_rows), extra], check=True,
@@ -131,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--excel-rows", type=int, default=200_000, help="rows of the .xlsx version (0: skip it)")
     ap.add_argument("--sqlite-rows", type=int, default=None, help="rows of the SQLite version (default: --rows; 0: skip it)")
     ap.add_argument("--no-gzip", action="store_true", help="skip the gzip-compressed CSV")
+    ap.add_argument("--json-rows", type=int, default=1_000_000, help="rows of the JSON Lines version (0: skip it)")
     ap.add_argument("--out", default=str(ROOT / "docs/results/long_tables"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,6 +183,12 @@ def main(argv: list[str] | None = None) -> dict:
                 shutil.copyfileobj(src, dst, 1 << 20)
             gzip_mb = paths["gzip"].stat().st_size / 2**20
             modes += (("gzip", "-"),)
+        json_mb = 0.0
+        if args.json_rows:
+            paths["json"] = Path(tmp) / "long.jsonl"
+            write_jsonl(paths["json"], args.json_rows)
+            json_mb = paths["json"].stat().st_size / 2**20
+            modes += (("json", "-"),)
         runs = {}
         for mode, extra in modes:
             reps = [child(mode, paths[mode], args.max_rows, extra) for _ in range(args.reps if mode != "annotate" else 1)]
@@ -180,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": args.rows, "file_mb": size_mb,
            "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs,
            "excel_rows": args.excel_rows, "xlsx_mb": xlsx_mb, "sqlite_rows": sqlite_rows, "sqlite_mb": sqlite_mb,
-           "gzip_mb": gzip_mb}
+           "gzip_mb": gzip_mb, "json_rows": args.json_rows, "json_mb": json_mb}
     write(out, Path(args.out))
     return out
 
@@ -197,14 +214,16 @@ def write(res: dict, stem: Path) -> None:
              "sqlite": f"SQLite reader, `spread=True`, {res.get('sqlite_rows', 0):,} rows as one table "
                        f"({res.get('sqlite_mb', 0):,.0f} MiB; sqlite3, `SELECT *` streamed)",
              "gzip": f"CSV reader now, `spread=True`, the CSV gzip-compressed ({res.get('gzip_mb', 0):,.0f} MiB; "
-                     "decompressed as it is read)"}
-    L = ["# Reading and annotating a long table (CSV, gzip-compressed CSV, Excel, SQLite)", "",
+                     "decompressed as it is read)",
+             "json": f"JSON Lines reader, `spread=True`, the first {res.get('json_rows', 0):,} rows "
+                     f"({res.get('json_mb', 0):,.0f} MiB; every line parsed)"}
+    L = ["# Reading and annotating a long table (CSV, gzip-compressed CSV, Excel, SQLite, JSON Lines)", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "
          "process with nothing read (annotate's includes torch).", "",
          "| what | seconds | peak RSS | RSS of the imports alone | rows kept (annotate: read per column) | rows counted |", "|---|---|---|---|---|---|"]
-    for k in ("before", "now", "spread", "gzip", "annotate", "excel", "sqlite"):
+    for k in ("before", "now", "spread", "gzip", "annotate", "excel", "sqlite", "json"):
         if k not in r:
             continue
         x = r[k]

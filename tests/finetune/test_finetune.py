@@ -698,7 +698,8 @@ def test_long_tables_benchmark_counts_every_row(trained, tmp_path):
     import long_tables
 
     res = long_tables.main(["--checkpoint", str(trained.final_checkpoint), "--rows", "3000", "--max-rows", "100",
-                            "--reps", "1", "--excel-rows", "2000", "--out", str(tmp_path / "long")])
+                            "--reps", "1", "--excel-rows", "2000", "--json-rows", "1500",
+                            "--out", str(tmp_path / "long")])
     runs = res["runs"]
     assert (runs["now"]["rows"], runs["now"]["rows_total"]) == (100, 3000)
     assert (runs["spread"]["rows"], runs["spread"]["rows_total"]) == (100, 3000)
@@ -708,6 +709,7 @@ def test_long_tables_benchmark_counts_every_row(trained, tmp_path):
     assert (runs["excel"]["rows"], runs["excel"]["rows_total"]) == (100, 2000)
     assert (runs["sqlite"]["rows"], runs["sqlite"]["rows_total"]) == (100, 3000)  # all --rows by default
     assert (runs["gzip"]["rows"], runs["gzip"]["rows_total"]) == (100, 3000)
+    assert (runs["json"]["rows"], runs["json"]["rows_total"]) == (100, 1500)
     assert (tmp_path / "long.json").is_file() and "rows counted" in (tmp_path / "long.md").read_text()
 
 
