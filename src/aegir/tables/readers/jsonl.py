@@ -45,7 +45,7 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _objects(lines: Iterator[str], path: Path) -> Iterator[dict[str, str]]:
+def _objects(lines: Iterator[str], path: Path) -> Iterator[dict[str, Any]]:
     first = True
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -59,10 +59,10 @@ def _objects(lines: Iterator[str], path: Path) -> Iterator[dict[str, str]]:
         first = False
         if not isinstance(obj, dict):
             raise TableError(f"{path}, line {n}: expected a JSON object per line, got {type(obj).__name__}")
-        yield flatten(obj)
+        yield obj  # flattened only if kept
 
 
-def _array(raw, path: Path) -> Iterator[dict[str, str]]:
+def _array(raw, path: Path) -> Iterator[dict[str, Any]]:
     """The objects of a JSON array (the whole text parsed at once)."""
     try:
         data = json.load(raw)
@@ -71,7 +71,7 @@ def _array(raw, path: Path) -> Iterator[dict[str, str]]:
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
             raise TableError(f"{path}: item {i} of the array is {type(obj).__name__}, not an object (a row)")
-        yield flatten(obj)
+        yield obj
 
 
 def _first_char(raw) -> bytes:
@@ -100,12 +100,13 @@ def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = F
         raise read_error(path, e, how) from None
     if not kept:
         raise TableError(f"{path}: no rows (no JSON object found)")
-    keys = list(dict.fromkeys(k for _, row in kept for k in row))  # first appearance, in file order
+    flat = [flatten(obj) for _, obj in kept]
+    keys = list(dict.fromkeys(k for row in flat for k in row))  # first appearance, in file order
     positional = keys == [str(j) for j in range(len(keys))]
     m = {"source": "json", "format": form, "name": path.name, "path": str(path),
          **({"compression": how} if how else {}), "rows_total": total,
          "row_sample": row_sample_kind(len(kept), total, spread),
          "header": "positions" if positional else "given", "has_header": not positional, "preamble_rows": 0}
     m.update(meta or {})
-    return Table.from_rows([[row.get(k, "") for k in keys] for _, row in kept],
+    return Table.from_rows([[row.get(k, "") for k in keys] for row in flat],
                            header=None if positional else keys, meta=m)
