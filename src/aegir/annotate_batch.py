@@ -14,10 +14,11 @@ flushed file by file, so a killed run keeps every finished file:
   the run: it is listed with its reason in `<out stem>.errors.jsonl` (this run's failures; a
   resumed run retries them) and counted in the result.
 
-Folders are searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson (also compressed: *.csv.gz,
-*.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx and *.xlsm files (not *.json: folders hold JSON of every
-kind; name JSON tables directly; nor the JSON Lines that annotation runs write), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header) (sorted, so runs and resumes
-see the same order); files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
+Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
+*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx and *.xlsm
+files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header); not for
+*.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that annotation runs
+write. Files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
 that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
 worksheet in every workbook (other files ignore it). Likewise every table of a database that holds a row;
 records carry `table`, and `table=` picks one table in every database.

@@ -53,10 +53,13 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise TableError(f"{path}: no such file")
     if not is_sqlite(path):
         raise TableError(f"{path}: not a SQLite database (it does not start with the SQLite 3 header)")
+    con = None
     try:
         con = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
         con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except sqlite3.Error as e:  # damaged, encrypted, locked
+        if con is not None:
+            con.close()
         raise TableError(f"{path}: cannot read the SQLite database ({e})") from None
     con.text_factory = lambda b: b.decode("utf-8", errors="replace")  # TEXT that is not valid UTF-8
     return con
