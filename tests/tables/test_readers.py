@@ -333,3 +333,28 @@ def test_spread_reads_a_uniform_sample_of_a_long_file_in_order(tmp_path):
     assert len(ids) == 500 and ids == sorted(ids) and min(ids) < 200 and max(ids) > 9800
     assert (t.meta["rows_total"], t.meta["row_sample"]) == (10_000, "spread")
     assert read_table_file(pq, max_rows=500).columns[0] == [str(i) for i in range(500)]
+
+
+def test_nested_parquet_columns_read_as_json_objects_are(tmp_path):
+    """Struct fields as dotted columns (like the JSON reader), lists and maps as JSON text, not numpy reprs."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from aegir.tables.readers import read_parquet
+
+    t = pa.table({
+        "id": [1, 2],
+        "address": [{"city": "Oslo", "geo": {"lat": 59.9}}, {"city": None, "geo": None}],
+        "tags": [["a", "b"], None],
+        "seen": [[dt.date(2024, 1, 2)], []],
+        "attrs": pa.array([[("k", 1)], None], type=pa.map_(pa.string(), pa.int64())),
+    })
+    pq.write_table(t, tmp_path / "n.parquet")
+    out = read_parquet(tmp_path / "n.parquet")
+    assert out.header == ["id", "address.city", "address.geo.lat", "tags", "seen", "attrs"]
+    assert out.columns[1] == ["Oslo", ""] and out.columns[2] == ["59.9", ""]
+    assert out.columns[3] == ['["a", "b"]', ""] and out.columns[4] == ['["2024-01-02"]', "[]"]
+    assert out.columns[5] == ['[["k", 1]]', ""]
+    assert read_parquet(tmp_path / "n.parquet", max_rows=1, spread=True).header == out.header

@@ -35,7 +35,7 @@ def cell_text(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v) if isinstance(v, float) else str(v)
-    return json.dumps(v, ensure_ascii=False, sort_keys=True)
+    return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)  # dates in a Parquet list: their str()
 
 
 class SkipCounter:

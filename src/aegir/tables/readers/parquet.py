@@ -3,7 +3,9 @@
 Only the first `max_rows` rows are read (record batches from the start of the file, not the whole
 file), or with `spread` a uniform sample of all of them (every batch decoded, one at a time);
 `meta["rows_total"]` comes from the file's metadata, so nothing is dropped silently.
-Cells become text as in `from_dataframe`: None/NaN/NaT -> "", everything else `str()`.
+Cells become text as in `from_dataframe`: None/NaN/NaT -> "", everything else `str()`. Nested columns are
+read as the JSON reader reads nested objects: struct fields become dotted columns (`address.city`), and
+lists and maps compact JSON text (pandas would show a list as a numpy array's repr).
 """
 
 from __future__ import annotations
@@ -16,6 +18,22 @@ from aegir.tables.readers.csv import from_dataframe
 from aegir.tables.table import Table, TableError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _unnest(data):
+    """Struct columns flattened into dotted columns (every level), list and map columns as JSON text."""
+    import pyarrow as pa
+
+    from aegir.tables.readers.common import cell_text
+
+    while any(pa.types.is_struct(t) for t in data.schema.types):
+        data = data.flatten()  # one level: struct "a" with field "b" -> column "a.b"
+    for i, field in enumerate(data.schema):
+        t = field.type
+        if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_map(t):
+            text = [None if v is None else cell_text(v) for v in data.column(i).to_pylist()]
+            data = data.set_column(i, field.name, pa.array(text, type=pa.string()))
+    return data
 
 
 def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
@@ -51,7 +69,7 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
                 if got >= max_rows:
                     break
             data = pa.Table.from_batches(batches, schema=f.schema_arrow)
-        df = data.to_pandas()
+        df = _unnest(data).to_pandas()
     except (OSError, pa.ArrowException) as e:
         raise TableError(f"{path}: cannot read as Parquet ({e})") from None
     if df.shape[1] == 0:
