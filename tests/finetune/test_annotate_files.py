@@ -427,3 +427,41 @@ def test_json_lines_are_annotated_like_the_same_cells_in_a_csv_and_outputs_are_n
     assert (res.files, res.annotated, res.errors) == (2, 2, [])
     again = annotate_files([tmp_path], ck, out, top_k=2, header=True, resume=True, progress=False)
     assert (again.files, again.skipped, again.annotated) == (2, 2, 0)
+
+
+def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tmp_path):
+    import gzip
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+    from aegir.tables.readers.stdin import sniff_suffix
+
+    from custom_task import KINDS
+
+    r = random.Random(9)
+    rows = [["who", "when"]] + [[KINDS["email"](r), KINDS["date"](r)] for _ in range(6)]
+    csv_bytes = ("\n".join(",".join(x) for x in rows) + "\n").encode()
+    (tmp_path / "t.csv").write_bytes(csv_bytes)
+    ck = trained.final_checkpoint
+    want = annotate(tmp_path / "t.csv", ck, top_k=2).to_records()
+    con = sqlite3.connect(tmp_path / "t.sqlite")
+    con.execute("CREATE TABLE t (who, \"when\")")
+    con.executemany("INSERT INTO t VALUES (?, ?)", rows[1:])
+    con.commit()
+    con.close()
+    jsonl = "".join(json.dumps(dict(zip(rows[0], x))) + "\n" for x in rows[1:]).encode()
+    piped = {"csv": csv_bytes, "csv.gz": gzip.compress(csv_bytes), "jsonl": jsonl,
+             "sqlite": (tmp_path / "t.sqlite").read_bytes()}
+    assert [sniff_suffix(b) for b in piped.values()] == [".csv", ".csv.gz", ".json", ".sqlite"]
+    for kind, data in piped.items():
+        res = CliRunner().invoke(app, ["annotate", "-", "--checkpoint", str(ck), "--top-k", "2", "--out", "-"],
+                                 input=data)
+        assert res.exit_code == 0, (kind, res.output)
+        assert json.loads(res.stdout) == want, kind  # stdout holds the JSON alone; the table went to stderr
+        assert "<stdin>" in res.stderr and "aegir-stdin" not in res.stderr
+    bad = CliRunner().invoke(app, ["annotate", "-", "--checkpoint", str(ck)], input=b"")
+    assert isinstance(bad.exception, TableError) and str(bad.exception).startswith("<stdin>: ")
+    two = CliRunner().invoke(app, ["annotate", "-", str(tmp_path / "t.csv"), "--checkpoint", str(ck)])
+    assert two.exit_code != 0 and "standard input" in two.output

@@ -15,17 +15,18 @@ from rich.table import Table as RichTable
 from aegir.commands import INFER_BF16_HELP
 
 console = Console()
+STDIN = Path("-")
 BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status line while it reads (~14 s a GiB here)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
+        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
-        out: Optional[Path] = typer.Option(None, help="Write the annotations: .json or .csv for one file; .jsonl (one record per column, appended file by file) for many files or folders, where it is required."),
+        out: Optional[Path] = typer.Option(None, help="Write the annotations: .json or .csv for one file, or - for JSON on standard output (the table and notes then go to standard error); .jsonl (one record per column, appended file by file) for many files or folders, where it is required."),
         resume: bool = typer.Option(False, help="Many files: continue the run that wrote --out (finished files are skipped; the settings must match)."),
         overwrite: bool = typer.Option(False, help="Many files: replace an existing --out instead of refusing."),
         views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
@@ -46,13 +47,21 @@ def register(app: typer.Typer) -> None:
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
                   min_score=min_score, header=header, encoding=encoding,
                   sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table)
-        many = len(files) > 1 or files[0].is_dir() or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson"))
+        if STDIN in files and len(files) > 1:
+            raise typer.BadParameter("- (standard input) is one table: annotate it alone")
+        many = files != [STDIN] and (len(files) > 1 or files[0].is_dir()
+                                     or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson")))
+        if many and out == STDIN:
+            raise typer.BadParameter("many files or a folder are annotated into a .jsonl file (resumable), not to -")
         if many:
             _annotate_many(files, checkpoint, out, resume, overwrite, kw)
             return
         if resume or overwrite:
             raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
-        _annotate_one(files[0], checkpoint, out, kw)
+        if files[0] == STDIN:
+            _annotate_stdin(checkpoint, out, kw)
+        else:
+            _annotate_one(files[0], checkpoint, out, kw)
 
     @app.command("export")
     def export_cmd(
@@ -66,15 +75,40 @@ def register(app: typer.Typer) -> None:
         console.print(f"specialist written to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
 
 
-def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
+def _annotate_stdin(checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
+    """One table piped on standard input: spooled to a temporary file, then annotated as that file; the
+    temporary name is replaced by <stdin> in the result and in errors."""
+    import sys
+
+    from aegir.tables.readers.stdin import STDIN_NAME, spooled
+    from aegir.tables.table import TableError
+
+    if sys.stdin.isatty():
+        raise typer.BadParameter("- reads a table from standard input: pipe one in (... | aegir annotate - ...)")
+    with spooled(sys.stdin.buffer) as path:
+        try:
+            _annotate_one(path, checkpoint, out, kw, source=STDIN_NAME)
+        except TableError as e:
+            raise TableError(str(e).replace(str(path), STDIN_NAME)) from None
+
+
+def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict, source: str | None = None) -> None:
+    """One file: a table of labels on the terminal, and with `out` the records (.csv, .json, or - for JSON on
+    standard output, the terminal table then on standard error). `source` names the file in the output."""
+    import dataclasses
+    import sys
+
     from aegir.annotation import annotate
 
+    term = Console(stderr=True) if out == STDIN else console
     size = file.stat().st_size if file.is_file() else 0
     # Reading counts every row of the file: on a big one, say what the wait is for.
-    waiting = (console.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
-                              "of them kept) and annotating...") if size > BIG_FILE else contextlib.nullcontext())
+    waiting = (term.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
+                           "of them kept) and annotating...") if size > BIG_FILE else contextlib.nullcontext())
     with waiting:
         res = annotate(file, checkpoint, **kw)
+    if source is not None:
+        res = dataclasses.replace(res, source=source, notes=[n.replace(str(file), source) for n in res.notes])
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
     part = res.sheet if res.sheet is not None else res.table
     title = f"{res.source}{f' [{part}]' if part is not None else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
@@ -85,15 +119,19 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
         if c.abstained:
             cells[0] = f"[dim]abstain: {cells[0]}[/dim]"
         t.add_row(str(c.column), escape(c.name[:30]), *cells)
-    console.print(t)
+    term.print(t)
     for n in res.notes:
-        console.print(f"[dim]note: {escape(n)}[/dim]")
-    if out:
+        term.print(f"[dim]note: {escape(n)}[/dim]")
+    if out == STDIN:
+        sys.stdout.write(json.dumps(res.to_records(), ensure_ascii=False) + "\n")
+    elif out:
         if out.suffix == ".csv":
             res.to_frame().to_csv(out, index=False)
+        elif out.suffix.lower() in (".jsonl", ".ndjson"):  # standard input into a .jsonl: one record per line
+            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.to_records()))
         else:
             out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
-        console.print(f"wrote {escape(str(out))}")
+        term.print(f"wrote {escape(str(out))}")
 
 
 def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,

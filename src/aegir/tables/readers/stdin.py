@@ -1,0 +1,63 @@
+"""A table piped on standard input (`aegir annotate - ...`), spooled to a temporary file.
+
+The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
+is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
+the first bytes: SQLite, Parquet and Excel by their magic, compressed streams by theirs with the format
+inside sniffed from a decompressed head, JSON by a first `{` or `[`, and CSV/TSV otherwise.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import lzma
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from aegir.tables.readers.sqlite import MAGIC as SQLITE_MAGIC
+
+STDIN_NAME = "<stdin>"
+SNIFF_BYTES = 1 << 16
+
+
+def _decompressed_head(head: bytes) -> tuple[bytes, str] | None:
+    """The first decompressed bytes of a compressed stream's head, and the suffix of its compression."""
+    for magic, suffix, make in ((b"\x1f\x8b\x08", ".gz", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
+                                (b"BZh", ".bz2", bz2.BZ2Decompressor), (b"\xfd7zXZ\x00", ".xz", lzma.LZMADecompressor)):
+        if head.startswith(magic):
+            try:
+                return make().decompress(head), suffix
+            except (OSError, EOFError, zlib.error, lzma.LZMAError):
+                return b"", suffix  # the reader will name the damage
+    return None
+
+
+def sniff_suffix(head: bytes) -> str:
+    """The file suffix under which the readers read a stream that starts with `head`."""
+    if head.startswith(SQLITE_MAGIC):
+        return ".sqlite"
+    if head.startswith(b"PAR1"):
+        return ".parquet"
+    if head.startswith(b"PK\x03\x04"):  # a zip: of the formats read here, an Excel workbook
+        return ".xlsx"
+    inner = _decompressed_head(head)
+    if inner is not None:
+        text, compressed = inner
+        return sniff_suffix(text) + compressed  # a compressed database or workbook is refused by its reader
+    first = head.lstrip(b"\xef\xbb\xbf").lstrip()[:1]
+    return ".json" if first in (b"{", b"[") else ".csv"
+
+
+@contextlib.contextmanager
+def spooled(stream: BinaryIO) -> Iterator[Path]:
+    """The stream's bytes as a temporary file (named by `sniff_suffix`), removed afterwards."""
+    head = stream.read(SNIFF_BYTES)
+    with tempfile.TemporaryDirectory(prefix="aegir-stdin-") as tmp:
+        path = Path(tmp) / f"stdin{sniff_suffix(head)}"
+        with open(path, "wb") as fh:
+            fh.write(head)
+            shutil.copyfileobj(stream, fh, 1 << 20)
+        yield path
