@@ -36,6 +36,21 @@ def test_cells_become_the_text_a_csv_export_would_hold():
     assert cell_text(dt.date(2024, 3, 1)) == "2024-03-01" and cell_text(dt.time(9, 30)) == "09:30:00"
 
 
+def test_numbers_read_through_their_number_format(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["share", "price", "weight", "count", "ratio"])
+    for share, price in ((0.15, 1234.5), (0.0825, 99)):
+        ws.append([share, price, 12.25, 7, 0.5])
+        for col, fmt in (("A", "0.0%"), ("B", '"$"#,##0.00'), ("C", '0.0 "kg"'), ("E", "# ?/?")):
+            ws[f"{col}{ws.max_row}"].number_format = fmt
+    wb.save(tmp_path / "f.xlsx")
+    t = read_excel(tmp_path / "f.xlsx", header=True)
+    assert t.columns[0] == ["15.0%", "8.3%"] and t.columns[1] == ["$1,234.50", "$99.00"]
+    assert t.columns[2] == ["12.3 kg", "12.3 kg"]  # 12.25 -> 12.3, half away from zero as Excel shows it
+    assert t.columns[3] == ["7", "7"] and t.columns[4] == ["0.5", "0.5"]  # General, and a fraction: plainly
+
+
 def test_first_worksheet_with_cells_read_like_a_csv(tmp_path):
     t = read_excel(_book(tmp_path / "h.xlsx"))
     assert t.header == ["hotel", "city", "opened", "rating", "rooms", "pool"]

@@ -2,9 +2,10 @@
 
 A worksheet is read like a CSV file (`readers.rows`): as a stream of rows, keeping the first `max_rows`
 or a seeded uniform sample of them and counting the rest, with the same preamble skip and header guess.
-Cells become text from their stored values, not their display format: a number is written plainly
-(3, 4.8, 0.15 for a cell shown as 15%), a date as ISO 8601, TRUE/FALSE as Excel writes them, a formula
-as the value Excel last computed (empty when the file was never opened in a spreadsheet program).
+Cells become text as they are shown where that is the cell's number format (`numfmt`: 15% for a stored
+0.15, $1,234.50, 12.3 kg; a format it does not cover, and General, plainly: 3, 4.8), a date as ISO 8601,
+TRUE/FALSE as Excel writes them, a formula as the value Excel last computed (empty when the file was never
+opened in a spreadsheet program).
 Legacy .xls workbooks are refused with a clear error (save them as .xlsx or CSV).
 openpyxl parses the workbook's XML through defusedxml (a dependency), so a hostile file cannot
 expand entities without bound.
@@ -17,6 +18,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Iterator
 
+from aegir.tables.readers.numfmt import format_number
 from aegir.tables.readers.rows import blank, collect, keep_for, to_table
 from aegir.tables.table import Table, TableError
 
@@ -24,12 +26,17 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 LEGACY_SUFFIXES = (".xls",)
 
 
-def cell_text(v: Any) -> str:
-    """A stored cell value as the text a CSV export would hold."""
+def cell_text(v: Any, number_format: str | None = None) -> str:
+    """A stored cell value as the text a CSV export would hold: a number through its number format where
+    `numfmt` covers it (15% for 0.15 shown as a percent), else plainly."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)) and number_format:
+        shown = format_number(v, number_format)
+        if shown is not None:
+            return shown
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g")
     if isinstance(v, dt.datetime):
@@ -51,8 +58,8 @@ def _open(path: Path):
 
 
 def _rows(ws) -> Iterator[list[str]]:
-    for values in ws.iter_rows(values_only=True):
-        yield [cell_text(v) for v in values]
+    for cells in ws.iter_rows():  # cells, not values: their number formats (read-only mode costs about the same)
+        yield [cell_text(c.value, getattr(c, "number_format", None)) for c in cells]
 
 
 def _worksheets(wb) -> list:
