@@ -358,3 +358,27 @@ def test_nested_parquet_columns_read_as_json_objects_are(tmp_path):
     assert out.columns[3] == ['["a", "b"]', ""] and out.columns[4] == ['["2024-01-02"]', "[]"]
     assert out.columns[5] == ['[["k", 1]]', ""]
     assert read_parquet(tmp_path / "n.parquet", max_rows=1, spread=True).header == out.header
+
+
+def test_pandas_blank_header_placeholder_reads_as_the_csv_blank_it_came_from(tmp_path):
+    """A `to_csv` export with its index has a blank first header cell; pandas reads it back as "Unnamed: 0" and
+    writes that name into JSON, Parquet and SQL. Every reader gives the CSV's blank name."""
+    import sqlite3
+
+    import pandas as pd
+
+    from aegir.tables.readers import from_dataframe, read_table_file
+    from aegir.tables.readers.common import column_name
+
+    pd.DataFrame({"city": ["Oslo", "Rome"], "pop": [0.7, 2.8]}).to_csv(tmp_path / "t.csv")  # index written
+    want = ["", "city", "pop"]
+    assert read_table_file(tmp_path / "t.csv").header == want
+    df = pd.read_csv(tmp_path / "t.csv")
+    assert list(df.columns)[0] == "Unnamed: 0" and from_dataframe(df).header == want
+    df.to_json(tmp_path / "t.jsonl", orient="records", lines=True)
+    df.to_parquet(tmp_path / "t.parquet")
+    with sqlite3.connect(tmp_path / "t.sqlite") as con:
+        df.to_sql("t", con, index=False)
+    for ext in ("jsonl", "parquet", "sqlite"):
+        assert read_table_file(tmp_path / f"t.{ext}").header == want, ext
+    assert [column_name(x) for x in ("Unnamed: 3", "Unnamed: 0_level_1", "Unnamed", "x", 7)] == ["", "", "Unnamed", "x", "7"]

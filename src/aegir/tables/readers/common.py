@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,16 @@ def safe_member_name(name: str, where: str) -> str:
     if name.startswith(".."):
         raise TableError(f"{where}: table name {name!r} starts with '..'")
     return name
+
+
+_PANDAS_BLANK = re.compile(r"Unnamed: \d+(_level_\d+)?")
+
+
+def column_name(name: Any) -> str:
+    """A column label as a header name: pandas' placeholder for a blank header cell ("Unnamed: 0", the index
+    column of a `to_csv` export) is blank again, as the CSV reader reads the same file's header."""
+    text = str(name)
+    return "" if _PANDAS_BLANK.fullmatch(text) else text
 
 
 def cell_text(v: Any) -> str:

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import SkipCounter, safe_member_name
+from aegir.tables.readers.common import SkipCounter, column_name, safe_member_name
 from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
 from aegir.tables.readers.rows import Collected, collect, keep_for, to_table
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
@@ -157,7 +157,8 @@ def read_csv(
 
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
-    """A pandas DataFrame as a Table: header from the column labels, NaN/None -> ""."""
+    """A pandas DataFrame as a Table: header from the column labels ("Unnamed: 0" blank, `column_name`),
+    NaN/None -> ""."""
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
@@ -167,7 +168,7 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
         s = df.iloc[:, j]
         cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
                      for v in s.tolist()])
-    header = [str(c) for c in df.columns]
+    header = [column_name(c) for c in df.columns]
     return Table(columns=cols, header=header, meta={"source": "dataframe", "name": "dataframe", **(meta or {})})
 
 

@@ -1,15 +1,16 @@
 """JSON Lines files (one JSON object per line: `.jsonl`, `.ndjson`) and JSON arrays of objects (`.json`), also
 compressed, -> Table.
 
-In JSON Lines each line is a row and each key a column, read as a stream: every line is parsed (a malformed line is
-an error that names it) and counted, and the first `max_rows` rows or a seeded uniform sample of them
+In JSON Lines each line is a row and each key a column, read as a stream: every line is parsed (a malformed
+line is an error that names it) and counted, and the first `max_rows` rows or a seeded uniform sample of them
 are kept (`rows.sample_rows`), so a long file costs time, not memory. Nested objects are flattened into
 dotted keys (`{"address": {"city": ...}}` -> column `address.city`); lists and deeper values become
 compact JSON text. The columns are the keys of the rows kept, in the order they first appear, so a key
 that only rows outside the sample hold does not make an empty column. Keys that are just the column
 positions ("0", "1", ... as pandas writes a frame without column names, as SOTAB's tables are stored)
-are read as no header. A `.json` file is JSON Lines when it starts with an object (`{`); when it starts
-with an array (`[`), the array's objects are the rows, parsed whole (memory grows with the file).
+are read as no header, and pandas' "Unnamed: 0" as a blank name. A `.json` file is JSON Lines when it
+starts with an object (`{`); when it starts with an array (`[`), the array's objects are the rows, parsed
+whole (memory grows with the file).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from aegir.tables.readers.common import cell_text, row_sample_kind
+from aegir.tables.readers.common import cell_text, column_name, row_sample_kind
 from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
 from aegir.tables.readers.rows import sample_rows
 from aegir.tables.table import Table, TableError
@@ -109,4 +110,4 @@ def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = F
          "header": "positions" if positional else "given", "has_header": not positional, "preamble_rows": 0}
     m.update(meta or {})
     return Table.from_rows([[row.get(k, "") for k in keys] for row in flat],
-                           header=None if positional else keys, meta=m)
+                           header=None if positional else [column_name(k) for k in keys], meta=m)

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import cell_text as _json_cell_text
+from aegir.tables.readers.common import cell_text as _json_cell_text, column_name
 from aegir.tables.readers.rows import Collected, sample_rows, to_table
 from aegir.tables.table import Table, TableError
 
@@ -91,7 +91,7 @@ def _collect(con: sqlite3.Connection, table: str, max_rows: int | None, spread: 
     but drawn from the raw rows: only the rows kept become text (a scan of a long table only counts), and
     every row counts, an all-NULL one too (a database row is a row)."""
     cur = con.execute(f"SELECT * FROM {_quote(table)}")
-    names = [d[0] for d in cur.description]
+    names = [column_name(d[0]) for d in cur.description]  # pandas' to_sql keeps "Unnamed: 0"
     kept, total = sample_rows(cur, max_rows, spread,
                               count=lambda: con.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
     # Row numbers as collect counts them: the header is row 0.
