@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -742,3 +743,24 @@ def test_values_read_benchmark_summarises_coverage(trained, tmp_path):
     small, large = (next(r for r in git if (r["budget"], r["views"]) == (b, 1)) for b in (48, 96))
     assert small["all_rows"] < small["columns"] and large["mean_share"] > small["mean_share"]
     assert "| views |" in (tmp_path / "v.md").read_text()
+
+
+def test_formats_benchmark_compares_every_format_with_the_csv(trained, tmp_path):
+    import formats
+
+    from aegir.annotate_batch import annotate_files
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.csv").write_text("id,mail\n1,a@x.com\n2,b@y.com\n3,c@z.com\n")
+    (src / "b.csv").write_text("n,share\n1,0.5\n,0.25\n3,1\n")  # the gap makes pandas write n as 1.0, 3.0
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    names = formats.write_lake(sorted(src.glob("*.csv")), lake)
+    res = annotate_files([lake], trained.final_checkpoint, tmp_path / "a.jsonl", top_k=1, progress=False)
+    assert (res.files, res.annotated, [Path(e.file).name for e in res.errors]) == (10, 9, ["._t000.csv"])
+    records = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    agree, differ = formats.compare(lake, names, records)
+    assert agree["csv.gz"] == {"tables": 2, "same_header": 2, "same_cells": 2, "same_labels": 2}
+    assert all(agree[f]["same_header"] == 2 and agree[f]["same_cells"] == 1 for f in ("jsonl", "parquet", "sqlite"))
+    assert differ == {}
