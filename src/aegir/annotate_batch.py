@@ -15,8 +15,8 @@ flushed file by file, so a killed run keeps every finished file:
   resumed run retries them) and counted in the result.
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
-*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx and *.xlsm
-files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header); not for
+*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx, *.xlsm
+and *.zip files (each table file of an archive annotated; records carry `member`), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header); not for
 *.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that annotation runs
 write. Files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
 that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
+from aegir.tables.readers.archive import ZIP_SUFFIXES, member_names
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES
@@ -43,7 +44,7 @@ from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, table_names
 from aegir.tables.table import TableError
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab", *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
-TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES)
+TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES, *ZIP_SUFFIXES)
 
 
 def _is_table_file(q: Path) -> bool:
@@ -160,7 +161,8 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                    labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
                    main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
                    min_score: float | None = None, header: bool | None = None, encoding: str | None = None,
-                   sheet: str | int | None = None, table: str | None = None, batch_size: int = 64) -> BatchResult:
+                   sheet: str | int | None = None, table: str | None = None, member: str | None = None,
+                   batch_size: int = 64) -> BatchResult:
     """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
 
     resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
@@ -181,7 +183,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     files = [p for p in find_tables(paths) if p.resolve() not in own]
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
-              min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table)
+              min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table, member=member)
     settings = _settings(members, kw)
     run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
     done: set[Path] = set()
@@ -214,8 +216,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     with open(err_file, "a", encoding="utf-8") as ef:
                         ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
                 else:
-                    recs = [{**({"sheet": a.sheet} if a.sheet is not None else {}),
-                             **({"table": a.table} if a.table is not None else {}), **r}
+                    recs = [{**{k: getattr(a, k) for k in ("member", "sheet", "table") if getattr(a, k) is not None}, **r}
                             for a in anns for r in a.to_records()]
                     chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
                                     + "\n" for r in recs)
@@ -235,15 +236,25 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
 
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
-    """One file's annotations: one table, or each worksheet of a workbook that holds a table, or each table
-    of a database that holds a row (in order). `sheet`/`table` apply to the files that have them."""
+    """One file's annotations: one table, or each worksheet of a workbook that holds a table, each table of a
+    database that holds a row, or each table file of a zip archive (in order; of a workbook or database in an
+    archive, the first part, or the one sheet/table names). `sheet`/`table`/`member` apply where they can."""
+    if p.suffix.lower() in ZIP_SUFFIXES:
+        # sheet=/table= reach only the members they can name, as they skip other files outside archives.
+        def of(n: str | None) -> dict[str, Any]:
+            kind = PurePosixPath(n or "").suffix.lower()
+            return {**kw, "member": n, "sheet": kw["sheet"] if kind in EXCEL_SUFFIXES else None,
+                    "table": kw["table"] if kind in SQLITE_SUFFIXES else None}
+        # An archive without a table file: annotate(member=None) raises the reader's error for it.
+        names = [kw["member"]] if kw["member"] is not None else member_names(p) or [None]
+        return [annotate(p, members, **of(n), batch_size=batch_size) for n in names]
     if p.suffix.lower() in EXCEL_SUFFIXES:
         part, names = "sheet", sheet_names
     elif p.suffix.lower() in SQLITE_SUFFIXES or is_sqlite(p):
         part, names = "table", table_names
     else:
-        return [annotate(p, members, **{**kw, "sheet": None, "table": None}, batch_size=batch_size)]
-    kw = {**kw, "sheet": None, "table": None, part: kw[part]}
+        return [annotate(p, members, **{**kw, "sheet": None, "table": None, "member": None}, batch_size=batch_size)]
+    kw = {**kw, "sheet": None, "table": None, "member": None, part: kw[part]}
     if kw[part] is not None:
         return [annotate(p, members, **kw, batch_size=batch_size)]
     # Nothing holding a table: annotate(part=None) raises the reader's error for the file.

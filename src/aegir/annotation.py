@@ -68,6 +68,7 @@ class AnnotationResult:
     preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
     sheet: str | None = None  # an Excel workbook's worksheet that was annotated
     table: str | None = None  # a SQLite database's table (or view) that was annotated
+    member: str | None = None  # a zip archive's table file that was annotated
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
@@ -98,7 +99,8 @@ _CACHE: dict[str, LoadedClassifier] = {}
 
 
 def _as_table(data, max_rows_read: int | None, header: bool | None = None, encoding: str | None = None,
-              sheet: str | int | None = None, table: str | None = None) -> tuple[Table, str]:
+              sheet: str | int | None = None, table: str | None = None, member: str | None = None
+              ) -> tuple[Table, str]:
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover
@@ -120,7 +122,7 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
-                               spread=True, encoding=encoding, sheet=sheet, table=table), str(p)
+                               spread=True, encoding=encoding, sheet=sheet, table=table, member=member), str(p)
     raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, JSON, Excel, Parquet or SQLite path, "
                      f"not {type(data).__name__}")
 
@@ -167,8 +169,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              batch_size: int = 64, max_rows_read: int | None = 100_000, views: int = 1,
              main_column: int | str | None = None, max_bytes: int | None = None,
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
-             encoding: str | None = None, sheet: str | int | None = None, table: str | None = None
-             ) -> AnnotationResult:
+             encoding: str | None = None, sheet: str | int | None = None, table: str | None = None,
+             member: str | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), Parquet or SQLite
     file's path; `read_table_file` says which suffixes are which).
 
@@ -195,6 +197,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
     table: a SQLite database's table or view, by name (None: the first table holding a row; a note lists the
     others; `annotate_files` annotates each such table).
+    member: a zip archive's table file, by its name in the archive (None: the first; a note lists the others;
+    `annotate_files` annotates each); sheet and table apply to it.
     """
     if top_k < 1:
         raise ValueError("top_k must be >= 1")
@@ -202,10 +206,11 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
-    for what, arg, of in (("sheet", sheet, "a worksheet of an Excel file"), ("table", table, "a table of a SQLite file")):
+    for what, arg, of in (("sheet", sheet, "a worksheet of an Excel file"), ("table", table, "a table of a SQLite file"),
+                          ("member", member, "a table file in a zip archive")):
         if arg is not None and not isinstance(data, (str, Path)):
             raise TableError(f"{what}= names {of}; the data given is not a file path")
-    tab, source = _as_table(data, max_rows_read, header, encoding, sheet, table)
+    tab, source = _as_table(data, max_rows_read, header, encoding, sheet, table, member)
     if tab.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
     main = None
@@ -258,7 +263,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     short = [c for c in cols if c.values_read < c.rows_read]
     if short:
         notes.append(budget_note(short, lc.serialize_cfg.max_bytes, lc.serialize_cfg.max_cell_bytes))
-    for kind, arg, where, what in (("sheet", sheet, "workbook", "worksheets"), ("table", table, "database", "tables")):
+    for kind, arg, where, what in (("sheet", sheet, "workbook", "worksheets"), ("table", table, "database", "tables"),
+                                   ("member", member, "archive", "table files")):
         parts = tab.meta.get(kind + "s", [])
         if arg is None and len(parts) > 1:
             notes.append(f"the {where} has {len(parts)} {what} ({', '.join(parts[:10])}{', ...' if len(parts) > 10 else ''}); "
@@ -277,4 +283,4 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         notes.append(f"{n_abst} of {len(cols)} columns abstained (best score below {min_score:g})")
     return AnnotationResult(source, cols, " + ".join(m.source for m in members), lc.task,
                             list(labels) if labels is not None else None, notes, min_score, header_guessed, skipped,
-                            tab.meta.get("sheet"), tab.meta.get("table"))
+                            tab.meta.get("sheet"), tab.meta.get("table"), tab.meta.get("member"))

@@ -465,3 +465,36 @@ def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tm
     assert isinstance(bad.exception, TableError) and str(bad.exception).startswith("<stdin>: ")
     two = CliRunner().invoke(app, ["annotate", "-", str(tmp_path / "t.csv"), "--checkpoint", str(ck)])
     assert two.exit_code != 0 and "standard input" in two.output
+
+
+def test_zip_archives_are_annotated_member_by_member(trained, tmp_path):
+    import zipfile
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+
+    book = _workbook(tmp_path / "book.xlsx", random.Random(5))  # also writes its sheets as CSVs beside it
+    ck = trained.final_checkpoint
+    people = (tmp_path / "book_People.csv.txt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "lake.zip", "w") as z:
+        z.writestr("people.csv", people)
+        z.writestr("sub/book.xlsx", book.read_bytes())
+        z.writestr("__MACOSX/._people.csv", b"\x00\x05")
+    for f in [book, *tmp_path.glob("*.csv.txt")]:
+        f.unlink()
+    (tmp_path / "people.csv").write_bytes(people)
+    one = annotate(tmp_path / "lake.zip", ck, top_k=2)
+    assert one.member == "people.csv" and one.to_records() == annotate(tmp_path / "people.csv", ck, top_k=2).to_records()
+    assert any("2 table files (people.csv, sub/book.xlsx)" in n and "--member" in n for n in one.notes)
+    stock = annotate(tmp_path / "lake.zip", ck, top_k=2, member="sub/book.xlsx", sheet="Stock")
+    assert (stock.member, stock.sheet) == ("sub/book.xlsx", "Stock")
+    (tmp_path / "people.csv").unlink()
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path], ck, out, top_k=2, sheet="Stock", progress=False)  # sheet= skips the CSV member
+    assert (res.files, res.annotated, res.errors) == (1, 1, [])
+    recs = _records(out)
+    assert [(r["member"], r.get("sheet")) for r in recs] == [("people.csv", None)] * 2 + [("sub/book.xlsx", "Stock")] * 3
+    r = CliRunner().invoke(app, ["annotate", str(tmp_path / "lake.zip"), "--checkpoint", str(ck),
+                                 "--member", "sub/book.xlsx", "--sheet", "Stock"])
+    assert r.exit_code == 0 and "lake.zip [sub/book.xlsx / Stock]" in r.output, r.output

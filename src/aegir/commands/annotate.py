@@ -22,7 +22,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, and SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3)."),
+        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz-compressed), Excel (.xlsx), Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz, *.parquet, *.pq, *.xlsx, *.xlsm, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV/TSV files, e.g. cp1252 (default: detected per file)."),
         sheet: Optional[str] = typer.Option(None, help="Excel workbooks: the worksheet to annotate, by name or position (0 = first; a string of digits is a position). Default: one file: the first worksheet holding a table (two or more non-blank rows); many files: every such worksheet."),
         table: Optional[str] = typer.Option(None, help="SQLite databases: the table (or view) to annotate, by name. Default: one file: the first table holding a row; many files: every such table."),
+        member: Optional[str] = typer.Option(None, help="Zip archives: the table file to annotate, by its name in the archive. Default: one file: the first table file; many files: every one."),
         header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:
         """Per column: the top-k labels with scores (CPA checkpoints: each column's property relative to the main column).
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
         subset = [s.strip() for s in labels.split(",") if s.strip()] if labels else None
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
                   min_score=min_score, header=header, encoding=encoding,
-                  sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table)
+                  sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table, member=member)
         if STDIN in files and len(files) > 1:
             raise typer.BadParameter("- (standard input) is one table: annotate it alone")
         many = files != [STDIN] and (len(files) > 1 or files[0].is_dir()
@@ -110,8 +111,8 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
     if source is not None:
         res = dataclasses.replace(res, source=source, notes=[n.replace(str(file), source) for n in res.notes])
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
-    part = res.sheet if res.sheet is not None else res.table
-    title = f"{res.source}{f' [{part}]' if part is not None else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
+    parts = " / ".join(x for x in (res.member, res.sheet, res.table) if x is not None)
+    title = f"{res.source}{f' [{parts}]' if parts else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
     # Names from the file (a sheet or table called "[stock]", a column "[b]") are escaped, not read as rich markup.
     t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=escape(title))
     for c in res.columns:

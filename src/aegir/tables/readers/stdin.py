@@ -2,7 +2,7 @@
 
 The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
 is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
-the first bytes: SQLite, Parquet and Excel by their magic, compressed streams by theirs with the format
+the first bytes: SQLite, Parquet, Excel and zip archives by their magic, compressed streams by theirs with the format
 inside sniffed from a decompressed head, JSON by a first `{` or `[`, and CSV/TSV otherwise.
 """
 
@@ -41,8 +41,8 @@ def sniff_suffix(head: bytes) -> str:
         return ".sqlite"
     if head.startswith(b"PAR1"):
         return ".parquet"
-    if head.startswith(b"PK\x03\x04"):  # a zip: of the formats read here, an Excel workbook
-        return ".xlsx"
+    if head.startswith(b"PK\x03\x04"):  # a zip: an Excel workbook when it holds the OOXML content types
+        return ".xlsx" if b"[Content_Types].xml" in head or b"xl/" in head else ".zip"
     inner = _decompressed_head(head)
     if inner is not None:
         text, compressed = inner

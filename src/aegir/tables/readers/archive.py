@@ -1,0 +1,69 @@
+"""Zip archives of table files (`.zip`): each member that is a table file is one table.
+
+A member is copied, as a stream, to a temporary file named only by the member's suffix (never by its path in
+the archive, so a name like `../../x.csv` cannot write or read outside the temporary folder), and that file is
+read by the reader of its kind. Members read: CSV/TSV (also compressed), JSON Lines/JSON, Parquet, Excel
+workbooks and SQLite databases; folders, macOS metadata (`__MACOSX/`, `._*`) and other files are passed over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from aegir.tables.readers.compressed import table_suffix
+from aegir.tables.table import TableError
+
+ZIP_SUFFIXES = (".zip",)
+MEMBER_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".xlsx", ".xlsm",
+                   ".sqlite", ".sqlite3", ".db", ".db3")
+
+
+def _suffix(name: str) -> str:
+    """A member's suffix as a file name: the table suffix and its compression (`.csv.gz`), or ""."""
+    p = PurePosixPath(name)
+    inner = table_suffix(Path(p.name))
+    if inner not in MEMBER_SUFFIXES:
+        return ""
+    return inner + (p.suffix.lower() if p.suffix.lower() != inner else "")
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise TableError(f"{path}: cannot read as a zip archive ({e})") from None
+
+
+def member_names(path: str | Path) -> list[str]:
+    """The archive's members that are table files, in archive order."""
+    with _open(Path(path)) as z:
+        return [i.filename for i in z.infolist()
+                if not i.is_dir() and _suffix(i.filename) and not i.filename.startswith("__MACOSX/")
+                and not PurePosixPath(i.filename).name.startswith("._")]
+
+
+@contextlib.contextmanager
+def extracted(path: str | Path, member: str | None = None) -> Iterator[tuple[Path, str, list[str]]]:
+    """(temporary file holding the member, its name, every table member's name); member None: the first."""
+    path = Path(path)
+    names = member_names(path)
+    if not names:
+        raise TableError(f"{path}: the archive holds no table file ({', '.join(MEMBER_SUFFIXES)}, also compressed)")
+    if member is None:
+        member = names[0]
+    elif member not in names:
+        shown = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+        raise TableError(f"{path}: no table file {member!r} in the archive; it holds {shown}")
+    with tempfile.TemporaryDirectory(prefix="aegir-zip-") as tmp, _open(path) as z:
+        target = Path(tmp) / f"member{_suffix(member)}"
+        try:
+            with z.open(member) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as e:  # damaged, encrypted (RuntimeError)
+            raise TableError(f"{path} [{member}]: cannot extract ({e})") from None
+        yield target, member, names
