@@ -77,3 +77,15 @@ def test_errors_name_the_archive_and_member(tmp_path):
     (tmp_path / "t.csv").write_text("a\n1\n")
     with pytest.raises(TableError, match="a member was named, but this is not a zip archive"):
         read_table_file(tmp_path / "t.csv", member="x.csv")
+
+
+def test_a_member_larger_than_the_free_disk_is_refused_before_copying(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    with zipfile.ZipFile(tmp_path / "big.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.csv", b"a\n" + b"1\n" * 100_000)  # 200 kB unpacked, a few hundred bytes packed
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**6, 10**6 - 1000, 1000))  # 1 kB free
+    with pytest.raises(TableError, match=r"big.zip \[big.csv\]: 0.0 GiB unpacked, more than the 0.0 GiB free"):
+        read_table_file(tmp_path / "big.zip")
