@@ -87,5 +87,5 @@ def test_a_member_larger_than_the_free_disk_is_refused_before_copying(tmp_path, 
         z.writestr("big.csv", b"a\n" + b"1\n" * 100_000)  # 200 kB unpacked, a few hundred bytes packed
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**6, 10**6 - 1000, 1000))  # 1 kB free
-    with pytest.raises(TableError, match=r"big.zip \[big.csv\]: 0.0 GiB unpacked, more than the 0.0 GiB free"):
+    with pytest.raises(TableError, match=r"big.zip \[big.csv\]: 0.2 MiB unpacked, more than the 0.0 MiB free"):
         read_table_file(tmp_path / "big.zip")

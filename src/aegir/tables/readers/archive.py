@@ -63,8 +63,8 @@ def extracted(path: str | Path, member: str | None = None) -> Iterator[tuple[Pat
         target = Path(tmp) / f"member{_suffix(member)}"
         size, free = z.getinfo(member).file_size, shutil.disk_usage(tmp).free
         if size > free:  # a member too large to copy (or a zip bomb): say so before filling the disk
-            raise TableError(f"{path} [{member}]: {size / 2**30:.1f} GiB unpacked, more than the "
-                             f"{free / 2**30:.1f} GiB free in {tempfile.gettempdir()} (set TMPDIR, or extract it)")
+            raise TableError(f"{path} [{member}]: {size / 2**20:,.1f} MiB unpacked, more than the "
+                             f"{free / 2**20:,.1f} MiB free in {tempfile.gettempdir()} (set TMPDIR, or extract it)")
         try:
             with z.open(member) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
