@@ -160,35 +160,25 @@ def main(argv: list[str] | None = None) -> dict:
         if args.checkpoint:
             modes += (("annotate", args.checkpoint),)
         paths = {m: path for m, _ in modes}
-        xlsx_mb = 0.0
-        if args.excel_rows:
-            paths["excel"] = Path(tmp) / "long.xlsx"
-            write_xlsx(paths["excel"], args.excel_rows)
-            xlsx_mb = paths["excel"].stat().st_size / 2**20
-            modes += (("excel", "-"),)
-        sqlite_rows = args.rows if args.sqlite_rows is None else args.sqlite_rows
-        sqlite_mb = 0.0
-        if sqlite_rows:
-            paths["sqlite"] = Path(tmp) / "long.sqlite"
-            write_sqlite(paths["sqlite"], sqlite_rows)
-            sqlite_mb = paths["sqlite"].stat().st_size / 2**20
-            modes += (("sqlite", "-"),)
-        gzip_mb = 0.0
-        if not args.no_gzip:
+        def write_gzip(dest: Path, _rows: int) -> None:  # the CSV itself, compressed
             import gzip
             import shutil
 
-            paths["gzip"] = Path(tmp) / "long.csv.gz"
-            with open(path, "rb") as src, gzip.open(paths["gzip"], "wb", compresslevel=1) as dst:
+            with open(path, "rb") as src, gzip.open(dest, "wb", compresslevel=1) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
-            gzip_mb = paths["gzip"].stat().st_size / 2**20
-            modes += (("gzip", "-"),)
-        json_mb = 0.0
-        if args.json_rows:
-            paths["json"] = Path(tmp) / "long.jsonl"
-            write_jsonl(paths["json"], args.json_rows)
-            json_mb = paths["json"].stat().st_size / 2**20
-            modes += (("json", "-"),)
+
+        sqlite_rows = args.rows if args.sqlite_rows is None else args.sqlite_rows
+        other_forms = (("excel", args.excel_rows, write_xlsx, "long.xlsx"),
+                       ("sqlite", sqlite_rows, write_sqlite, "long.sqlite"),
+                       ("gzip", 0 if args.no_gzip else args.rows, write_gzip, "long.csv.gz"),
+                       ("json", args.json_rows, write_jsonl, "long.jsonl"))
+        mb = {}
+        for mode, rows, writer, name in other_forms:
+            if rows:
+                paths[mode] = Path(tmp) / name
+                writer(paths[mode], rows)
+                mb[mode] = paths[mode].stat().st_size / 2**20
+                modes += ((mode, "-"),)
         # Round-robin (every mode once, then again): the machine's speed drifts over minutes, so each mode's
         # fastest repetition comes from several phases rather than all of its runs from one.
         reps: dict[str, list[dict]] = {m: [] for m, _ in modes}
@@ -200,8 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
         runs = {m: min(r, key=lambda x: x["seconds"]) for m, r in reps.items()}
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": args.rows, "file_mb": size_mb,
            "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs,
-           "excel_rows": args.excel_rows, "xlsx_mb": xlsx_mb, "sqlite_rows": sqlite_rows, "sqlite_mb": sqlite_mb,
-           "gzip_mb": gzip_mb, "json_rows": args.json_rows, "json_mb": json_mb}
+           "excel_rows": args.excel_rows, "xlsx_mb": mb.get("excel", 0.0), "sqlite_rows": sqlite_rows,
+           "sqlite_mb": mb.get("sqlite", 0.0), "gzip_mb": mb.get("gzip", 0.0), "json_rows": args.json_rows,
+           "json_mb": mb.get("json", 0.0)}
     write(out, Path(args.out))
     return out
 
