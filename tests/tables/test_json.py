@@ -21,7 +21,7 @@ def test_flatten_dots_nested_objects_and_writes_other_values_as_json():
     assert flatten(ROWS[2]) == {"id": "3", "name": "Ché", "address": "{}", "extra.k": '[1, {"x": 2}]'}
 
 
-@pytest.mark.parametrize("form", ["lines", "array"])
+@pytest.mark.parametrize("form", ["lines", "document"])
 def test_rows_keys_and_missing_values(tmp_path, form):
     p = tmp_path / ("t.jsonl" if form == "lines" else "t.json")
     text = "\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS) + "\n\n" if form == "lines" else \
@@ -48,6 +48,13 @@ def test_long_files_are_sampled_counted_and_may_be_compressed(tmp_path):
     assert read_table_file(p, max_rows=10, spread=True).columns == spread.columns  # seeded; found by its name
 
 
+def test_an_api_dump_holding_one_array_of_rows(tmp_path):
+    p = tmp_path / "dump.json"
+    p.write_text(json.dumps({"count": 2, "data": ROWS[:2], "tags": ["x"]}, indent=2))
+    t = read_json(p)
+    assert t.meta["format"] == "document" and t.columns[0] == ["1", "2"] and t.header[:2] == ["id", "name"]
+
+
 def test_positional_keys_read_as_no_header(tmp_path):
     # How SOTAB stores its tables (pandas to_json(orient="records", lines=True) of a frame without names).
     p = tmp_path / "Book_x.json.gz"
@@ -65,8 +72,8 @@ def test_errors_name_the_file_and_line(tmp_path):
     p.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(TableError, match="bad.jsonl, line 2: expected a JSON object per line, got list"):
         read_json(p)
-    p.write_text('{\n  "data": [{"a": 1}]\n}\n')  # one pretty-printed object: not a table layout read here
-    with pytest.raises(TableError, match="line 1: not a JSON object .*one object per line, or an array of objects"):
+    p.write_text('{\n  "data": [{"a": 1}], "next": [{"page": 2}]\n}\n')  # two arrays of objects: which rows?
+    with pytest.raises(TableError, match=r"bad.jsonl: a JSON object whose rows are not clear.*\['data', 'next'\]"):
         read_json(p)
     p.write_text("\n\n")
     with pytest.raises(TableError, match="bad.jsonl: no rows"):

@@ -8,9 +8,9 @@ dotted keys (`{"address": {"city": ...}}` -> column `address.city`); lists and d
 compact JSON text. The columns are the keys of the rows kept, in the order they first appear, so a key
 that only rows outside the sample hold does not make an empty column. Keys that are just the column
 positions ("0", "1", ... as pandas writes a frame without column names, as SOTAB's tables are stored)
-are read as no header, and pandas' "Unnamed: 0" as a blank name. A `.json` file is JSON Lines when it
-starts with an object (`{`); when it starts with an array (`[`), the array's objects are the rows, parsed
-whole (memory grows with the file).
+are read as no header, and pandas' "Unnamed: 0" as a blank name. A file whose first line is not an object of
+its own is one JSON document, parsed whole (memory grows with the file): an array of row objects, or an object
+holding one such array (an API dump's `{"data": [...], "count": 2}`).
 """
 
 from __future__ import annotations
@@ -54,25 +54,50 @@ def _objects(lines: Iterator[str], path: Path) -> Iterator[dict[str, Any]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            # A pretty-printed object fails on its first line: say which layouts are read.
-            hint = "; a table is JSON Lines, one object per line, or an array of objects" if first else ""
-            raise TableError(f"{path}, line {n}: not a JSON object ({e.msg} at column {e.colno}{hint})") from None
+            if first:  # not JSON Lines from its first line: a pretty-printed document, read whole
+                raise _Document() from None
+            raise TableError(f"{path}, line {n}: not a JSON object ({e.msg} at column {e.colno})") from None
         first = False
         if not isinstance(obj, dict):
             raise TableError(f"{path}, line {n}: expected a JSON object per line, got {type(obj).__name__}")
         yield obj  # flattened only if kept
 
 
-def _array(raw, path: Path) -> Iterator[dict[str, Any]]:
-    """The objects of a JSON array (the whole text parsed at once)."""
+class _Document(Exception):
+    """The file's first line is not a JSON object of its own: it is one JSON document over many lines."""
+
+
+def _document(raw, path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a whole JSON document: an array of objects, or an object holding one such array (an API
+    dump's `{"data": [...], "count": 2}`). The whole text is parsed at once."""
     try:
         data = json.load(raw)
     except json.JSONDecodeError as e:
         raise TableError(f"{path}, line {e.lineno}: not JSON ({e.msg} at column {e.colno})") from None
+    if isinstance(data, dict):
+        lists = [k for k, v in data.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        if len(lists) != 1:
+            raise TableError(f"{path}: a JSON object whose rows are not clear: a table is JSON Lines, an array of "
+                             f"objects, or an object holding one such array; its arrays of objects: {lists or 'none'}")
+        data = data[lists[0]]
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
             raise TableError(f"{path}: item {i} of the array is {type(obj).__name__}, not an object (a row)")
         yield obj
+
+
+def _rows(path: Path, how: str | None, max_rows: int | None, spread: bool) -> tuple[str, list, int]:
+    """("lines" or "document", the rows kept, how many there are): JSON Lines, streamed, unless the file
+    starts with an array or its first line is not an object of its own; then one document, parsed whole."""
+    text = lambda raw: io.TextIOWrapper(raw, encoding="utf-8-sig")  # noqa: E731  JSON is UTF-8 (RFC 8259)
+    with open_raw(path, how) as raw:  # each of these streams can peek
+        if _first_char(raw) != b"[":
+            try:
+                return ("lines", *sample_rows(_objects(text(raw), path), max_rows, spread))
+            except _Document:
+                pass  # read again from the start, as one document
+    with open_raw(path, how) as raw:
+        return ("document", *sample_rows(_document(text(raw), path), max_rows, spread))
 
 
 def _first_char(raw) -> bytes:
@@ -82,19 +107,15 @@ def _first_char(raw) -> bytes:
 
 def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
               meta: dict[str, Any] | None = None) -> Table:
-    """A JSON Lines file, or a JSON array of objects, as a Table. max_rows and spread as in `read_csv`
+    """A JSON Lines file, or one JSON document of rows (`_document`), as a Table. max_rows and spread as in `read_csv`
     (the first rows, or a seeded uniform sample of the whole file's; every row counted). meta: source
-    "json", format "lines" or "array", rows_total, row_sample, header ("given", or "positions" for keys
+    "json", format "lines" or "document", rows_total, row_sample, header ("given", or "positions" for keys
     "0", "1", ... read as no header)."""
     path = Path(path)
     how = None
     try:
         how = compression(path)
-        with open_raw(path, how) as raw:  # each of these streams can peek
-            form = "array" if _first_char(raw) == b"[" else "lines"
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig")  # JSON text is UTF-8 (RFC 8259)
-            rows = _array(text, path) if form == "array" else _objects(text, path)
-            kept, total = sample_rows(rows, max_rows, spread)
+        form, kept, total = _rows(path, how, max_rows, spread)
     except UnicodeDecodeError as e:
         raise TableError(f"{path}: not UTF-8 text, as JSON must be ({e.reason})") from None
     except STREAM_ERRORS as e:
