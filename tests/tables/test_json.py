@@ -78,6 +78,12 @@ def test_errors_name_the_file_and_line(tmp_path):
     p.write_text("\n\n")
     with pytest.raises(TableError, match="bad.jsonl: no rows"):
         read_json(p)
+    (tmp_path / "n.json").write_text("42\n")
+    with pytest.raises(TableError, match="n.json, line 1: expected a JSON object per line, got int"):
+        read_json(tmp_path / "n.json")
+    (tmp_path / "s.json").write_text('  "just text"')
+    with pytest.raises(TableError, match="s.json, line 1: expected a JSON object per line, got str"):
+        read_json(tmp_path / "s.json")
     arr = tmp_path / "bad.json"
     arr.write_text('[{"a": 1}, 7]')
     with pytest.raises(TableError, match="bad.json: item 1 of the array is int, not an object"):

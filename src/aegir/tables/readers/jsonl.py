@@ -80,6 +80,8 @@ def _document(raw, path: Path) -> Iterator[dict[str, Any]]:
             raise TableError(f"{path}: a JSON object whose rows are not clear: a table is JSON Lines, an array of "
                              f"objects, or an object holding one such array; its arrays of objects: {lists or 'none'}")
         data = data[lists[0]]
+    if not isinstance(data, list):
+        raise TableError(f"{path}: the JSON document is a {type(data).__name__}, not rows (an array of objects)")
     for i, obj in enumerate(data):
         if not isinstance(obj, dict):
             raise TableError(f"{path}: item {i} of the array is {type(obj).__name__}, not an object (a row)")
@@ -107,8 +109,8 @@ def _first_char(raw) -> bytes:
 
 def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
               meta: dict[str, Any] | None = None) -> Table:
-    """A JSON Lines file, or one JSON document of rows (`_document`), as a Table. max_rows and spread as in `read_csv`
-    (the first rows, or a seeded uniform sample of the whole file's; every row counted). meta: source
+    """A JSON Lines file, or one JSON document of rows (`_document`), as a Table. max_rows and spread as in
+    `read_csv` (the first rows, or a seeded uniform sample of the whole file's; every row counted). meta: source
     "json", format "lines" or "document", rows_total, row_sample, header ("given", or "positions" for keys
     "0", "1", ... read as no header)."""
     path = Path(path)
