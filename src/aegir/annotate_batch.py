@@ -16,12 +16,12 @@ flushed file by file, so a killed run keeps every finished file:
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
 *.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx, *.xlsm
-and *.zip files (each table file of an archive annotated; records carry `member`), and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header); not for
-*.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that annotation runs
-write. Files named directly are taken whatever their suffix. Every worksheet of an Excel workbook
-that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one
-worksheet in every workbook (other files ignore it). Likewise every table of a database that holds a row;
-records carry `table`, and `table=` picks one table in every database.
+and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
+not for *.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that
+annotation runs write. Files named directly are taken whatever their suffix. Every worksheet of an Excel
+workbook that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=`
+picks one worksheet in every workbook (other files ignore it). Likewise every table of a database that holds
+a row (`table`) and every table file of a zip archive (`member`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
-from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, table_names
+from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab", *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
@@ -216,8 +216,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                     with open(err_file, "a", encoding="utf-8") as ef:
                         ef.write(json.dumps(asdict(res.errors[-1]), ensure_ascii=False) + "\n")
                 else:
-                    recs = [{**{k: getattr(a, k) for k in ("member", "sheet", "table") if getattr(a, k) is not None}, **r}
-                            for a in anns for r in a.to_records()]
+                    recs = [{**a.parts, **r} for a in anns for r in a.to_records()]
                     chunk = "".join(json.dumps({"file": str(p), "file_columns": len(recs), **r}, ensure_ascii=False)
                                     + "\n" for r in recs)
                     fh.write(chunk.encode("utf-8"))  # one write per file: a kill tears at most this file
@@ -250,7 +249,7 @@ def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
         return [annotate(p, members, **of(n), batch_size=batch_size) for n in names]
     if p.suffix.lower() in EXCEL_SUFFIXES:
         part, names = "sheet", sheet_names
-    elif p.suffix.lower() in SQLITE_SUFFIXES or is_sqlite(p):
+    elif is_database(p):
         part, names = "table", table_names
     else:
         return [annotate(p, members, **{**kw, "sheet": None, "table": None, "member": None}, batch_size=batch_size)]

@@ -37,6 +37,12 @@ from aegir.tables.readers.files import read_table_file
 from aegir.tables.table import Table, TableError
 
 
+# Files that hold several tables, and the argument that names one: (argument, the file, its tables, what it names).
+PARTS = (("member", "archive", "table files", "a table file in a zip archive"),
+         ("sheet", "workbook", "worksheets", "a worksheet of an Excel file"),
+         ("table", "database", "tables", "a table of a SQLite file"))
+
+
 @dataclass
 class ColumnAnnotation:
     column: int
@@ -69,6 +75,11 @@ class AnnotationResult:
     sheet: str | None = None  # an Excel workbook's worksheet that was annotated
     table: str | None = None  # a SQLite database's table (or view) that was annotated
     member: str | None = None  # a zip archive's table file that was annotated
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """Which part of its file the table was: {"member": ..., "sheet": ..., "table": ...}, those that apply."""
+        return {k: getattr(self, k) for k, *_ in PARTS if getattr(self, k) is not None}
 
     def to_records(self) -> list[dict[str, Any]]:
         return [{"column_index": c.column, "column_name": c.name,
@@ -206,10 +217,10 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
-    for what, arg, of in (("sheet", sheet, "a worksheet of an Excel file"), ("table", table, "a table of a SQLite file"),
-                          ("member", member, "a table file in a zip archive")):
-        if arg is not None and not isinstance(data, (str, Path)):
-            raise TableError(f"{what}= names {of}; the data given is not a file path")
+    named = {"member": member, "sheet": sheet, "table": table}
+    for kind, _, _, names in PARTS:
+        if named[kind] is not None and not isinstance(data, (str, Path)):
+            raise TableError(f"{kind}= names {names}; the data given is not a file path")
     tab, source = _as_table(data, max_rows_read, header, encoding, sheet, table, member)
     if tab.n_cols == 0:
         raise TableError(f"{source}: table has no columns")
@@ -263,10 +274,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     short = [c for c in cols if c.values_read < c.rows_read]
     if short:
         notes.append(budget_note(short, lc.serialize_cfg.max_bytes, lc.serialize_cfg.max_cell_bytes))
-    for kind, arg, where, what in (("sheet", sheet, "workbook", "worksheets"), ("table", table, "database", "tables"),
-                                   ("member", member, "archive", "table files")):
+    for kind, where, what, _ in PARTS:
         parts = tab.meta.get(kind + "s", [])
-        if arg is None and len(parts) > 1:
+        if named[kind] is None and len(parts) > 1:
             notes.append(f"the {where} has {len(parts)} {what} ({', '.join(parts[:10])}{', ...' if len(parts) > 10 else ''}); "
                          f"annotated {tab.meta[kind]!r}; pass {kind}= (--{kind}) for another, or annotate it with "
                          "--out x.jsonl for all")

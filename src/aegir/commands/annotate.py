@@ -111,7 +111,7 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
     if source is not None:
         res = dataclasses.replace(res, source=source, notes=[n.replace(str(file), source) for n in res.notes])
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
-    parts = " / ".join(x for x in (res.member, res.sheet, res.table) if x is not None)
+    parts = " / ".join(res.parts.values())
     title = f"{res.source}{f' [{parts}]' if parts else ''} ({res.task}" + (f"; properties of column {main} as the subject)" if main is not None else ")")
     # Names from the file (a sheet or table called "[stock]", a column "[b]") are escaped, not read as rich markup.
     t = RichTable("#", "column", *[f"label {k + 1}" for k in range(kw["top_k"])], title=escape(title))

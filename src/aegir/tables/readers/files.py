@@ -12,7 +12,7 @@ from aegir.tables.readers.csv import read_csv
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, LEGACY_SUFFIXES, read_excel
 from aegir.tables.readers.jsonl import is_json, read_json
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
-from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_sqlite, read_sqlite
+from aegir.tables.readers.sqlite import is_database, read_sqlite
 from aegir.tables.table import Table, TableError
 
 
@@ -31,7 +31,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
                             sheet=sheet, table=table)
     if member is not None:
         raise TableError(f"{p}: a member was named, but this is not a zip archive")
-    database = suffix in SQLITE_SUFFIXES or is_sqlite(p)  # by suffix, or by header whatever the suffix
+    database = is_database(p)
     if sheet is not None and suffix not in EXCEL_SUFFIXES:
         raise TableError(f"{p}: a sheet was named, but this is not an Excel workbook (.xlsx, .xlsm)")
     if table is not None and not database:

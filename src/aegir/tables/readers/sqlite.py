@@ -34,6 +34,12 @@ def is_sqlite(path: str | Path) -> bool:
         return False
 
 
+def is_database(path: str | Path) -> bool:
+    """Whether a file is read as a SQLite database: by its suffix, or by its header whatever the suffix (a
+    `.db` file that is not SQLite is one by name, and its reader then says it is not SQLite)."""
+    return Path(path).suffix.lower() in SQLITE_SUFFIXES or is_sqlite(path)
+
+
 def cell_text(v: Any) -> str:
     """A stored value as the text a CSV export would hold."""
     if isinstance(v, bytes):
