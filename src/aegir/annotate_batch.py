@@ -37,13 +37,14 @@ from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
 from aegir.tables.readers.archive import ZIP_SUFFIXES, member_names
 from aegir.tables.readers.compressed import table_suffix
+from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
-TEXT_SUFFIXES = (".csv", ".tsv", ".tab", *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
+TEXT_SUFFIXES = (*CSV_SUFFIXES, *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
 TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES, *ZIP_SUFFIXES)
 
 

@@ -16,11 +16,15 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from aegir.tables.readers.compressed import table_suffix
+from aegir.tables.readers.csv import CSV_SUFFIXES
+from aegir.tables.readers.excel import EXCEL_SUFFIXES
+from aegir.tables.readers.jsonl import JSON_SUFFIXES
+from aegir.tables.readers.parquet import PARQUET_SUFFIXES
+from aegir.tables.readers.sqlite import SQLITE_SUFFIXES
 from aegir.tables.table import TableError
 
 ZIP_SUFFIXES = (".zip",)
-MEMBER_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet", ".pq", ".xlsx", ".xlsm",
-                   ".sqlite", ".sqlite3", ".db", ".db3")
+MEMBER_SUFFIXES = (*CSV_SUFFIXES, *JSON_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES, *SQLITE_SUFFIXES)
 
 
 def _suffix(name: str) -> str:

@@ -17,7 +17,8 @@ from aegir.tables.table import TableError
 # Compressed text is recognised by its first bytes, whatever the file is called (a gzip member with deflate,
 # a bzip2 stream's block header, xz's magic), and read with the standard library's opener.
 OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
-COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}
+COMPRESSED_SUFFIXES = tuple(SUFFIXES.values())
 # What a damaged or truncated compressed stream raises while it is read (BadGzipFile is an OSError).
 STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
 
@@ -25,7 +26,11 @@ STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, OSError)
 def compression(path: Path) -> str | None:
     """"gzip", "bzip2" or "xz" when the file starts with that format's header, else None."""
     with open(path, "rb") as fh:
-        m = fh.read(10)
+        return compression_of(fh.read(10))
+
+
+def compression_of(m: bytes) -> str | None:
+    """`compression` of a stream that starts with the bytes `m`."""
     if m.startswith(b"\x1f\x8b\x08"):
         return "gzip"
     if m[:3] == b"BZh" and m[3:4].isdigit() and m[3:4] != b"0" and m[4:10] == b"1AY&SY":

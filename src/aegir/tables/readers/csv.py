@@ -23,6 +23,7 @@ from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
 _csv.field_size_limit(1 << 24)  # long text cells are legitimate; the default 128 KiB limit is not
 
 
+CSV_SUFFIXES = (".csv", ".tsv", ".tab")  # the names of delimited text (any other name is read as CSV too)
 HEAD_BYTES = 1 << 20  # what encoding detection and the delimiter sniffer read
 
 def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = False) -> str:

@@ -17,22 +17,26 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from aegir.tables.readers.compressed import SUFFIXES, compression_of
 from aegir.tables.readers.sqlite import MAGIC as SQLITE_MAGIC
 
 STDIN_NAME = "<stdin>"
 SNIFF_BYTES = 1 << 16
 
 
+_DECOMPRESSORS = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "bzip2": bz2.BZ2Decompressor,
+                  "xz": lzma.LZMADecompressor}
+
+
 def _decompressed_head(head: bytes) -> tuple[bytes, str] | None:
     """The first decompressed bytes of a compressed stream's head, and the suffix of its compression."""
-    for magic, suffix, make in ((b"\x1f\x8b\x08", ".gz", lambda: zlib.decompressobj(16 + zlib.MAX_WBITS)),
-                                (b"BZh", ".bz2", bz2.BZ2Decompressor), (b"\xfd7zXZ\x00", ".xz", lzma.LZMADecompressor)):
-        if head.startswith(magic):
-            try:
-                return make().decompress(head), suffix
-            except (OSError, EOFError, zlib.error, lzma.LZMAError):
-                return b"", suffix  # the reader will name the damage
-    return None
+    how = compression_of(head)
+    if how is None:
+        return None
+    try:
+        return _DECOMPRESSORS[how]().decompress(head), SUFFIXES[how]
+    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        return b"", SUFFIXES[how]  # the reader will name the damage
 
 
 def sniff_suffix(head: bytes) -> str:
