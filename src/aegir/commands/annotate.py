@@ -81,16 +81,13 @@ def _annotate_stdin(checkpoint: List[Path], out: Optional[Path], kw: dict) -> No
     temporary name is replaced by <stdin> in the result and in errors."""
     import sys
 
+    from aegir.tables.readers.common import errors_named
     from aegir.tables.readers.stdin import STDIN_NAME, spooled
-    from aegir.tables.table import TableError
 
     if sys.stdin.isatty():
         raise typer.BadParameter("- reads a table from standard input: pipe one in (... | aegir annotate - ...)")
-    with spooled(sys.stdin.buffer) as path:
-        try:
-            _annotate_one(path, checkpoint, out, kw, source=STDIN_NAME)
-        except TableError as e:
-            raise TableError(str(e).replace(str(path), STDIN_NAME)) from None
+    with spooled(sys.stdin.buffer) as path, errors_named(path, STDIN_NAME):
+        _annotate_one(path, checkpoint, out, kw, source=STDIN_NAME)
 
 
 def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict, source: str | None = None) -> None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from aegir.tables.table import TableError
 
 log = logging.getLogger("aegir.tables")
+
+
+@contextlib.contextmanager
+def errors_named(stand_in: Path, name: str) -> Iterator[None]:
+    """TableErrors raised inside name `name` where they name `stand_in`, a temporary copy of it (a zip member,
+    a table piped on standard input), so a user reads where the bad input came from."""
+    try:
+        yield
+    except TableError as e:
+        raise TableError(str(e).replace(str(stand_in), name)) from None
 
 
 def safe_member_name(name: str, where: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from aegir.tables.readers.archive import ZIP_SUFFIXES, extracted
+from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.csv import read_csv
 from aegir.tables.readers.excel import EXCEL_SUFFIXES, LEGACY_SUFFIXES, read_excel
 from aegir.tables.readers.jsonl import is_json, read_json
@@ -51,9 +52,7 @@ def _read_member(archive: Path, member: str | None, **kw) -> Table:
     """A zip archive's member, extracted to a temporary file and read by its kind; errors and the table's
     meta name the archive and member, not the temporary file."""
     with extracted(archive, member) as (tmp, name, names):
-        try:
+        with errors_named(tmp, f"{archive} [{name}]"):
             t = read_table_file(tmp, **kw)
-        except TableError as e:
-            raise TableError(str(e).replace(str(tmp), f"{archive} [{name}]")) from None
     t.meta.update(path=str(archive), name=PurePosixPath(name).name, member=name, members=names)
     return t
