@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file  # noqa: E402
+from result_files import result_file, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOTAB = ROOT.parent / "shared/data/sotab_v2_sample/CTA"
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
          "not depend on the other files. Batching across files would not make the model faster: the stacks run "
          "packed (no padding) and a file's batch already amortises the per-call work (row above); it would only "
          "make a file's scores depend, in the last float bits, on its neighbours."]
-    result_file(stem, ".md").write_text("\n".join(L) + "\n")
-    print("\n".join(L))
+    write_markdown(stem, L)
     return r
 
 

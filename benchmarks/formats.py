@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header_guess import fetch_headed  # noqa: E402
-from result_files import result_file  # noqa: E402
+from result_files import result_file, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     L += ["", "The gzip file holds the CSV's bytes, so its row is the readers' own equivalence. The pandas round trip "
           "rewrites cells (an integer column with a gap becomes 1.0, 2.0), and where cells differ, labels can "
           "differ: with this small classifier a changed neighbour column moves some labels."]
-    result_file(stem, ".md").write_text("\n".join(L) + "\n")
-    print("\n".join(L))
+    write_markdown(stem, L)
     return r
 
 

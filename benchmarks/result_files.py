@@ -15,3 +15,10 @@ def result_file(stem: str | Path, ext: str) -> Path:
     if p.suffix in EXTENSIONS:
         p = p.with_suffix("")
     return p.with_name(p.name + ext)
+
+
+def write_markdown(stem: str | Path, lines: list[str]) -> None:
+    """The result's table as STEM.md, and on the terminal."""
+    text = "\n".join(lines)
+    result_file(stem, ".md").write_text(text + "\n")
+    print(text)

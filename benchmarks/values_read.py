@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file  # noqa: E402
+from result_files import result_file, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     L += ["", "Where `values_read` is below `rows_read`, `annotate` says so in a note naming the columns; the "
           "CLI prints it. Whether more views or bytes change the labels is measured in "
           "[cta_views_nano.md](cta_views_nano.md) (`benchmarks/cta_views.py`)."]
-    result_file(stem, ".md").write_text("\n".join(L) + "\n")
-    print("\n".join(L))
+    write_markdown(stem, L)
     return r
 
 

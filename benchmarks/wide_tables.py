@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file  # noqa: E402
+from result_files import result_file, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
           "its budget), with each column's profile computed once per table: the serializer's cost grows about as "
           "n^2 cheap similarity lookups (before session 41 every column ordered all the others and recomputed their "
           "profiles: n^3)."]
-    result_file(stem, ".md").write_text("\n".join(L) + "\n")
-    print("\n".join(L))
+    write_markdown(stem, L)
     return out
 
 
