@@ -2,12 +2,13 @@
 
 A cell that shows 15% stores 0.15, and one that shows $1,234.50 stores 1234.5; the display is what tells a
 percentage from a ratio and a price from a count, so the Excel reader writes numbers through their format.
-Covered: the first section of a format (`positive;negative;zero;text`; a negative number gets a leading
-minus, where Excel may show the second section's parentheses), fixed decimals (`0.00`), thousands separators (`#,##0`) and scaling by trailing commas (`0.0,,`),
-percent (`0%`), scientific (`0.00E+00`), literal text in quotes or after a backslash (`0.0 "kg"`, `\\$0`),
-currency symbols in brackets (`[$€-407]`), and the spacing (`_)`) and fill (`* `) codes, which are dropped.
-Anything else with digit placeholders (fractions `# ?/?`, conditions `[>100]`) is written plainly, as is
-"General". Dates never come here: openpyxl already reads date-formatted cells as dates.
+Covered: the first section of a format (`positive;negative;zero;text`; a negative number gets a leading minus,
+where Excel may show the second section's parentheses), fixed decimals (`0.00`), thousands separators
+(`#,##0`) and scaling by trailing commas (`0.0,,`), percent (`0%`), scientific (`0.00E+00`), literal text in
+quotes or after a backslash (`0.0 "kg"`, `\\$0`), currency symbols in brackets (`[$€-407]`), and the spacing
+(`_)`) and fill (`* `) codes, which are dropped. Anything else with digit placeholders (fractions `# ?/?`,
+conditions `[>100]`) is written plainly, as is "General". Dates never come here: openpyxl already reads
+date-formatted cells as dates.
 """
 
 from __future__ import annotations
