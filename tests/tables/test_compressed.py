@@ -1,16 +1,18 @@
-"""Compressed CSV/TSV files (gzip, bzip2, xz) read as the same table as the plain file, as a stream."""
+"""Compressed CSV/TSV files (gzip, bzip2, xz, zstd) read as the same table as the plain file, as a stream."""
 
 import bz2
 import gzip
 import lzma
 
 import pytest
+import zstandard
 
 from aegir.tables import TableError
 from aegir.tables.readers import read_table_file
 from aegir.tables.readers.compressed import compression, table_suffix
 
-OPENERS = {"gzip": (gzip.compress, ".gz"), "bzip2": (bz2.compress, ".bz2"), "xz": (lzma.compress, ".xz")}
+OPENERS = {"gzip": (gzip.compress, ".gz"), "bzip2": (bz2.compress, ".bz2"), "xz": (lzma.compress, ".xz"),
+           "zstd": (zstandard.ZstdCompressor().compress, ".zst")}
 
 
 def _text(n=3000):
@@ -65,3 +67,42 @@ def test_damaged_compressed_files_name_the_file(tmp_path):
     binary.write_bytes(gzip.compress(bytes(range(256)) * 20))
     with pytest.raises(TableError, match="looks like a binary file"):
         read_table_file(binary)
+
+
+def _zstd_frames(data: bytes, parts: int) -> bytes:
+    """`data` as `parts` zstd frames one after another, as `zstd` writes for concatenated input."""
+    step = -(-len(data) // parts)
+    return b"".join(zstandard.ZstdCompressor().compress(data[i:i + step]) for i in range(0, len(data), step))
+
+
+def test_zstd_reads_every_frame_and_refuses_a_truncated_one(tmp_path):
+    text = _text()
+    multi = tmp_path / "t.csv.zst"
+    multi.write_bytes(_zstd_frames(text, 3))  # zstandard's own readers stop after the first frame
+    plain = tmp_path / "t.csv"
+    plain.write_bytes(text)
+    a, b = read_table_file(plain), read_table_file(multi)
+    assert b.meta["rows_total"] == 3000 and (a.header, a.columns) == (b.header, b.columns)
+    whole = _zstd_frames(_text(150_000), 2)
+    cut = tmp_path / "cut.csv.zst"
+    cut.write_bytes(whole[:-100])  # the last frame loses its end: zstandard alone returns the rows it has
+    with pytest.raises(TableError, match=r"cut.csv.zst, near line \d+: cannot decompress \(zstd: .*truncated"):
+        read_table_file(cut)
+
+
+def test_a_bomb_is_read_in_bounded_steps(tmp_path):
+    """A zstd file of 200 MB of one byte is ~6 KB: its head is sniffed within a bound, and each read of it
+    decompresses a bounded step (the raw stream never hands back more than ~FEED x 32 KB at once)."""
+    from aegir.tables.readers.compressed import ZstdFile
+    from aegir.tables.readers.stdin import SNIFF_BYTES, sniff_suffix
+
+    packed = zstandard.ZstdCompressor(level=19).compress(b"a" * 200_000_000)
+    assert len(packed) < 10_000
+    assert sniff_suffix(packed[:SNIFF_BYTES]) == ".csv.zst"
+    bomb = tmp_path / "bomb.zst"
+    bomb.write_bytes(packed)
+    raw = ZstdFile(bomb)
+    try:
+        assert raw._decompress() and 0 < len(raw._out) <= ZstdFile.FEED * 40_000
+    finally:
+        raw.close()
