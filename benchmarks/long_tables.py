@@ -1,4 +1,5 @@
-"""Reading and annotating a long table file (CSV, gzip, Excel, SQLite, JSON Lines): time and peak memory. Writes docs/results/long_tables.md/.json.
+"""Reading and annotating a long table file (CSV, gzip, zstd, Excel, OpenDocument, SQLite, JSON Lines): time and
+peak memory. Writes docs/results/long_tables.md/.json.
 
     .venv/bin/python benchmarks/long_tables.py --checkpoint outputs/demo-cta/<ts>/final.pt
 
@@ -15,7 +16,10 @@ cannot inherit another's heap):
    it (`read_table_file(path, max_rows=..., spread=True)`, openpyxl read-only);
 4. the first `--sqlite-rows` rows (default: all; 0 skips it) as one SQLite table, read the same way;
 5. the CSV gzip-compressed (`--no-gzip` skips it), read the same way (decompressed as a stream);
-6. the first `--json-rows` rows (default 1,000,000; 0 skips it) as JSON Lines, read the same way.
+6. the first `--json-rows` rows (default 1,000,000; 0 skips it) as JSON Lines, read the same way;
+7. the first `--ods-rows` rows (default 200,000; 0 skips it) as one OpenDocument (.ods) sheet, laid out as
+   LibreOffice writes one (numbers and dates typed, each cell's shown text beside), read the same way;
+8. the CSV zstd-compressed (`--no-zstd` skips it), read the same way.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ if mode == "before":  # the reader module as it was at a commit, from `git show`
     mod = types.ModuleType("csv_before")
     exec(compile(open(extra).read(), "csv_before.py", "exec"), mod.__dict__)
     read = lambda: mod.read_csv(path, max_rows=max_rows)
-elif mode in ("now", "spread", "excel", "sqlite", "gzip", "json"):
+elif mode in ("now", "spread", "excel", "sqlite", "gzip", "json", "ods", "zstd"):
     from aegir.tables.readers.files import read_table_file
     read = lambda: read_table_file(path, max_rows=max_rows, spread=mode != "now")
 else:
@@ -70,6 +74,8 @@ BASELINE = {"before": "import types", "now": "from aegir.tables.readers.files im
             "sqlite": "from aegir.tables.readers.files import read_table_file; import sqlite3",
             "gzip": "from aegir.tables.readers.files import read_table_file",
             "json": "from aegir.tables.readers.files import read_table_file",
+            "ods": "from aegir.tables.readers.files import read_table_file; import defusedxml",
+            "zstd": "from aegir.tables.readers.files import read_table_file",
             "annotate": "from aegir.annotation import annotate; import torch"}
 
 
@@ -119,6 +125,38 @@ def write_jsonl(path: Path, rows: int, seed: int = 0) -> None:
             f.write(json.dumps(dict(zip(keys, row))) + "\n")
 
 
+def write_ods(path: Path, rows: int, seed: int = 0) -> None:
+    """The same rows as one .ods sheet, laid out as LibreOffice writes it: ids and prices as float cells, dates
+    as date cells, each with its shown text in a text:p; the XML streamed into the zip."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"')
+
+    def text(v: str) -> str:
+        return f'<table:table-cell office:value-type="string"><text:p>{escape(v)}</text:p></table:table-cell>'
+
+    def number(v) -> str:
+        return f'<table:table-cell office:value-type="float" office:value="{v}"><text:p>{v}</text:p></table:table-cell>'
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet", compress_type=zipfile.ZIP_STORED)
+        with z.open("content.xml", "w", force_zip64=True) as f:
+            f.write(f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns}><office:body>'
+                    '<office:spreadsheet><table:table table:name="data">'.encode())
+            head = "".join(text(h) for h in ("id", "name", "city", "price", "date", "email"))
+            f.write(f"<table:table-row>{head}</table:table-row>".encode())
+            for i, name, city, price, date, email in _rows(rows, seed):
+                f.write((f"<table:table-row>{number(i)}{text(name)}{text(city)}{number(price)}"
+                         f'<table:table-cell office:value-type="date" office:date-value="{date}"><text:p>{date}'
+                         f"</text:p></table:table-cell>{text(email)}</table:table-row>").encode())
+            f.write(b'<table:table-row table:number-rows-repeated="1048000"><table:table-cell '
+                    b'table:number-columns-repeated="1024"/></table:table-row></table:table></office:spreadsheet>'
+                    b"</office:body></office:document-content>")
+
+
 def child(mode: str, path: Path, max_rows: int, extra: str) -> dict:
     py = sys.executable
     out = subprocess.run([py, "-c", CHILD, mode, str(path), str(max_rows), extra], check=True,
@@ -142,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sqlite-rows", type=int, default=None, help="rows of the SQLite version (default: --rows; 0: skip it)")
     ap.add_argument("--no-gzip", action="store_true", help="skip the gzip-compressed CSV")
     ap.add_argument("--json-rows", type=int, default=1_000_000, help="rows of the JSON Lines version (0: skip it)")
+    ap.add_argument("--ods-rows", type=int, default=200_000, help="rows of the .ods version (0: skip it)")
+    ap.add_argument("--no-zstd", action="store_true", help="skip the zstd-compressed CSV")
     ap.add_argument("--out", default=str(ROOT / "docs/results/long_tables"))
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,11 +207,19 @@ def main(argv: list[str] | None = None) -> dict:
             with open(path, "rb") as src, gzip.open(dest, "wb", compresslevel=1) as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
 
+        def write_zstd(dest: Path, _rows: int) -> None:  # the CSV itself, compressed at zstd's default level
+            import zstandard
+
+            with open(path, "rb") as src, open(dest, "wb") as dst:
+                zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
+
         sqlite_rows = args.rows if args.sqlite_rows is None else args.sqlite_rows
         other_forms = (("excel", args.excel_rows, write_xlsx, "long.xlsx"),
                        ("sqlite", sqlite_rows, write_sqlite, "long.sqlite"),
                        ("gzip", 0 if args.no_gzip else args.rows, write_gzip, "long.csv.gz"),
-                       ("json", args.json_rows, write_jsonl, "long.jsonl"))
+                       ("json", args.json_rows, write_jsonl, "long.jsonl"),
+                       ("ods", args.ods_rows, write_ods, "long.ods"),
+                       ("zstd", 0 if args.no_zstd else args.rows, write_zstd, "long.csv.zst"))
         mb = {}
         for mode, rows, writer, name in other_forms:
             if rows:
@@ -192,7 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
            "max_rows": args.max_rows, "before": args.before, "checkpoint": args.checkpoint, "runs": runs,
            "excel_rows": args.excel_rows, "xlsx_mb": mb.get("excel", 0.0), "sqlite_rows": sqlite_rows,
            "sqlite_mb": mb.get("sqlite", 0.0), "gzip_mb": mb.get("gzip", 0.0), "json_rows": args.json_rows,
-           "json_mb": mb.get("json", 0.0)}
+           "json_mb": mb.get("json", 0.0), "ods_rows": args.ods_rows, "ods_mb": mb.get("ods", 0.0),
+           "zstd_mb": mb.get("zstd", 0.0)}
     write(out, Path(args.out))
     return out
 
@@ -211,14 +260,19 @@ def write(res: dict, stem: Path) -> None:
              "gzip": f"CSV reader now, `spread=True`, the CSV gzip-compressed ({res.get('gzip_mb', 0):,.0f} MiB; "
                      "decompressed as it is read)",
              "json": f"JSON Lines reader, `spread=True`, the first {res.get('json_rows', 0):,} rows "
-                     f"({res.get('json_mb', 0):,.0f} MiB; every line parsed)"}
-    L = ["# Reading and annotating a long table (CSV, gzip-compressed CSV, Excel, SQLite, JSON Lines)", "",
+                     f"({res.get('json_mb', 0):,.0f} MiB; every line parsed)",
+             "ods": f"OpenDocument reader, `spread=True`, the first {res.get('ods_rows', 0):,} rows as one .ods sheet "
+                    f"({res.get('ods_mb', 0):,.0f} MiB; content.xml parsed as a stream)",
+             "zstd": f"CSV reader now, `spread=True`, the CSV zstd-compressed ({res.get('zstd_mb', 0):,.0f} MiB; "
+                     "decompressed as it is read)"}
+    L = ["# Reading and annotating a long table (CSV, gzip/zstd-compressed CSV, Excel, OpenDocument, SQLite, "
+         "JSON Lines)", "",
          f"Written by `benchmarks/long_tables.py` on {res['date']}. A seeded CSV of {res['rows']:,} rows x 6 columns "
          f"({res['file_mb']:,.0f} MiB); {res['max_rows']:,} rows kept (annotate's `max_rows_read`), the rest counted. "
          "Each figure from a fresh Python process; peak RSS is the process's, and the import-only row is the same "
          "process with nothing read (annotate's includes torch).", "",
          "| what | seconds | peak RSS | RSS of the imports alone | rows kept (annotate: read per column) | rows counted |", "|---|---|---|---|---|---|"]
-    for k in ("before", "now", "spread", "gzip", "annotate", "excel", "sqlite", "json"):
+    for k in ("before", "now", "spread", "gzip", "zstd", "annotate", "excel", "ods", "sqlite", "json"):
         if k not in r:
             continue
         x = r[k]

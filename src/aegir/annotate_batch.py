@@ -15,7 +15,7 @@ flushed file by file, so a killed run keeps every finished file:
   resumed run retries them) and counted in the result.
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
-*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, ...), *.parquet, *.pq, *.xlsx, *.xlsm
+*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.xlsx, *.xlsm, *.ods
 and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
 not for *.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that
 annotation runs write. Files named directly are taken whatever their suffix. Every worksheet of an Excel
@@ -38,14 +38,14 @@ from aegir.inference import LoadedClassifier
 from aegir.tables.readers.archive import ZIP_SUFFIXES, member_names
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.csv import CSV_SUFFIXES
-from aegir.tables.readers.excel import EXCEL_SUFFIXES, sheet_names
+from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
-TEXT_SUFFIXES = (*CSV_SUFFIXES, *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz
-TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *EXCEL_SUFFIXES, *ZIP_SUFFIXES)
+TEXT_SUFFIXES = (*CSV_SUFFIXES, *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz, .zst
+TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *WORKBOOK_SUFFIXES, *ZIP_SUFFIXES)
 
 
 def _is_table_file(q: Path) -> bool:
@@ -243,12 +243,12 @@ def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
         # sheet=/table= reach only the members they can name, as they skip other files outside archives.
         def of(n: str | None) -> dict[str, Any]:
             kind = PurePosixPath(n or "").suffix.lower()
-            return {**kw, "member": n, "sheet": kw["sheet"] if kind in EXCEL_SUFFIXES else None,
+            return {**kw, "member": n, "sheet": kw["sheet"] if kind in WORKBOOK_SUFFIXES else None,
                     "table": kw["table"] if kind in SQLITE_SUFFIXES else None}
         # An archive without a table file: annotate(member=None) raises the reader's error for it.
         names = [kw["member"]] if kw["member"] is not None else member_names(p) or [None]
         return [annotate(p, members, **of(n), batch_size=batch_size) for n in names]
-    if p.suffix.lower() in EXCEL_SUFFIXES:
+    if p.suffix.lower() in WORKBOOK_SUFFIXES:
         part, names = "sheet", sheet_names
     elif is_database(p):
         part, names = "table", table_names

@@ -39,7 +39,7 @@ from aegir.tables.table import Table, TableError
 
 # Files that hold several tables, and the argument that names one: (argument, the file, its tables, what it names).
 PARTS = (("member", "archive", "table files", "a table file in a zip archive"),
-         ("sheet", "workbook", "worksheets", "a worksheet of an Excel file"),
+         ("sheet", "workbook", "worksheets", "a worksheet of a workbook (Excel, OpenDocument)"),
          ("table", "database", "tables", "a table of a SQLite file"))
 
 
@@ -134,8 +134,8 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
                                spread=True, encoding=encoding, sheet=sheet, table=table, member=member), str(p)
-    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, JSON, Excel, Parquet or SQLite path, "
-                     f"not {type(data).__name__}")
+    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, JSON, Excel, OpenDocument, Parquet or "
+                     f"SQLite path, not {type(data).__name__}")
 
 
 def budget_note(short: Sequence[ColumnAnnotation], max_bytes: int, max_cell_bytes: int) -> str:
@@ -182,8 +182,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
              encoding: str | None = None, sheet: str | int | None = None, table: str | None = None,
              member: str | None = None) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), Parquet or SQLite
-    file's path; `read_table_file` says which suffixes are which).
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), OpenDocument (.ods),
+    Parquet or SQLite file's path; `read_table_file` says which suffixes are which).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.
@@ -204,7 +204,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     full vocabulary (not renormalised over the subset).
     header: whether a CSV/TSV file's or worksheet's first row holds column names (None: guessed, skipping a preamble).
     encoding: a CSV/TSV file's text encoding (None: detected; say it when the detection guesses wrong).
-    sheet: an Excel workbook's worksheet, by name or position (None: the first that holds a table, two or
+    sheet: a workbook's (.xlsx, .xlsm, .ods) worksheet, by name or position (None: the first that holds a table, two or
     more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
     table: a SQLite database's table or view, by name (None: the first table holding a row; a note lists the
     others; `annotate_files` annotates each such table).

@@ -307,6 +307,30 @@ def test_excel_worksheets_are_annotated_like_the_same_cells_in_a_csv(trained, tm
     assert isinstance(r.exception, TableError) and "no worksheet named 'Nope'" in str(r.exception)  # main() prints it
 
 
+def test_opendocument_spreadsheets_are_annotated_like_the_same_workbook_in_excel(trained, tmp_path):
+    """The same three worksheets as .xlsx (openpyxl) and .ods (pandas through odfpy): the same records, sheet by
+    sheet, alone and in a folder."""
+    import openpyxl
+    import pandas as pd
+
+    (tmp_path / "xl").mkdir()
+    book = _workbook(tmp_path / "xl" / "book.xlsx", random.Random(5))
+    wb = openpyxl.load_workbook(book)
+    (tmp_path / "od").mkdir()
+    with pd.ExcelWriter(tmp_path / "od" / "book.ods", engine="odf") as w:
+        for ws in wb.worksheets:
+            pd.DataFrame([list(r) for r in ws.iter_rows(values_only=True)]).to_excel(
+                w, sheet_name=ws.title, index=False, header=False)
+    ck = trained.final_checkpoint
+    xl, od = annotate(book, ck, top_k=2), annotate(tmp_path / "od" / "book.ods", ck, top_k=2)
+    assert od.sheet == "People" and od.to_records() == xl.to_records() and od.notes == xl.notes
+    runs = {}
+    for kind in ("xl", "od"):
+        annotate_files([tmp_path / kind], ck, tmp_path / f"{kind}.jsonl", top_k=2, progress=False)
+        runs[kind] = [{k: v for k, v in r.items() if k != "file"} for r in _records(tmp_path / f"{kind}.jsonl")]
+    assert runs["od"] == runs["xl"] and [r["sheet"] for r in runs["od"]] == ["People"] * 2 + ["Stock"] * 3
+
+
 def test_a_workbook_without_a_table_is_listed_as_unreadable(trained, tmp_path):
     import openpyxl
 
@@ -396,8 +420,11 @@ def test_folder_search_takes_compressed_tables_and_real_databases(tmp_path):
     import gzip
     import sqlite3
 
+    import zstandard
+
     (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"x,y\n1,2\n"))
     (tmp_path / "b.tsv.bz2").write_bytes(bz2.compress(b"x\ty\n1\t2\n"))
+    (tmp_path / "d.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(b"x,y\n1,2\n"))
     (tmp_path / "logs.gz").write_bytes(gzip.compress(b"not a table"))  # no table suffix inside
     sqlite3.connect(tmp_path / "c.db").execute("CREATE TABLE t (a)").connection.commit()
     (tmp_path / "Thumbs.db").write_bytes(b"\x00\x01 not SQLite")
@@ -406,7 +433,8 @@ def test_folder_search_takes_compressed_tables_and_real_databases(tmp_path):
     (tmp_path / "old.jsonl").write_text(json.dumps({"file": "x.csv", "file_columns": 1, "column_index": 0,
                                                     "label": "email", "top_k": []}) + "\n")
     (tmp_path / "old.errors.jsonl").write_text(json.dumps({"file": "y.csv", "error": "y.csv: empty"}) + "\n")
-    assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db", "events.jsonl"]
+    assert [p.name for p in find_tables([tmp_path])] == ["a.csv.gz", "b.tsv.bz2", "c.db", "d.csv.zst",
+                                                         "events.jsonl"]
 
 
 def test_json_lines_are_annotated_like_the_same_cells_in_a_csv_and_outputs_are_not_tables(trained, tmp_path):
@@ -433,6 +461,8 @@ def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tm
     import gzip
     import sqlite3
 
+    import pandas as pd
+    import zstandard
     from typer.testing import CliRunner
 
     from aegir.cli import app
@@ -452,9 +482,10 @@ def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tm
     con.commit()
     con.close()
     jsonl = "".join(json.dumps(dict(zip(rows[0], x))) + "\n" for x in rows[1:]).encode()
-    piped = {"csv": csv_bytes, "csv.gz": gzip.compress(csv_bytes), "jsonl": jsonl,
-             "sqlite": (tmp_path / "t.sqlite").read_bytes()}
-    assert [sniff_suffix(b) for b in piped.values()] == [".csv", ".csv.gz", ".json", ".sqlite"]
+    pd.DataFrame(rows[1:], columns=rows[0]).to_excel(tmp_path / "t.ods", engine="odf", index=False)
+    piped = {"csv": csv_bytes, "csv.gz": gzip.compress(csv_bytes), "csv.zst": zstandard.compress(csv_bytes),
+             "jsonl": jsonl, "sqlite": (tmp_path / "t.sqlite").read_bytes(), "ods": (tmp_path / "t.ods").read_bytes()}
+    assert [sniff_suffix(b) for b in piped.values()] == [".csv", ".csv.gz", ".csv.zst", ".json", ".sqlite", ".ods"]
     for kind, data in piped.items():
         res = CliRunner().invoke(app, ["annotate", "-", "--checkpoint", str(ck), "--top-k", "2", "--out", "-"],
                                  input=data)

@@ -84,7 +84,7 @@ def test_worksheets_by_name_or_position_and_clear_errors(tmp_path):
         read_excel(p, sheet=7)
     with pytest.raises(TableError, match=r"h.xlsx \[Empty\]: file is empty"):
         read_excel(p, sheet="Empty")
-    with pytest.raises(TableError, match="not an Excel workbook"):
+    with pytest.raises(TableError, match=r"not a workbook \(.xlsx, .xlsm, .ods\)"):
         read_table_file(tmp_path / "x.csv", sheet="Codes")
     (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0 legacy")
     with pytest.raises(TableError, match="legacy .xls workbook; save it as .xlsx or CSV"):

@@ -3,8 +3,8 @@
 The csv module (not pandas) parses files so ragged rows survive (pandas raises or drops them) and
 every error can name its line. Files are read as a stream (the rows kept are bounded by max_rows, the
 rest only counted); the encoding, delimiter, preamble and header are guessed from the file's start
-(charset-normalizer for non-UTF-8 text). Compressed files (gzip, bzip2, xz: `data.csv.gz`, or any file
-starting with one of their headers) are decompressed as they are read, with the standard library.
+(charset-normalizer for non-UTF-8 text). Compressed files (gzip, bzip2, xz, zstd: `data.csv.gz`, or any file
+starting with one of their headers) are decompressed as they are read (`readers.compressed`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Excel workbooks (.xlsx, .xlsm) -> Table, one worksheet at a time (openpyxl, read-only streaming).
+"""Excel workbooks (.xlsx, .xlsm) -> Table, one worksheet at a time (openpyxl, read-only streaming); OpenDocument
+spreadsheets (.ods) the same way, through `readers.ods`.
 
 A worksheet is read like a CSV file (`readers.rows`): as a stream of rows, keeping the first `max_rows`
 or a seeded uniform sample of them and counting the rest, with the same preamble skip and header guess.
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from aegir.tables.readers.numfmt import format_number
+from aegir.tables.readers.ods import ODS_SUFFIXES, OdsBook
 from aegir.tables.readers.rows import blank, collect, keep_for, to_table
 from aegir.tables.table import Table, TableError
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 LEGACY_SUFFIXES = (".xls",)
+WORKBOOK_SUFFIXES = (*EXCEL_SUFFIXES, *ODS_SUFFIXES)  # what read_excel reads
 
 
 def cell_text(v: Any, number_format: str | None = None) -> str:
@@ -46,73 +49,82 @@ def cell_text(v: Any, number_format: str | None = None) -> str:
     return str(v)
 
 
-def _open(path: Path):
-    import openpyxl
+class XlsxBook:
+    """An .xlsx/.xlsm workbook's worksheets (chart sheets have no cells and are left out), as `read_excel` reads
+    a workbook; `ods.OdsBook` is the same for OpenDocument spreadsheets."""
 
+    def __init__(self, path: Path):
+        import openpyxl
+
+        try:
+            self.wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as e:  # not a zip, a zip without a workbook, XML openpyxl cannot parse, ...
+            raise TableError(f"{path}: cannot read as an Excel workbook ({type(e).__name__}: {e})") from None
+        self._sheets = [ws for ws in self.wb.worksheets if hasattr(ws, "iter_rows")]
+        self.names = [ws.title for ws in self._sheets]
+
+    def rows(self, index: int) -> Iterator[list[str]]:
+        for cells in self._sheets[index].iter_rows():  # cells, not values: their number formats (same cost)
+            yield [cell_text(c.value, getattr(c, "number_format", None)) for c in cells]
+
+    def holds_table(self, index: int) -> bool:
+        """Two or more non-blank rows: a header and a row, or rows (a cover sheet with a title is not a table).
+        Reads the sheet up to its second such row."""
+        return sum(1 for _ in itertools.islice((r for r in self.rows(index) if not blank(r)), 2)) == 2
+
+    def close(self) -> None:
+        self.wb.close()
+
+
+def _open(path: Path) -> XlsxBook | OdsBook:
     if path.suffix.lower() in LEGACY_SUFFIXES:
         raise TableError(f"{path}: legacy .xls workbook; save it as .xlsx or CSV")
-    try:
-        return openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:  # not a zip, a zip without a workbook, XML openpyxl cannot parse, ...
-        raise TableError(f"{path}: cannot read as an Excel workbook ({type(e).__name__}: {e})") from None
-
-
-def _rows(ws) -> Iterator[list[str]]:
-    for cells in ws.iter_rows():  # cells, not values: their number formats (read-only mode costs about the same)
-        yield [cell_text(c.value, getattr(c, "number_format", None)) for c in cells]
-
-
-def _worksheets(wb) -> list:
-    return [ws for ws in wb.worksheets if hasattr(ws, "iter_rows")]  # chart sheets have no cells
-
-
-def _holds_table(ws) -> bool:
-    """Two or more non-blank rows: a header and a row, or rows (a cover sheet with a title is not a table).
-    Reads the sheet up to its second such row."""
-    return sum(1 for _ in itertools.islice((r for r in _rows(ws) if not blank(r)), 2)) == 2
+    return OdsBook(path) if path.suffix.lower() in ODS_SUFFIXES else XlsxBook(path)
 
 
 def sheet_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
     """The workbook's worksheets in order (chart sheets excluded); with `nonempty`, only those
     that hold a table (two or more non-blank rows)."""
     path = Path(path)
-    wb = _open(path)
+    book = _open(path)
     try:
-        return [ws.title for ws in _worksheets(wb) if not nonempty or _holds_table(ws)]
+        return [n for i, n in enumerate(book.names) if not nonempty or book.holds_table(i)]
     finally:
-        wb.close()
+        book.close()
 
 
 def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool | str = "infer",
                max_rows: int | None = None, spread: bool = False, meta: dict[str, Any] | None = None) -> Table:
-    """One worksheet as a Table. sheet: its name, its position (0 = first), or None for the first
+    """One worksheet of an Excel workbook or .ods spreadsheet as a Table. sheet: its name, its position (0 = first), or None for the first
     worksheet that holds a table (two or more non-blank rows). header, max_rows and spread as in `read_csv`.
-    meta: source "excel", sheet, sheets (every worksheet's name), and read_csv's row/header keys."""
+    meta: source "excel" (or "ods"), sheet, sheets (every worksheet's name), and read_csv's row/header keys."""
     path = Path(path)
-    wb = _open(path)
+    book = _open(path)
     try:
-        sheets = _worksheets(wb)
-        names = [ws.title for ws in sheets]
-        if not sheets:
+        names = book.names
+        if not names:
             raise TableError(f"{path}: workbook has no worksheets")
         if sheet is None:
-            ws = next((ws for ws in sheets if _holds_table(ws)), None)
-            if ws is None:
+            i = next((i for i in range(len(names)) if book.holds_table(i)), None)
+            if i is None:
                 raise TableError(f"{path}: no worksheet holds a table (two or more non-blank rows)")
-        elif isinstance(sheet, int) and 0 <= sheet < len(sheets):
-            ws = sheets[sheet]
+        elif isinstance(sheet, int) and 0 <= sheet < len(names):
+            i = sheet
         elif str(sheet) in names:  # a name; also 2019 from the command line for a sheet named "2019"
-            ws = sheets[names.index(str(sheet))]
+            i = names.index(str(sheet))
         elif isinstance(sheet, int):
-            raise TableError(f"{path}: no worksheet {sheet}; it has {len(sheets)}: {', '.join(names)}")
+            raise TableError(f"{path}: no worksheet {sheet}; it has {len(names)}: {', '.join(names)}")
         else:
             raise TableError(f"{path}: no worksheet named {sheet!r}; it has {', '.join(map(repr, names))}")
         try:
-            rows = collect(_rows(ws), keep_for(max_rows, header), spread)
+            rows = collect(book.rows(i), keep_for(max_rows, header), spread)
+        except TableError:
+            raise
         except Exception as e:  # a damaged sheet part inside a readable zip
-            raise TableError(f"{path}, worksheet {ws.title!r}: cannot read ({type(e).__name__}: {e})") from None
-        return to_table(rows, f"{path} [{ws.title}]", header=header, max_rows=max_rows, spread=spread, meta=meta,
-                        source={"source": "excel", "name": path.name, "path": str(path), "sheet": ws.title,
+            raise TableError(f"{path}, worksheet {names[i]!r}: cannot read ({type(e).__name__}: {e})") from None
+        kind = "ods" if isinstance(book, OdsBook) else "excel"
+        return to_table(rows, f"{path} [{names[i]}]", header=header, max_rows=max_rows, spread=spread, meta=meta,
+                        source={"source": kind, "name": path.name, "path": str(path), "sheet": names[i],
                                 "sheets": names})
     finally:
-        wb.close()
+        book.close()

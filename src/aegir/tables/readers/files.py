@@ -1,5 +1,5 @@
-"""One table file by its suffix: Parquet (`.parquet`, `.pq`), an Excel workbook (`.xlsx`, `.xlsm`; one
-worksheet), a SQLite database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header;
+"""One table file by its suffix: Parquet (`.parquet`, `.pq`), an Excel workbook or OpenDocument spreadsheet
+(`.xlsx`, `.xlsm`, `.ods`; one worksheet), a SQLite database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header;
 one table), JSON Lines or a JSON array of objects (`.jsonl`, `.ndjson`, `.json`; also compressed), a zip
 archive of such files (`.zip`; one member) or CSV/TSV text (anything else; also compressed)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from aegir.tables.readers.archive import ZIP_SUFFIXES, extracted
 from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.csv import read_csv
-from aegir.tables.readers.excel import EXCEL_SUFFIXES, LEGACY_SUFFIXES, read_excel
+from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, LEGACY_SUFFIXES, read_excel
 from aegir.tables.readers.jsonl import is_json, read_json
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
 from aegir.tables.readers.sqlite import is_database, read_sqlite
@@ -33,8 +33,8 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
     if member is not None:
         raise TableError(f"{p}: a member was named, but this is not a zip archive")
     database = is_database(p)
-    if sheet is not None and suffix not in EXCEL_SUFFIXES:
-        raise TableError(f"{p}: a sheet was named, but this is not an Excel workbook (.xlsx, .xlsm)")
+    if sheet is not None and suffix not in WORKBOOK_SUFFIXES:
+        raise TableError(f"{p}: a sheet was named, but this is not a workbook (.xlsx, .xlsm, .ods)")
     if table is not None and not database:
         raise TableError(f"{p}: a table was named, but this is not a SQLite database")
     if database:
@@ -43,7 +43,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
         return read_parquet(p, max_rows=max_rows, spread=spread)
     if is_json(p):
         return read_json(p, max_rows=max_rows, spread=spread)
-    if suffix in EXCEL_SUFFIXES + LEGACY_SUFFIXES:
+    if suffix in WORKBOOK_SUFFIXES + LEGACY_SUFFIXES:
         return read_excel(p, sheet=sheet, header=header, max_rows=max_rows, spread=spread)
     return read_csv(p, header=header, max_rows=max_rows, spread=spread, encoding=encoding)
 

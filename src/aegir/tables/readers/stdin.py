@@ -2,7 +2,7 @@
 
 The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
 is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
-the first bytes: SQLite, Parquet, Excel and zip archives by their magic, compressed streams by theirs with the format
+the first bytes: SQLite, Parquet, Excel, OpenDocument and zip archives by their magic, compressed streams by theirs with the format
 inside sniffed from a decompressed head, JSON by a first `{` or `[`, and CSV/TSV otherwise.
 """
 
@@ -17,15 +17,21 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from aegir.tables.readers.compressed import SUFFIXES, compression_of
+import zstandard
+
+from aegir.tables.readers.compressed import STREAM_ERRORS, SUFFIXES, compression_of
 from aegir.tables.readers.sqlite import MAGIC as SQLITE_MAGIC
 
 STDIN_NAME = "<stdin>"
 SNIFF_BYTES = 1 << 16
 
 
-_DECOMPRESSORS = {"gzip": lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "bzip2": bz2.BZ2Decompressor,
-                  "xz": lzma.LZMADecompressor}
+# The first SNIFF_BYTES decompressed bytes of a compressed head (bounded: a head of runs can expand a
+# thousand-fold, zstd's thirty-thousand-fold; zstd's decompressor takes no output limit, so it gets 1 KB in).
+_HEADS = {"gzip": lambda head: zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, SNIFF_BYTES),
+          "bzip2": lambda head: bz2.BZ2Decompressor().decompress(head, SNIFF_BYTES),
+          "xz": lambda head: lzma.LZMADecompressor().decompress(head, SNIFF_BYTES),
+          "zstd": lambda head: zstandard.ZstdDecompressor().decompressobj().decompress(head[:1024])[:SNIFF_BYTES]}
 
 
 def _decompressed_head(head: bytes) -> tuple[bytes, str] | None:
@@ -34,8 +40,8 @@ def _decompressed_head(head: bytes) -> tuple[bytes, str] | None:
     if how is None:
         return None
     try:
-        return _DECOMPRESSORS[how]().decompress(head), SUFFIXES[how]
-    except (OSError, EOFError, zlib.error, lzma.LZMAError):
+        return _HEADS[how](head), SUFFIXES[how]
+    except STREAM_ERRORS:
         return b"", SUFFIXES[how]  # the reader will name the damage
 
 
@@ -45,7 +51,9 @@ def sniff_suffix(head: bytes) -> str:
         return ".sqlite"
     if head.startswith(b"PAR1"):
         return ".parquet"
-    if head.startswith(b"PK\x03\x04"):  # a zip: an Excel workbook when it holds the OOXML content types
+    if head.startswith(b"PK\x03\x04"):  # a zip: a workbook when it holds OOXML's content types, or ODF's mimetype first
+        if head[30:38] == b"mimetype" and b"opendocument.spreadsheet" in head[38:120]:
+            return ".ods"
         return ".xlsx" if b"[Content_Types].xml" in head or b"xl/" in head else ".zip"
     inner = _decompressed_head(head)
     if inner is not None:
