@@ -96,3 +96,56 @@ def test_the_database_is_opened_read_only(tmp_path):
     read_sqlite(p, table="people")
     table_names(p)
     assert p.read_bytes() == before and not (tmp_path / "shop.db-journal").exists()
+
+
+def _with_indexes(path):
+    """A database as an app with search and maps writes it: a plain table, a full-text (FTS5) table of
+    documents and an R*Tree, with the shadow tables SQLite creates for both, and a virtual table whose module
+    (SpatiaLite's, say) is not loaded here."""
+    con = sqlite3.connect(path)
+    con.execute("CREATE VIRTUAL TABLE docs USING fts5(title, body)")
+    con.executemany("INSERT INTO docs VALUES (?, ?)", [("Tea", "Leaves in water"), ("Milk", "From cows")])
+    con.execute("CREATE VIRTUAL TABLE boxes USING rtree(id, x0, x1)")
+    con.execute("INSERT INTO boxes VALUES (1, 0.5, 2.5)")
+    con.execute("CREATE TABLE docs_notes (note)")  # named like a shadow table, but the user's own
+    con.execute("INSERT INTO docs_notes VALUES ('keep me')")
+    con.execute("PRAGMA writable_schema = ON")
+    con.execute("INSERT INTO sqlite_master VALUES ('table', 'geo', 'geo', 0, "
+                "'CREATE VIRTUAL TABLE geo USING VirtualSpatialIndex()')")
+    con.commit()
+    con.close()
+    return path
+
+
+def test_index_shadow_tables_are_not_tables_and_unreadable_virtual_ones_are_passed_over(tmp_path):
+    db = _with_indexes(tmp_path / "app.db")
+    # docs_data, docs_idx, docs_content, docs_docsize, docs_config, boxes_node, boxes_rowid, boxes_parent: gone.
+    assert table_names(db, nonempty=False) == ["docs", "boxes", "docs_notes", "geo"]
+    assert table_names(db) == ["docs", "boxes", "docs_notes"]  # geo's module is not loaded: no rows can be read
+    t = read_table_file(db)
+    assert (t.meta["table"], t.header, t.columns) == ("docs", ["title", "body"], [["Tea", "Milk"],
+                                                                                  ["Leaves in water", "From cows"]])
+    assert t.meta["tables"] == ["docs", "boxes", "docs_notes", "geo"]
+    with pytest.raises(TableError, match=r"app.db, table 'geo': cannot read \(no such module: VirtualSpatialIndex\)"):
+        read_table_file(db, table="geo")
+    assert read_table_file(db, table="docs_notes").columns == [["keep me"]]
+
+
+def test_shadow_tables_by_name_where_sqlite_cannot_list_them(tmp_path, monkeypatch):
+    """Before SQLite 3.37 there is no PRAGMA table_list: shadow tables are known by their virtual table's name."""
+    from aegir.tables.readers import sqlite as reader
+
+    db = _with_indexes(tmp_path / "app.db")
+    real = reader._shadow_tables
+
+    class OldConnection:
+        def __init__(self, con):
+            self.con = con
+
+        def execute(self, sql, *args):
+            if "table_list" in sql:
+                raise sqlite3.OperationalError("unknown pragma")
+            return self.con.execute(sql, *args)
+
+    monkeypatch.setattr(reader, "_shadow_tables", lambda con: real(OldConnection(con)))
+    assert table_names(db, nonempty=False) == ["docs", "boxes", "docs_notes", "geo"]

@@ -71,19 +71,43 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+# The tables a full-text or spatial index keeps its own data in, named after its virtual table (FTS3/4/5, R*Tree):
+# recognised this way where SQLite is older than 3.37, which lists them itself (PRAGMA table_list: "shadow").
+SHADOW_SUFFIXES = ("_data", "_idx", "_content", "_docsize", "_config", "_segments", "_segdir", "_stat", "_node",
+                   "_rowid", "_parent")
+
+
+def _shadow_tables(con: sqlite3.Connection) -> set[str]:
+    """Tables that only hold a virtual table's index: its contents are read through the virtual table itself."""
+    try:
+        return {n for _, n, kind, *_ in con.execute("PRAGMA main.table_list") if kind == "shadow"}
+    except sqlite3.Error:  # before SQLite 3.37
+        virtual = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                             "sql LIKE 'CREATE VIRTUAL TABLE%'")]
+        return {v + s for v in virtual for s in SHADOW_SUFFIXES}
+
+
 def _names(con: sqlite3.Connection, kinds: tuple[str, ...]) -> list[str]:
+    """Tables (and views) in creation order; SQLite's own and virtual tables' shadow tables left out."""
     marks = ",".join("?" * len(kinds))
+    shadow = _shadow_tables(con)
     return [n for (n,) in con.execute(f"SELECT name FROM sqlite_master WHERE type IN ({marks}) AND name NOT LIKE "
-                                      "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid", kinds)]
+                                      "'sqlite\\_%' ESCAPE '\\' ORDER BY rowid", kinds) if n not in shadow]
 
 
 def _has_rows(con: sqlite3.Connection, name: str) -> bool:
-    return con.execute(f"SELECT 1 FROM {_quote(name)} LIMIT 1").fetchone() is not None
+    """Whether the table holds a row; False for one that cannot be read here (a virtual table whose module,
+    such as SpatiaLite's, is not loaded), which is then passed over unless named."""
+    try:
+        return con.execute(f"SELECT 1 FROM {_quote(name)} LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def table_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
-    """The database's tables in creation order (internal sqlite_* tables and views excluded); with
-    `nonempty`, only those holding a row."""
+    """The database's tables in creation order (SQLite's own tables, views and full-text/spatial indexes' shadow
+    tables excluded; a full-text table itself is one); with `nonempty`, only those holding a row that can be
+    read."""
     path = Path(path)
     con = _connect(path)
     try:
