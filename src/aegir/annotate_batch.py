@@ -26,6 +26,7 @@ a row (`table`) and every table file of a zip archive (`member`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,8 @@ from typing import Any, Sequence
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
-from aegir.tables.readers.archive import ZIP_SUFFIXES, member_names
+from aegir.tables.readers.archive import ZIP_SUFFIXES, extracted, member_names
+from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
@@ -237,28 +239,42 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
     """One file's annotations: one table, or each worksheet of a workbook that holds a table, each table of a
-    database that holds a row, or each table file of a zip archive (in order; of a workbook or database in an
-    archive, the first part, or the one sheet/table names). `sheet`/`table`/`member` apply where they can."""
-    if p.suffix.lower() in ZIP_SUFFIXES:
-        # sheet=/table= reach only the members they can name, as they skip other files outside archives.
-        def of(n: str | None) -> dict[str, Any]:
-            kind = PurePosixPath(n or "").suffix.lower()
-            return {**kw, "member": n, "sheet": kw["sheet"] if kind in WORKBOOK_SUFFIXES else None,
-                    "table": kw["table"] if kind in SQLITE_SUFFIXES else None}
-        # An archive without a table file: annotate(member=None) raises the reader's error for it.
-        names = [kw["member"]] if kw["member"] is not None else member_names(p) or [None]
-        return [annotate(p, members, **of(n), batch_size=batch_size) for n in names]
-    if p.suffix.lower() in WORKBOOK_SUFFIXES:
-        part, names = "sheet", sheet_names
-    elif is_database(p):
-        part, names = "table", table_names
-    else:
-        return [annotate(p, members, **{**kw, "sheet": None, "table": None, "member": None}, batch_size=batch_size)]
-    kw = {**kw, "sheet": None, "table": None, "member": None, part: kw[part]}
+    database that holds a row, or each table file of a zip archive (in order), a workbook or database in it
+    part by part the same way. `sheet`/`table`/`member` apply where they can, and pick one part."""
+    def run(**given):
+        return annotate(p, members, **{**kw, **given}, batch_size=batch_size)
+
+    if p.suffix.lower() not in ZIP_SUFFIXES:
+        part = "sheet" if p.suffix.lower() in WORKBOOK_SUFFIXES else "table" if is_database(p) else None
+        return _each_part(lambda **a: run(member=None, **a), part, kw, lambda: contextlib.nullcontext(p))
+    out = []
+    # An archive without a table file: annotate(member=None) raises the reader's error for it.
+    for n in [kw["member"]] if kw["member"] is not None else member_names(p) or [None]:
+        kind = PurePosixPath(n or "").suffix.lower()
+        part = "sheet" if kind in WORKBOOK_SUFFIXES else "table" if kind in SQLITE_SUFFIXES else None
+        out += _each_part(lambda n=n, **a: run(member=n, **a), part, kw, lambda n=n: _member_file(p, n))
+    return out
+
+
+@contextlib.contextmanager
+def _member_file(archive: Path, member: str):
+    """A zip member extracted to a temporary file, errors naming the archive and member."""
+    with extracted(archive, member) as (tmp, _, _), errors_named(tmp, f"{archive} [{member}]"):
+        yield tmp
+
+
+def _each_part(run, part: str | None, kw: dict[str, Any], file) -> list:
+    """`run` (annotate) on one table: each `part` ("sheet" or "table") that holds one, or the one kw names; the
+    part arguments that do not apply cleared. `file()` gives the file to list the parts in (a context)."""
+    if part is None:
+        return [run(sheet=None, table=None)]
+    other = "table" if part == "sheet" else "sheet"
     if kw[part] is not None:
-        return [annotate(p, members, **kw, batch_size=batch_size)]
+        return [run(**{part: kw[part], other: None})]
+    with file() as f:
+        names = (sheet_names if part == "sheet" else table_names)(f)
     # Nothing holding a table: annotate(part=None) raises the reader's error for the file.
-    return [annotate(p, members, **{**kw, part: n}, batch_size=batch_size) for n in names(p) or [None]]
+    return [run(**{part: n, other: None}) for n in names or [None]]
 
 
 def _progress(on: bool, total: int):

@@ -529,3 +529,27 @@ def test_zip_archives_are_annotated_member_by_member(trained, tmp_path):
     r = CliRunner().invoke(app, ["annotate", str(tmp_path / "lake.zip"), "--checkpoint", str(ck),
                                  "--member", "sub/book.xlsx", "--sheet", "Stock"])
     assert r.exit_code == 0 and "lake.zip [sub/book.xlsx / Stock]" in r.output, r.output
+    # Without sheet=: the workbook in the archive sheet by sheet, as it is outside one; a database table by table.
+    every = annotate_files([tmp_path / "lake.zip"], ck, tmp_path / "every.jsonl", top_k=2, progress=False)
+    assert (every.annotated, every.errors) == (1, [])
+    assert [(r["member"], r.get("sheet")) for r in _records(tmp_path / "every.jsonl")] == \
+        [("people.csv", None)] * 2 + [("sub/book.xlsx", "People")] * 2 + [("sub/book.xlsx", "Stock")] * 3
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "shop.db")
+    for name in ("empty", "staff", "stock"):
+        con.execute(f"CREATE TABLE {name} (who, n)")
+    con.executemany("INSERT INTO staff VALUES (?, ?)", [("a@x.org", 1), ("b@y.org", 2)])
+    con.executemany("INSERT INTO stock VALUES (?, ?)", [("tea", 3)])
+    con.commit()
+    con.close()
+    with zipfile.ZipFile(tmp_path / "shop.zip", "w") as z:
+        z.write(tmp_path / "shop.db", "backup/shop.db")
+    res = annotate_files([tmp_path / "shop.zip"], ck, tmp_path / "shop.jsonl", top_k=2, progress=False)
+    assert (res.annotated, res.errors) == (1, [])
+    recs = _records(tmp_path / "shop.jsonl")
+    assert [(r["member"], r["table"], r["column_index"]) for r in recs] == \
+        [("backup/shop.db", t, i) for t in ("staff", "stock") for i in (0, 1)]
+    annotate_files([tmp_path / "shop.db"], ck, tmp_path / "db.jsonl", top_k=2, progress=False)  # the same, unzipped
+    assert [{k: v for k, v in r.items() if k != "member"} for r in recs] == \
+        [{**r, "file": recs[0]["file"]} for r in _records(tmp_path / "db.jsonl")]
