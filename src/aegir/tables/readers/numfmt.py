@@ -2,8 +2,10 @@
 
 A cell that shows 15% stores 0.15, and one that shows $1,234.50 stores 1234.5; the display is what tells a
 percentage from a ratio and a price from a count, so the Excel reader writes numbers through their format.
-Covered: the first section of a format (`positive;negative;zero;text`; a negative number gets a leading minus,
-where Excel may show the second section's parentheses), fixed decimals (`0.00`), thousands separators
+Covered: a format's sections (`positive;negative;zero;text`: a negative number is written by the second section
+without its minus, so `#,##0;(#,##0)` shows -1234 as (1,234), and zero by the third, so an accounting format shows
+0 as -; with one section a negative number gets a leading minus; an empty section, which hides its numbers, leaves
+them to the plain writer), fixed decimals (`0.00`), thousands separators
 (`#,##0`) and scaling by trailing commas (`0.0,,`), percent (`0%`), scientific (`0.00E+00`), literal text in
 quotes or after a backslash (`0.0 "kg"`, `\\$0`), currency symbols in brackets (`[$€-407]`), and the spacing
 (`_)`) and fill (`* `) codes, which are dropped. Anything else with digit placeholders (fractions `# ?/?`,
@@ -30,8 +32,11 @@ class NumberFormat:
     scale: int  # divide by 1000 ** scale (trailing commas)
     percent: bool  # multiply by 100
     scientific: bool
+    int_zero: bool = True  # a 0 placeholder before the point: a zero integer part is shown (#.00 shows .50)
 
-    def render(self, x: float) -> str:
+    def render(self, x: float, signed: bool = True) -> str:
+        """`x` under this section; `signed`: a negative number gets a leading minus (a format's only section;
+        a negative section carries its own sign, if any, as literal text)."""
         v = abs(x) * (100 if self.percent else 1) / 1000 ** self.scale
         if self.scientific:
             body = f"{v:.{self.decimals}E}"
@@ -39,25 +44,33 @@ class NumberFormat:
             # Half away from zero, as Excel rounds (Python's format rounds half to even: 1234.5 -> 1234).
             q = Decimal(repr(v)).quantize(Decimal(1).scaleb(-self.decimals), rounding=ROUND_HALF_UP)
             body = f"{q:,.{self.decimals}f}" if self.thousands else f"{q:.{self.decimals}f}"
-        sign = "-" if x < 0 and float(body.replace(",", "").split("E")[0]) != 0 else ""
+            if not self.int_zero and (body == "0" or body.startswith("0.")):
+                body = body[1:]  # "#" and "?" show no digit for a zero integer part
+        sign = "-" if signed and x < 0 and float(body.replace(",", "").split("E")[0] or 0) != 0 else ""
         return f"{sign}{self.prefix}{body}{self.suffix}"
 
 
-def _section(fmt: str) -> str:
-    """The first section of a format (sections are separated by ; outside quotes)."""
-    quoted = False
+def _sections(fmt: str) -> list[str]:
+    """A format's sections (separated by ; outside quotes)."""
+    out, quoted, start = [], False, 0
     for i, c in enumerate(fmt):
         if c == '"':
             quoted = not quoted
         elif c == ";" and not quoted:
-            return fmt[:i]
-    return fmt
+            out.append(fmt[start:i])
+            start = i + 1
+    return out + [fmt[start:]]
 
 
 @functools.lru_cache(maxsize=1024)
 def parse(fmt: str) -> NumberFormat | None:
-    """A number format, or None where it is General, text (@) or outside what `render` covers."""
-    sec = _section(fmt)
+    """A format's first section, or None where it is General, text (@) or outside what `render` covers."""
+    return parse_section(_sections(fmt)[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_section(sec: str) -> NumberFormat | None:
+    """One section of a number format, or None where it is General, text (@) or outside what `render` covers."""
     if not sec or sec.lower() == "general" or "@" in sec:
         return None
     literal_before, literal_after, number = [], [], []
@@ -116,10 +129,33 @@ def parse(fmt: str) -> NumberFormat | None:
     int_part = int_part.rstrip(",") if not frac else int_part
     return NumberFormat("".join(literal_before), "".join(literal_after),
                         decimals=sum(ch in _PLACEHOLDERS for ch in frac), thousands="," in int_part.strip(","),
-                        scale=scale, percent=percent, scientific=scientific)
+                        scale=scale, percent=percent, scientific=scientific, int_zero="0" in int_part)
 
 
 def format_number(x: float, fmt: str) -> str | None:
-    """`x` as Excel shows it under `fmt`, or None where the format is General or not covered."""
-    spec = parse(fmt) if fmt else None
-    return None if spec is None else spec.render(x)
+    """`x` as Excel shows it under `fmt`, or None where the format is General or not covered (any of its
+    number sections: a format whose negative section is not covered is not used for positive numbers either),
+    and where it shows nothing (an empty section, `#` for zero): the plain writer then writes the number."""
+    if not fmt:
+        return None
+    secs = _sections(fmt)[:3]  # a fourth section is for text
+    specs = [parse_section(s) for s in secs]
+    literal_zero = _zero_text(secs[2]) if len(secs) > 2 and specs[2] is None else None
+    if specs[0] is None or any(spec is None and sec and not (i == 2 and literal_zero)
+                               for i, (spec, sec) in enumerate(zip(specs, secs))):
+        return None
+    if x < 0 and len(secs) > 1:
+        shown = specs[1].render(x, signed=False) if specs[1] else None
+    elif x == 0 and len(secs) > 2:
+        shown = specs[2].render(x, signed=False) if specs[2] else literal_zero
+    else:
+        shown = specs[0].render(x)
+    return shown if shown and shown.strip() else None
+
+
+def _zero_text(sec: str) -> str | None:
+    """A zero section without digit placeholders (`"-"`, as some accounting formats show zero): its literal
+    text, spacing, fill and colour codes dropped."""
+    text = re.sub(r'_.|\*.|\[[^]]*\]', "", sec)
+    text = re.sub(r'"([^"]*)"|\\(.)', lambda m: m.group(1) or m.group(2) or "", text)
+    return text.strip() or None
