@@ -4,7 +4,7 @@ rate on real headerless tables (docs/results/header_guess.md has the full compar
 import csv
 
 from aegir.tables.readers.csv import read_csv
-from aegir.tables.readers.header import column_vote, guess_header, shape
+from aegir.tables.readers.header import Vote, column_vote, guess_header, shape
 from aegir.tables.readers.sotab import read_sotab_table
 
 
@@ -13,20 +13,20 @@ def test_shape_collapses_character_classes():
 
 
 def test_each_rule_votes_as_documented():
-    assert column_vote("InStock", ["InStock", "OutOfStock"]) == (-1, "recurs")
+    assert column_vote("InStock", ["InStock", "OutOfStock"]) == Vote(-1, "recurs")
     # One letter may be a name ("A") as often as a value: not "recurs", but fixed-width letters still vote.
-    assert column_vote("A", ["A", "I"]) == (-1, "length")
-    assert column_vote("age", ["31", "42"]) == (2, "text over numbers")
-    assert column_vote("1940", ["22.2", "10.5"]) == (-2, "number")
-    assert column_vote("2020-12-31", ["2020-9-26", "2020-9-30"]) == (-1, "shape")
-    assert column_vote("iso3", ["ARG", "AUT", "BHR"]) == (1, "other length")
-    assert column_vote("BEL", ["ARG", "AUT", "BHR"]) == (-1, "length")
-    assert column_vote("duration", ["PD1TH0M0", "PD2TH0M0"]) == (0, "")  # same length, other shape: chance
-    assert column_vote("A long title that runs well past forty characters", ["x y", "z"]) == (-1, "value")
-    assert column_vote("https://a.org/x", ["https://b.org/y x"]) == (-1, "value")
-    assert column_vote("first_name", ["Ann", "Bobby"]) == (1, "identifier")
-    assert column_vote("name", ["Ann", "Bobby"]) == (0, "")
-    assert column_vote("", ["Ann"]) == (0, "") and column_vote("x", []) == (0, "")
+    assert column_vote("A", ["A", "I"]) == Vote(-1, "length")
+    assert column_vote("age", ["31", "42"]) == Vote(2, "text over numbers")
+    assert column_vote("1940", ["22.2", "10.5"]) == Vote(-2, "number")
+    assert column_vote("2020-12-31", ["2020-9-26", "2020-9-30"]) == Vote(-1, "shape")
+    assert column_vote("iso3", ["ARG", "AUT", "BHR"]) == Vote(1, "other length")
+    assert column_vote("BEL", ["ARG", "AUT", "BHR"]) == Vote(-1, "length")
+    assert column_vote("duration", ["PD1TH0M0", "PD2TH0M0"]) == Vote(0, "")  # same length, other shape: chance
+    assert column_vote("A long title that runs well past forty characters", ["x y", "z"]) == Vote(-1, "value")
+    assert column_vote("https://a.org/x", ["https://b.org/y x"]) == Vote(-1, "value")
+    assert column_vote("first_name", ["Ann", "Bobby"]) == Vote(1, "identifier")
+    assert column_vote("name", ["Ann", "Bobby"]) == Vote(0, "")
+    assert column_vote("", ["Ann"]) == Vote(0, "") and column_vote("x", []) == Vote(0, "")
 
 
 def test_the_side_with_more_votes_wins_and_a_tie_falls_back_to_names():

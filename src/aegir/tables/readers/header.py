@@ -19,6 +19,13 @@ _IDENT = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)+|[a-z]+([A-Z][a-z0-9]*)+")  # s
 
 
 @dataclass(frozen=True)
+class Vote:
+    """One column's vote on its first cell: weight > 0 says header, < 0 data, 0 none; `rule` says why."""
+    weight: int
+    rule: str = ""
+
+
+@dataclass(frozen=True)
 class HeaderGuess:
     has_header: bool
     how: str  # "evidence" (the votes differ), "names" (a tie; unique non-numeric cells taken for names), "tie"
@@ -49,8 +56,8 @@ def _reads_as_value(s: str) -> bool:
     return len(s) > 40 or len(s.split()) > 6 or "://" in s or "@" in s
 
 
-def column_vote(first: str, body: list[str]) -> tuple[int, str]:
-    """One column's vote on its first cell: (+w, rule) says header, (-w, rule) says data, (0, "") none.
+def column_vote(first: str, body: list[str]) -> Vote:
+    """One column's vote on its first cell: Vote(+w, rule) says header, Vote(-w, rule) data, Vote(0) none.
     `body` holds the column's non-blank values below the first row. The rules, first match wins:
     the first cell recurs in the body (data); the body is mostly numbers (the first cell numeric: data,
     else header; weight 2, the strongest evidence there is); the first cell has a body value's shape
@@ -59,25 +66,25 @@ def column_vote(first: str, body: list[str]) -> tuple[int, str]:
     snake/camelCase identifier that no body value is (header)."""
     first = first.strip()
     if not first or not body:
-        return 0, ""
+        return Vote(0)
     if len(first) > 1 and first in body:  # one letter may be both a name ("A") and a value
-        return -1, "recurs"
+        return Vote(-1, "recurs")
     if sum(map(is_number, body)) >= 0.8 * len(body):
-        return (-2, "number") if is_number(first) else (2, "text over numbers")
+        return Vote(-2, "number") if is_number(first) else Vote(2, "text over numbers")
     s, shapes = shape(first), {shape(b) for b in body}
     if any(not c.isalpha() and c != " " for c in s) and s in shapes:
-        return -1, "shape"
+        return Vote(-1, "shape")
     lengths = {len(b) for b in body}
     if len(lengths) == 1 and len(set(body)) > 1:  # fixed-width values: codes, IDs
         if len(first) not in lengths:
-            return 1, "other length"
+            return Vote(1, "other length")
         if s in shapes:  # same length and shape ("BHR" under "ARG"); same length alone can be chance
-            return -1, "length"
+            return Vote(-1, "length")
     if _reads_as_value(first):
-        return -1, "value"
+        return Vote(-1, "value")
     if _IDENT.fullmatch(first) and not any(_IDENT.fullmatch(b) for b in body):
-        return 1, "identifier"
-    return 0, ""
+        return Vote(1, "identifier")
+    return Vote(0)
 
 
 def guess_header(rows: list[list[str]]) -> HeaderGuess:
@@ -89,7 +96,7 @@ def guess_header(rows: list[list[str]]) -> HeaderGuess:
     h = d = 0
     for j, cell in enumerate(first):
         body = [r[j].strip() for r in below if j < len(r) and r[j].strip()]
-        w, _ = column_vote(cell, body)
+        w = column_vote(cell, body).weight
         h, d = h + max(w, 0), d + max(-w, 0)
     if h != d:
         return HeaderGuess(h > d, "evidence", h, d)
