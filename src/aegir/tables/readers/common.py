@@ -60,6 +60,11 @@ def cell_text(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)  # dates in a Parquet list: their str()
 
 
+def plain_number(v: float) -> str:
+    """A spreadsheet number as its General format shows it: 3 for 3.0, 4.8, 1e+20 past integers' precision."""
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g")
+
+
 class SkipCounter:
     """Counts skipped records and warns once per reason, so a big file does not flood the log."""
 

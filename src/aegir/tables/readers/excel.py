@@ -19,6 +19,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Iterator
 
+from aegir.tables.readers.common import plain_number
 from aegir.tables.readers.numfmt import format_number
 from aegir.tables.readers.ods import ODS_SUFFIXES, OdsBook
 from aegir.tables.readers.rows import blank, collect, keep_for, to_table
@@ -41,7 +42,7 @@ def cell_text(v: Any, number_format: str | None = None) -> str:
         if shown is not None:
             return shown
     if isinstance(v, float):
-        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g")
+        return plain_number(v)
     if isinstance(v, dt.datetime):
         return v.date().isoformat() if v.time() == dt.time() else v.isoformat(sep=" ")
     if isinstance(v, (dt.date, dt.time)):

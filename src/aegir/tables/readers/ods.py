@@ -7,7 +7,9 @@ rows kept, not by the sheet. A cell becomes the text the spreadsheet shows: its 
 writing program fills with the displayed value (15%, 1.234,50 EUR in a German locale, as a CSV export "as
 shown" holds), joined by newlines. Dates are the exception: they are read from their stored ISO 8601 value
 (as the Excel reader writes dates), since the shown form (01/02/24) is ambiguous. A cell without paragraphs
-falls back to its stored value. Merged-over cells are blank, as in the Excel reader.
+falls back to its stored value, and so does a number whose shown text is empty or only the stored value
+written out (files from other writers: pandas writes 15.0 for 15, and nothing for 0), as General shows it.
+Merged-over cells are blank, as in the Excel reader.
 
 Repeated rows and cells (`table:number-rows-repeated`, `table:number-columns-repeated`) are expanded, except
 blank ones at a row's end or blank rows (LibreOffice writes them to fill a sheet's million rows and
@@ -24,6 +26,7 @@ from typing import IO, Iterator
 
 from defusedxml.ElementTree import iterparse
 
+from aegir.tables.readers.common import plain_number
 from aegir.tables.readers.rows import blank
 from aegir.tables.table import TableError
 
@@ -38,6 +41,7 @@ _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
 _TEXT = "{urn:oasis:names:tc:opendocument:xmlns:text:1.0}"
 _CELLS = (_TABLE + "table-cell", _TABLE + "covered-table-cell")
 _ROW, _P = _TABLE + "table-row", _TEXT + "p"
+_NUMERIC = ("float", "percentage", "currency")
 _ROW_PARENTS = {_TABLE + t for t in ("table", "table-header-rows", "table-row-group", "table-rows")}
 _COLUMNS_REPEATED, _ROWS_REPEATED = _TABLE + "number-columns-repeated", _TABLE + "number-rows-repeated"
 
@@ -81,14 +85,26 @@ def _count(el, attr: str, limit: int) -> int:
 def cell_text(cell) -> str:
     """A table:table-cell as text (see the module docstring)."""
     get = cell.attrib.get
-    if get(_OFFICE + "value-type") == "date" and get(_OFFICE + "date-value"):
+    kind = get(_OFFICE + "value-type")
+    if kind == "date" and get(_OFFICE + "date-value"):
         day, _, time = get(_OFFICE + "date-value").partition("T")
         return day if not time.strip("0:.") else f"{day} {time}"
     if len(cell) == 1 and cell[0].tag == _P and not len(cell[0]):  # the common cell: one plain paragraph
-        return cell[0].text or ""
-    paras = [_paragraph(p) for p in cell if p.tag in (_P, _TEXT + "h")]
-    if paras:
-        return "\n".join(paras)
+        text = cell[0].text or ""
+    else:
+        paras = [_paragraph(p) for p in cell if p.tag in (_P, _TEXT + "h")]
+        text = "\n".join(paras) if paras else None
+    if kind in _NUMERIC and get(_OFFICE + "value") is not None:
+        # A number whose shown text is missing or only its stored value (pandas' odf writer writes 15.0 for 15,
+        # and nothing for 0; a spreadsheet program would show 15 and 0): the value, as General shows it.
+        value = get(_OFFICE + "value")
+        if not text or text == value:
+            try:
+                return plain_number(float(value))
+            except ValueError:
+                return value
+    if text is not None:
+        return text
     boolean = get(_OFFICE + "boolean-value")
     if boolean is not None:
         return "TRUE" if boolean == "true" else "FALSE"
