@@ -41,7 +41,7 @@ from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
-from aegir.tables.readers.jsonl import JSONL_SUFFIXES
+from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
@@ -239,21 +239,29 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
     """One file's annotations: one table, or each worksheet of a workbook that holds a table, each table of a
-    database that holds a row, or each table file of a zip archive (in order), a workbook or database in it
-    part by part the same way. `sheet`/`table`/`member` apply where they can, and pick one part."""
+    database that holds a row, each array of objects of a JSON document, or each table file of a zip archive
+    (in order), a workbook, database or JSON document in it part by part the same way. `sheet`/`table`/`member`
+    apply where they can, and pick one part."""
     def run(**given):
         return annotate(p, members, **{**kw, **given}, batch_size=batch_size)
 
     if p.suffix.lower() not in ZIP_SUFFIXES:
-        part = "sheet" if p.suffix.lower() in WORKBOOK_SUFFIXES else "table" if is_database(p) else None
-        return _each_part(lambda **a: run(member=None, **a), part, kw, lambda: contextlib.nullcontext(p))
+        return _each_part(lambda **a: run(member=None, **a), _lister(p.name, is_database(p)), kw,
+                          lambda: contextlib.nullcontext(p))
     out = []
     # An archive without a table file: annotate(member=None) raises the reader's error for it.
     for n in [kw["member"]] if kw["member"] is not None else member_names(p) or [None]:
-        kind = PurePosixPath(n or "").suffix.lower()
-        part = "sheet" if kind in WORKBOOK_SUFFIXES else "table" if kind in SQLITE_SUFFIXES else None
-        out += _each_part(lambda n=n, **a: run(member=n, **a), part, kw, lambda n=n: _member_file(p, n))
+        lister = _lister(n or "", PurePosixPath(n or "").suffix.lower() in SQLITE_SUFFIXES)
+        out += _each_part(lambda n=n, **a: run(member=n, **a), lister, kw, lambda n=n: _member_file(p, n))
     return out
+
+
+def _lister(name: str, database: bool):
+    """The function that lists a file's parts (worksheets, tables, a JSON document's arrays), or None for a file
+    of one table."""
+    if PurePosixPath(name).suffix.lower() in WORKBOOK_SUFFIXES:
+        return sheet_names
+    return table_names if database else json_tables if is_json(name) else None
 
 
 @contextlib.contextmanager
@@ -263,16 +271,21 @@ def _member_file(archive: Path, member: str):
         yield tmp
 
 
-def _each_part(run, part: str | None, kw: dict[str, Any], file) -> list:
-    """`run` (annotate) on one table: each `part` ("sheet" or "table") that holds one, or the one kw names; the
-    part arguments that do not apply cleared. `file()` gives the file to list the parts in (a context)."""
-    if part is None:
+def _each_part(run, lister, kw: dict[str, Any], file) -> list:
+    """`run` (annotate) on one table: each part `lister` names in the file that holds one, or the one kw names;
+    the part arguments that do not apply cleared. `file()` gives the file to list the parts in (a context).
+    A JSON file is listed first either way: JSON Lines and arrays are one table, which `table=` does not name."""
+    if lister is None:
         return [run(sheet=None, table=None)]
-    other = "table" if part == "sheet" else "sheet"
-    if kw[part] is not None:
+    part, other = ("sheet", "table") if lister is sheet_names else ("table", "sheet")
+    if kw[part] is not None and lister is not json_tables:
         return [run(**{part: kw[part], other: None})]
     with file() as f:
-        names = (sheet_names if part == "sheet" else table_names)(f)
+        names = lister(f)
+    if lister is json_tables and not names:
+        return [run(sheet=None, table=None)]
+    if kw[part] is not None:
+        return [run(**{part: kw[part], other: None})]
     # Nothing holding a table: annotate(part=None) raises the reader's error for the file.
     return [run(**{part: n, other: None}) for n in names or [None]]
 

@@ -40,7 +40,7 @@ from aegir.tables.table import Table, TableError
 # Files that hold several tables, and the argument that names one: (argument, the file, its tables, what it names).
 PARTS = (("member", "archive", "table files", "a table file in a zip archive"),
          ("sheet", "workbook", "worksheets", "a worksheet of a workbook (Excel, OpenDocument)"),
-         ("table", "database", "tables", "a table of a SQLite file"))
+         ("table", "file", "tables", "a table of a SQLite file or an array of objects in a JSON document"))
 
 
 @dataclass
@@ -73,7 +73,7 @@ class AnnotationResult:
     header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
     preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
     sheet: str | None = None  # an Excel workbook's worksheet that was annotated
-    table: str | None = None  # a SQLite database's table (or view) that was annotated
+    table: str | None = None  # a SQLite database's table (or view), or a JSON document's array, that was annotated
     member: str | None = None  # a zip archive's table file that was annotated
 
     @property
@@ -207,7 +207,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     sheet: a workbook's (.xlsx, .xlsm, .ods) worksheet, by name or position (None: the first that holds a table, two or
     more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
     table: a SQLite database's table or view, by name (None: the first table holding a row; a note lists the
-    others; `annotate_files` annotates each such table).
+    others; `annotate_files` annotates each such table); or a JSON document's array of objects, by its key
+    (`{"users": [...], "orders": [...]}`; None: the first).
     member: a zip archive's table file, by its name in the archive (None: the first; a note lists the others;
     `annotate_files` annotates each); sheet and table apply to it.
     """

@@ -457,6 +457,34 @@ def test_json_lines_are_annotated_like_the_same_cells_in_a_csv_and_outputs_are_n
     assert (again.files, again.skipped, again.annotated) == (2, 2, 0)
 
 
+def test_a_json_document_is_annotated_array_by_array(trained, tmp_path):
+    """An API dump holding two arrays of objects, minified on one line: each array is a table, like a database's."""
+    from custom_task import KINDS
+
+    r = random.Random(11)
+    doc = {"users": [{"email": KINDS["email"](r), "joined": KINDS["date"](r)} for _ in range(6)], "page": 1,
+           "items": [{"sku": KINDS["number"](r), "name": KINDS["word"](r)} for _ in range(5)]}
+    (tmp_path / "dump.json").write_text(json.dumps(doc))
+    ck = trained.final_checkpoint
+    first = annotate(tmp_path / "dump.json", ck, top_k=2)
+    assert first.table == "users" and [c.name for c in first.columns] == ["email", "joined"]
+    assert any("the file has 2 tables (users, items)" in n and "--table" in n for n in first.notes)
+    items = annotate(tmp_path / "dump.json", ck, top_k=2, table="items")
+    assert items.table == "items" and not any("tables" in n for n in items.notes)
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(x) + "\n" for x in doc["items"]))
+    assert items.to_records() == annotate(tmp_path / "items.jsonl", ck, top_k=2).to_records()
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path / "dump.json", tmp_path / "items.jsonl"], ck, out, top_k=2, progress=False)
+    assert (res.annotated, res.errors) == (2, [])
+    assert [(Path(r["file"]).name, r.get("table")) for r in _records(out)] == \
+        [("dump.json", "users")] * 2 + [("dump.json", "items")] * 2 + [("items.jsonl", None)] * 2
+    # table= picks the array in the document; the JSON Lines file beside it, one table, is annotated as it is.
+    res = annotate_files([tmp_path / "dump.json", tmp_path / "items.jsonl"], ck, tmp_path / "b.jsonl", top_k=2,
+                         table="items", progress=False)
+    assert [(Path(r["file"]).name, r.get("table")) for r in _records(tmp_path / "b.jsonl")] == \
+        [("dump.json", "items")] * 2 + [("items.jsonl", None)] * 2
+
+
 def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tmp_path):
     import gzip
     import sqlite3

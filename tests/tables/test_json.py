@@ -7,7 +7,7 @@ import pytest
 
 from aegir.tables import TableError
 from aegir.tables.readers import read_json, read_table_file
-from aegir.tables.readers.jsonl import flatten
+from aegir.tables.readers.jsonl import flatten, json_tables
 
 ROWS = [{"id": 1, "name": "Ada", "address": {"city": "London", "geo": {"lat": 51.5}}, "tags": ["a", "b"]},
         {"id": 2, "name": None, "address": {"city": "Paris"}, "active": True},
@@ -72,9 +72,16 @@ def test_errors_name_the_file_and_line(tmp_path):
     p.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(TableError, match="bad.jsonl, line 2: expected a JSON object per line, got list"):
         read_json(p)
-    p.write_text('{\n  "data": [{"a": 1}], "next": [{"page": 2}]\n}\n')  # two arrays of objects: which rows?
-    with pytest.raises(TableError, match=r"bad.jsonl: a JSON object whose rows are not clear.*\['data', 'next'\]"):
+    p.write_text('{\n  "data": [{"a": 1}], "next": [{"page": 2}]\n}\n')
+    with pytest.raises(TableError, match=r"bad.jsonl: no array of objects named 'rows'; its arrays of objects: "
+                                         r"'data', 'next'"):
+        read_json(p, table="rows")
+    p.write_text('{\n  "count": 2, "tags": ["a", "b"]\n}\n')
+    with pytest.raises(TableError, match=r"bad.jsonl: a JSON object whose rows are not clear.*it holds none"):
         read_json(p)
+    p.write_text('{"a": 1}\n{"a": 2}\n')
+    with pytest.raises(TableError, match=r"bad.jsonl: a table was named, but this is JSON Lines \(one table\)"):
+        read_json(p, table="a")
     p.write_text("\n\n")
     with pytest.raises(TableError, match="bad.jsonl: no rows"):
         read_json(p)
@@ -95,3 +102,34 @@ def test_errors_name_the_file_and_line(tmp_path):
     latin.write_bytes('{"a": "café"}\n'.encode("latin-1"))
     with pytest.raises(TableError, match="latin.jsonl: not UTF-8 text"):
         read_json(latin)
+
+
+def test_a_document_holds_tables_by_name_minified_or_not(tmp_path):
+    """An API dump with several arrays of objects: the first by default, the others by table=; the same whether
+    it is pretty-printed or minified on one line (which reads like one JSON Lines row unless it is a .json)."""
+    doc = {"users": [{"id": 1, "email": "a@x.org"}, {"id": 2, "email": "b@y.org"}], "count": 2,
+           "orders": [{"user": 1, "total": 9.5}], "tags": ["x"]}
+    for name, text in (("pretty.json", json.dumps(doc, indent=2)), ("min.json", json.dumps(doc)),
+                       ("min.json.gz", None)):
+        p = tmp_path / name
+        if text is None:
+            p.write_bytes(gzip.compress(json.dumps(doc).encode()))
+        else:
+            p.write_text(text)
+        assert json_tables(p) == ["users", "orders"]
+        t = read_json(p)
+        assert (t.header, t.columns) == (["id", "email"], [["1", "2"], ["a@x.org", "b@y.org"]])
+        assert (t.meta["format"], t.meta["table"], t.meta["tables"]) == ("document", "users", ["users", "orders"])
+        o = read_table_file(p, table="orders")
+        assert (o.header, o.columns, o.meta["table"]) == (["user", "total"], [["1"], ["9.5"]], "orders")
+    one = tmp_path / "row.jsonl"  # a .jsonl file's one line is one row, whatever it holds
+    one.write_text(json.dumps(doc) + "\n")
+    assert json_tables(one) == [] and read_json(one).n_rows == 1 and read_json(one).meta["format"] == "lines"
+    record = tmp_path / "record.json"  # a one-line .json object without arrays of objects: one row, as before
+    record.write_text('{"name": "Tea", "price": 3}')
+    assert json_tables(record) == [] and read_json(record).columns == [["Tea"], ["3"]]
+    arr = tmp_path / "arr.json"
+    arr.write_text(json.dumps(doc["users"]))
+    assert json_tables(arr) == [] and "table" not in read_json(arr).meta
+    with pytest.raises(TableError, match=r"arr.json: a table was named, but the JSON document is an array"):
+        read_json(arr, table="users")

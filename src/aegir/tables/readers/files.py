@@ -23,7 +23,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
     """`header` applies to CSV/TSV and Excel, `encoding` (None: detected) to CSV/TSV only: a Parquet
     file's column names come from its schema, a database table's from its definition, JSON's from its keys.
     `sheet` picks a workbook's worksheet (None: the first holding a table), `table` a database's table or view
-    (None: the first holding a row), `member` a zip archive's table file (None: the first; sheet and table then
+    (None: the first holding a row) or a JSON document's array of objects (None: the first), `member` a zip archive's table file (None: the first; sheet and table then
     apply to it). max_rows keeps the first rows, or with `spread` a uniform sample of the whole file's (seeded)."""
     p = Path(path)
     suffix = p.suffix.lower()
@@ -35,14 +35,14 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
     database = is_database(p)
     if sheet is not None and suffix not in WORKBOOK_SUFFIXES:
         raise TableError(f"{p}: a sheet was named, but this is not a workbook (.xlsx, .xlsm, .ods)")
-    if table is not None and not database:
-        raise TableError(f"{p}: a table was named, but this is not a SQLite database")
+    if table is not None and not database and not is_json(p):
+        raise TableError(f"{p}: a table was named, but this is not a SQLite database or a JSON document")
     if database:
         return read_sqlite(p, table=table, max_rows=max_rows, spread=spread)
     if suffix in PARQUET_SUFFIXES:
         return read_parquet(p, max_rows=max_rows, spread=spread)
     if is_json(p):
-        return read_json(p, max_rows=max_rows, spread=spread)
+        return read_json(p, table=table, max_rows=max_rows, spread=spread)
     if suffix in WORKBOOK_SUFFIXES + LEGACY_SUFFIXES:
         return read_excel(p, sheet=sheet, header=header, max_rows=max_rows, spread=spread)
     return read_csv(p, header=header, max_rows=max_rows, spread=spread, encoding=encoding)

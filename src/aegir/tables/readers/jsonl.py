@@ -9,13 +9,16 @@ compact JSON text. The columns are the keys of the rows kept, in the order they 
 that only rows outside the sample hold does not make an empty column. Keys that are just the column
 positions ("0", "1", ... as pandas writes a frame without column names, as SOTAB's tables are stored)
 are read as no header, and pandas' "Unnamed: 0" as a blank name. A file whose first line is not an object of
-its own is one JSON document, parsed whole (memory grows with the file): an array of row objects, or an object
-holding one such array (an API dump's `{"data": [...], "count": 2}`).
+its own, or a `.json` file of one line holding an array of objects (a minified API dump), is one JSON document,
+parsed whole (memory grows with the file): an array of row objects, or an object holding such arrays (an API
+dump's `{"data": [...], "count": 2}`; `table=` names one of several, like a database's tables).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -67,19 +70,26 @@ class _Document(Exception):
     """The file's first line is not a JSON object of its own: it is one JSON document over many lines."""
 
 
-def _document(raw, path: Path) -> Iterator[dict[str, Any]]:
-    """The rows of a whole JSON document: an array of objects, or an object holding one such array (an API
-    dump's `{"data": [...], "count": 2}`). The whole text is parsed at once."""
-    try:
-        data = json.load(raw)
-    except json.JSONDecodeError as e:
-        raise TableError(f"{path}, line {e.lineno}: not JSON ({e.msg} at column {e.colno})") from None
+def arrays_of_objects(data: dict[str, Any]) -> list[str]:
+    """The keys of a JSON object whose values are non-empty arrays of objects: the tables it holds."""
+    return [k for k, v in data.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+
+
+def _document_rows(data: Any, path: Path, table: str | None, meta: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The rows of a parsed JSON document: an array of objects, or an array of objects an object holds (an API
+    dump's `{"data": [...], "count": 2}`): the one `table` names, else the first. Sets meta's table/tables."""
     if isinstance(data, dict):
-        lists = [k for k, v in data.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
-        if len(lists) != 1:
+        lists = arrays_of_objects(data)
+        if table is not None and table not in lists:
+            raise TableError(f"{path}: no array of objects named {table!r}; its arrays of objects: "
+                             f"{', '.join(map(repr, lists)) or 'none'}")
+        if not lists:
             raise TableError(f"{path}: a JSON object whose rows are not clear: a table is JSON Lines, an array of "
-                             f"objects, or an object holding one such array; its arrays of objects: {lists or 'none'}")
-        data = data[lists[0]]
+                             "objects, or an object holding such arrays; it holds none")
+        meta.update(table=table or lists[0], tables=lists)
+        data = data[table or lists[0]]
+    elif table is not None:
+        raise TableError(f"{path}: a table was named, but the JSON document is an array (one table)")
     if not isinstance(data, list):
         raise TableError(f"{path}: the JSON document is a {type(data).__name__}, not rows (an array of objects)")
     for i, obj in enumerate(data):
@@ -88,18 +98,81 @@ def _document(raw, path: Path) -> Iterator[dict[str, Any]]:
         yield obj
 
 
-def _rows(path: Path, how: str | None, max_rows: int | None, spread: bool) -> tuple[str, list, int]:
+def _text(raw) -> io.TextIOWrapper:
+    return io.TextIOWrapper(raw, encoding="utf-8-sig")  # JSON is UTF-8 (RFC 8259)
+
+
+def _load(raw, path: Path) -> Any:
+    """A whole JSON document, parsed at once."""
+    try:
+        return json.load(_text(raw))
+    except json.JSONDecodeError as e:
+        raise TableError(f"{path}, line {e.lineno}: not JSON ({e.msg} at column {e.colno})") from None
+
+
+def _one_line_document(first: dict[str, Any] | None, rest: Iterator, path: Path) -> bool:
+    """Whether a file whose first line parsed as an object is one JSON document written on one line (a
+    minified API dump, `{"data": [...]}`) rather than JSON Lines: a `.json` file of that line alone, holding an
+    array of objects. A `.jsonl` file's one line is one row."""
+    return (first is not None and table_suffix(path) == ".json" and bool(arrays_of_objects(first))
+            and next(rest, None) is None)
+
+
+def _rows(path: Path, how: str | None, max_rows: int | None, spread: bool, table: str | None,
+          meta: dict[str, Any]) -> tuple[str, list, int]:
     """("lines" or "document", the rows kept, how many there are): JSON Lines, streamed, unless the file
-    starts with an array or its first line is not an object of its own; then one document, parsed whole."""
-    text = lambda raw: io.TextIOWrapper(raw, encoding="utf-8-sig")  # noqa: E731  JSON is UTF-8 (RFC 8259)
+    starts with an array, its first line is not an object of its own, or it is a document on one line; then
+    one document, parsed whole."""
     with open_raw(path, how) as raw:  # each of these streams can peek
         if _first_char(raw) != b"[":
+            lines = _objects(_text(raw), path)
             try:
-                return ("lines", *sample_rows(_objects(text(raw), path), max_rows, spread))
+                first = next(lines, None)
             except _Document:
                 pass  # read again from the start, as one document
+            else:
+                if _one_line_document(first, lines, path):
+                    return ("document", *sample_rows(_document_rows(first, path, table, meta), max_rows, spread))
+                if table is not None:
+                    raise TableError(f"{path}: a table was named, but this is JSON Lines (one table)")
+                rows = itertools.chain([first] if first is not None else [], lines)
+                return ("lines", *sample_rows(rows, max_rows, spread))
     with open_raw(path, how) as raw:
-        return ("document", *sample_rows(_document(text(raw), path), max_rows, spread))
+        return ("document", *sample_rows(_document_rows(_load(raw, path), path, table, meta), max_rows, spread))
+
+
+def json_tables(path: str | Path) -> list[str]:
+    """The arrays of objects a JSON document's top-level object holds (its tables), in order; [] for JSON Lines
+    and for a document that is an array (one table each)."""
+    path = Path(path)
+    with _errors(path) as how:
+        with open_raw(path, how) as raw:
+            if _first_char(raw) != b"{":
+                return []
+            lines = _objects(_text(raw), path)
+            try:
+                first = next(lines, None)
+            except _Document:
+                first = None
+            else:
+                return arrays_of_objects(first) if _one_line_document(first, lines, path) else []
+        with open_raw(path, how) as raw:
+            data = _load(raw, path)
+        return arrays_of_objects(data) if isinstance(data, dict) else []
+
+
+@contextlib.contextmanager
+def _errors(path: Path) -> Iterator[str | None]:
+    """Yields the file's compression; the reading inside raises a TableError naming the file for text that is
+    not UTF-8 and for a damaged stream."""
+    how = None
+    try:
+        how = compression(path)
+        yield how
+    except UnicodeDecodeError as e:
+        raise TableError(f"{path}: not UTF-8 text, as JSON must be ({e.reason})") from None
+    except STREAM_ERRORS as e:
+        raise read_error(path, e, how) from None
 
 
 def _first_char(raw) -> bytes:
@@ -107,28 +180,24 @@ def _first_char(raw) -> bytes:
     return raw.peek(4096)[:4096].lstrip(b"\xef\xbb\xbf").lstrip()[:1]
 
 
-def read_json(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
+def read_json(path: str | Path, *, table: str | None = None, max_rows: int | None = None, spread: bool = False,
               meta: dict[str, Any] | None = None) -> Table:
-    """A JSON Lines file, or one JSON document of rows (`_document`), as a Table. max_rows and spread as in
+    """A JSON Lines file, or one JSON document of rows (`_document_rows`), as a Table. table: of a document
+    object holding several arrays of objects, the one to read (None: the first). max_rows and spread as in
     `read_csv` (the first rows, or a seeded uniform sample of the whole file's; every row counted). meta: source
-    "json", format "lines" or "document", rows_total, row_sample, header ("given", or "positions" for keys
-    "0", "1", ... read as no header)."""
+    "json", format "lines" or "document", table and tables (a document object's arrays), rows_total,
+    row_sample, header ("given", or "positions" for keys "0", "1", ... read as no header)."""
     path = Path(path)
-    how = None
-    try:
-        how = compression(path)
-        form, kept, total = _rows(path, how, max_rows, spread)
-    except UnicodeDecodeError as e:
-        raise TableError(f"{path}: not UTF-8 text, as JSON must be ({e.reason})") from None
-    except STREAM_ERRORS as e:
-        raise read_error(path, e, how) from None
+    parts: dict[str, Any] = {}
+    with _errors(path) as how:
+        form, kept, total = _rows(path, how, max_rows, spread, table, parts)
     if not kept:
         raise TableError(f"{path}: no rows (no JSON object found)")
     flat = [flatten(obj) for _, obj in kept]
     keys = list(dict.fromkeys(k for row in flat for k in row))  # first appearance, in file order
     positional = keys == [str(j) for j in range(len(keys))]
     m = {"source": "json", "format": form, "name": path.name, "path": str(path),
-         **({"compression": how} if how else {}), "rows_total": total,
+         **({"compression": how} if how else {}), **parts, "rows_total": total,
          "row_sample": row_sample_kind(len(kept), total, spread),
          "header": "positions" if positional else "given", "has_header": not positional, "preamble_rows": 0}
     m.update(meta or {})
