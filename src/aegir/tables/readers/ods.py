@@ -19,6 +19,7 @@ repeat count is a number in the file, not bytes, so a small file could otherwise
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,31 +171,34 @@ class OdsBook:
     def close(self) -> None:
         pass  # every pass opens and closes the file itself
 
-    def _open(self) -> IO[bytes]:
+    @contextlib.contextmanager
+    def _content(self) -> Iterator[IO[bytes]]:
+        """content.xml as a stream (the zip closed after), once the file is known to be a spreadsheet."""
         try:
             z = zipfile.ZipFile(self.path)
-            if "mimetype" in z.namelist():
-                kind = z.read("mimetype").decode("ascii", "replace").strip()
-                if kind not in MIMETYPES:
-                    raise TableError(f"{self.path}: not an OpenDocument spreadsheet (its mimetype is {kind!r})")
-            return z.open("content.xml")
-        except TableError:
-            raise
-        except KeyError:
-            raise TableError(f"{self.path}: not an OpenDocument spreadsheet (no content.xml)") from None
         except Exception as e:  # not a zip, a damaged zip
             raise TableError(f"{self.path}: cannot read as an OpenDocument spreadsheet ({type(e).__name__}: {e})") from None
+        with z:
+            try:
+                kind = z.read("mimetype").decode("ascii", "replace").strip() if "mimetype" in z.namelist() else None
+                fh = z.open("content.xml")
+            except KeyError:
+                raise TableError(f"{self.path}: not an OpenDocument spreadsheet (no content.xml)") from None
+            except Exception as e:  # a damaged member
+                raise TableError(f"{self.path}: cannot read ({type(e).__name__}: {e})") from None
+            if kind is not None and kind not in MIMETYPES:
+                raise TableError(f"{self.path}: not an OpenDocument spreadsheet (its mimetype is {kind!r})")
+            with fh:
+                yield fh
 
     def _walk(self) -> Iterator[tuple[str, object]]:
-        fh = self._open()
-        try:
-            yield from _events(fh, self.path)
-        except TableError:
-            raise
-        except Exception as e:  # XML that does not parse, a DTD, a damaged deflate stream
-            raise TableError(f"{self.path}: cannot read ({type(e).__name__}: {e})") from None
-        finally:
-            fh.close()
+        with self._content() as fh:
+            try:
+                yield from _events(fh, self.path)
+            except TableError:
+                raise
+            except Exception as e:  # XML that does not parse, a DTD, a damaged deflate stream
+                raise TableError(f"{self.path}: cannot read ({type(e).__name__}: {e})") from None
 
     def _scan(self) -> list[Sheet]:
         sheets: list[Sheet] = []
