@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
+from rich.markup import escape
+
 from aegir.annotation import Checkpoint, annotate, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
@@ -43,6 +45,7 @@ from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
+from aegir.tables.readers.progress import reporting, task_reporter
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
@@ -209,8 +212,10 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     todo = [p for p in files if p.resolve() not in done]
     res = BatchResult(out, len(files), 0, len(files) - len(todo), 0)
     bar = _progress(progress, len(todo))
+    reading = (contextlib.nullcontext() if bar is None
+               else reporting(task_reporter(bar, lambda f: f"  reading {escape(f.name)}")))
     try:
-        with open(out, "ab") as fh:
+        with open(out, "ab") as fh, reading:
             for p in todo:
                 try:
                     anns = _annotate_file(p, members, kw, batch_size)
@@ -291,11 +296,13 @@ def _each_part(run, lister, kw: dict[str, Any], file) -> list:
 
 
 def _progress(on: bool, total: int):
+    """The files' progress bar; a file large enough to take a while to read adds its own task (bytes read)."""
     if not on or total == 0:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    bar = Progress("annotating", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-    bar.add_task("files", total=total)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeRemainingColumn(),
+                   transient=True)
+    bar.add_task(f"annotating {total} files", total=total)
     bar.start()
     return bar

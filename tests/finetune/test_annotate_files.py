@@ -581,3 +581,31 @@ def test_zip_archives_are_annotated_member_by_member(trained, tmp_path):
     annotate_files([tmp_path / "shop.db"], ck, tmp_path / "db.jsonl", top_k=2, progress=False)  # the same, unzipped
     assert [{k: v for k, v in r.items() if k != "member"} for r in recs] == \
         [{**r, "file": recs[0]["file"]} for r in _records(tmp_path / "db.jsonl")]
+
+
+@pytest.mark.parametrize("name", ["t.csv.gz", "t.csv"])
+def test_the_cli_shows_reading_progress_on_a_big_file(trained, tmp_path, monkeypatch, name):
+    """`aegir annotate FILE` on a file past BIG_FILE reads it inside the progress display and prints its table."""
+    import gzip
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+    from aegir.commands import annotate as cmd
+    from aegir.tables.readers import progress
+
+    monkeypatch.setattr(cmd, "BIG_FILE", 0)
+    monkeypatch.setattr(progress._Counting, "STEP", 1 << 12)
+    heard, real = [], progress.task_reporter
+
+    def spy(bar, describe):  # the CLI's reporter, listened to
+        inner = real(bar, describe)
+        return lambda *a: (heard.append(a), inner(*a))
+    monkeypatch.setattr(progress, "task_reporter", spy)
+    text = ("who,when\n" + "".join(f"u{i}@x.org,2024-01-{i % 28 + 1:02d}\n" for i in range(3000))).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    r = CliRunner().invoke(app, ["annotate", str(path), "--checkpoint", str(trained.final_checkpoint)])
+    assert r.exit_code == 0, r.output
+    assert name in r.output and "label 1" in r.output
+    assert heard and heard[-1][1:] == (path.stat().st_size, path.stat().st_size)

@@ -100,10 +100,7 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
 
     term = Console(stderr=True) if out == STDIN else console
     size = file.stat().st_size if file.is_file() else 0
-    # Reading counts every row of the file: on a big one, say what the wait is for.
-    waiting = (term.status(f"reading {file.name} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample "
-                           "of them kept) and annotating...") if size > BIG_FILE else contextlib.nullcontext())
-    with waiting:
+    with _reading(term, file, size):
         res = annotate(file, checkpoint, **kw)
     if source is not None:
         res = dataclasses.replace(res, source=source, notes=[n.replace(str(file), source) for n in res.notes])
@@ -130,6 +127,25 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
         else:
             out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
         term.print(f"wrote {escape(str(out))}")
+
+
+@contextlib.contextmanager
+def _reading(term: Console, file: Path, size: int):
+    """Reading counts every row of the file: on a big one, show what the wait is for, with the bytes read of a
+    streamed file (CSV/TSV, JSON Lines, plain or compressed) on a progress bar; other formats get a spinner."""
+    if size <= BIG_FILE:
+        yield
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
+
+    from aegir.tables.readers.progress import reporting, task_reporter
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), console=term, transient=True) as bar:
+        bar.add_task(f"annotating {escape(file.name)} ({size / 2**30:.1f} GiB; every row is counted, a uniform "
+                     "sample of them kept)", total=None)
+        with reporting(task_reporter(bar, lambda p: f"reading {escape(p.name)}"), min_bytes=BIG_FILE):
+            yield
 
 
 def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,

@@ -16,17 +16,40 @@ from pathlib import Path
 
 import zstandard
 
+from aegir.tables.readers.progress import open_binary
 from aegir.tables.table import TableError
 
 # Compressed text is recognised by its first bytes, whatever the file is called (a gzip member with deflate,
 # a bzip2 stream's block header, xz's and zstd's magic), and read with the standard library's opener (zstd:
 # `ZstdFile` below).
-OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open,
-           "zstd": lambda path, mode: io.BufferedReader(ZstdFile(path))}
+# Each takes the compressed file, open for binary reading, and returns the decompressed stream (whose close
+# closes the file too: `_Closing` for the standard library's, which leave a file object they are given open).
+OPENERS = {"gzip": lambda fh: _Closing(gzip.GzipFile(fileobj=fh, mode="rb"), fh),
+           "bzip2": lambda fh: _Closing(bz2.BZ2File(fh, "rb"), fh),
+           "xz": lambda fh: _Closing(lzma.LZMAFile(fh, "rb"), fh),
+           "zstd": lambda fh: io.BufferedReader(ZstdFile(fh))}
 SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "zstd": ".zst"}
 COMPRESSED_SUFFIXES = tuple(SUFFIXES.values())
 # What a damaged or truncated compressed stream raises while it is read (BadGzipFile is an OSError).
 STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError, OSError)
+
+
+def _Closing(stream, fh) -> io.BufferedReader:
+    """`stream` (a decompressing reader of `fh`) as a buffered stream whose close closes `fh` too."""
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            return stream.readinto(b)
+
+        def close(self) -> None:
+            try:
+                stream.close()
+            finally:
+                fh.close()
+                super().close()
+    return io.BufferedReader(Raw(), buffer_size=1 << 16)
 
 
 class ZstdFile(io.RawIOBase):
@@ -38,8 +61,8 @@ class ZstdFile(io.RawIOBase):
 
     FEED = 2048
 
-    def __init__(self, path: Path):
-        self._fh = open(path, "rb")
+    def __init__(self, fh):
+        self._fh = fh  # the compressed file, open for binary reading
         self._dctx = zstandard.ZstdDecompressor()
         self._frame = None  # the current frame's decompressor
         self._out = memoryview(b"")  # decompressed bytes not yet read
@@ -94,8 +117,16 @@ def compression_of(m: bytes) -> str | None:
 
 
 def open_raw(path: Path, how: str | None):
-    """The file's bytes, decompressed as they are read when `how` names a compression."""
-    return open(path, "rb") if how is None else OPENERS[how](path, "rb")
+    """The file's bytes, decompressed as they are read when `how` names a compression (a large file's progress
+    reported where `progress.reporting` asks for it)."""
+    fh = open_binary(path)
+    if how is None:
+        return fh
+    try:
+        return OPENERS[how](fh)
+    except Exception:
+        fh.close()
+        raise
 
 
 def read_error(path: Path, e: Exception, how: str | None, where: str = "") -> TableError:
