@@ -24,9 +24,9 @@ from aegir.tables.table import TableError
 # `ZstdFile` below).
 # Each takes the compressed file, open for binary reading, and returns the decompressed stream (whose close
 # closes the file too: `_Closing` for the standard library's, which leave a file object they are given open).
-OPENERS = {"gzip": lambda fh: _Closing(gzip.GzipFile(fileobj=fh, mode="rb"), fh),
-           "bzip2": lambda fh: _Closing(bz2.BZ2File(fh, "rb"), fh),
-           "xz": lambda fh: _Closing(lzma.LZMAFile(fh, "rb"), fh),
+OPENERS = {"gzip": lambda fh: io.BufferedReader(_Closing(gzip.GzipFile(fileobj=fh, mode="rb"), fh), 1 << 16),
+           "bzip2": lambda fh: io.BufferedReader(_Closing(bz2.BZ2File(fh, "rb"), fh), 1 << 16),
+           "xz": lambda fh: io.BufferedReader(_Closing(lzma.LZMAFile(fh, "rb"), fh), 1 << 16),
            "zstd": lambda fh: io.BufferedReader(ZstdFile(fh))}
 SUFFIXES = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz", "zstd": ".zst"}
 COMPRESSED_SUFFIXES = tuple(SUFFIXES.values())
@@ -34,22 +34,24 @@ COMPRESSED_SUFFIXES = tuple(SUFFIXES.values())
 STREAM_ERRORS = (EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError, OSError)
 
 
-def _Closing(stream, fh) -> io.BufferedReader:
-    """`stream` (a decompressing reader of `fh`) as a buffered stream whose close closes `fh` too."""
-    class Raw(io.RawIOBase):
-        def readable(self) -> bool:
-            return True
+class _Closing(io.RawIOBase):
+    """A decompressing reader of the file `fh` whose close closes `fh` too."""
 
-        def readinto(self, b) -> int:
-            return stream.readinto(b)
+    def __init__(self, stream, fh):
+        self._stream, self._fh = stream, fh
 
-        def close(self) -> None:
-            try:
-                stream.close()
-            finally:
-                fh.close()
-                super().close()
-    return io.BufferedReader(Raw(), buffer_size=1 << 16)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        return self._stream.readinto(b)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._fh.close()
+            super().close()
 
 
 class ZstdFile(io.RawIOBase):
