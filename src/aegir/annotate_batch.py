@@ -17,11 +17,13 @@ flushed file by file, so a killed run keeps every finished file:
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
 *.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.xlsx,
 *.xlsm, *.ods and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
-not for *.json (folders hold JSON of every kind: name JSON tables directly), nor the JSON Lines that
+not for *.json or *.html (folders hold JSON and web pages of every kind: name such tables directly), nor the
+JSON Lines that
 annotation runs write. Files named directly are taken whatever their suffix. Every worksheet of a workbook
 (.xlsx, .ods) that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=`
 picks one worksheet in every workbook (other files ignore it). Likewise every table of a database that holds
-a row and every array of objects of a JSON document (`table`), and every table file of a zip archive
+a row, every array of objects of a JSON document and every <table> of an HTML page that holds a table
+(`table`), and every table file of a zip archive
 (`member`), a workbook, database or document in it part by part.
 """
 
@@ -44,6 +46,7 @@ from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
+from aegir.tables.readers.html import HTML_SUFFIXES, html_tables
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.progress import reporting, task_reporter
@@ -263,10 +266,13 @@ def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):
 
 
 def _lister(name: str, database: bool):
-    """The function that lists a file's parts (worksheets, tables, a JSON document's arrays), or None for a file
-    of one table."""
-    if PurePosixPath(name).suffix.lower() in WORKBOOK_SUFFIXES:
+    """The function that lists a file's parts (worksheets, database tables, a JSON document's arrays, an HTML
+    page's tables), or None for a file of one table."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in WORKBOOK_SUFFIXES:
         return sheet_names
+    if suffix in HTML_SUFFIXES:
+        return html_tables
     return table_names if database else json_tables if is_json(name) else None
 
 

@@ -40,7 +40,8 @@ from aegir.tables.table import Table, TableError
 # Files that hold several tables, and the argument that names one: (argument, the file, its tables, what it names).
 PARTS = (("member", "archive", "table files", "a table file in a zip archive"),
          ("sheet", "workbook", "worksheets", "a worksheet of a workbook (Excel, OpenDocument)"),
-         ("table", "file", "tables", "a table of a SQLite file or an array of objects in a JSON document"))
+         ("table", "file", "tables", "a table of a SQLite file, an array of objects in a JSON document or a <table> of "
+                                     "an HTML page"))
 
 
 @dataclass
@@ -73,7 +74,7 @@ class AnnotationResult:
     header_guessed: bool = False  # a file's first row was taken for column names on weak evidence (header=None)
     preamble_rows: int = 0  # leading rows of a file skipped as a title or notes above the table (header=None)
     sheet: str | None = None  # an Excel workbook's worksheet that was annotated
-    table: str | None = None  # a SQLite database's table (or view), or a JSON document's array, that was annotated
+    table: str | None = None  # the database table (or view), JSON document's array or HTML <table> annotated
     member: str | None = None  # a zip archive's table file that was annotated
 
     @property
@@ -208,7 +209,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     more non-blank rows; a note lists the others; `annotate_files` annotates each such worksheet).
     table: a SQLite database's table or view, by name (None: the first table holding a row; a note lists the
     others; `annotate_files` annotates each such table); or a JSON document's array of objects, by its key
-    (`{"users": [...], "orders": [...]}`; None: the first).
+    (`{"users": [...], "orders": [...]}`; None: the first); or an HTML page's <table>, by its id, caption or
+    position (`table 2`; None: the first holding a table).
     member: a zip archive's table file, by its name in the archive (None: the first; a note lists the others;
     `annotate_files` annotates each); sheet and table apply to it.
     """

@@ -485,6 +485,36 @@ def test_a_json_document_is_annotated_array_by_array(trained, tmp_path):
         [("dump.json", "items")] * 2 + [("items.jsonl", None)] * 2
 
 
+def test_an_html_page_is_annotated_table_by_table(trained, tmp_path):
+    """A saved page: a layout table around two data tables. Each data table is annotated like a CSV of its cells."""
+    from custom_task import KINDS
+
+    r = random.Random(12)
+    people = [["who", "when"]] + [[KINDS["email"](r), KINDS["date"](r)] for _ in range(6)]
+    stock = [["n", "item"]] + [[KINDS["number"](r), KINDS["word"](r)] for _ in range(5)]
+
+    def html(rows, attrs):
+        head = "".join(f"<th>{c}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[1:])
+        return f"<table {attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    page = (f"<html><body><table><tr><td>{html(people, 'id=people')}</td><td>menu</td></tr></table>"
+            f"{html(stock, '')}</body></html>")
+    (tmp_path / "page.html").write_text(page)
+    for name, rows in (("people.csv", people), ("stock.csv", stock)):
+        (tmp_path / name).write_text("\n".join(",".join(x) for x in rows) + "\n")
+    ck = trained.final_checkpoint
+    first = annotate(tmp_path / "page.html", ck, top_k=2)
+    assert first.table == "people" and first.to_records() == annotate(tmp_path / "people.csv", ck, top_k=2).to_records()
+    assert any("the file has 3 tables (table 1, people, table 3)" in n for n in first.notes)
+    out = tmp_path / "ann.jsonl"
+    res = annotate_files([tmp_path / "page.html"], ck, out, top_k=2, progress=False)
+    assert (res.annotated, res.errors) == (1, [])
+    recs = _records(out)
+    assert [r["table"] for r in recs] == ["people"] * 2 + ["table 3"] * 2
+    assert [{k: v for k, v in x.items() if k not in ("file", "file_columns", "table")} for x in recs[2:]] == \
+        annotate(tmp_path / "stock.csv", ck, top_k=2).to_records()
+
+
 def test_a_table_piped_on_standard_input_and_json_on_standard_output(trained, tmp_path):
     import gzip
     import sqlite3

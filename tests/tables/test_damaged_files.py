@@ -16,9 +16,9 @@ from aegir.tables import TableError
 from aegir.tables.readers import read_table_file
 
 MAGICS = [b"", b"\x1f\x8b\x08", b"BZh91AY&SY", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"PK\x03\x04", b"PAR1",
-          b"SQLite format 3\x00", b"["]
+          b"SQLite format 3\x00", b"[", b"<table><tr><td>"]
 SUFFIXES = [".csv", ".csv.gz", ".tsv.bz2", ".jsonl", ".json", ".json.xz", ".csv.zst", ".parquet", ".xlsx", ".ods",
-            ".sqlite", ".db", ".zip"]
+            ".sqlite", ".db", ".zip", ".html"]
 
 
 def _real_files(tmp_path):
@@ -39,6 +39,7 @@ def _real_files(tmp_path):
     df.to_excel(tmp_path / "t.ods", engine="odf", index=False)
     files[".ods"] = (tmp_path / "t.ods").read_bytes()
     files[".csv.zst"] = zstandard.ZstdCompressor().compress(files[".csv"])
+    files[".html"] = df.to_html(index=False).encode()
     with sqlite3.connect(tmp_path / "t.sqlite") as con:
         df.to_sql("t", con, index=False)
     files[".sqlite"] = (tmp_path / "t.sqlite").read_bytes()

@@ -22,7 +22,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx) or OpenDocument (.ods) workbooks, Parquet or SQLite file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.xlsx, *.xlsm, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
+        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx) or OpenDocument (.ods) workbooks, Parquet, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.xlsx, *.xlsm, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         min_score: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Abstain on columns whose best score is below this (they are marked, their top-k still shown); `aegir eval` prints coverage and accuracy per threshold."),
         encoding: Optional[str] = typer.Option(None, help="Text encoding of CSV/TSV files, e.g. cp1252 (default: detected per file)."),
         sheet: Optional[str] = typer.Option(None, help="Workbooks (Excel, OpenDocument): the worksheet to annotate, by name or position (0 = first; a string of digits is a position). Default: one file: the first worksheet holding a table (two or more non-blank rows); many files: every such worksheet."),
-        table: Optional[str] = typer.Option(None, help="SQLite databases: the table (or view) to annotate, by name; JSON documents holding several arrays of objects ({\"users\": [...], \"orders\": [...]}): the array, by its key. Default: one file: the first table holding a row; many files: every such table."),
+        table: Optional[str] = typer.Option(None, help="SQLite databases: the table (or view) to annotate, by name; JSON documents holding several arrays of objects ({\"users\": [...], \"orders\": [...]}): the array, by its key. HTML pages: the <table>, by its id, caption or position (\"table 2\"). Default: one file: the first table holding a row; many files: every such table."),
         member: Optional[str] = typer.Option(None, help="Zip archives: the table file to annotate, by its name in the archive. Default: one file: the first table file; many files: every one."),
         header: Optional[bool] = typer.Option(None, "--header/--no-header", help="Whether the first row holds column names (default: guessed per file, skipping title/notes rows above the table; say --no-header for headerless tables of text values, which can pass for a header)."),
     ) -> None:

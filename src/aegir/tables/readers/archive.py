@@ -3,7 +3,7 @@
 A member is copied, as a stream, to a temporary file named only by the member's suffix (never by its path in
 the archive, so a name like `../../x.csv` cannot write or read outside the temporary folder), and that file is
 read by the reader of its kind. Members read: CSV/TSV (also compressed), JSON Lines/JSON, Parquet, Excel and .ods
-workbooks and SQLite databases; folders, macOS metadata (`__MACOSX/`, `._*`) and other files are passed over.
+workbooks, SQLite databases and HTML pages; folders, macOS metadata (`__MACOSX/`, `._*`) and other files are passed over.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from typing import Iterator
 from aegir.tables.readers.compressed import table_suffix
 from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES
+from aegir.tables.readers.html import HTML_SUFFIXES
 from aegir.tables.readers.jsonl import JSON_SUFFIXES
 from aegir.tables.readers.parquet import PARQUET_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES
 from aegir.tables.table import TableError
 
 ZIP_SUFFIXES = (".zip",)
-MEMBER_SUFFIXES = (*CSV_SUFFIXES, *JSON_SUFFIXES, *PARQUET_SUFFIXES, *WORKBOOK_SUFFIXES, *SQLITE_SUFFIXES)
+MEMBER_SUFFIXES = (*CSV_SUFFIXES, *JSON_SUFFIXES, *PARQUET_SUFFIXES, *WORKBOOK_SUFFIXES, *SQLITE_SUFFIXES,
+                   *HTML_SUFFIXES)
 
 
 def _suffix(name: str) -> str:

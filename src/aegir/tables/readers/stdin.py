@@ -3,7 +3,8 @@
 The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
 is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
 the first bytes: SQLite, Parquet, Excel, OpenDocument and zip archives by their magic, compressed streams by theirs with the format
-inside sniffed from a decompressed head, JSON by a first `{` or `[`, and CSV/TSV otherwise.
+inside sniffed from a decompressed head, JSON by a first `{` or `[`, HTML by a first `<!doctype html`, `<html` or
+`<table`, and CSV/TSV otherwise.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def sniff_suffix(head: bytes) -> str:
     if inner is not None:
         text, compressed = inner
         return sniff_suffix(text) + compressed  # a compressed database or workbook is refused by its reader
-    first = head.lstrip(b"\xef\xbb\xbf").lstrip()[:1]
-    return ".json" if first in (b"{", b"[") else ".csv"
+    start = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if start[:1] in (b"{", b"["):
+        return ".json"
+    return ".html" if start[:15].lower().startswith((b"<!doctype html", b"<html", b"<table")) else ".csv"
 
 
 @contextlib.contextmanager
