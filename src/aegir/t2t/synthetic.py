@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from aegir.t2t.gold import GoldTable
+
+if TYPE_CHECKING:  # datasets imports this module: the class is imported where it is built
+    from aegir.t2t.datasets import T2TExample
 
 _FIRST = ["Ada", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi",
           "Lars", "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor",
@@ -184,7 +187,7 @@ def _game_example(r: random.Random) -> tuple[str, list[GoldTable]]:
 _KINDS = ("restaurant", "person", "product", "roster", "game")
 
 
-def synthetic_examples(n: int, seed: int = 0) -> list["T2TExample"]:  # noqa: F821 (defined in datasets)
+def synthetic_examples(n: int, seed: int = 0) -> list[T2TExample]:
     """`n` synthetic examples cycling over domains and render styles, deterministic in `seed`."""
     from aegir.t2t.datasets import T2TExample
 
