@@ -138,6 +138,20 @@ def test_dataframe():
     assert t.header == ["a", "b"] and t.columns[1] == ["x", "y", ""] and t.columns[0][1] == ""
 
 
+def test_a_dataframe_reads_as_its_csv_file_does(tmp_path):
+    """Dates parsed by pandas (parse_dates) are written as to_csv writes them: date-only columns as dates."""
+    df = pd.DataFrame({"day": pd.to_datetime(["2024-01-01", "2024-02-03", None]),
+                       "at": pd.to_datetime(["2024-01-01 10:00", "2024-02-03 00:00", None]),
+                       "utc": pd.to_datetime(["2024-01-01"] * 3, utc=True), "x": [1.0, 2.5, None],
+                       "n": pd.array([1, None, 3], dtype="Int64"), "ok": [True, False, None]})
+    df.to_csv(tmp_path / "f.csv", index=False)
+    t = from_dataframe(df)
+    assert t.columns == read_csv(tmp_path / "f.csv").columns
+    assert t.columns[0] == ["2024-01-01", "2024-02-03", ""] and t.columns[1][0] == "2024-01-01 10:00:00"
+    back = pd.read_csv(tmp_path / "f.csv", parse_dates=["day"])  # a user's round trip
+    assert from_dataframe(back).columns[0] == ["2024-01-01", "2024-02-03", ""]
+
+
 def test_labeled_csv_folder(tmp_path):
     (tmp_path / "people.csv").write_text("name,age\nAnn,3\nBo,4\n")
     (tmp_path / "labels.csv").write_text("table_name,column_name,label\npeople.csv,name,Person\npeople.csv,age,Age\n")

@@ -157,16 +157,28 @@ def read_csv(
                             **({"compression": how} if how else {})})
 
 
+def _dates_as_csv(s):
+    """A datetime column whose times are all midnight as dates, as `to_csv` writes it (2024-01-01, not
+    2024-01-01 00:00:00): a frame read with parse_dates then reads as its CSV file does."""
+    import pandas as pd
+
+    if not pd.api.types.is_datetime64_dtype(s.dtype):  # naive datetimes only; tz-aware ones keep their offset
+        return s
+    known = s.dropna()
+    return s.dt.strftime("%Y-%m-%d") if len(known) and (known == known.dt.normalize()).all() else s
+
+
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
     """A pandas DataFrame as a Table: header from the column labels ("Unnamed: 0" blank, `column_name`),
-    NaN/None -> ""."""
+    NaN/None -> "", cells as `str()` writes them except date-only datetime columns, written as dates as
+    `to_csv` writes them."""
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
         raise TableError(f"expected a pandas DataFrame, got {type(df).__name__}")
     cols = []
     for j in range(df.shape[1]):
-        s = df.iloc[:, j]
+        s = _dates_as_csv(df.iloc[:, j])
         cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
                      for v in s.tolist()])
     header = [column_name(c) for c in df.columns]
