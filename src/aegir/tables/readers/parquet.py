@@ -4,8 +4,8 @@ Only the first `max_rows` rows are read (record batches from the start of the fi
 file), or with `spread` a uniform sample of all of them (every batch decoded, one at a time);
 `meta["rows_total"]` comes from the file's metadata, so nothing is dropped silently.
 Cells become text as in `from_dataframe`: None/NaN/NaT -> "", date-only timestamps as dates, everything else
-`str()`. Nested columns are read as the JSON reader reads nested objects: struct fields become dotted columns (`address.city`), and
-lists and maps compact JSON text (pandas would show a list as a numpy array's repr).
+`str()`. Nested columns are read as the JSON reader reads nested objects: struct fields become dotted columns
+(`address.city`), and lists and maps compact JSON text (pandas would show a list as a numpy array's repr).
 """
 
 from __future__ import annotations
