@@ -150,6 +150,17 @@ def test_a_dataframe_reads_as_its_csv_file_does(tmp_path):
     assert t.columns[0] == ["2024-01-01", "2024-02-03", ""] and t.columns[1][0] == "2024-01-01 10:00:00"
     back = pd.read_csv(tmp_path / "f.csv", parse_dates=["day"])  # a user's round trip
     assert from_dataframe(back).columns[0] == ["2024-01-01", "2024-02-03", ""]
+    # Read without a header, the labels are positions: no names, as read_csv(header=False) and JSON give.
+    plain = pd.read_csv(tmp_path / "f.csv", header=None, skiprows=1)
+    assert from_dataframe(plain).header is None and from_dataframe(plain).meta["header"] == "positions"
+    pd.DataFrame([[1, 2]]).to_parquet(tmp_path / "q.parquet")  # pyarrow stores the labels as "0", "1"
+    from aegir.tables.readers.files import read_table_file
+
+    assert read_table_file(tmp_path / "q.parquet").header is None
+    # A pivot table's two-level labels: joined with dots, empty levels dropped.
+    sales = pd.DataFrame({"city": ["a", "b", "a"], "year": [2023, 2024, 2023], "sales": [1, 2, 3]})
+    pivot = sales.pivot_table(index="city", columns="year", values=["sales"], aggfunc="sum").reset_index()
+    assert from_dataframe(pivot).header == ["city", "sales.2023", "sales.2024"]
 
 
 def test_labeled_csv_folder(tmp_path):

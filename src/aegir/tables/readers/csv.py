@@ -169,7 +169,8 @@ def _dates_as_csv(s):
 
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
-    """A pandas DataFrame as a Table: header from the column labels ("Unnamed: 0" blank, `column_name`),
+    """A pandas DataFrame as a Table: header from the column labels ("Unnamed: 0" blank, `column_name`; none
+    for labels that are only positions, MultiIndex levels joined by dots),
     NaN/None -> "", cells as `str()` writes them except date-only datetime columns, written as dates as
     `to_csv` writes them."""
     import pandas as pd
@@ -181,8 +182,19 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
         s = _dates_as_csv(df.iloc[:, j])
         cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
                      for v in s.tolist()])
-    header = [column_name(c) for c in df.columns]
-    return Table(columns=cols, header=header, meta={"source": "dataframe", "name": "dataframe", **(meta or {})})
+    # Column labels that are only the positions 0, 1, ... (read with header=None) are no names, as the JSON
+    # reader reads such keys; a MultiIndex (a pivot table's) joins its levels with dots, as nested keys are.
+    positional = df.shape[1] > 0 and [str(c) for c in df.columns] == [str(j) for j in range(df.shape[1])]
+    header = None if positional else [_label(c) for c in df.columns]
+    m = {"source": "dataframe", "name": "dataframe", "header": "positions" if positional else "given",
+         "has_header": not positional, **(meta or {})}
+    return Table(columns=cols, header=header, meta=m)
+
+
+def _label(c: Any) -> str:
+    if isinstance(c, tuple):
+        return ".".join(column_name(x) for x in c if column_name(x) != "")
+    return column_name(c)
 
 
 MAX_TRAIN_ROWS = 100_000  # rows kept per custom training table (a uniform sample of longer ones)
