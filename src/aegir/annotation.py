@@ -21,8 +21,9 @@ the module itself, so a second `aegir.annotate(df, ...)` raised "'module' object
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,8 +33,9 @@ from aegir.encoding.serialize import row_sample
 from aegir.inference import (LoadedClassifier, inference_precision, load_classifier, load_classifiers, predict_ensemble,
                              read_at_budget)
 from aegir.tables.readers import from_dataframe
-from aegir.tables.readers.common import spread_rows
+from aegir.tables.readers.common import errors_named, spread_rows
 from aegir.tables.readers.files import read_table_file
+from aegir.tables.readers.remote import downloaded, is_url
 from aegir.tables.table import Table, TableError
 
 
@@ -126,6 +128,12 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             sample = data.iloc[spread_rows(n, max_rows_read)]
             return from_dataframe(sample, meta={"rows_total": n, "row_sample": "spread"}), "DataFrame"
         return from_dataframe(data), "DataFrame"
+    if is_url(data):
+        with downloaded(data) as p, errors_named(p, data):
+            t = read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header, spread=True,
+                                encoding=encoding, sheet=sheet, table=table, member=member)
+        t.meta.update(path=data, name=PurePosixPath(urllib.parse.urlsplit(data).path).name or data)
+        return t, data
     if isinstance(data, (str, Path)):
         p = Path(data)
         if not p.exists():
@@ -135,8 +143,8 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
         # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
         return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
                                spread=True, encoding=encoding, sheet=sheet, table=table, member=member), str(p)
-    raise TableError("annotate() takes a pandas DataFrame, a Table or a CSV/TSV, JSON, Excel, OpenDocument, Parquet or "
-                     f"SQLite path, not {type(data).__name__}")
+    raise TableError("annotate() takes a pandas DataFrame, a Table, or the path or http(s) URL of a CSV/TSV, JSON, "
+                     f"Excel, OpenDocument, Parquet, SQLite or HTML file, not {type(data).__name__}")
 
 
 def budget_note(short: Sequence[ColumnAnnotation], max_bytes: int, max_cell_bytes: int) -> str:
@@ -184,7 +192,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              encoding: str | None = None, sheet: str | int | None = None, table: str | None = None,
              member: str | None = None) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), OpenDocument (.ods),
-    Parquet or SQLite file's path; `read_table_file` says which suffixes are which).
+    Parquet, SQLite or HTML file's path, or its http(s) URL as a string, downloaded first (`readers.remote`);
+    `read_table_file` says which suffixes are which).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.

@@ -639,3 +639,37 @@ def test_the_cli_shows_reading_progress_on_a_big_file(trained, tmp_path, monkeyp
     assert r.exit_code == 0, r.output
     assert name in r.output and "label 1" in r.output
     assert heard and heard[-1][1:] == (path.stat().st_size, path.stat().st_size)
+
+
+def test_a_url_is_downloaded_and_annotated_like_the_file(trained, tmp_path):
+    """`annotate(url)` and `aegir annotate URL`: a real HTTP server on localhost serves the file."""
+    import http.server
+    import threading
+    from functools import partial
+
+    from typer.testing import CliRunner
+
+    from aegir.cli import app
+    from custom_task import KINDS
+
+    r = random.Random(13)
+    rows = [["who", "when"]] + [[KINDS["email"](r), KINDS["date"](r)] for _ in range(8)]
+    (tmp_path / "t.csv").write_text("\n".join(",".join(x) for x in rows) + "\n")
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(quiet, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/t.csv"
+        ck = trained.final_checkpoint
+        res = annotate(url, ck, top_k=2)
+        assert res.source == url and res.to_records() == annotate(tmp_path / "t.csv", ck, top_k=2).to_records()
+        cli = CliRunner().invoke(app, ["annotate", url, "--checkpoint", str(ck), "--top-k", "2", "--out", "-"])
+        assert cli.exit_code == 0, cli.output
+        assert json.loads(cli.stdout) == res.to_records() and url in cli.stderr
+        bad = CliRunner().invoke(app, ["annotate", url + ".missing", "--checkpoint", str(ck)])
+        assert isinstance(bad.exception, TableError) and "the server answered 404" in str(bad.exception)
+        two = CliRunner().invoke(app, ["annotate", url, str(tmp_path / "t.csv"), "--checkpoint", str(ck)])
+        assert two.exit_code != 0 and "a URL is one table" in two.output
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

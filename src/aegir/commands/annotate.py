@@ -22,7 +22,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status 
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[Path] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx) or OpenDocument (.ods) workbooks, Parquet, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.xlsx, *.xlsm, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
+        files: List[str] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); an http(s) URL downloads one (alone); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx) or OpenDocument (.ods) workbooks, Parquet, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.xlsx, *.xlsm, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -48,6 +48,16 @@ def register(app: typer.Typer) -> None:
         kw = dict(labels=subset, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
                   min_score=min_score, header=header, encoding=encoding,
                   sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table, member=member)
+        from aegir.tables.readers.remote import is_url
+
+        if any(map(is_url, files)):
+            if len(files) > 1:
+                raise typer.BadParameter("a URL is one table: annotate it alone (or download the files and name them)")
+            if resume or overwrite:
+                raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
+            _annotate_one(files[0], checkpoint, out, kw)
+            return
+        files = [Path(f) for f in files]
         if STDIN in files and len(files) > 1:
             raise typer.BadParameter("- (standard input) is one table: annotate it alone")
         many = files != [STDIN] and (len(files) > 1 or files[0].is_dir()
@@ -90,16 +100,18 @@ def _annotate_stdin(checkpoint: List[Path], out: Optional[Path], kw: dict) -> No
         _annotate_one(path, checkpoint, out, kw, source=STDIN_NAME)
 
 
-def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: dict, source: str | None = None) -> None:
-    """One file: a table of labels on the terminal, and with `out` the records (.csv, .json, or - for JSON on
-    standard output, the terminal table then on standard error). `source` names the file in the output."""
+def _annotate_one(file: Path | str, checkpoint: List[Path], out: Optional[Path], kw: dict,
+                  source: str | None = None) -> None:
+    """One file (or an http(s) URL, a string): a table of labels on the terminal, and with `out` the records (.csv,
+    .json, or - for JSON on standard output, the terminal table then on standard error). `source` names the file
+    in the output."""
     import dataclasses
     import sys
 
     from aegir.annotation import annotate
 
     term = Console(stderr=True) if out == STDIN else console
-    size = file.stat().st_size if file.is_file() else 0
+    size = file.stat().st_size if isinstance(file, Path) and file.is_file() else 0
     with _reading(term, file, size):
         res = annotate(file, checkpoint, **kw)
     if source is not None:
@@ -130,10 +142,12 @@ def _annotate_one(file: Path, checkpoint: List[Path], out: Optional[Path], kw: d
 
 
 @contextlib.contextmanager
-def _reading(term: Console, file: Path, size: int):
+def _reading(term: Console, file: Path | str, size: int):
     """Reading counts every row of the file: on a big one, show what the wait is for, with the bytes read of a
-    streamed file (CSV/TSV, JSON Lines, plain or compressed) on a progress bar; other formats get a spinner."""
-    if size <= BIG_FILE:
+    streamed file (CSV/TSV, JSON Lines, plain or compressed) on a progress bar; other formats get a spinner. A URL
+    (a string) gets the spinner while it downloads, and a bar where its size is known and big."""
+    url = isinstance(file, str)
+    if size <= BIG_FILE and not url:
         yield
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
@@ -142,8 +156,10 @@ def _reading(term: Console, file: Path, size: int):
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), console=term, transient=True) as bar:
-        bar.add_task(f"annotating {escape(file.name)} ({size / 2**30:.1f} GiB; every row is counted, a uniform "
-                     "sample of them kept)", total=None)
+        what = (f"downloading and annotating {escape(file)}" if url else
+                f"annotating {escape(file.name)} ({size / 2**30:.1f} GiB; every row is counted, a uniform sample of "
+                "them kept)")
+        bar.add_task(what, total=None)
         with reporting(task_reporter(bar, lambda p: f"reading {escape(p.name)}"), min_bytes=BIG_FILE):
             yield
 

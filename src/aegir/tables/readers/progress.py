@@ -79,6 +79,14 @@ def open_binary(path: Path) -> BinaryIO:
     return io.BufferedReader(_Counting(fh, path, size, rep.fn), buffer_size=1 << 20)
 
 
+def report(path: Path, done: int, size: int) -> None:
+    """Tell the current reporter, if any, how far work on `path` of `size` bytes is (a download: `remote`), where
+    the size is known and large enough to show."""
+    rep = _CURRENT.get()
+    if rep is not None and size >= max(rep.min_bytes, 1):
+        rep.fn(path, done, size)
+
+
 def task_reporter(bar, describe: Callable[[Path], str] = lambda p: f"reading {p.name}") -> Report:
     """A Report that shows each large file as a task of a rich `Progress` (`bar`): the bytes read of its size,
     the task removed once the file is read (a reader may open a file again: another task)."""
