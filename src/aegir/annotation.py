@@ -292,6 +292,11 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
             notes.append(f"the {where} has {len(parts)} {what} ({', '.join(parts[:10])}{', ...' if len(parts) > 10 else ''}); "
                          f"annotated {tab.meta[kind]!r}; pass {kind}= (--{kind}) for another, or annotate it with "
                          "--out x.jsonl for all")
+    n_index = int(tab.meta.get("index_columns", 0))
+    if n_index:
+        names = ", ".join(repr(tab.column_name(j)) for j in range(n_index))
+        notes.append(f"the DataFrame's index ({names}) holds data and was annotated as the first "
+                     f"{'column' if n_index == 1 else f'{n_index} columns'}; column numbers count it")
     header_guessed = tab.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "

@@ -673,3 +673,18 @@ def test_a_url_is_downloaded_and_annotated_like_the_file(trained, tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_dataframe_index_that_holds_data_is_annotated_and_said(trained, tmp_path):
+    import pandas as pd
+
+    from custom_task import KINDS
+
+    r = random.Random(14)
+    df = pd.DataFrame({"who": [KINDS["email"](r) for _ in range(8)], "when": [KINDS["date"](r) for _ in range(8)]})
+    ck = trained.final_checkpoint
+    res = annotate(df.set_index("who"), ck, top_k=2)
+    assert [c.name for c in res.columns] == ["who", "when"]
+    assert res.to_records() == annotate(df, ck, top_k=2).to_records()  # the same cells, the same labels
+    assert any("index ('who') holds data and was annotated as the first column" in n for n in res.notes)
+    assert not any("index" in n for n in annotate(df, ck, top_k=2).notes)

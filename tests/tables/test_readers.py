@@ -163,6 +163,30 @@ def test_a_dataframe_reads_as_its_csv_file_does(tmp_path):
     assert from_dataframe(pivot).header == ["city", "sales.2023", "sales.2024"]
 
 
+def test_an_index_that_holds_data_is_read_as_to_csv_writes_it(tmp_path):
+    """set_index("id") and a time series' dates are columns (first, as to_csv writes them), in a DataFrame and in
+    the Parquet file pandas writes of it; row numbers (a RangeIndex, a filtered frame's index) are not."""
+    from aegir.tables.readers.files import read_table_file
+
+    people = pd.DataFrame({"id": ["a1", "b2", "c3"], "age": [31, 42, 27]}).set_index("id")
+    t = from_dataframe(people)
+    assert (t.header, t.columns, t.meta["index_columns"]) == (["id", "age"], [["a1", "b2", "c3"], ["31", "42", "27"]], 1)
+    people.to_parquet(tmp_path / "people.parquet")  # the file stores id as a column; pyarrow's to_pandas made
+    p = read_table_file(tmp_path / "people.parquet")  # it the index again, which was dropped
+    assert sorted(zip(p.header, p.columns)) == sorted(zip(t.header, t.columns))
+    series = pd.DataFrame({"visits": [5, 7]}, index=pd.date_range("2024-01-01", periods=2))
+    assert from_dataframe(series).columns == [["2024-01-01", "2024-01-02"], ["5", "7"]]
+    series.to_parquet(tmp_path / "series.parquet")
+    assert read_table_file(tmp_path / "series.parquet").columns == [["5", "7"], ["2024-01-01", "2024-01-02"]]
+    filtered = pd.DataFrame({"x": [1, 2, 3, 4]})
+    filtered = filtered[filtered.x > 2]
+    filtered.to_parquet(tmp_path / "filtered.parquet")
+    for t in (from_dataframe(filtered), read_table_file(tmp_path / "filtered.parquet")):
+        assert (t.header, t.columns) == (["x"], [["3", "4"]])
+    two = people.assign(city=["Oslo", "Rome", "Lyon"]).set_index("city", append=True)
+    assert from_dataframe(two).header == ["id", "city", "age"] and from_dataframe(two).meta["index_columns"] == 2
+
+
 def test_labeled_csv_folder(tmp_path):
     (tmp_path / "people.csv").write_text("name,age\nAnn,3\nBo,4\n")
     (tmp_path / "labels.csv").write_text("table_name,column_name,label\npeople.csv,name,Person\npeople.csv,age,Age\n")

@@ -170,25 +170,43 @@ def _dates_as_csv(s):
 
 def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
     """A pandas DataFrame as a Table: header from the column labels ("Unnamed: 0" blank, `column_name`; none
-    for labels that are only positions, MultiIndex levels joined by dots),
-    NaN/None -> "", cells as `str()` writes them except date-only datetime columns, written as dates as
-    `to_csv` writes them."""
+    for labels that are only positions, MultiIndex levels joined by dots), NaN/None -> "", cells as `str()`
+    writes them except date-only datetime columns, written as dates as `to_csv` writes them. An index that holds
+    data (named, like `set_index("id")`'s, or not integers, like a time series' dates) comes first, as `to_csv`
+    writes it; row numbers (a RangeIndex, or an unnamed integer index left by filtering) are left out.
+    meta["index_columns"]: how many leading columns came from the index."""
     import pandas as pd
 
     if not isinstance(df, pd.DataFrame):
         raise TableError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    index = _index_levels(df)
     cols = []
-    for j in range(df.shape[1]):
-        s = _dates_as_csv(df.iloc[:, j])
+    for s in [*(v for _, v in index), *(df.iloc[:, j] for j in range(df.shape[1]))]:
+        s = _dates_as_csv(s)
         cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
                      for v in s.tolist()])
     # Column labels that are only the positions 0, 1, ... (read with header=None) are no names, as the JSON
     # reader reads such keys; a MultiIndex (a pivot table's) joins its levels with dots, as nested keys are.
     positional = df.shape[1] > 0 and [str(c) for c in df.columns] == [str(j) for j in range(df.shape[1])]
-    header = None if positional else [_label(c) for c in df.columns]
+    header = None if positional else [name for name, _ in index] + [_label(c) for c in df.columns]
     m = {"source": "dataframe", "name": "dataframe", "header": "positions" if positional else "given",
-         "has_header": not positional, **(meta or {})}
+         "has_header": not positional, "index_columns": len(index), **(meta or {})}
     return Table(columns=cols, header=header, meta=m)
+
+
+def _index_levels(df) -> list[tuple[str, Any]]:
+    """The levels of df's index that hold data, as (name, values as a Series)."""
+    import pandas as pd
+
+    if isinstance(df.index, pd.RangeIndex):
+        return []
+    out = []
+    for level, name in enumerate(df.index.names):
+        values = df.index.get_level_values(level)
+        if name is None and pd.api.types.is_integer_dtype(values.dtype):
+            continue  # row numbers
+        out.append(("" if name is None else _label(name), pd.Series(values, index=df.index)))
+    return out
 
 
 def _label(c: Any) -> str:

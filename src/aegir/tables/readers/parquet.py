@@ -10,6 +10,7 @@ Cells become text as in `from_dataframe`: None/NaN/NaT -> "", date-only timestam
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
     """max_rows: the first that many rows, or with `spread` a uniform random sample of them from the
     whole file (seeded, in file order; every record batch is decoded, one at a time)."""
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -69,7 +71,13 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
                 if got >= max_rows:
                     break
             data = pa.Table.from_batches(batches, schema=f.schema_arrow)
-        df = _unnest(data).to_pandas()
+        # Every stored column, index ones too: pandas writes a set_index column (or a time series' dates) into the
+        # file, and restoring it as an index would drop it here. As from_dataframe does, an unnamed integer index
+        # (row numbers left by filtering, stored as __index_level_0__) is left out, and another unnamed one blank.
+        df = _unnest(data).to_pandas(ignore_metadata=True)
+        unnamed = [re.fullmatch(r"__index_level_\d+__", str(c)) is not None for c in df.columns]
+        df = df.loc[:, [not (u and pd.api.types.is_integer_dtype(t)) for u, t in zip(unnamed, df.dtypes)]]
+        df.columns = ["" if re.fullmatch(r"__index_level_\d+__", str(c)) else c for c in df.columns]
     except (OSError, pa.ArrowException) as e:
         raise TableError(f"{path}: cannot read as Parquet ({e})") from None
     if df.shape[1] == 0:
