@@ -15,7 +15,7 @@ flushed file by file, so a killed run keeps every finished file:
   resumed run retries them) and counted in the result.
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
-*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.xlsx,
+*.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.arrow, *.feather, *.ipc, *.orc, *.xlsx,
 *.xlsm, *.ods and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
 not for *.json or *.html (folders hold JSON and web pages of every kind: name such tables directly), nor the
 JSON Lines that
@@ -48,13 +48,13 @@ from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, sheet_names
 from aegir.tables.readers.html import HTML_SUFFIXES, html_tables
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
-from aegir.tables.readers.parquet import PARQUET_SUFFIXES
+from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES
 from aegir.tables.readers.progress import reporting, task_reporter
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
 TEXT_SUFFIXES = (*CSV_SUFFIXES, *JSONL_SUFFIXES)  # also compressed: data.csv.gz, .bz2, .xz, .zst
-TABLE_SUFFIXES = (*TEXT_SUFFIXES, *PARQUET_SUFFIXES, *WORKBOOK_SUFFIXES, *ZIP_SUFFIXES)
+TABLE_SUFFIXES = (*TEXT_SUFFIXES, *COLUMNAR_SUFFIXES, *WORKBOOK_SUFFIXES, *ZIP_SUFFIXES)
 
 
 def _is_table_file(q: Path) -> bool:

@@ -1,5 +1,6 @@
 import gzip
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -431,3 +432,27 @@ def test_pandas_blank_header_placeholder_reads_as_the_csv_blank_it_came_from(tmp
     for ext in ("jsonl", "parquet", "sqlite"):
         assert read_table_file(tmp_path / f"t.{ext}").header == want, ext
     assert [column_name(x) for x in ("Unnamed: 3", "Unnamed: 0_level_1", "Unnamed", "x", 7)] == ["", "", "Unnamed", "x", "7"]
+
+
+def test_arrow_ipc_feather_and_orc_read_like_parquet(tmp_path):
+    """The columnar files pyarrow writes: the same Table as the Parquet file of the same frame, sampled alike."""
+    from aegir.tables.readers.files import read_table_file
+    from aegir.tables.readers.stdin import sniff_suffix
+
+    df = pd.DataFrame({"id": range(5000), "city": [f"City {i % 37}" for i in range(5000)],
+                       "when": pd.to_datetime("2024-01-01") + pd.to_timedelta(range(5000), unit="D")})
+    df.to_parquet(tmp_path / "t.parquet", row_group_size=700)
+    df.to_feather(tmp_path / "t.feather")
+    df.to_feather(tmp_path / "t.arrow", compression="zstd")
+    df.to_orc(tmp_path / "t.orc")
+    want = read_table_file(tmp_path / "t.parquet", max_rows=300, spread=True)
+    for name, source in (("t.feather", "arrow"), ("t.arrow", "arrow"), ("t.orc", "orc")):
+        for kw in ({}, {"max_rows": 300}, {"max_rows": 300, "spread": True}):
+            got, ref = read_table_file(tmp_path / name, **kw), read_table_file(tmp_path / "t.parquet", **kw)
+            assert (got.header, got.columns) == (ref.header, ref.columns), (name, kw)
+            assert got.meta["rows_total"] == 5000 and got.meta["source"] == source
+        assert sniff_suffix((tmp_path / name).read_bytes()[:64]) == "." + name.split(".")[1].replace("feather", "arrow")
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) for v in want.columns[2])  # date-only: dates, as to_csv
+    (tmp_path / "bad.orc").write_bytes(b"ORC" + bytes(100))
+    with pytest.raises(TableError, match=r"bad.orc: cannot read as ORC"):
+        read_table_file(tmp_path / "bad.orc")

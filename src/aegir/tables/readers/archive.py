@@ -20,12 +20,12 @@ from aegir.tables.readers.csv import CSV_SUFFIXES
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES
 from aegir.tables.readers.html import HTML_SUFFIXES
 from aegir.tables.readers.jsonl import JSON_SUFFIXES
-from aegir.tables.readers.parquet import PARQUET_SUFFIXES
+from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES
 from aegir.tables.table import TableError
 
 ZIP_SUFFIXES = (".zip",)
-MEMBER_SUFFIXES = (*CSV_SUFFIXES, *JSON_SUFFIXES, *PARQUET_SUFFIXES, *WORKBOOK_SUFFIXES, *SQLITE_SUFFIXES,
+MEMBER_SUFFIXES = (*CSV_SUFFIXES, *JSON_SUFFIXES, *COLUMNAR_SUFFIXES, *WORKBOOK_SUFFIXES, *SQLITE_SUFFIXES,
                    *HTML_SUFFIXES)
 
 

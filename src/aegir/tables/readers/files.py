@@ -1,7 +1,8 @@
-"""One table file by its suffix: Parquet (`.parquet`, `.pq`), an Excel workbook or OpenDocument spreadsheet
-(`.xlsx`, `.xlsm`, `.ods`; one worksheet), a SQLite database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header;
-one table), an HTML page (`.html`, `.htm`; one <table>), JSON Lines or a JSON array of objects (`.jsonl`, `.ndjson`, `.json`; also compressed), a zip
-archive of such files (`.zip`; one member) or CSV/TSV text (anything else; also compressed)."""
+"""One table file by its suffix: Parquet (`.parquet`, `.pq`), Arrow IPC/Feather (`.arrow`, `.feather`, `.ipc`) or
+ORC (`.orc`); an Excel workbook or OpenDocument spreadsheet (`.xlsx`, `.xlsm`, `.ods`; one worksheet); a SQLite
+database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header; one table); an HTML page (`.html`,
+`.htm`; one <table>); JSON Lines or a JSON array of objects (`.jsonl`, `.ndjson`, `.json`; also compressed); a zip
+archive of such files (`.zip`; one member); or CSV/TSV text (anything else; also compressed)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aegir.tables.readers.csv import read_csv
 from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, LEGACY_SUFFIXES, read_excel
 from aegir.tables.readers.html import HTML_SUFFIXES, read_html
 from aegir.tables.readers.jsonl import is_json, read_json
-from aegir.tables.readers.parquet import PARQUET_SUFFIXES, read_parquet
+from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES, read_parquet
 from aegir.tables.readers.sqlite import is_database, read_sqlite
 from aegir.tables.table import Table, TableError
 
@@ -41,7 +42,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
         raise TableError(f"{p}: a table was named, but this is not a SQLite database, a JSON document or an HTML page")
     if database:
         return read_sqlite(p, table=table, max_rows=max_rows, spread=spread)
-    if suffix in PARQUET_SUFFIXES:
+    if suffix in COLUMNAR_SUFFIXES:
         return read_parquet(p, max_rows=max_rows, spread=spread)
     if is_json(p):
         return read_json(p, table=table, max_rows=max_rows, spread=spread)

@@ -1,7 +1,8 @@
-"""Parquet files -> Table (pyarrow), for annotating the files of a data lake.
+"""Parquet files -> Table (pyarrow), for annotating the files of a data lake; also the other columnar files
+pyarrow reads: Arrow IPC / Feather (`.arrow`, `.feather`, `.ipc`; memory-mapped) and ORC (`.orc`).
 
-Only the first `max_rows` rows are read (record batches from the start of the file, not the whole
-file), or with `spread` a uniform sample of all of them (every batch decoded, one at a time);
+Only the first `max_rows` rows are read (record batches, or ORC stripes, from the start of the file, not the
+whole file), or with `spread` a uniform sample of all of them (every batch decoded, one at a time);
 `meta["rows_total"]` comes from the file's metadata, so nothing is dropped silently.
 Cells become text as in `from_dataframe`: None/NaN/NaT -> "", date-only timestamps as dates, everything else
 `str()`. Nested columns are read as the JSON reader reads nested objects: struct fields become dotted columns
@@ -19,6 +20,11 @@ from aegir.tables.readers.csv import from_dataframe
 from aegir.tables.table import Table, TableError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+ORC_SUFFIXES = (".orc",)
+COLUMNAR_SUFFIXES = (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *ORC_SUFFIXES)  # what read_parquet reads
+_KINDS = {**dict.fromkeys(PARQUET_SUFFIXES, "Parquet"), **dict.fromkeys(ARROW_SUFFIXES, "Arrow IPC/Feather"),
+          **dict.fromkeys(ORC_SUFFIXES, "ORC")}
 
 
 def _unnest(data):
@@ -37,40 +43,58 @@ def _unnest(data):
     return data
 
 
+def _source(path: Path, kind: str):
+    """(rows in the file, batches(size) -> record batches from the start, the file's Arrow schema)."""
+    if kind == "ORC":
+        import pyarrow.orc as orc
+
+        f = orc.ORCFile(path)
+        return f.nrows, lambda size: (f.read_stripe(i) for i in range(f.nstripes)), f.schema
+    if kind == "Arrow IPC/Feather":
+        import pyarrow.feather as feather
+
+        t = feather.read_table(path, memory_map=True)  # uncompressed: mapped, not read
+        return t.num_rows, lambda size: iter(t.to_batches(max_chunksize=size)), t.schema
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    return f.metadata.num_rows, lambda size: f.iter_batches(batch_size=size), f.schema_arrow
+
+
 def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool = False,
                  meta: dict[str, Any] | None = None) -> Table:
-    """max_rows: the first that many rows, or with `spread` a uniform random sample of them from the
-    whole file (seeded, in file order; every record batch is decoded, one at a time)."""
+    """A Parquet (or Arrow IPC/Feather, ORC: by suffix) file as a Table. max_rows: the first that many rows, or
+    with `spread` a uniform random sample of them from the whole file (seeded, in file order; every record batch
+    is decoded, one at a time)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     path = Path(path)
+    kind = _KINDS.get(path.suffix.lower(), "Parquet")
     try:
-        f = pq.ParquetFile(path)
-        total = f.metadata.num_rows
+        total, batches_of, schema = _source(path, kind)
         if max_rows is None or max_rows >= total:
-            data = f.read()
+            data = pa.Table.from_batches(list(batches_of(65_536)), schema=schema)
         elif spread:
             # The rows to keep, drawn before reading (the file says how many there are).
             pick = spread_rows(total, max_rows)
             batches, offset = [], 0
-            for b in f.iter_batches(batch_size=65_536):
+            for b in batches_of(65_536):
                 lo, hi = np.searchsorted(pick, [offset, offset + b.num_rows])
                 if hi > lo:
                     batches.append(b.take(pa.array(pick[lo:hi] - offset)))
                 offset += b.num_rows
-            data = pa.Table.from_batches(batches, schema=f.schema_arrow)
+            data = pa.Table.from_batches(batches, schema=schema)
         else:
             batches = []
             got = 0
-            for b in f.iter_batches(batch_size=min(max_rows, 65_536)):
+            for b in batches_of(min(max_rows, 65_536)):
                 batches.append(b.slice(0, max_rows - got))
                 got += batches[-1].num_rows
                 if got >= max_rows:
                     break
-            data = pa.Table.from_batches(batches, schema=f.schema_arrow)
+            data = pa.Table.from_batches(batches, schema=schema)
         # Every stored column, index ones too: pandas writes a set_index column (or a time series' dates) into the
         # file, and restoring it as an index would drop it here. As from_dataframe does, an unnamed integer index
         # (row numbers left by filtering, stored as __index_level_0__) is left out, and another unnamed one blank.
@@ -79,10 +103,10 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
         df = df.loc[:, [not (u and pd.api.types.is_integer_dtype(t)) for u, t in zip(unnamed, df.dtypes)]]
         df.columns = ["" if re.fullmatch(r"__index_level_\d+__", str(c)) else c for c in df.columns]
     except (OSError, pa.ArrowException) as e:
-        raise TableError(f"{path}: cannot read as Parquet ({e})") from None
+        raise TableError(f"{path}: cannot read as {kind} ({e})") from None
     if df.shape[1] == 0:
-        raise TableError(f"{path}: Parquet file has no columns")
-    m = {"source": "parquet", "name": path.name, "path": str(path), "rows_total": total, "header": "given",
+        raise TableError(f"{path}: {kind} file has no columns")
+    m = {"source": {"Parquet": "parquet", "ORC": "orc"}.get(kind, "arrow"), "name": path.name, "path": str(path), "rows_total": total, "header": "given",
          "has_header": True, "row_sample": row_sample_kind(len(df), total, spread)}
     m.update(meta or {})
     return from_dataframe(df, meta=m)

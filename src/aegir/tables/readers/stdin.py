@@ -2,7 +2,7 @@
 
 The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
 is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
-the first bytes: SQLite, Parquet, Excel, OpenDocument and zip archives by their magic, compressed streams by theirs with the format
+the first bytes: SQLite, Parquet, Arrow IPC, ORC, Excel, OpenDocument and zip archives by their magic, compressed streams by theirs with the format
 inside sniffed from a decompressed head, JSON by a first `{` or `[`, HTML by a first `<!doctype html`, `<html` or
 `<table`, and CSV/TSV otherwise.
 """
@@ -52,6 +52,10 @@ def sniff_suffix(head: bytes) -> str:
         return ".sqlite"
     if head.startswith(b"PAR1"):
         return ".parquet"
+    if head.startswith(b"ARROW1"):
+        return ".arrow"
+    if head.startswith(b"ORC"):
+        return ".orc"
     if head.startswith(b"PK\x03\x04"):  # a zip: a workbook when it holds OOXML's content types, or ODF's mimetype first
         if head[30:38] == b"mimetype" and b"opendocument.spreadsheet" in head[38:120]:
             return ".ods"
