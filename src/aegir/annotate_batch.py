@@ -16,7 +16,7 @@ flushed file by file, so a killed run keeps every finished file:
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
 *.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.arrow, *.feather, *.ipc, *.orc, *.xlsx,
-*.xlsm, *.ods and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
+*.xlsm, *.xls, *.ods and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
 not for *.json or *.html (folders hold JSON and web pages of every kind: name such tables directly), nor the
 JSON Lines that
 annotation runs write. Files named directly are taken whatever their suffix. Every worksheet of a workbook

@@ -10,15 +10,16 @@ import zipfile
 import openpyxl
 import pandas as pd
 import pytest
+import xlwt
 import zstandard
 
 from aegir.tables import TableError
 from aegir.tables.readers import read_table_file
 
 MAGICS = [b"", b"\x1f\x8b\x08", b"BZh91AY&SY", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd", b"PK\x03\x04", b"PAR1",
-          b"SQLite format 3\x00", b"[", b"<table><tr><td>"]
+          b"SQLite format 3\x00", b"[", b"<table><tr><td>", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"]
 SUFFIXES = [".csv", ".csv.gz", ".tsv.bz2", ".jsonl", ".json", ".json.xz", ".csv.zst", ".parquet", ".xlsx", ".ods",
-            ".sqlite", ".db", ".zip", ".html"]
+            ".sqlite", ".db", ".zip", ".html", ".xls"]
 
 
 def _real_files(tmp_path):
@@ -40,6 +41,13 @@ def _real_files(tmp_path):
     files[".ods"] = (tmp_path / "t.ods").read_bytes()
     files[".csv.zst"] = zstandard.ZstdCompressor().compress(files[".csv"])
     files[".html"] = df.to_html(index=False).encode()
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("t")
+    for r, row in enumerate([list(df.columns)] + df.values.tolist()):
+        for c, v in enumerate(row):
+            sheet.write(r, c, v)
+    book.save(tmp_path / "t.xls")
+    files[".xls"] = (tmp_path / "t.xls").read_bytes()
     with sqlite3.connect(tmp_path / "t.sqlite") as con:
         df.to_sql("t", con, index=False)
     files[".sqlite"] = (tmp_path / "t.sqlite").read_bytes()

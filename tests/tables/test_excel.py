@@ -84,10 +84,10 @@ def test_worksheets_by_name_or_position_and_clear_errors(tmp_path):
         read_excel(p, sheet=7)
     with pytest.raises(TableError, match=r"h.xlsx \[Empty\]: file is empty"):
         read_excel(p, sheet="Empty")
-    with pytest.raises(TableError, match=r"not a workbook \(.xlsx, .xlsm, .ods\)"):
+    with pytest.raises(TableError, match=r"not a workbook \(.xlsx, .xlsm, .xls, .ods\)"):
         read_table_file(tmp_path / "x.csv", sheet="Codes")
     (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0 legacy")
-    with pytest.raises(TableError, match="legacy .xls workbook; save it as .xlsx or CSV"):
+    with pytest.raises(TableError, match=r"old.xls: cannot read as an Excel 97-2003 workbook"):
         read_table_file(tmp_path / "old.xls")
     (tmp_path / "fake.xlsx").write_text("a,b\n1,2\n")
     with pytest.raises(TableError, match=r"fake.xlsx: cannot read as an Excel workbook \(BadZipFile"):
@@ -118,3 +118,38 @@ def test_a_sheet_named_like_a_number_is_found_by_name(tmp_path):
     wb.active.append([1, 2.5])
     wb.save(tmp_path / "y.xlsx")
     assert read_excel(tmp_path / "y.xlsx", sheet=2019).meta["sheet"] == "2019"
+
+
+def test_legacy_xls_workbooks_read_like_xlsx(tmp_path):
+    """The same cells and number formats written as .xls (xlwt) and .xlsx (openpyxl) read the same."""
+    import xlwt
+
+    rows = [["item", "share", "price", "since", "ok", "n"],
+            ["Tea", (0.153, "0.0%"), (1234.5, '"$"#,##0.00'), (dt.date(2024, 5, 6), "yyyy-mm-dd"), True, 3.0],
+            ["Milk", (0.05, "0.0%"), (-20.0, "#,##0.00;(#,##0.00)"), (dt.datetime(2023, 1, 2, 10, 30), "yyyy-mm-dd hh:mm"),
+             False, 4.5]]
+    xls, xl = xlwt.Workbook(), openpyxl.Workbook()
+    cover, ws_x = xls.add_sheet("Cover"), xls.add_sheet("Data")
+    cover.write(0, 0, "Report")
+    xl.active.title = "Cover"
+    xl.active["A1"] = "Report"
+    ws = xl.create_sheet("Data")
+    for r, row in enumerate(rows):
+        for c, v in enumerate(row):
+            value, fmt = v if isinstance(v, tuple) else (v, None)
+            if fmt:
+                ws_x.write(r, c, value, xlwt.easyxf(num_format_str=fmt))
+            else:
+                ws_x.write(r, c, value)
+            cell = ws.cell(r + 1, c + 1, value)
+            if fmt:
+                cell.number_format = fmt
+    xls.save(tmp_path / "book.xls")
+    xl.save(tmp_path / "book.xlsx")
+    a, b = read_table_file(tmp_path / "book.xls"), read_table_file(tmp_path / "book.xlsx")
+    assert (a.meta["source"], a.meta["sheet"], a.meta["sheets"]) == ("xls", "Data", ["Cover", "Data"])
+    assert (a.header, a.columns) == (b.header, b.columns)
+    assert a.columns[1:3] == [["15.3%", "5.0%"], ["$1,234.50", "(20.00)"]]
+    assert a.columns[3:] == [["2024-05-06", "2023-01-02 10:30:00"], ["TRUE", "FALSE"], ["3", "4.5"]]
+    assert sheet_names(tmp_path / "book.xls") == ["Data"]
+    assert read_table_file(tmp_path / "book.xls", sheet="Cover", header=False).columns == [["Report"]]

@@ -7,7 +7,8 @@ Cells become text as they are shown where that is the cell's number format (`num
 0.15, $1,234.50, 12.3 kg; a format it does not cover, and General, plainly: 3, 4.8), a date as ISO 8601,
 TRUE/FALSE as Excel writes them, a formula as the value Excel last computed (empty when the file was never
 opened in a spreadsheet program).
-Legacy .xls workbooks are refused with a clear error (save them as .xlsx or CSV).
+Legacy .xls workbooks (Excel 97-2003, BIFF) are read with xlrd the same way, cell by cell with their number
+formats; a .xls sheet holds at most 65,536 rows, so xlrd's whole-sheet load stays bounded.
 openpyxl parses the workbook's XML through defusedxml (a dependency), so a hostile file cannot
 expand entities without bound.
 """
@@ -27,7 +28,8 @@ from aegir.tables.table import Table, TableError
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 LEGACY_SUFFIXES = (".xls",)
-WORKBOOK_SUFFIXES = (*EXCEL_SUFFIXES, *ODS_SUFFIXES)  # what read_excel reads
+WORKBOOK_SUFFIXES = (*EXCEL_SUFFIXES, *LEGACY_SUFFIXES, *ODS_SUFFIXES)  # what read_excel reads
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # the compound file a .xls workbook is stored in
 
 
 def cell_text(v: Any, number_format: str | None = None) -> str:
@@ -77,10 +79,55 @@ class XlsxBook:
         self.wb.close()
 
 
-def _open(path: Path) -> XlsxBook | OdsBook:
-    if path.suffix.lower() in LEGACY_SUFFIXES:
-        raise TableError(f"{path}: legacy .xls workbook; save it as .xlsx or CSV")
-    return OdsBook(path) if path.suffix.lower() in ODS_SUFFIXES else XlsxBook(path)
+class XlsBook:
+    """A legacy .xls workbook's worksheets (xlrd), as `read_excel` reads a workbook."""
+
+    def __init__(self, path: Path):
+        import xlrd
+
+        try:
+            self.book = xlrd.open_workbook(path, formatting_info=True, on_demand=True)
+        except Exception as e:  # not a compound file, an .xlsx renamed .xls, a damaged stream, ...
+            raise TableError(f"{path}: cannot read as an Excel 97-2003 workbook ({type(e).__name__}: {e})") from None
+        self.names = self.book.sheet_names()
+
+    def rows(self, index: int) -> Iterator[list[str]]:
+        import xlrd
+
+        book = self.book
+        sheet = book.sheet_by_index(index)
+        for r in range(sheet.nrows):
+            row = []
+            for c in sheet.row(r):
+                fmt = book.format_map.get(book.xf_list[c.xf_index].format_key) if c.xf_index is not None else None
+                if c.ctype == xlrd.XL_CELL_DATE:
+                    try:
+                        v = xlrd.xldate_as_datetime(c.value, book.datemode)
+                    except (ValueError, OverflowError, xlrd.xldate.XLDateError):
+                        v = c.value  # a date format on a number no date has: the number
+                elif c.ctype == xlrd.XL_CELL_BOOLEAN:
+                    v = bool(c.value)
+                elif c.ctype == xlrd.XL_CELL_ERROR:
+                    v = xlrd.error_text_from_code.get(c.value, "#ERR")
+                else:
+                    v = c.value if c.ctype != xlrd.XL_CELL_BLANK else None
+                row.append(cell_text(v, fmt.format_str if fmt is not None else None))
+            yield row
+
+    def holds_table(self, index: int) -> bool:
+        return sum(1 for _ in itertools.islice((r for r in self.rows(index) if not blank(r)), 2)) == 2
+
+    def close(self) -> None:
+        self.book.release_resources()
+
+
+def _open(path: Path) -> XlsxBook | XlsBook | OdsBook:
+    suffix = path.suffix.lower()
+    if suffix in ODS_SUFFIXES:
+        return OdsBook(path)
+    if suffix in LEGACY_SUFFIXES:
+        return XlsBook(path)
+    return XlsxBook(path)
 
 
 def sheet_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
@@ -123,7 +170,7 @@ def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool
             raise
         except Exception as e:  # a damaged sheet part inside a readable zip
             raise TableError(f"{path}, worksheet {names[i]!r}: cannot read ({type(e).__name__}: {e})") from None
-        kind = "ods" if isinstance(book, OdsBook) else "excel"
+        kind = "ods" if isinstance(book, OdsBook) else "xls" if isinstance(book, XlsBook) else "excel"
         return to_table(rows, f"{path} [{names[i]}]", header=header, max_rows=max_rows, spread=spread, meta=meta,
                         source={"source": kind, "name": path.name, "path": str(path), "sheet": names[i],
                                 "sheets": names})

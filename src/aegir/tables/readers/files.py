@@ -1,5 +1,5 @@
 """One table file by its suffix: Parquet (`.parquet`, `.pq`), Arrow IPC/Feather (`.arrow`, `.feather`, `.ipc`) or
-ORC (`.orc`); an Excel workbook or OpenDocument spreadsheet (`.xlsx`, `.xlsm`, `.ods`; one worksheet); a SQLite
+ORC (`.orc`); an Excel workbook or OpenDocument spreadsheet (`.xlsx`, `.xlsm`, `.xls`, `.ods`; one worksheet); a SQLite
 database (`.sqlite`, `.sqlite3`, `.db`, `.db3`, or any file with SQLite's header; one table); an HTML page (`.html`,
 `.htm`; one <table>); JSON Lines or a JSON array of objects (`.jsonl`, `.ndjson`, `.json`; also compressed); a zip
 archive of such files (`.zip`; one member); or CSV/TSV text (anything else; also compressed)."""
@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from aegir.tables.readers.archive import ZIP_SUFFIXES, extracted
 from aegir.tables.readers.common import errors_named
 from aegir.tables.readers.csv import read_csv
-from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, LEGACY_SUFFIXES, read_excel
+from aegir.tables.readers.excel import WORKBOOK_SUFFIXES, read_excel
 from aegir.tables.readers.html import HTML_SUFFIXES, read_html
 from aegir.tables.readers.jsonl import is_json, read_json
 from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES, read_parquet
@@ -37,7 +37,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
         raise TableError(f"{p}: a member was named, but this is not a zip archive")
     database = is_database(p)
     if sheet is not None and suffix not in WORKBOOK_SUFFIXES:
-        raise TableError(f"{p}: a sheet was named, but this is not a workbook (.xlsx, .xlsm, .ods)")
+        raise TableError(f"{p}: a sheet was named, but this is not a workbook (.xlsx, .xlsm, .xls, .ods)")
     if table is not None and not database and not is_json(p) and suffix not in HTML_SUFFIXES:
         raise TableError(f"{p}: a table was named, but this is not a SQLite database, a JSON document or an HTML page")
     if database:
@@ -48,7 +48,7 @@ def read_table_file(path: str | Path, *, header: bool | str = "infer", max_rows:
         return read_json(p, table=table, max_rows=max_rows, spread=spread)
     if suffix in HTML_SUFFIXES:
         return read_html(p, table=table, header=header, max_rows=max_rows, spread=spread)
-    if suffix in WORKBOOK_SUFFIXES + LEGACY_SUFFIXES:
+    if suffix in WORKBOOK_SUFFIXES:
         return read_excel(p, sheet=sheet, header=header, max_rows=max_rows, spread=spread)
     return read_csv(p, header=header, max_rows=max_rows, spread=spread, encoding=encoding)
 

@@ -21,6 +21,7 @@ from typing import BinaryIO, Iterator
 import zstandard
 
 from aegir.tables.readers.compressed import STREAM_ERRORS, SUFFIXES, compression_of
+from aegir.tables.readers.excel import OLE_MAGIC
 from aegir.tables.readers.sqlite import MAGIC as SQLITE_MAGIC
 
 STDIN_NAME = "<stdin>"
@@ -52,6 +53,8 @@ def sniff_suffix(head: bytes) -> str:
         return ".sqlite"
     if head.startswith(b"PAR1"):
         return ".parquet"
+    if head.startswith(OLE_MAGIC):  # the compound file of a legacy .xls workbook
+        return ".xls"
     if head.startswith(b"ARROW1"):
         return ".arrow"
     if head.startswith(b"ORC"):
