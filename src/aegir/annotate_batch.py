@@ -16,15 +16,14 @@ flushed file by file, so a killed run keeps every finished file:
 
 Folders are searched recursively (sorted, so runs and resumes see the same order) for *.csv, *.tsv, *.tab,
 *.jsonl, *.ndjson (also compressed: *.csv.gz, *.csv.bz2, *.jsonl.xz, *.csv.zst, ...), *.parquet, *.pq, *.arrow,
-*.feather, *.ipc, *.orc, *.xlsx, *.xlsm, *.xls, *.ods and *.zip files, and for SQLite databases (*.sqlite, *.sqlite3, *.db, *.db3 that start with SQLite's header);
-not for *.json or *.html (folders hold JSON and web pages of every kind: name such tables directly), nor the
-JSON Lines that
-annotation runs write. Files named directly are taken whatever their suffix. Every worksheet of a workbook
-(.xlsx, .xls, .ods) that holds a table (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=`
-picks one worksheet in every workbook (other files ignore it). Likewise every table of a database that holds
-a row, every array of objects of a JSON document and every <table> of an HTML page that holds a table
-(`table`), and every table file of a zip archive
-(`member`), a workbook, database or document in it part by part.
+*.feather, *.ipc, *.orc, *.xlsx, *.xlsm, *.xls, *.ods and *.zip files, and for SQLite databases (*.sqlite,
+*.sqlite3, *.db, *.db3 that start with SQLite's header); not for *.json or *.html (folders hold JSON and web
+pages of every kind: name such tables directly), nor the JSON Lines that annotation runs write. Files named
+directly are taken whatever their suffix. Every worksheet of a workbook (.xlsx, .xls, .ods) that holds a table
+(two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one worksheet in every
+workbook (other files ignore it). Likewise every table of a database that holds a row, every array of objects
+of a JSON document and every <table> of an HTML page that holds a table (`table`), and every table file of a
+zip archive (`member`), a workbook, database or document in it part by part.
 """
 
 from __future__ import annotations
