@@ -43,6 +43,10 @@ def test_a_saved_page_reads_table_by_table(tmp_path):
     assert (rates.header, rates.columns, rates.meta["header"]) == (["Season", "Rate"], [["Summer", "Winter"],
                                                                                        ["240", "180"]], "evidence")
     assert read_table_file(path, table="table 5", header=False).columns == [["a", "c"], ["b", "d"]]
+    single = tmp_path / "single.html"  # one column of data is a table; a layout table around it is not
+    single.write_text("<table><tr><td><table><tr><th>City</th></tr><tr><td>Oslo</td></tr><tr><td>Rome</td></tr>"
+                      "</table></td></tr><tr><td>footer</td></tr></table>")
+    assert html_tables(single) == ["table 2"] and read_table_file(single).columns == [["Oslo", "Rome"]]
     with pytest.raises(TableError, match=r"hotels.html: no table named 'prices'; its tables: 'layout', 'Hotels"):
         read_table_file(path, table="prices")
 

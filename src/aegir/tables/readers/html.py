@@ -3,12 +3,13 @@
 Web tables are what SOTAB annotates, and a page holds several: a layout table around the content, a table
 of data, a small one in the sidebar. Each `<table>` is a table here, named by its `id`, else its caption,
 else its position (`table 3`), and like a database's tables picked with `table=`; by default the first that
-holds a table (two or more non-blank rows of two or more cells). Rows are the table's own `<tr>` (those of
-a table nested in a cell belong to that table, whose text is the cell's); a cell is its text with runs of
-white space made one space. A cell spanning columns or rows (colspan, rowspan) fills each place it covers
-with its text, as pandas' read_html does; spans are capped as browsers cap them (1,000 columns, 65,534
-rows). A first row inside `<thead>`, or of `<th>` cells only, is the header; otherwise the header is guessed
-as for a CSV file (`readers.header`), and the same row sample, count and preamble skip apply (`readers.rows`).
+holds a table (two or more non-blank rows, and no table nested in it, as a page's layout table has). Rows are
+the table's own `<tr>` (those of a table nested in a cell belong to that table, whose text is the cell's); a
+cell is its text with runs of white space made one space. A cell spanning columns or rows (colspan, rowspan)
+fills each place it covers with its text, as pandas' read_html does; spans are capped as browsers cap them
+(1,000 columns, 65,534 rows). A first row inside `<thead>`, or of `<th>` cells only, is the header; otherwise
+the header is guessed as for a CSV file (`readers.header`), and the same row sample, count and preamble skip
+apply (`readers.rows`).
 
 The page is parsed whole by lxml's HTML parser (no network access, comments dropped); its encoding comes from
 the page's own declaration, else UTF-8 with a fallback to cp1252.
@@ -16,6 +17,7 @@ the page's own declaration, else UTF-8 with a fallback to cp1252.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,14 +141,11 @@ def _tables(root) -> list[HtmlTable]:
 
 
 def _holds_table(t: HtmlTable) -> bool:
-    """Two or more non-blank rows of two or more cells: a layout table of one cell, or a lone row, is not one."""
-    n = 0
-    for row in t.rows():
-        if not blank(row) and sum(1 for c in row if c) >= 2:
-            n += 1
-            if n == 2:
-                return True
-    return False
+    """Two or more non-blank rows, and no table nested in it: a page's layout table holds other tables (and a box
+    of one cell, a lone row). A one-column table of data is one."""
+    if any(el is not t.element for el in t.element.iter("table")):
+        return False
+    return sum(1 for _ in itertools.islice((r for r in t.rows() if not blank(r)), 2)) == 2
 
 
 def html_tables(path: str | Path, *, nonempty: bool = True) -> list[str]:
@@ -165,7 +164,7 @@ def read_html(path: str | Path, *, table: str | None = None, header: bool | str 
     if table is None:
         t = next((t for t in tables if _holds_table(t)), None)
         if t is None:
-            raise TableError(f"{path}: no <table> holds a table (two or more rows of two or more cells)"
+            raise TableError(f"{path}: no <table> holds a table (two or more rows, no table nested in it)"
                              + ("" if tables else "; the page has no <table>"))
     elif table in names:
         t = tables[names.index(table)]
