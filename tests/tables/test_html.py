@@ -64,6 +64,11 @@ def test_spans_are_filled_as_pandas_fills_them(tmp_path):
     assert t.header == list(df.columns)
     assert t.columns == [df[c].astype(str).tolist() for c in df.columns]
     assert t.columns == [["x", "x", "x", "s"], ["wide", "p", "r", "t"], ["wide", "q", "q", "u"]]
+    ragged = tmp_path / "ragged.html"  # rows ending short of a span further right: blanks between
+    ragged.write_text("<table><tr><td>a</td><td>b</td><td rowspan=3>c</td></tr><tr><td>d</td></tr><tr></tr>"
+                      "<tr><td>x</td><td>y</td><td>z</td></tr></table>")
+    assert list(read_table_file(ragged, header=False).rows()) == [["a", "b", "c"], ["d", "", "c"], ["", "", "c"],
+                                                                  ["x", "y", "z"]]
     huge = tmp_path / "huge.html"  # a span count is a number in the file: capped as browsers cap it
     huge.write_text('<table><tr><td colspan="100000000">a</td></tr><tr><td>b</td><td>c</td></tr></table>')
     assert read_table_file(huge, header=False).n_cols == 1000

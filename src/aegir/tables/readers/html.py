@@ -40,40 +40,30 @@ class HtmlTable:
 
     def rows(self) -> Iterator[list[str]]:
         """The table's rows as text cells, spans filled in."""
-        carry: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers below)
+        carry: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers below this one)
         for tr in _own(self.element, "tr"):
             row: list[str] = []
             cells = iter(_own(tr, "td", "th"))
             while True:
                 j = len(row)
-                if j in carry:  # a cell from a row above spans down into this one
-                    text, left = carry[j]
-                    row.append(text)
-                    if left > 1:
-                        carry[j] = (text, left - 1)
-                    else:
-                        del carry[j]
-                    continue
-                cell = next(cells, None)
-                if cell is None:
-                    break
-                text = " ".join(cell.text_content().split())
-                span_c = _span(cell, "colspan", MAX_COLSPAN)
-                span_r = _span(cell, "rowspan", MAX_ROWSPAN)
-                for k in range(span_c):
-                    row.append(text)
-                    if span_r > 1:
-                        carry[j + k] = (text, span_r - 1)
-            # Spans reaching past this row's last cell still fill their places (a ragged right edge).
-            while carry and max(carry) >= len(row):
-                j = len(row)
-                if j in carry:
+                if j in carry:  # a cell from a row above spans down into this place
                     text, left = carry.pop(j)
                     row.append(text)
                     if left > 1:
                         carry[j] = (text, left - 1)
-                else:
-                    row.append("")
+                    continue
+                cell = next(cells, None)
+                if cell is None:
+                    if carry and max(carry) > j:  # the row ends short of a span further right: a blank between
+                        row.append("")
+                        continue
+                    break
+                text = " ".join(cell.text_content().split())
+                span_r = _span(cell, "rowspan", MAX_ROWSPAN)
+                for k in range(_span(cell, "colspan", MAX_COLSPAN)):
+                    row.append(text)
+                    if span_r > 1:
+                        carry[j + k] = (text, span_r - 1)
             yield row
 
 
