@@ -28,6 +28,17 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif self.path == "/to-ftp.csv":  # a redirect away from http(s)
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/t.csv")
+            self.end_headers()
+        elif self.path == "/badlength.csv":  # a Content-Length that is no number: read to the connection's end
+            self.send_response(200)
+            self.send_header("Content-Length", "many")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(CSV)
+            self.close_connection = True
         elif self.path == "/cut.csv":  # promises more bytes than it sends
             self.send_response(200)
             self.send_header("Content-Length", str(len(CSV) * 2))
@@ -72,6 +83,9 @@ def test_download_errors_name_the_url(server):
         _read("http://127.0.0.1:9/x.csv")  # the discard port: nothing listens
     with pytest.raises(TableError, match=r"ftp://host/x.csv: not an http\(s\) URL"):
         _read("ftp://host/x.csv")
+    with pytest.raises(TableError, match=r"/to-ftp.csv: the server answered 302 redirected to a URL that is not http"):
+        _read(f"{server}/to-ftp.csv")
+    assert _read(f"{server}/badlength.csv")[1].n_rows == 2000
 
 
 def test_a_big_download_reports_its_progress(server):

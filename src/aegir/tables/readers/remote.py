@@ -49,6 +49,18 @@ def _suffix(url: str) -> str:
     return ""
 
 
+class _HttpOnly(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed to http(s) URLs only (urllib would follow one to ftp:)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not is_url(newurl):
+            raise urllib.error.HTTPError(newurl, code, f"redirected to a URL that is not http(s): {newurl}", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnly)
+
+
 @contextlib.contextmanager
 def downloaded(url: str) -> Iterator[Path]:
     """The URL's body as a temporary file named by its kind (see the module docstring), removed afterwards."""
@@ -56,31 +68,41 @@ def downloaded(url: str) -> Iterator[Path]:
         raise TableError(f"{url}: not an http(s) URL")
     request = urllib.request.Request(url, headers={"User-Agent": "aegir (table annotation)"})
     try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        response = _OPENER.open(request, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as e:
         raise TableError(f"{url}: the server answered {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:  # no such host, refused, timed out, bad URL
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # no host, refused, ...
         raise TableError(f"{url}: cannot download ({getattr(e, 'reason', None) or e})") from None
-    with response, tempfile.TemporaryDirectory(prefix="aegir-url-") as tmp:
-        size = int(response.headers.get("Content-Length") or 0)
-        free = shutil.disk_usage(tmp).free
-        if size > free:
-            raise TableError(f"{url}: {size / 2**20:,.1f} MiB to download, more than the {free / 2**20:,.1f} MiB "
-                             f"free in {tempfile.gettempdir()} (set TMPDIR, or download it yourself)")
-        done = 0
-        try:
-            head = response.read(SNIFF_BYTES)
-            path = Path(tmp) / f"download{_suffix(url) or sniff_suffix(head)}"
-            done = len(head)
-            with open(path, "wb") as fh:
-                fh.write(head)
-                while block := response.read(BLOCK):
-                    fh.write(block)
-                    done += len(block)
-                    report(Path(url), done, size)
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:  # the connection dropped, the disk filled
-            raise TableError(f"{url}: download broke off after {done:,} bytes ({e})") from None
-        if size and done < size:
-            raise TableError(f"{url}: download broke off after {done:,} of {size:,} bytes")
-        report(Path(url), done, max(size, done))
+    with tempfile.TemporaryDirectory(prefix="aegir-url-") as tmp:
+        with response:
+            path = _save(response, url, Path(tmp))
         yield path
+
+
+def _save(response, url: str, folder: Path) -> Path:
+    """The response's body written to a file in `folder` named by its kind; errors name the URL."""
+    try:
+        size = max(int(response.headers.get("Content-Length") or 0), 0)
+    except ValueError:  # a malformed header: the size is unknown
+        size = 0
+    free = shutil.disk_usage(folder).free
+    if size > free:
+        raise TableError(f"{url}: {size / 2**20:,.1f} MiB to download, more than the {free / 2**20:,.1f} MiB "
+                         f"free in {tempfile.gettempdir()} (set TMPDIR, or download it yourself)")
+    done = 0
+    try:
+        head = response.read(SNIFF_BYTES)
+        path = folder / f"download{_suffix(url) or sniff_suffix(head)}"
+        done = len(head)
+        with open(path, "wb") as fh:
+            fh.write(head)
+            while block := response.read(BLOCK):
+                fh.write(block)
+                done += len(block)
+                report(Path(url), done, size)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:  # the connection dropped, the disk filled
+        raise TableError(f"{url}: download broke off after {done:,} bytes ({e})") from None
+    if size and done < size:
+        raise TableError(f"{url}: download broke off after {done:,} of {size:,} bytes")
+    report(Path(url), done, max(size, done))
+    return path
