@@ -49,6 +49,7 @@ from aegir.tables.readers.html import HTML_SUFFIXES, html_tables
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
 from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES
 from aegir.tables.readers.progress import reporting, task_reporter
+from aegir.tables.readers.remote import is_url
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
@@ -111,6 +112,10 @@ def find_tables(paths: Sequence[str | Path]) -> list[Path]:
     """The files to annotate: files as named, folders searched recursively for table suffixes;
     in order, duplicates (same resolved path) once."""
     found: list[Path] = []
+    urls = [str(p) for p in paths if is_url(p)]
+    if urls:
+        raise TableError(f"{urls[0]}: a URL is annotated alone (annotate(url), aegir annotate URL); to annotate many, "
+                         "download them and name the folder")
     for p in map(Path, paths):
         if p.is_dir():
             found += sorted(q for q in p.rglob("*") if q.is_file() and _is_table_file(q))

@@ -81,6 +81,10 @@ def test_download_errors_name_the_url(server):
         _read(f"{server}/cut.csv")
     with pytest.raises(TableError, match=r"http://127.0.0.1:9/x.csv: cannot download"):
         _read("http://127.0.0.1:9/x.csv")  # the discard port: nothing listens
+    from aegir.annotate_batch import find_tables
+
+    with pytest.raises(TableError, match=r"http://h/a.csv: a URL is annotated alone"):
+        find_tables(["http://h/a.csv", "b.csv"])  # Path would fold it to http:/h/a.csv, "no such file"
     with pytest.raises(TableError, match=r"ftp://host/x.csv: not an http\(s\) URL"):
         _read("ftp://host/x.csv")
     with pytest.raises(TableError, match=r"/to-ftp.csv: the server answered 302 redirected to a URL that is not http"):
