@@ -16,7 +16,7 @@ from aegir.commands import INFER_BF16_HELP
 
 console = Console()
 STDIN = Path("-")
-BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows a status line while it reads (~14 s a GiB here)
+BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows its reading progress (~14 s a GiB here)
 
 
 def register(app: typer.Typer) -> None:
