@@ -191,9 +191,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
              encoding: str | None = None, sheet: str | int | None = None, table: str | None = None,
              member: str | None = None) -> AnnotationResult:
-    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx), OpenDocument (.ods),
-    Parquet, SQLite or HTML file's path, or its http(s) URL as a string, downloaded first (`readers.remote`);
-    `read_table_file` says which suffixes are which).
+    """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx, .xls), OpenDocument
+    (.ods), Parquet/Arrow/ORC, SQLite or HTML file's path, or its http(s) URL as a string, downloaded first
+    (`readers.remote`); `read_table_file` says which suffixes are which).
 
     checkpoint: a classifier (final.pt, run folder, exported specialist or a loaded one), or a list
     of them sharing one label vocabulary: an ensemble whose scores are the members' mean probability.
