@@ -72,6 +72,10 @@ def test_spans_are_filled_as_pandas_fills_them(tmp_path):
     huge = tmp_path / "huge.html"  # a span count is a number in the file: capped as browsers cap it
     huge.write_text('<table><tr><td colspan="100000000">a</td></tr><tr><td>b</td><td>c</td></tr></table>')
     assert read_table_file(huge, header=False).n_cols == 1000
+    spans = tmp_path / "spans_bomb.html"  # 60,000 empty rows under a 1,000 x 65,534 cell: 60M places to fill
+    spans.write_text('<table><tr><td colspan="1000" rowspan="65534">x</td></tr>' + "<tr></tr>" * 60_000 + "</table>")
+    with pytest.raises(TableError, match=r"spans_bomb.html \[table 1\]: its cells' spans fill more than 1,000,000"):
+        read_table_file(spans, header=False)
 
 
 def test_encodings_declared_or_not(tmp_path):

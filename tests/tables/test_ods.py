@@ -118,6 +118,21 @@ def test_repeat_counts_are_bounded(tmp_path, monkeypatch):
         read_table_file(long)
 
 
+def test_a_few_bytes_cannot_ask_for_billions_of_cells(tmp_path):
+    """A row of 16,384 cells repeated a million times is ~300 bytes of XML: refused by the cells it asks for,
+    without copying the row a million times on the way."""
+    import time
+
+    bomb = write_ods(tmp_path / "bomb.ods", sheet("S", row(cell("a"), cell("b")),
+                                                  row(cell("x", repeat=16384), repeat=10**6)))
+    assert bomb.stat().st_size < 2000
+    start = time.perf_counter()
+    with pytest.raises(TableError, match=r"bomb.ods \[S\]: the 100,000 rows kept are 16,384 cells wide, more than "
+                                         r"50,000,000 cells in all"):
+        read_table_file(bomb, max_rows=100_000, spread=True)  # what annotate reads
+    assert time.perf_counter() - start < 60
+
+
 def test_a_long_sheet_streams(tmp_path):
     """20,000 rows: the sample is kept and the rest counted; the parsed tree never holds the sheet (it would
     take ~19 MB here: each row is dropped from it once read, ~0.5 MB)."""

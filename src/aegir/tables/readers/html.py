@@ -7,7 +7,7 @@ holds a table (two or more non-blank rows, and no table nested in it, as a page'
 the table's own `<tr>` (those of a table nested in a cell belong to that table, whose text is the cell's); a
 cell is its text with runs of white space made one space. A cell spanning columns or rows (colspan, rowspan)
 fills each place it covers with its text, as pandas' read_html does; spans are capped as browsers cap them
-(1,000 columns, 65,534 rows). A first row inside `<thead>`, or of `<th>` cells only, is the header; otherwise
+(1,000 columns, 65,534 rows), and a table whose spans fill more than a million places is refused. A first row inside `<thead>`, or of `<th>` cells only, is the header; otherwise
 the header is guessed as for a CSV file (`readers.header`), and the same row sample, count and preamble skip
 apply (`readers.rows`).
 
@@ -28,6 +28,7 @@ from aegir.tables.table import Table, TableError
 
 HTML_SUFFIXES = (".html", ".htm")
 MAX_COLSPAN, MAX_ROWSPAN = 1000, 65534  # the HTML standard's limits, which browsers apply
+MAX_SPANNED = 1_000_000  # cells a table's spans may fill: a few bytes of markup can ask for 65 million
 MAX_BYTES = 256 << 20  # a page is parsed whole
 _DECLARED = re.compile(rb"<meta[^>]+charset\s*=|<\?xml[^>]+encoding\s*=", re.I)  # the page names its encoding
 
@@ -38,10 +39,14 @@ class HtmlTable:
     element: Any  # the lxml <table> element
     header_row: bool  # its first row is a header by its markup (<thead>, or <th> cells only)
 
-    def rows(self) -> Iterator[list[str]]:
-        """The table's rows as text cells, spans filled in."""
+    def rows(self, where: str = "") -> Iterator[list[str]]:
+        """The table's rows as text cells, spans filled in (at most MAX_SPANNED places; `where` names the table
+        in the error past that)."""
         carry: dict[int, tuple[str, int]] = {}  # column -> (text, rows it still covers below this one)
+        spanned = 0
         for tr in _own(self.element, "tr"):
+            if spanned > MAX_SPANNED:
+                raise TableError(f"{where or self.name}: its cells' spans fill more than {MAX_SPANNED:,} places")
             row: list[str] = []
             cells = iter(_own(tr, "td", "th"))
             while True:
@@ -49,6 +54,7 @@ class HtmlTable:
                 if j in carry:  # a cell from a row above spans down into this place
                     text, left = carry.pop(j)
                     row.append(text)
+                    spanned += 1
                     if left > 1:
                         carry[j] = (text, left - 1)
                     continue
@@ -60,7 +66,9 @@ class HtmlTable:
                     break
                 text = " ".join(cell.text_content().split())
                 span_r = _span(cell, "rowspan", MAX_ROWSPAN)
-                for k in range(_span(cell, "colspan", MAX_COLSPAN)):
+                span_c = _span(cell, "colspan", MAX_COLSPAN)
+                spanned += span_c - 1
+                for k in range(span_c):
                     row.append(text)
                     if span_r > 1:
                         carry[j + k] = (text, span_r - 1)
@@ -162,6 +170,6 @@ def read_html(path: str | Path, *, table: str | None = None, header: bool | str 
         shown = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
         raise TableError(f"{path}: no table named {table!r}; its tables: {shown or 'none'}")
     given = True if header == "infer" and t.header_row else header
-    rows = collect(t.rows(), keep_for(max_rows, given), spread)
+    rows = collect(t.rows(f"{path} [{t.name}]"), keep_for(max_rows, given), spread)
     return to_table(rows, f"{path} [{t.name}]", header=given, max_rows=max_rows, spread=spread, meta=meta,
                     source={"source": "html", "name": path.name, "path": str(path), "table": t.name, "tables": names})

@@ -227,4 +227,4 @@ class OdsBook:
                 if n > MAX_ROWS:
                     raise TableError(f"{where}: more than {MAX_ROWS:,} rows")
                 for _ in range(repeat):
-                    yield list(cells)
+                    yield cells  # one list for every repeat: a row repeated a million times is not copied

@@ -20,6 +20,10 @@ from aegir.tables.table import Table, TableError
 
 FIRST_ROWS = 200  # the rows the preamble and header guesses look at
 PREAMBLE_MAX = 20  # leading rows that may be a preamble
+# Cells of the rows kept (rows x widest row) past which a table is refused: spreadsheets and web pages repeat a
+# row or span a cell by a count in the file, so a file of a few KB could otherwise ask for billions of cells
+# (100,000 rows x 16,384 columns). A real table this large would not fit in memory as text either.
+MAX_CELLS = 50_000_000
 
 
 def blank(row: list[str]) -> bool:
@@ -162,6 +166,10 @@ def to_table(rows: Collected, where: str | Path, *, header: bool | str, max_rows
         # Head: the first max_rows. Spread: a uniform sample of the sample's data rows, in file order.
         body = (body[:max_rows] if not spread else
                 [body[i] for i in sorted(random.Random(1).sample(range(len(body)), max_rows))])
+    width = max(map(len, body), default=0)
+    if len(body) * width > MAX_CELLS:
+        raise TableError(f"{where}: the {len(body):,} rows kept are {width:,} cells wide, more than {MAX_CELLS:,} cells "
+                         "in all; keep fewer rows (max_rows, annotate's max_rows_read)")
     total = rows.total - start  # data rows in the source
     m = {**source, "rows_total": total, "row_sample": row_sample_kind(len(body), total, spread),
          # How the first row was read: "given" (by the caller), "evidence" (its columns' values voted,
