@@ -122,6 +122,9 @@ def test_a_document_holds_tables_by_name_minified_or_not(tmp_path):
         assert (t.meta["format"], t.meta["table"], t.meta["tables"]) == ("document", "users", ["users", "orders"])
         o = read_table_file(p, table="orders")
         assert (o.header, o.columns, o.meta["table"]) == (["user", "total"], [["1"], ["9.5"]], "orders")
+    lines = tmp_path / "lines.json"  # JSON Lines under .json whose rows hold arrays of objects: every line a row
+    lines.write_text("".join(json.dumps({"id": i, "items": [{"sku": i}]}) + "\n" for i in range(3)))
+    assert json_tables(lines) == [] and read_json(lines).columns[0] == ["0", "1", "2"]  # the second was lost
     one = tmp_path / "row.jsonl"  # a .jsonl file's one line is one row, whatever it holds
     one.write_text(json.dumps(doc) + "\n")
     assert json_tables(one) == [] and read_json(one).n_rows == 1 and read_json(one).meta["format"] == "lines"

@@ -110,55 +110,50 @@ def _load(raw, path: Path) -> Any:
         raise TableError(f"{path}, line {e.lineno}: not JSON ({e.msg} at column {e.colno})") from None
 
 
-def _one_line_document(first: dict[str, Any] | None, rest: Iterator, path: Path) -> bool:
-    """Whether a file whose first line parsed as an object is one JSON document written on one line (a
-    minified API dump, `{"data": [...]}`) rather than JSON Lines: a `.json` file of that line alone, holding an
-    array of objects. A `.jsonl` file's one line is one row."""
-    return (first is not None and table_suffix(path) == ".json" and bool(arrays_of_objects(first))
-            and next(rest, None) is None)
-
-
-def _rows(path: Path, how: str | None, max_rows: int | None, spread: bool, table: str | None,
-          meta: dict[str, Any]) -> tuple[str, list, int]:
-    """("lines" or "document", the rows kept, how many there are): JSON Lines, streamed, unless the file
-    starts with an array, its first line is not an object of its own, or it is a document on one line; then
-    one document, parsed whole."""
+@contextlib.contextmanager
+def _opened(path: Path, how: str | None) -> Iterator[tuple[str, Any]]:
+    """("lines", the rows as an iterator), streamed, for JSON Lines; ("document", the parsed document) for a file
+    that starts with an array or whose first line is not an object of its own (parsed whole), and for a `.json`
+    file of one line holding an array of objects (a minified API dump, `{"data": [...]}`; a `.jsonl` file's one
+    line is one row)."""
     with open_raw(path, how) as raw:  # each of these streams can peek
         if _first_char(raw) != b"[":
             lines = _objects(_text(raw), path)
             try:
-                first = next(lines, None)
+                head = list(itertools.islice(lines, 2))  # a second line says JSON Lines; it is read again below
             except _Document:
                 pass  # read again from the start, as one document
             else:
-                if _one_line_document(first, lines, path):
-                    return ("document", *sample_rows(_document_rows(first, path, table, meta), max_rows, spread))
-                if table is not None:
-                    raise TableError(f"{path}: a table was named, but this is JSON Lines (one table)")
-                rows = itertools.chain([first] if first is not None else [], lines)
-                return ("lines", *sample_rows(rows, max_rows, spread))
+                if len(head) == 1 and table_suffix(path) == ".json" and arrays_of_objects(head[0]):
+                    yield "document", head[0]
+                else:
+                    yield "lines", itertools.chain(head, lines)
+                return
     with open_raw(path, how) as raw:
-        return ("document", *sample_rows(_document_rows(_load(raw, path), path, table, meta), max_rows, spread))
+        yield "document", _load(raw, path)
+
+
+def _rows(path: Path, how: str | None, max_rows: int | None, spread: bool, table: str | None,
+          meta: dict[str, Any]) -> tuple[str, list, int]:
+    """("lines" or "document", the rows kept, how many there are) (`_opened` says which)."""
+    with _opened(path, how) as (form, data):
+        if form == "lines":
+            if table is not None:
+                raise TableError(f"{path}: a table was named, but this is JSON Lines (one table)")
+            return ("lines", *sample_rows(data, max_rows, spread))
+        return ("document", *sample_rows(_document_rows(data, path, table, meta), max_rows, spread))
 
 
 def json_tables(path: str | Path) -> list[str]:
     """The arrays of objects a JSON document's top-level object holds (its tables), in order; [] for JSON Lines
-    and for a document that is an array (one table each)."""
+    and for a document that is an array (one table each, not parsed here)."""
     path = Path(path)
     with _errors(path) as how:
         with open_raw(path, how) as raw:
             if _first_char(raw) != b"{":
                 return []
-            lines = _objects(_text(raw), path)
-            try:
-                first = next(lines, None)
-            except _Document:
-                first = None
-            else:
-                return arrays_of_objects(first) if _one_line_document(first, lines, path) else []
-        with open_raw(path, how) as raw:
-            data = _load(raw, path)
-        return arrays_of_objects(data) if isinstance(data, dict) else []
+        with _opened(path, how) as (form, data):
+            return arrays_of_objects(data) if form == "document" and isinstance(data, dict) else []
 
 
 @contextlib.contextmanager
