@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file, write_markdown  # noqa: E402
+from result_files import write_json, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SOTAB = ROOT.parent / "shared/data/sotab_v2_sample/CTA"
@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
                             "macro_f1": guess_rep.macro_f1},
          "batching": batching}
     stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    result_file(stem, ".json").write_text(json.dumps(r, indent=1))
+    write_json(stem, r)
     L = ["# Annotating a folder of CSV files", "",
          f"Written by `benchmarks/annotate_lake.py` on {r['date']}. Checkpoint `{args.checkpoint}`, "
          f"{args.threads} threads. The lake: {'the' if args.limit is None else 'the first'} {res.files - 2} tables of the SOTAB V2 CTA validation sample as "

@@ -33,7 +33,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from header_guess import fetch_headed  # noqa: E402
-from result_files import result_file, write_markdown  # noqa: E402
+from result_files import write_json, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,8 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
          "errors": [Path(e.file).name for e in res.errors], "seconds": seconds, "agreement": agree,
          "headers_differ": differ}
     stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    result_file(stem, ".json").write_text(json.dumps(r, indent=1))
+    write_json(stem, r)
     L = ["# One table, every file format", "",
          f"Written by `benchmarks/formats.py` on {r['date']}. {len(names)} Rdatasets/vega CSVs (a seeded sample), each "
          "also written gzip- and zstd-compressed and, through pandas, as JSON Lines, Parquet, Arrow IPC (Feather), "

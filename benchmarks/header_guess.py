@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file  # noqa: E402
+from result_files import result_file, write_json  # noqa: E402
 
 from aegir.tables.readers.csv import read_csv  # noqa: E402
 from aegir.tables.readers.gittables import gittables_folds, read_gittables  # noqa: E402
@@ -178,8 +178,7 @@ def main() -> None:
     r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "before": args.before,
          "headed_corpus": skipped or "run", "corpora": rows}
     stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    result_file(stem, ".json").write_text(json.dumps(r, indent=1))
+    write_json(stem, r)
 
     def right(res: dict | None, has: bool) -> str:
         if res is None:

@@ -17,6 +17,14 @@ def result_file(stem: str | Path, ext: str) -> Path:
     return p.with_name(p.name + ext)
 
 
+def write_json(stem: str | Path, result: dict) -> None:
+    """The result's figures as STEM.json (the folder made if need be)."""
+    import json
+
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)
+    result_file(stem, ".json").write_text(json.dumps(result, indent=1))
+
+
 def write_markdown(stem: str | Path, lines: list[str]) -> None:
     """The result's table as STEM.md, and on the terminal."""
     text = "\n".join(lines)

@@ -22,7 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from result_files import result_file, write_markdown  # noqa: E402
+from result_files import write_json, write_markdown  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     r = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "checkpoint": args.checkpoint,
          "serialize": asdict(cfg), "runs": runs}
     stem = Path(args.out)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    result_file(stem, ".json").write_text(json.dumps(r, indent=1))
+    write_json(stem, r)
     L = ["# Values of a column that reach the model (`annotate`'s `values_read`)", "",
          f"Written by `benchmarks/values_read.py` on {r['date']}. Checkpoint `{args.checkpoint}`: trained at "
          f"{cfg.max_bytes} bytes per column, target segment {cfg.max_target_bytes}, cells cut at {cfg.max_cell_bytes}, "

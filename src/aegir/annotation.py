@@ -128,10 +128,13 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             sample = data.iloc[spread_rows(n, max_rows_read)]
             return from_dataframe(sample, meta={"rows_total": n, "row_sample": "spread"}), "DataFrame"
         return from_dataframe(data), "DataFrame"
+    def read(p: Path) -> Table:
+        # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
+        return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
+                               spread=True, encoding=encoding, sheet=sheet, table=table, member=member)
     if is_url(data):
         with downloaded(data) as p, errors_named(p, data):
-            t = read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header, spread=True,
-                                encoding=encoding, sheet=sheet, table=table, member=member)
+            t = read(p)
         t.meta.update(path=data, name=PurePosixPath(urllib.parse.urlsplit(data).path).name or data)
         return t, data
     if isinstance(data, (str, Path)):
@@ -140,9 +143,7 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             raise TableError(f"{p}: no such file")
         if p.is_dir():
             raise TableError(f"{p}: is a folder; annotate_files (aegir annotate FOLDER --out x.jsonl) annotates folders")
-        # A uniform sample of a long file's rows, not its first ones: sorted exports are seen end to end.
-        return read_table_file(p, max_rows=max_rows_read, header="infer" if header is None else header,
-                               spread=True, encoding=encoding, sheet=sheet, table=table, member=member), str(p)
+        return read(p), str(p)
     raise TableError("annotate() takes a pandas DataFrame, a Table, or the path or http(s) URL of a CSV/TSV, JSON, "
                      f"Excel, OpenDocument, Parquet, SQLite or HTML file, not {type(data).__name__}")
 

@@ -50,29 +50,27 @@ def register(app: typer.Typer) -> None:
                   sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table, member=member)
         from aegir.tables.readers.remote import is_url
 
-        if any(map(is_url, files)):
-            if len(files) > 1:
-                raise typer.BadParameter("a URL is one table: annotate it alone (or download the files and name them)")
-            if resume or overwrite:
-                raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
-            _annotate_one(files[0], checkpoint, out, kw)
-            return
-        files = [Path(f) for f in files]
-        if STDIN in files and len(files) > 1:
+        url = is_url(files[0])
+        if url and len(files) > 1 or any(map(is_url, files[1:])):
+            raise typer.BadParameter("a URL is one table: annotate it alone (or download the files and name them)")
+        paths = [Path(f) for f in files]  # a URL (a string: Path would fold its //) is annotated as given
+        if STDIN in paths and len(paths) > 1:
             raise typer.BadParameter("- (standard input) is one table: annotate it alone")
-        many = files != [STDIN] and (len(files) > 1 or files[0].is_dir()
-                                     or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson")))
+        many = not url and paths != [STDIN] and (len(paths) > 1 or paths[0].is_dir()
+                                                 or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson")))
         if many and out == STDIN:
             raise typer.BadParameter("many files or a folder are annotated into a .jsonl file (resumable), not to -")
         if many:
-            _annotate_many(files, checkpoint, out, resume, overwrite, kw)
+            _annotate_many(paths, checkpoint, out, resume, overwrite, kw)
             return
         if resume or overwrite:
             raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
-        if files[0] == STDIN:
+        if url:
+            _annotate_one(files[0], checkpoint, out, kw)
+        elif paths[0] == STDIN:
             _annotate_stdin(checkpoint, out, kw)
         else:
-            _annotate_one(files[0], checkpoint, out, kw)
+            _annotate_one(paths[0], checkpoint, out, kw)
 
     @app.command("export")
     def export_cmd(

@@ -16,14 +16,13 @@ expand entities without bound.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from pathlib import Path
 from typing import Any, Iterator
 
 from aegir.tables.readers.common import plain_number
 from aegir.tables.readers.numfmt import format_number
 from aegir.tables.readers.ods import ODS_SUFFIXES, OdsBook
-from aegir.tables.readers.rows import blank, collect, keep_for, to_table
+from aegir.tables.readers.rows import collect, holds_table, keep_for, to_table
 from aegir.tables.table import Table, TableError
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -56,6 +55,8 @@ class XlsxBook:
     """An .xlsx/.xlsm workbook's worksheets (chart sheets have no cells and are left out), as `read_excel` reads
     a workbook; `ods.OdsBook` is the same for OpenDocument spreadsheets."""
 
+    source = "excel"  # meta["source"] of its tables
+
     def __init__(self, path: Path):
         import openpyxl
 
@@ -71,9 +72,7 @@ class XlsxBook:
             yield [cell_text(c.value, getattr(c, "number_format", None)) for c in cells]
 
     def holds_table(self, index: int) -> bool:
-        """Two or more non-blank rows: a header and a row, or rows (a cover sheet with a title is not a table).
-        Reads the sheet up to its second such row."""
-        return sum(1 for _ in itertools.islice((r for r in self.rows(index) if not blank(r)), 2)) == 2
+        return holds_table(self.rows(index))
 
     def close(self) -> None:
         self.wb.close()
@@ -81,6 +80,8 @@ class XlsxBook:
 
 class XlsBook:
     """A legacy .xls workbook's worksheets (xlrd), as `read_excel` reads a workbook."""
+
+    source = "xls"
 
     def __init__(self, path: Path):
         import xlrd
@@ -115,7 +116,7 @@ class XlsBook:
             yield row
 
     def holds_table(self, index: int) -> bool:
-        return sum(1 for _ in itertools.islice((r for r in self.rows(index) if not blank(r)), 2)) == 2
+        return holds_table(self.rows(index))
 
     def close(self) -> None:
         self.book.release_resources()
@@ -143,9 +144,10 @@ def sheet_names(path: str | Path, *, nonempty: bool = True) -> list[str]:
 
 def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool | str = "infer",
                max_rows: int | None = None, spread: bool = False, meta: dict[str, Any] | None = None) -> Table:
-    """One worksheet of an Excel workbook or .ods spreadsheet as a Table. sheet: its name, its position (0 = first), or None for the first
-    worksheet that holds a table (two or more non-blank rows). header, max_rows and spread as in `read_csv`.
-    meta: source "excel" (or "ods"), sheet, sheets (every worksheet's name), and read_csv's row/header keys."""
+    """One worksheet of an Excel workbook (.xlsx, .xls) or .ods spreadsheet as a Table. sheet: its name, its
+    position (0 = first), or None for the first worksheet that holds a table (two or more non-blank rows). header,
+    max_rows and spread as in `read_csv`. meta: source "excel", "xls" or "ods", sheet, sheets (every worksheet's
+    name), and read_csv's row/header keys."""
     path = Path(path)
     book = _open(path)
     try:
@@ -170,9 +172,8 @@ def read_excel(path: str | Path, *, sheet: str | int | None = None, header: bool
             raise
         except Exception as e:  # a damaged sheet part inside a readable zip
             raise TableError(f"{path}, worksheet {names[i]!r}: cannot read ({type(e).__name__}: {e})") from None
-        kind = "ods" if isinstance(book, OdsBook) else "xls" if isinstance(book, XlsBook) else "excel"
         return to_table(rows, f"{path} [{names[i]}]", header=header, max_rows=max_rows, spread=spread, meta=meta,
-                        source={"source": kind, "name": path.name, "path": str(path), "sheet": names[i],
+                        source={"source": book.source, "name": path.name, "path": str(path), "sheet": names[i],
                                 "sheets": names})
     finally:
         book.close()

@@ -17,13 +17,12 @@ the page's own declaration, else UTF-8 with a fallback to cp1252.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from aegir.tables.readers.rows import blank, collect, keep_for, to_table
+from aegir.tables.readers.rows import collect, holds_table, keep_for, to_table
 from aegir.tables.table import Table, TableError
 
 HTML_SUFFIXES = (".html", ".htm")
@@ -141,9 +140,7 @@ def _tables(root) -> list[HtmlTable]:
 def _holds_table(t: HtmlTable) -> bool:
     """Two or more non-blank rows, and no table nested in it: a page's layout table holds other tables (and a box
     of one cell, a lone row). A one-column table of data is one."""
-    if any(el is not t.element for el in t.element.iter("table")):
-        return False
-    return sum(1 for _ in itertools.islice((r for r in t.rows() if not blank(r)), 2)) == 2
+    return not any(el is not t.element for el in t.element.iter("table")) and holds_table(t.rows())
 
 
 def html_tables(path: str | Path, *, nonempty: bool = True) -> list[str]:

@@ -160,6 +160,8 @@ class OdsBook:
     """An .ods workbook, read as `excel.read_excel` reads a workbook: its sheets' names and which hold a table
     (one pass over content.xml, on opening), and each sheet's rows (one more pass)."""
 
+    source = "ods"  # meta["source"] of its tables
+
     def __init__(self, path: Path):
         self.path = path
         self.sheets = self._scan()

@@ -69,14 +69,10 @@ class _Counting(io.RawIOBase):
 def open_binary(path: Path) -> BinaryIO:
     """`open(path, "rb")`, counted for the reporter when one is set and the file is large enough."""
     rep = _CURRENT.get()
-    fh = open(path, "rb", buffering=0 if rep else -1)
-    if rep is None:
-        return fh
-    size = os.fstat(fh.fileno()).st_size
-    if size < rep.min_bytes:
-        fh.close()
+    size = os.path.getsize(path) if rep is not None else 0
+    if rep is None or size < rep.min_bytes:
         return open(path, "rb")
-    return io.BufferedReader(_Counting(fh, path, size, rep.fn), buffer_size=1 << 20)
+    return io.BufferedReader(_Counting(open(path, "rb", buffering=0), path, size, rep.fn), buffer_size=1 << 20)
 
 
 def report(path: Path, done: int, size: int) -> None:

@@ -30,6 +30,12 @@ def blank(row: list[str]) -> bool:
     return not row or not (row[0].strip() or any(map(str.strip, row)))
 
 
+def holds_table(rows: Iterable[list[str]]) -> bool:
+    """Two or more non-blank rows: a header and a row, or rows (a cover sheet with only a title is no table).
+    Reads `rows` up to the second such row."""
+    return sum(1 for _ in itertools.islice((r for r in rows if not blank(r)), 2)) == 2
+
+
 @dataclass
 class Collected:
     first: list[list[str]]  # the source's first FIRST_ROWS non-blank rows
