@@ -11,6 +11,7 @@ Cells become text as in `from_dataframe`: None/NaN/NaT -> "", date-only timestam
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 ORC_SUFFIXES = (".orc",)
 COLUMNAR_SUFFIXES = (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *ORC_SUFFIXES)  # what read_parquet reads
-_KINDS = {**dict.fromkeys(PARQUET_SUFFIXES, "Parquet"), **dict.fromkeys(ARROW_SUFFIXES, "Arrow IPC/Feather"),
-          **dict.fromkeys(ORC_SUFFIXES, "ORC")}
+# suffix -> (the kind, as errors name it; meta["source"])
+_KINDS = {**dict.fromkeys(PARQUET_SUFFIXES, ("Parquet", "parquet")),
+          **dict.fromkeys(ARROW_SUFFIXES, ("Arrow IPC/Feather", "arrow")), **dict.fromkeys(ORC_SUFFIXES, ("ORC", "orc"))}
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")  # the column pandas stores an unnamed index level in
 
 
 def _unnest(data):
@@ -71,7 +74,7 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
     import pyarrow as pa
 
     path = Path(path)
-    kind = _KINDS.get(path.suffix.lower(), "Parquet")
+    kind, source = _KINDS.get(path.suffix.lower(), _KINDS[".parquet"])
     try:
         total, batches_of, schema = _source(path, kind)
         if max_rows is None or max_rows >= total:
@@ -99,14 +102,15 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
         # file, and restoring it as an index would drop it here. As from_dataframe does, an unnamed integer index
         # (row numbers left by filtering, stored as __index_level_0__) is left out, and another unnamed one blank.
         df = _unnest(data).to_pandas(ignore_metadata=True)
-        unnamed = [re.fullmatch(r"__index_level_\d+__", str(c)) is not None for c in df.columns]
-        df = df.loc[:, [not (u and pd.api.types.is_integer_dtype(t)) for u, t in zip(unnamed, df.dtypes)]]
-        df.columns = ["" if re.fullmatch(r"__index_level_\d+__", str(c)) else c for c in df.columns]
+        unnamed = [_PANDAS_INDEX.fullmatch(str(c)) is not None for c in df.columns]
+        keep = [not (u and pd.api.types.is_integer_dtype(t)) for u, t in zip(unnamed, df.dtypes)]
+        df = df.loc[:, keep]
+        df.columns = ["" if u else c for u, c in zip(itertools.compress(unnamed, keep), df.columns)]
     except (OSError, pa.ArrowException) as e:
         raise TableError(f"{path}: cannot read as {kind} ({e})") from None
     if df.shape[1] == 0:
         raise TableError(f"{path}: {kind} file has no columns")
-    m = {"source": {"Parquet": "parquet", "ORC": "orc"}.get(kind, "arrow"), "name": path.name, "path": str(path), "rows_total": total, "header": "given",
+    m = {"source": source, "name": path.name, "path": str(path), "rows_total": total, "header": "given",
          "has_header": True, "row_sample": row_sample_kind(len(df), total, spread)}
     m.update(meta or {})
     return from_dataframe(df, meta=m)

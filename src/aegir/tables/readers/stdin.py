@@ -1,10 +1,10 @@
 """A table piped on standard input (`aegir annotate - ...`), spooled to a temporary file.
 
 The readers read files (twice for CSV: the head to guess, then the rows; Parquet and Excel seek), so the stream
-is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from
-the first bytes: SQLite, Parquet, Arrow IPC, ORC, Excel, OpenDocument and zip archives by their magic, compressed streams by theirs with the format
-inside sniffed from a decompressed head, JSON by a first `{` or `[`, HTML by a first `<!doctype html`, `<html` or
-`<table`, and CSV/TSV otherwise.
+is copied to a temporary file in blocks (memory stays bounded) whose suffix names the format sniffed from the
+first bytes: SQLite, Parquet, Arrow IPC, ORC, Excel (.xlsx, .xls), OpenDocument and zip archives by their magic,
+compressed streams by theirs with the format inside sniffed from a decompressed head, JSON by a first `{` or `[`,
+HTML by a first `<!doctype html`, `<html` or `<table`, and CSV/TSV otherwise.
 """
 
 from __future__ import annotations
