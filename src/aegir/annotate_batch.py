@@ -1,4 +1,4 @@
-"""Annotate many CSV/TSV files in one run: `annotate_files(paths, checkpoint, out)` and
+"""Annotate many table files in one run: `annotate_files(paths, checkpoint, out)` and
 `aegir annotate FOLDER_OR_FILES... --out annotations.jsonl`.
 
 The model is loaded once; each file is annotated as `annotate()` would annotate it alone (same
@@ -23,7 +23,8 @@ directly are taken whatever their suffix. Every worksheet of a workbook (.xlsx, 
 (two or more non-blank rows) is annotated; records carry `sheet`, and `sheet=` picks one worksheet in every
 workbook (other files ignore it). Likewise every table of a database that holds a row, every array of objects
 of a JSON document and every <table> of an HTML page that holds a table (`table`), and every table file of a
-zip archive (`member`), a workbook, database or document in it part by part.
+zip archive (`member`), a workbook, database or document in it part by part. http(s) URLs are downloaded when their
+turn comes (`remote.downloaded`), recorded by the URL, and known on --resume by its text.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from aegir.tables.readers.html import HTML_SUFFIXES, html_tables
 from aegir.tables.readers.jsonl import JSONL_SUFFIXES, is_json, json_tables
 from aegir.tables.readers.parquet import COLUMNAR_SUFFIXES
 from aegir.tables.readers.progress import reporting, task_reporter
-from aegir.tables.readers.remote import is_url
+from aegir.tables.readers.remote import downloaded, is_url
 from aegir.tables.readers.sqlite import SQLITE_SUFFIXES, is_database, is_sqlite, table_names
 from aegir.tables.table import TableError
 
@@ -108,33 +109,41 @@ def sidecar(out: Path, kind: str) -> Path:
     return out.with_name(f"{out.stem}.{kind}.{'json' if kind == 'run' else 'jsonl'}")
 
 
-def find_tables(paths: Sequence[str | Path]) -> list[Path]:
-    """The files to annotate: files as named, folders searched recursively for table suffixes;
-    in order, duplicates (same resolved path) once."""
-    found: list[Path] = []
-    urls = [str(p) for p in paths if is_url(p)]
-    if urls:
-        raise TableError(f"{urls[0]}: a URL is annotated alone (annotate(url), aegir annotate URL); to annotate many, "
-                         "download them and name the folder")
-    for p in map(Path, paths):
+Source = Path | str  # a file or folder, or an http(s) URL (a string: Path would fold its //)
+
+
+def source_key(src: Source) -> str:
+    """What identifies a source across runs (resume, duplicates): a URL as given, a file by its resolved path."""
+    return src if is_url(src) else str(Path(src).resolve())
+
+
+def find_tables(paths: Sequence[str | Path]) -> list[Source]:
+    """The sources to annotate: files as named, folders searched recursively for table suffixes, http(s) URLs
+    as given (strings); in order, duplicates (same resolved path, same URL) once."""
+    found: list[Source] = []
+    for p in paths:
+        if is_url(p):
+            found.append(str(p))
+            continue
+        p = Path(p)
         if p.is_dir():
             found += sorted(q for q in p.rglob("*") if q.is_file() and _is_table_file(q))
         elif p.exists():
             found.append(p)
         else:
             raise TableError(f"{p}: no such file or folder")
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for p in found:
-        key = p.resolve()
+        key = source_key(p)
         if key not in seen:
             seen.add(key)
             unique.append(p)
     return unique
 
 
-def completed_files(out: Path) -> set[Path]:
-    """Resolved paths of the files whose records are all in `out`. Drops what a kill left behind —
+def completed_files(out: Path) -> set[str]:
+    """The sources (`source_key`: resolved paths, URLs) whose records are all in `out`. Drops what a kill left behind —
     a last line without its newline (torn mid-write) and the first records of a file cut short —
     by rewriting `out` atomically without them (those files are annotated again)."""
     data = out.read_bytes()
@@ -160,7 +169,7 @@ def completed_files(out: Path) -> set[Path]:
     kept = [line for line, f in recs if f in complete]
     if torn or len(kept) != len(recs):
         atomic_write(out, lambda tmp: tmp.write_bytes(b"".join(line + b"\n" for line in kept)))
-    return {Path(f).resolve() for f in complete}
+    return {source_key(f) for f in complete}
 
 
 def _settings(members: Sequence[LoadedClassifier], kw: dict[str, Any]) -> dict[str, Any]:
@@ -193,14 +202,14 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
                          "or --overwrite to start over")
     # Before touching any output (a mistyped path loses nothing); the run's own JSON Lines output and its
     # sidecars are never taken for tables, even in the folder searched.
-    own = {q.resolve() for q in (out, sidecar(out, "run"), sidecar(out, "errors"))}
-    files = [p for p in find_tables(paths) if p.resolve() not in own]
+    own = {source_key(q) for q in (out, sidecar(out, "run"), sidecar(out, "errors"))}
+    files = [p for p in find_tables(paths) if source_key(p) not in own]
     members = loaded_members(checkpoint)
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
               min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table, member=member)
     settings = _settings(members, kw)
     run_file, err_file = sidecar(out, "run"), sidecar(out, "errors")
-    done: set[Path] = set()
+    done: set[str] = set()
     if resume and out.exists():
         if run_file.exists():
             before = json.loads(run_file.read_text())
@@ -217,7 +226,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     if err_file.exists():
         err_file.unlink()  # the previous run's failures: this run tries those files again
 
-    todo = [p for p in files if p.resolve() not in done]
+    todo = [p for p in files if source_key(p) not in done]
     res = BatchResult(out, len(files), 0, len(files) - len(todo), 0)
     bar = _progress(progress, len(todo))
     reading = (contextlib.nullcontext() if bar is None
@@ -226,7 +235,7 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
         with open(out, "ab") as fh, reading:
             for p in todo:
                 try:
-                    anns = _annotate_file(p, members, kw, batch_size)
+                    anns = _annotate_source(p, members, kw, batch_size)
                 except TableError as e:  # the file's fault (unreadable, empty, ...): note it, go on
                     res.errors.append(FileError(str(p), str(e)))
                     with open(err_file, "a", encoding="utf-8") as ef:
@@ -248,6 +257,15 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
         if bar is not None:
             bar.stop()
     return res
+
+
+def _annotate_source(src: Source, members, kw: dict[str, Any], batch_size: int):
+    """A file's annotations (`_annotate_file`), or a URL's: downloaded to a temporary file first, errors naming
+    the URL (a download that fails is that source's error, like an unreadable file)."""
+    if not is_url(src):
+        return _annotate_file(src, members, kw, batch_size)
+    with downloaded(src) as tmp, errors_named(tmp, src):
+        return _annotate_file(tmp, members, kw, batch_size)
 
 
 def _annotate_file(p: Path, members, kw: dict[str, Any], batch_size: int):

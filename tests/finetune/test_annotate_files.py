@@ -66,7 +66,7 @@ def test_resume_after_a_kill_keeps_finished_files_and_redoes_the_torn_one(traine
         out = tmp_path / f"cut{cut}.jsonl"
         out.write_bytes(full[:cut])
         (tmp_path / f"cut{cut}.run.json").write_bytes((tmp_path / "ref.run.json").read_bytes())
-        assert completed_files(out) == {(lake / "a.csv").resolve(), (lake / "c.csv").resolve()}
+        assert completed_files(out) == {str((lake / "a.csv").resolve()), str((lake / "c.csv").resolve())}
         assert out.read_bytes() == b"\n".join(lines[:3]) + b"\n"  # the torn file's records dropped
         res = annotate_files([lake], trained.final_checkpoint, out, resume=True, progress=False)
         assert (res.skipped, res.annotated, res.columns) == (2, 1, 3)
@@ -668,8 +668,24 @@ def test_a_url_is_downloaded_and_annotated_like_the_file(trained, tmp_path):
         assert json.loads(cli.stdout) == res.to_records() and url in cli.stderr
         bad = CliRunner().invoke(app, ["annotate", url + ".missing", "--checkpoint", str(ck)])
         assert isinstance(bad.exception, TableError) and "the server answered 404" in str(bad.exception)
-        two = CliRunner().invoke(app, ["annotate", url, str(tmp_path / "t.csv"), "--checkpoint", str(ck)])
-        assert two.exit_code != 0 and "a URL is one table" in two.output
+
+        # Many sources, URLs among them: one JSON Lines run, a failed download listed like an unreadable file,
+        # and --resume keys URLs by their text (no second download of a finished one).
+        out = tmp_path / "ann.jsonl"
+        args = ["annotate", url, url + ".missing", str(tmp_path / "t.csv"), "--checkpoint", str(ck), "--top-k", "2",
+                "--out", str(out)]
+        many = CliRunner().invoke(app, args)
+        assert many.exit_code == 1 and "the server answered 404" in many.output
+        recs = _records(out)
+        assert [r["file"] for r in recs] == [url, url, str(tmp_path / "t.csv"), str(tmp_path / "t.csv")]
+        assert [{k: v for k, v in r.items() if k not in ("file", "file_columns")} for r in recs[:2]] == res.to_records()
+        assert _records(out.with_name("ann.errors.jsonl")) == [
+            {"file": url + ".missing", "error": f"{url}.missing: the server answered 404 File not found"}]
+        assert completed_files(out) == {url, str((tmp_path / "t.csv").resolve())}
+        (tmp_path / "t.csv").rename(tmp_path / "gone.csv")  # the served file too: a resume must not fetch it again
+        again = annotate_files([url, str(tmp_path / "gone.csv")], ck, out, resume=True, top_k=2, progress=False)
+        assert (again.skipped, again.annotated, again.errors) == (1, 1, [])  # a fetch would have failed: 404
+        assert _records(out)[:4] == recs and [r["file"] for r in _records(out)[4:]] == [str(tmp_path / "gone.csv")] * 2
     finally:
         httpd.shutdown()
         httpd.server_close()

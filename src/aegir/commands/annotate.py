@@ -22,7 +22,7 @@ BIG_FILE = 256 * 2**20  # bytes from which `aegir annotate FILE` shows its readi
 def register(app: typer.Typer) -> None:
     @app.command("annotate")
     def annotate_cmd(
-        files: List[str] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); an http(s) URL downloads one (alone); else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx, .xls) or OpenDocument (.ods) workbooks, Parquet, Arrow IPC/Feather, ORC, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.arrow, *.feather, *.ipc, *.orc, *.xlsx, *.xlsm, *.xls, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
+        files: List[str] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); http(s) URLs are downloaded, each read by its kind; else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx, .xls) or OpenDocument (.ods) workbooks, Parquet, Arrow IPC/Feather, ORC, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.arrow, *.feather, *.ipc, *.orc, *.xlsx, *.xlsm, *.xls, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
         top_k: int = typer.Option(3, help="Labels per column."),
@@ -50,14 +50,12 @@ def register(app: typer.Typer) -> None:
                   sheet=int(sheet) if sheet is not None and sheet.isdigit() else sheet, table=table, member=member)
         from aegir.tables.readers.remote import is_url
 
-        url = is_url(files[0])
-        if url and len(files) > 1 or any(map(is_url, files[1:])):
-            raise typer.BadParameter("a URL is one table: annotate it alone (or download the files and name them)")
-        paths = [Path(f) for f in files]  # a URL (a string: Path would fold its //) is annotated as given
+        # A URL stays a string (Path would fold its //); several sources, a folder or a .jsonl --out are a batch.
+        paths: list[Path | str] = [f if is_url(f) else Path(f) for f in files]
         if STDIN in paths and len(paths) > 1:
             raise typer.BadParameter("- (standard input) is one table: annotate it alone")
-        many = not url and paths != [STDIN] and (len(paths) > 1 or paths[0].is_dir()
-                                                 or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson")))
+        many = paths != [STDIN] and (len(paths) > 1 or (isinstance(paths[0], Path) and paths[0].is_dir())
+                                     or (out is not None and out.suffix.lower() in (".jsonl", ".ndjson")))
         if many and out == STDIN:
             raise typer.BadParameter("many files or a folder are annotated into a .jsonl file (resumable), not to -")
         if many:
@@ -65,9 +63,7 @@ def register(app: typer.Typer) -> None:
             return
         if resume or overwrite:
             raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
-        if url:
-            _annotate_one(files[0], checkpoint, out, kw)
-        elif paths[0] == STDIN:
+        if paths[0] == STDIN:
             _annotate_stdin(checkpoint, out, kw)
         else:
             _annotate_one(paths[0], checkpoint, out, kw)
@@ -162,7 +158,7 @@ def _reading(term: Console, file: Path | str, size: int):
             yield
 
 
-def _annotate_many(files: List[Path], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,
+def _annotate_many(files: List[Path | str], checkpoint: List[Path], out: Optional[Path], resume: bool, overwrite: bool,
                    kw: dict) -> None:
     from aegir.annotate_batch import annotate_files
 
