@@ -38,7 +38,7 @@ from typing import Any, Sequence
 
 from rich.markup import escape
 
-from aegir.annotation import Checkpoint, annotate, loaded_members
+from aegir.annotation import Checkpoint, annotate, checked_options, loaded_members
 from aegir.evaluation._io import atomic_write
 from aegir.inference import LoadedClassifier
 from aegir.tables.readers.archive import ZIP_SUFFIXES, extracted, member_names
@@ -121,7 +121,10 @@ def find_tables(paths: Sequence[str | Path]) -> list[Source]:
     """The sources to annotate: files as named, folders searched recursively for table suffixes, http(s) URLs
     as given (strings); in order, duplicates (same resolved path, same URL) once."""
     found: list[Source] = []
-    for p in paths:
+    for i, p in enumerate(paths):
+        if not isinstance(p, (str, Path)):
+            raise TableError(f"paths[{i}] is a {type(p).__name__}: annotate_files takes the paths of files and folders "
+                             "and http(s) URLs; annotate(df) annotates a DataFrame")
         if is_url(p):
             found.append(str(p))
             continue
@@ -179,19 +182,22 @@ def _settings(members: Sequence[LoadedClassifier], kw: dict[str, Any]) -> dict[s
             **kw, "labels": list(kw["labels"]) if kw["labels"] is not None else None}
 
 
-def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequence[Checkpoint], out: str | Path, *,
+def annotate_files(paths: str | Path | Sequence[str | Path], checkpoint: Checkpoint | Sequence[Checkpoint], out: str | Path, *,
                    resume: bool = False, overwrite: bool = False, progress: bool = True,
                    labels: Sequence[str] | None = None, top_k: int = 3, views: int = 1,
                    main_column: int | str | None = None, max_bytes: int | None = None, bf16: bool | None = None,
                    min_score: float | None = None, header: bool | None = None, encoding: str | None = None,
                    sheet: str | int | None = None, table: str | None = None, member: str | None = None,
                    batch_size: int = 64) -> BatchResult:
-    """Annotate every table under `paths` (files and folders) into the JSON Lines file `out`.
+    """Annotate every table under `paths` (files, folders and http(s) URLs; one of them alone, or a list) into the
+    JSON Lines file `out`.
 
     resume: continue a run that wrote `out` (finished files skipped, settings checked); overwrite:
     start over. Without either, an existing `out` is an error, so no earlier results are lost.
     The other arguments are `annotate`'s, applied to every file.
     """
+    if isinstance(paths, (str, Path)):  # one path given alone, not a list: a string is not a list of characters
+        paths = [paths]
     out = Path(out)
     if out.suffix.lower() not in (".jsonl", ".ndjson"):
         raise TableError(f"{out}: annotating many files writes JSON Lines; name the output *.jsonl")
@@ -204,7 +210,12 @@ def annotate_files(paths: Sequence[str | Path], checkpoint: Checkpoint | Sequenc
     # sidecars are never taken for tables, even in the folder searched.
     own = {source_key(q) for q in (out, sidecar(out, "run"), sidecar(out, "errors"))}
     files = [p for p in find_tables(paths) if source_key(p) not in own]
+    if not files:
+        raise TableError(f"no table files in {', '.join(map(str, paths))}: folders are searched for "
+                         "CSV/TSV, JSON Lines, Parquet/Arrow/ORC, Excel/OpenDocument workbooks, SQLite databases and "
+                         "zip archives of them (name other files, such as .json or .html, directly)")
     members = loaded_members(checkpoint)
+    labels = checked_options(members, labels, top_k, views, batch_size, min_score)  # before any output is written
     kw = dict(labels=labels, top_k=top_k, views=views, main_column=main_column, max_bytes=max_bytes, bf16=bf16,
               min_score=min_score, header=header, encoding=encoding, sheet=sheet, table=table, member=member)
     settings = _settings(members, kw)

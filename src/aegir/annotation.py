@@ -173,6 +173,39 @@ def loaded_members(checkpoint: Checkpoint | Sequence[Checkpoint]) -> list[Loaded
     return load_classifiers([_cached(c) for c in ([checkpoint] if single else checkpoint)])
 
 
+def checked_options(members: Sequence[LoadedClassifier], labels: Any, top_k: Any, views: Any, batch_size: Any,
+                    min_score: Any) -> list[str] | None:
+    """The options `annotate` and `annotate_files` share, checked before any file is read or output written, each
+    error naming its argument. Returns `labels` as a list (an iterator is read once, here)."""
+    for name, v in (("top_k", top_k), ("views", views), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.floating))
+                                  or not 0.0 <= min_score <= 1.0):
+        raise ValueError(f"min_score must be a number in [0, 1] (a probability), got {min_score!r}")
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)):
+        raise ValueError(f"labels must be a list of label names, not one string: labels=[{labels!r}]")
+    labels = list(labels)
+    if not labels:
+        raise ValueError("labels is empty: name at least one label, or pass None to choose from the whole vocabulary")
+    vocab = members[0].vocab
+    unknown = [l for l in labels if l not in vocab]
+    if unknown:
+        raise TableError(f"labels not in the model's vocabulary ({len(vocab.labels)} labels): "
+                         + ", ".join(_with_hint(str(u), vocab.labels) for u in unknown[:10]))
+    return labels
+
+
+def _with_hint(name: str, vocab: Sequence[str]) -> str:
+    """An unknown label, with the vocabulary's label it was probably meant to be (other case, a typo)."""
+    import difflib
+
+    near = {v.lower(): v for v in vocab}.get(name.lower()) or next(iter(difflib.get_close_matches(name, vocab, 1)), None)
+    return f"{name!r} (did you mean {near!r}?)" if near else repr(name)
+
+
 def _main_index(table: Table, main_column: int | str, source: str) -> int:
     """The main column by index or by header name, checked against the table."""
     if isinstance(main_column, str) and not main_column.lstrip("-").isdigit():
@@ -224,12 +257,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     member: a zip archive's table file, by its name in the archive (None: the first; a note lists the others;
     `annotate_files` annotates each); sheet and table apply to it.
     """
-    if top_k < 1:
-        raise ValueError("top_k must be >= 1")
-    if min_score is not None and not 0.0 <= min_score <= 1.0:
-        raise ValueError(f"min_score must lie in [0, 1] (a probability), got {min_score}")
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
+    labels = checked_options(members, labels, top_k, views, batch_size, min_score)
     named = {"member": member, "sheet": sheet, "table": table}
     for kind, _, _, names in PARTS:
         if named[kind] is not None and not isinstance(data, (str, Path)):
@@ -249,9 +279,6 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     vocab = lc.vocab.labels
     mask = None
     if labels is not None:
-        unknown = [l for l in labels if l not in lc.vocab]
-        if unknown:
-            raise TableError(f"labels not in the model's vocabulary ({len(vocab)} labels): {unknown[:10]}")
         mask = np.isin(np.array(vocab, dtype=object), np.array(list(labels), dtype=object))
 
     examples = [encode_column(tab, j, lc.serialize_cfg, main=main, row_seed=view_seed(0, 0)) for j in targets]

@@ -116,16 +116,21 @@ def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in lc.model.state_dict().items()}
-    tmp = out / "model.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(lc.model.cfg.to_dict(), indent=1))
-    lc.vocab.save(out / "labels.json")
+    from aegir.evaluation._io import atomic_write
+
+    def weights(tmp: Path) -> None:
+        save_file(state, str(tmp))
+        tmp.chmod(0o644)  # safetensors writes its file 0600; a specialist is meant to be shared
+
+    # Each file atomically, specialist.json last: a folder that has it is complete.
+    atomic_write(out / "model.safetensors", weights)
+    atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(lc.model.cfg.to_dict(), indent=1)))
+    atomic_write(out / "labels.json", lc.vocab.save)
     spec = {"format": "aegir-specialist", "version": 1, "task": lc.task, "multi_label": lc.multi_label,
             "cpa": lc.cpa, "pool_main": lc.model.pool_main, "serialize": asdict(lc.serialize_cfg), "source_checkpoint": str(checkpoint),
             "temperature": lc.temperature,
             **{k: v for k, v in lc.meta.items() if k in ("step", "git_commit", "metrics", "calibration")}}
-    (out / "specialist.json").write_text(json.dumps(spec, indent=1, default=str))
+    atomic_write(out / "specialist.json", lambda tmp: tmp.write_text(json.dumps(spec, indent=1, default=str)))
     return out
 
 

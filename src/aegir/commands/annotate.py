@@ -25,11 +25,11 @@ def register(app: typer.Typer) -> None:
         files: List[str] = typer.Argument(..., help="- reads one table from standard input (any format below, sniffed); http(s) URLs are downloaded, each read by its kind; else CSV/TSV or JSON Lines/JSON (also gzip/bzip2/xz/zstd-compressed), Excel (.xlsx, .xls) or OpenDocument (.ods) workbooks, Parquet, Arrow IPC/Feather, ORC, SQLite or HTML (.html: its <table>s) file(s) to annotate, or folders (searched recursively for *.csv, *.tsv, *.tab, *.jsonl, *.ndjson and those with .gz/.bz2/.xz/.zst, *.parquet, *.pq, *.arrow, *.feather, *.ipc, *.orc, *.xlsx, *.xlsm, *.xls, *.ods, SQLite databases named *.sqlite, *.sqlite3, *.db, *.db3, and *.zip archives of such files)."),
         checkpoint: List[Path] = typer.Option(..., help="Classifier checkpoint (final.pt / run folder) or exported specialist folder; repeat it for an ensemble (mean probability)."),
         labels: Optional[str] = typer.Option(None, help="Comma-separated subset of labels to choose from."),
-        top_k: int = typer.Option(3, help="Labels per column."),
+        top_k: int = typer.Option(3, min=1, help="Labels per column."),
         out: Optional[Path] = typer.Option(None, help="Write the annotations: .json or .csv for one file, or - for JSON on standard output (the table and notes then go to standard error); .jsonl (one record per column, appended file by file) for many files or folders, where it is required."),
         resume: bool = typer.Option(False, help="Many files: continue the run that wrote --out (finished files are skipped; the settings must match)."),
-        overwrite: bool = typer.Option(False, help="Many files: replace an existing --out instead of refusing."),
-        views: int = typer.Option(1, help="Average over this many row views per column (reads more rows of long tables)."),
+        overwrite: bool = typer.Option(False, help="Replace an existing --out instead of refusing."),
+        views: int = typer.Option(1, min=1, help="Average over this many row views per column (reads more rows of long tables)."),
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget the checkpoint was trained with)."),
         main_column: Optional[str] = typer.Option(None, help="CPA checkpoints: the subject column (index, or header name; a string of digits is an index; default 0); every other column gets its property relative to it."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
@@ -61,8 +61,9 @@ def register(app: typer.Typer) -> None:
         if many:
             _annotate_many(paths, checkpoint, out, resume, overwrite, kw)
             return
-        if resume or overwrite:
-            raise typer.BadParameter("--resume/--overwrite apply to many files or folders annotated into a .jsonl --out")
+        if resume:
+            raise typer.BadParameter("--resume applies to many files or folders annotated into a .jsonl --out")
+        _check_out(out, paths[0], overwrite)
         if paths[0] == STDIN:
             _annotate_stdin(checkpoint, out, kw)
         else:
@@ -78,6 +79,22 @@ def register(app: typer.Typer) -> None:
 
         path = export_specialist(checkpoint, out)
         console.print(f"specialist written to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
+
+
+def _check_out(out: Optional[Path], source: Path | str, overwrite: bool) -> None:
+    """One table's --out, checked before the model runs: a file of a kind written here, not a folder, not the
+    table being annotated, and not an existing file unless --overwrite (as for many files)."""
+    if out is None or out == STDIN:
+        return
+    if out.is_dir():
+        raise typer.BadParameter(f"--out {out} is a folder: name a file (.json, .csv or .jsonl)")
+    if out.suffix.lower() not in (".json", ".csv", ".jsonl", ".ndjson"):
+        raise typer.BadParameter(f"--out {out}: annotations are written as .json, .csv or .jsonl (or - for JSON on "
+                                 "standard output)")
+    if isinstance(source, Path) and source != STDIN and source.exists() and source.resolve() == out.resolve():
+        raise typer.BadParameter(f"--out {out} is the table being annotated: name another file")
+    if out.exists() and not overwrite:
+        raise typer.BadParameter(f"--out {out} exists: pass --overwrite to replace it")
 
 
 def _annotate_stdin(checkpoint: List[Path], out: Optional[Path], kw: dict) -> None:
@@ -126,12 +143,16 @@ def _annotate_one(file: Path | str, checkpoint: List[Path], out: Optional[Path],
     if out == STDIN:
         sys.stdout.write(json.dumps(res.to_records(), ensure_ascii=False) + "\n")
     elif out:
-        if out.suffix == ".csv":
-            res.to_frame().to_csv(out, index=False)
+        from aegir.evaluation._io import atomic_write
+
+        if out.suffix.lower() == ".csv":
+            atomic_write(out, lambda tmp: res.to_frame().to_csv(tmp, index=False))
         elif out.suffix.lower() in (".jsonl", ".ndjson"):  # standard input into a .jsonl: one record per line
-            out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.to_records()))
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.to_records())
+            atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         else:
-            out.write_text(json.dumps(res.to_records(), indent=1, ensure_ascii=False))
+            text = json.dumps(res.to_records(), indent=1, ensure_ascii=False)
+            atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         term.print(f"wrote {escape(str(out))}")
 
 
