@@ -323,7 +323,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     n_index = int(tab.meta.get("index_columns", 0))
     if n_index:
         names = ", ".join(repr(tab.column_name(j)) for j in range(n_index))
-        notes.append(f"the DataFrame's index ({names}) holds data and was annotated as the first "
+        whose = "DataFrame's index" if tab.meta.get("source") == "dataframe" else "pandas index stored in the file"
+        notes.append(f"the {whose} ({names}) holds data and was annotated as the first "
                      f"{'column' if n_index == 1 else f'{n_index} columns'}; column numbers count it")
     header_guessed = tab.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:

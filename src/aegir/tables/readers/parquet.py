@@ -11,7 +11,6 @@ Cells become text as in `from_dataframe`: None/NaN/NaT -> "", date-only timestam
 
 from __future__ import annotations
 
-import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,25 @@ COLUMNAR_SUFFIXES = (*PARQUET_SUFFIXES, *ARROW_SUFFIXES, *ORC_SUFFIXES)  # what 
 _KINDS = {**dict.fromkeys(PARQUET_SUFFIXES, ("Parquet", "parquet")),
           **dict.fromkeys(ARROW_SUFFIXES, ("Arrow IPC/Feather", "arrow")), **dict.fromkeys(ORC_SUFFIXES, ("ORC", "orc"))}
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")  # the column pandas stores an unnamed index level in
+
+
+def _nullable_ints() -> dict:
+    """Arrow integer types -> pandas' nullable integer dtypes (to_pandas' `types_mapper`)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+            pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+            pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype()}
+
+
+def _index_names(schema) -> list[str]:
+    """The index columns pandas stored in the file (its `pandas` schema metadata), in order; [] if none."""
+    try:
+        meta = schema.pandas_metadata or {}
+    except (ValueError, TypeError):  # metadata written by something else, or damaged: no index to place
+        return []
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str)]  # a RangeIndex is a dict: not stored
 
 
 def _unnest(data):
@@ -100,17 +118,22 @@ def read_parquet(path: str | Path, *, max_rows: int | None = None, spread: bool 
             data = pa.Table.from_batches(batches, schema=schema)
         # Every stored column, index ones too: pandas writes a set_index column (or a time series' dates) into the
         # file, and restoring it as an index would drop it here. As from_dataframe does, an unnamed integer index
-        # (row numbers left by filtering, stored as __index_level_0__) is left out, and another unnamed one blank.
-        df = _unnest(data).to_pandas(ignore_metadata=True)
+        # (row numbers left by filtering, stored as __index_level_0__) is left out, and another unnamed one blank;
+        # index columns are moved first (pandas stores them last), where from_dataframe puts them, and counted.
+        # Integer columns stay integers where they have nulls (pandas would make them float: 10117 -> 10117.0).
+        df = _unnest(data).to_pandas(ignore_metadata=True, types_mapper=_nullable_ints().get)
         unnamed = [_PANDAS_INDEX.fullmatch(str(c)) is not None for c in df.columns]
-        keep = [not (u and pd.api.types.is_integer_dtype(t)) for u, t in zip(unnamed, df.dtypes)]
-        df = df.loc[:, keep]
-        df.columns = ["" if u else c for u, c in zip(itertools.compress(unnamed, keep), df.columns)]
+        df = df.iloc[:, [j for j, (u, t) in enumerate(zip(unnamed, df.dtypes))
+                         if not (u and pd.api.types.is_integer_dtype(t))]]
+        stored = _index_names(schema)
+        index = sorted((j for j, c in enumerate(df.columns) if c in stored), key=lambda j: stored.index(df.columns[j]))
+        df = df.iloc[:, index + [j for j in range(df.shape[1]) if j not in index]]
+        df.columns = ["" if _PANDAS_INDEX.fullmatch(str(c)) else c for c in df.columns]
     except (OSError, pa.ArrowException) as e:
         raise TableError(f"{path}: cannot read as {kind} ({e})") from None
     if df.shape[1] == 0:
         raise TableError(f"{path}: {kind} file has no columns")
     m = {"source": source, "name": path.name, "path": str(path), "rows_total": total, "header": "given",
-         "has_header": True, "row_sample": row_sample_kind(len(df), total, spread)}
+         "has_header": True, "row_sample": row_sample_kind(len(df), total, spread), "index_columns": len(index)}
     m.update(meta or {})
     return from_dataframe(df, meta=m)
