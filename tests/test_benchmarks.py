@@ -260,3 +260,19 @@ def test_gpu_check_runs_its_checks_on_cpu(tmp_path):
         assert not gpu_check.wkv_case("chunked", 1, 40, 1, 8, "cpu", padded=False)["passed"]
     finally:
         wkv_mod.wkv_chunked = orig
+
+
+def test_encodings_benchmark_counts_right_decodings(shared_data, tmp_path):
+    """benchmarks/text_encodings.py on 25 real tables: each file is counted under the encodings its text calls for,
+    and a detection is right exactly when it gives back the table's text."""
+    import text_encodings as bench
+    assert bench._its_language("Café", "cp1252") and not bench._its_language("Café", "cp1250")
+    assert bench._its_language("Wrocław", "cp1250") and not bench._its_language("Wrocław", "gb18030")
+    assert bench._its_language("東京", "cp932") and not bench._its_language("Café “x”", "cp1251")
+    raw = "Zürich".encode("cp1252")
+    assert bench.decodes_right(raw, "latin-1", "Zürich") and not bench.decodes_right(raw, "cp1250", "Zürich!")
+    r = bench.main(["--limit", "25", "--out", str(tmp_path / "enc")])
+    assert r["tables"] == 25 and r["total"]["files"] >= 15  # most in cp1252 (not the Japanese ones, say)
+    assert r["total"]["now"] >= r["total"]["before"]
+    assert sum(x["now"] for x in r["rows"]) == r["total"]["now"] <= r["total"]["files"]
+    assert (tmp_path / "enc.md").read_text().count("| cp1252 |") == 1

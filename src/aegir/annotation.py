@@ -326,6 +326,10 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
         whose = "DataFrame's index" if tab.meta.get("source") == "dataframe" else "pandas index stored in the file"
         notes.append(f"the {whose} ({names}) holds data and was annotated as the first "
                      f"{'column' if n_index == 1 else f'{n_index} columns'}; column numbers count it")
+    detected = tab.meta.get("encoding")
+    if encoding is None and detected and detected.replace("_", "-") not in ("utf-8", "utf-8-sig", "ascii"):
+        notes.append(f"the file is not UTF-8; its text was read as {detected} (detected, a guess); if names or values "
+                     "look garbled, pass its encoding (encoding=, --encoding)")
     header_guessed = tab.meta.get("header") == "names"  # the reader's weakest guess: say so
     if header_guessed:
         notes.append("the first row was taken as column names (guessed: its cells are unique and non-numeric); "

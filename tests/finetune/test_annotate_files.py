@@ -147,7 +147,10 @@ def test_encoding_can_be_given_when_detection_would_guess(trained, tmp_path):
     p = tmp_path / "de.csv"
     p.write_bytes("Name;Straße;Preis\nMüller GmbH;Hauptstraße 1;12,50\nWeber KG;Bahnhofstraße 7;7,99\n".encode("cp1252"))
     res = annotate(p, trained.final_checkpoint, encoding="cp1252")
-    assert [c.name for c in res.columns] == ["Name", "Straße", "Preis"]
+    assert [c.name for c in res.columns] == ["Name", "Straße", "Preis"] and not any("UTF-8" in n for n in res.notes)
+    guessed = annotate(p, trained.final_checkpoint)  # detected: right here, and said to be a guess
+    assert [c.name for c in guessed.columns] == ["Name", "Straße", "Preis"]
+    assert any("not UTF-8; its text was read as cp1252 (detected, a guess)" in n for n in guessed.notes)
     with pytest.raises(TableError, match=r"de.csv, line 1: cannot decode as utf-8"):
         annotate(p, trained.final_checkpoint, encoding="utf-8")  # said, not guessed: no second guess
     r = CliRunner().invoke(app, ["annotate", str(p), "--checkpoint", str(trained.final_checkpoint),

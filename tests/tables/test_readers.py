@@ -208,6 +208,20 @@ def test_integer_columns_with_nulls_stay_integers_in_columnar_files(tmp_path):
         assert read_table_file(tmp_path / name).columns == want, name
 
 
+def test_labels_csv_in_a_windows_encoding_and_malformed_rows(tmp_path):
+    """Excel on Windows saves labels.csv as cp1252; a row with a field too many or too few is named by its line."""
+    (tmp_path / "streets.csv").write_text("name,town\nHauptstraße 1,Köln\nRing 2,Bonn\n", encoding="utf-8")
+    (tmp_path / "labels.csv").write_bytes("table_name,column_index,label\nstreets.csv,0,Straße\nstreets.csv,1,Ort\n"
+                                          .encode("cp1252"))
+    ds = read_labeled_csv_folder(tmp_path)
+    assert [(t.column, t.labels) for t in ds.targets] == [(0, ("Straße",)), (1, ("Ort",))]
+    assert ds.tables[0].columns[0] == ["Hauptstraße 1", "Ring 2"]
+    for row, n in (("streets.csv,0,Straße,extra", 4), ("streets.csv,0", 2)):
+        (tmp_path / "labels.csv").write_text(f"table_name,column_index,label\nstreets.csv,1,Ort\n{row}\n")
+        with pytest.raises(TableError, match=rf"labels.csv, line 3: {n} fields where the header has 3"):
+            read_labeled_csv_folder(tmp_path)
+
+
 def test_labeled_csv_folder(tmp_path):
     (tmp_path / "people.csv").write_text("name,age\nAnn,3\nBo,4\n")
     (tmp_path / "labels.csv").write_text("table_name,column_name,label\npeople.csv,name,Person\npeople.csv,age,Age\n")
@@ -298,6 +312,23 @@ def test_csv_is_read_as_a_stream_with_every_row_counted(tmp_path):
     assert peak < 3_000_000, peak  # the file as bytes + text is > 10 MB (what the reader held before)
     full = read_csv(p)
     assert full.n_rows == n == full.meta["rows_total"] and full.columns[0][-1] == str(n - 1)
+
+
+@pytest.mark.parametrize("encoding, names", [
+    ("cp1252", ["São Paulo", "Søren Kierkegård", "François Ñoño", "Zürich", "Málaga"]),  # read as cp1250 before
+    ("latin-1", ["São Paulo", "Åsa Öberg", "Reykjavík", "Besançon"]),  # the same bytes as cp1252 here
+    ("cp1250", ["Wrocław", "Łódź", "Gdańsk", "Zażółć"]),  # as cp1252: "Wroc³aw", a symbol inside a word
+    ("cp1251", ["Москва", "Санкт-Петербург", "Казань"]),  # mac_cyrillic before
+    ("cp932", ["東京都", "大阪府", "山田太郎"]),
+])
+def test_csv_legacy_encodings_are_detected(tmp_path, encoding, names):
+    """Short files, the hard case: a few non-ASCII names among ASCII cells (benchmarks/text_encodings.py measures it
+    on real tables)."""
+    rows = ["name,price"] + [f"{names[i % len(names)]},{i + 1}" for i in range(12)]
+    p = tmp_path / "t.csv"
+    p.write_bytes(("\n".join(rows) + "\n").encode(encoding))
+    t = read_csv(p)
+    assert t.columns[0] == [r.split(",")[0] for r in rows[1:]], t.meta["encoding"]
 
 
 def test_csv_encoding_that_fails_past_the_head_gets_a_second_guess(tmp_path):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import csv as _csv
 import io
+import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +38,60 @@ def detect_encoding(raw: bytes, path: str | Path = "<bytes>", partial: bool = Fa
         return "utf-8"
     except UnicodeDecodeError:
         pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(raw[:HEAD_BYTES]).best()
+    best = _legacy(raw[:HEAD_BYTES])
     if best is None:
         raise TableError(f"{path}: cannot detect the text encoding (is this a binary file?)")
-    return best.encoding
+    return best
+
+
+# The legacy encodings a table file that is not UTF-8 is read in, most common first (Windows code pages, the East
+# Asian ones, KOI8-R, UTF-16/32 with or without a BOM). Left to itself charset-normalizer also weighs Mac and DOS
+# code pages and, on a short file, often ties: a Western cp1252 export came out as cp1250 ("São" -> "Săo") or
+# mac_latin2, Russian cp1251 as mac_cyrillic (benchmarks/text_encodings.py).
+LEGACY_ENCODINGS = ("cp1252", "cp1250", "cp1251", "cp1254", "cp1253", "cp1257", "cp1255", "cp1256", "cp1258",
+                    "cp932", "gb18030", "cp949", "big5", "euc_jp", "koi8_r", "utf_16", "utf_32")
+
+
+def _legacy(raw: bytes) -> str | None:
+    """The encoding of non-UTF-8 `raw` among LEGACY_ENCODINGS (None: none decodes it plausibly): the fewest
+    unlikely characters (charset-normalizer's chaos), then the best fit to a language (coherence), then the more
+    common encoding; an encoding that decodes the bytes to the same text as a more common one is named as that."""
+    from charset_normalizer import from_bytes
+
+    # threshold: the chaos allowed; the default (0.2) found nothing for some short Polish, Greek or Hebrew files.
+    found = list(from_bytes(raw, cp_isolation=list(LEGACY_ENCODINGS), threshold=0.5))
+    if not found:
+        return None
+
+    def rank(m):
+        return (_misplaced(str(m)), round(m.chaos, 3), -round(m.coherence, 3),
+                min((LEGACY_ENCODINGS.index(e) for e in m.could_be_from_charset if e in LEGACY_ENCODINGS), default=99))
+    best = min(found, key=rank)
+    return next((e for e in LEGACY_ENCODINGS if e in best.could_be_from_charset), best.encoding)
+
+
+_INSIDE_WORD = re.compile(r"(?<=[^\W\d_])[^\x00-\x7f](?=[^\W\d_])")
+
+
+def _misplaced(text: str) -> int:
+    """Non-ASCII characters a wrong code page puts inside words: a symbol between two letters, or a capital after
+    a small letter ("Wroc³aw", "Gda¿sk", "GdaÑsk" are Polish cp1250 read as cp1252). On a table with one Polish
+    name among English ones, charset-normalizer's scores tie between cp1250 and cp1252; this tells them apart.
+    (Letters that are letters in both, Czech "è" for "č", stay a tie, which the more common encoding wins.)"""
+    n = 0
+    for m in _INSIDE_WORD.finditer(text):
+        ch, before = m.group(), text[m.start() - 1]
+        # Quotes and dashes are at home inside words ("don’t", "Jean–Luc"); symbols, superscripts and ¿¡ are not.
+        n += (unicodedata.category(ch) in ("No", "Sc", "Sk", "Sm", "So") or ch in "¿¡"
+              or (ch.isupper() and before.islower()))
+    return n
 
 
 def _guess(block: bytes) -> str | None:
-    """A second encoding for a file whose first guess failed on `block` (None: no idea): charset-
-    normalizer's best for the block's lines that hold non-ASCII bytes, or cp1252 (the usual
-    Windows/Excel export) where it decodes that evidence to the same text as the best match."""
-    from charset_normalizer import from_bytes
-
+    """A second encoding for a file whose first guess failed on `block` (None: no idea): the legacy encoding of
+    the block's lines that hold non-ASCII bytes (`_legacy`)."""
     evidence = b"\n".join(line for line in block.splitlines() if max(line, default=0) >= 0x80)
-    best = from_bytes(evidence or block).best()
-    if best is None:
-        return None
-    return "cp1252" if "cp1252" in best.could_be_from_charset else best.encoding
+    return _legacy(evidence or block)
 
 
 def _sniff_delimiter(sample: str, path: Path) -> str:
@@ -242,13 +279,24 @@ def read_labeled_csv_folder(
     tables: list[Table] = []
     index: dict[str, int] = {}
     grouped: dict[tuple[int, int], list[str]] = {}
-    with open(gold, newline="", encoding="utf-8-sig") as fh:
+    raw = gold.read_bytes()
+    enc = detect_encoding(raw, gold)  # a labels.csv saved by Excel on Windows is cp1252, not UTF-8
+    try:
+        text = raw.decode(enc)
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise TableError(f"{gold}, line {line}: cannot decode as {enc} ({e.reason})") from None
+    with io.StringIO(text.removeprefix("\ufeff"), newline="") as fh:
         reader = _csv.DictReader(fh)
         fields = set(reader.fieldnames or [])
         if not {"table_name", "label"} <= fields or not ({"column_index", "column_name"} & fields):
             raise TableError(f"{gold}: expected columns table_name,column_index|column_name,label; got {reader.fieldnames}")
         for row in reader:
             where = f"{gold}, line {reader.line_num}"
+            if None in row or None in row.values():  # DictReader's marks for a row longer / shorter than the header
+                n = len(reader.fieldnames) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+                raise TableError(f"{where}: {n} fields where the header has {len(reader.fieldnames)} "
+                                 f"({','.join(reader.fieldnames)}); quote a value that holds a comma")
             name = safe_member_name((row.get("table_name") or "").strip(), where)
             label = (row.get("label") or "").strip()
             if not label:
