@@ -331,6 +331,19 @@ def test_csv_legacy_encodings_are_detected(tmp_path, encoding, names):
     assert t.columns[0] == [r.split(",")[0] for r in rows[1:]], t.meta["encoding"]
 
 
+def test_csv_unclosed_quote_is_an_error_and_excel_sep_line_names_the_delimiter(tmp_path):
+    p = tmp_path / "q.csv"
+    p.write_text('name,email\n"Ann,ann@x.com\nBob,b@y.com\nCy,c@z.net\n')  # the csv module: 1 row, the rest one cell
+    with pytest.raises(TableError, match=r"q.csv, line 2: a quote opened in this row is never closed, so lines 2-4"):
+        read_csv(p)
+    p.write_text('name,notes\nAnn,"two\nlines"\nBob,"x"\n')  # quoted line breaks, closed: fine
+    assert read_csv(p).columns == [["Ann", "Bob"], ["two\nlines", "x"]]
+    p.write_bytes("\ufeffsep=;\r\nname;price\r\nAnn;1,5\r\nBob;2,25\r\n".encode())  # Excel's delimiter line
+    t = read_csv(p)
+    assert (t.header, t.columns, t.meta["delimiter"], t.meta["rows_total"]) == (
+        ["name", "price"], [["Ann", "Bob"], ["1,5", "2,25"]], ";", 2)
+
+
 def test_csv_encoding_that_fails_past_the_head_gets_a_second_guess(tmp_path):
     p = tmp_path / "late.csv"
     body = "".join(f"{i},Anna {i}\n" for i in range(120_000))  # ASCII well past the 1 MiB head

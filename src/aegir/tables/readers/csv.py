@@ -104,12 +104,15 @@ def _sniff_delimiter(sample: str, path: Path) -> str:
 
 
 def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = False,
-           how: str | None = None) -> Collected:
-    """`rows.collect` over the file's CSV rows (decompressed with `how`), its errors named by line."""
+           how: str | None = None, sep_line: bool = False) -> Collected:
+    """`rows.collect` over the file's CSV rows (decompressed with `how`; after Excel's `sep=` line when `sep_line`),
+    its errors named by line."""
     with open_raw(path, how) as raw:
         reader = _csv.reader(io.TextIOWrapper(raw, encoding=enc, newline=""), delimiter=delim)
+        if sep_line:
+            next(reader, None)
         try:
-            return collect(reader, keep, spread)
+            return collect(_quotes_closed(reader, path), keep, spread)
         except _csv.Error as e:
             raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
         except UnicodeDecodeError as e:
@@ -118,6 +121,23 @@ def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = Fa
                                bytes(e.object)) from None
         except STREAM_ERRORS as e:  # a truncated or damaged compressed file
             raise read_error(path, e, how, f", near line {reader.line_num + 1}") from None
+
+
+_SEP_LINE = re.compile(r"sep=([^\r\n])\r?\n", re.IGNORECASE)
+
+
+def _quotes_closed(reader, path: Path):
+    """The reader's rows; an error if the file ends inside a quoted cell. The csv module (not strict) then returns
+    the rest of the file as that one cell, so a stray quote on line 2 made a 1-row table of the whole file. Such a
+    last cell spans lines and keeps the file's final line break, which a closed quote does not."""
+    start, last = 1, None
+    for row in reader:
+        last = (start, row)
+        yield row
+        start = reader.line_num + 1
+    if last is not None and reader.line_num > last[0] and last[1] and last[1][-1].endswith(("\n", "\r")):
+        raise TableError(f"{path}, line {last[0]}: a quote opened in this row is never closed, so lines "
+                         f"{last[0]}-{reader.line_num} would be one cell; close or remove the stray quote character")
 
 
 class _DecodeError(Exception):
@@ -176,16 +196,19 @@ def read_csv(
         raise TableError(f"{path}, line {line}: cannot decode as {enc} ({e.reason}; pass the file's encoding)") from None
     except LookupError as e:
         raise TableError(f"{path}: cannot decode as {enc}: {e}") from None
-    delim = delimiter or _sniff_delimiter(sample, path)
+    # Excel writes, and reads, a first line "sep=;" that names the delimiter (a CSV made for a locale whose decimal
+    # comma makes the list separator ";"): it is read as the delimiter and skipped, not taken for a one-column table.
+    sep = _SEP_LINE.match(sample.removeprefix("\ufeff"))
+    delim = delimiter or (sep.group(1) if sep else _sniff_delimiter(sample, path))
     keep = keep_for(max_rows, header)
     try:
-        parsed = _parse(path, enc, delim, keep, spread, how)
+        parsed = _parse(path, enc, delim, keep, spread, how, sep is not None)
     except _DecodeError as e:
         second = None if encoding else _guess(e.block)
         if second is None or second == enc:
             raise TableError(f"{path}, {e}") from None
         try:
-            parsed = _parse(path, second, delim, keep, spread, how)
+            parsed = _parse(path, second, delim, keep, spread, how, sep is not None)
         except _DecodeError as e2:
             raise TableError(f"{path}, {e2} (after {enc} failed: {e})") from None
         enc = second
