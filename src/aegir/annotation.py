@@ -311,6 +311,19 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
               f"{tab.n_rows} kept (the first of {total} in the {where})" if sample == "first" else
               f"{tab.n_rows}" + (f" ({total} in the {where})" if total != tab.n_rows else ""))
         notes.append(f"each column was read through {rows_read} {how} rows of {of}")
+    if tab.meta.get("long_rows"):
+        n = tab.meta["header_fields"]
+        notes.append(f"{tab.meta['long_rows']} of the rows read have more fields than the header's {n} (the first: "
+                     f"data row {tab.meta['first_long_row']}), so columns {n} on have no name; is a delimiter inside "
+                     "an unquoted value?")
+    if tab.n_rows == 0:
+        notes.append("the table has no data rows: every label comes from the column names alone")
+    else:
+        blank = [c for c in cols if not any(v.strip() for v in tab.columns[c.column])]
+        if blank:
+            few = ", ".join(repr(c.name) for c in blank[:5]) + (f" and {len(blank) - 5} more" if len(blank) > 5 else "")
+            notes.append(f"{len(blank)} column(s) hold no values in the rows read ({few}): their labels come from "
+                         "their names and the other columns only")
     short = [c for c in cols if c.values_read < c.rows_read]
     if short:
         notes.append(budget_note(short, lc.serialize_cfg.max_bytes, lc.serialize_cfg.max_cell_bytes))

@@ -94,3 +94,19 @@ def test_an_exported_specialist_is_readable_by_others(trained, tmp_path):
     for f in spec.iterdir():
         assert f.stat().st_mode & stat.S_IROTH, f  # safetensors writes 0600 by itself
     assert not [f for f in spec.iterdir() if f.name.startswith(".")]  # no temporary files left
+
+
+def test_empty_columns_tables_without_rows_and_long_rows_are_said(trained, tmp_path):
+    ck = trained.final_checkpoint
+    blank = annotate(DF.assign(x=[None, None, None]), ck)
+    assert any("1 column(s) hold no values in the rows read ('x')" in n for n in blank.notes)
+    assert not any("hold no values" in n for n in annotate(DF, ck).notes)
+    (tmp_path / "h.csv").write_text("who,when,price\n")
+    names_only = annotate(tmp_path / "h.csv", ck, header=True)
+    assert [c.name for c in names_only.columns] == ["who", "when", "price"]
+    assert any("no data rows: every label comes from the column names alone" in n for n in names_only.notes)
+    (tmp_path / "r.csv").write_text("who,when\na@x.org,2024-01-02\nb@y.com,2023-05-06,oops\nc@z.net,2022-07-08\n")
+    ragged = annotate(tmp_path / "r.csv", ck)
+    assert [c.name for c in ragged.columns] == ["who", "when", "column_2"]
+    assert any("1 of the rows read have more fields than the header's 2 (the first: data row 2)" in n
+               for n in ragged.notes)

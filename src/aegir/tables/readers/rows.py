@@ -183,6 +183,10 @@ def to_table(rows: Collected, where: str | Path, *, header: bool | str, max_rows
          # and non-numeric: the guess annotate reports, as it can be wrong) or "tie" (read as data).
          "header": how, "has_header": has_header,
          "preamble_rows": skipped}  # leading rows skipped as a title/notes before the table (header="infer")
+    if hdr is not None:  # rows with more fields than the header: their extra cells make columns with no name
+        long = [i - start + 1 for i, row in rows.kept if i >= start and len(row) > len(hdr)]
+        if long:
+            m.update(long_rows=len(long), first_long_row=long[0], header_fields=len(hdr))
     m.update(meta or {})
     if not body and hdr is None:
         raise TableError(f"{where}: no data rows")
