@@ -44,6 +44,13 @@ def predicted_label_sets(raw: Predictions, labels: list[str], multi_label: bool)
             for r, r_logits in zip(on, raw.logits)]
 
 
+def unknown_gold_note(unknown: Counter, why: str = "are not in the model's vocabulary") -> str:
+    """One line naming gold labels the model cannot predict (most frequent first, with column counts).
+    Shared by `aegir eval` and `aegir train` (validation labels training never saw)."""
+    shown = ", ".join(f"{g} ({n})" for g, n in unknown.most_common(10)) + (", ..." if len(unknown) > 10 else "")
+    return (f"{sum(unknown.values())} gold label(s) of {len(unknown)} name(s) {why} and count as misses: {shown}")
+
+
 def score_label_sets(gold: list[tuple[str, ...]], predicted: list[tuple[str, ...]],
                      multi_label: bool) -> ClassificationReport:
     """The report for one evaluation; macro-F1 over gold labels, as the SOTAB authors report it.
@@ -90,9 +97,7 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
         text += "\n" + sel.format()
     unknown = Counter(g for p in preds for g in p.gold if g not in index)
     if unknown:  # misses by construction; a typo in a gold file looks exactly like this
-        shown = ", ".join(f"{g} ({n})" for g, n in unknown.most_common(10)) + (", ..." if len(unknown) > 10 else "")
-        text += (f"\nnote: {sum(unknown.values())} gold label(s) of {len(unknown)} name(s) are not in the model's "
-                 f"vocabulary and count as misses: {shown}")
+        text += "\nnote: " + unknown_gold_note(unknown)
     return EvalRun(rep, preds, raw, examples, None, text, precision, sel, dict(unknown))
 
 
@@ -106,6 +111,11 @@ def default_validation(lc: LoadedClassifier) -> LabeledDataset:
 
     a = lc.meta.get("run_args", {})
     task = lc.task
+    for key, flag in (("data", "--data"), ("valid_data", "--valid-data")):
+        # Runs record their data paths absolute; older ones as typed, relative to where training ran.
+        if a.get(key) and "://" not in str(a[key]) and not Path(a[key]).exists():
+            raise TableError(f"{lc.source}: the run's {flag} {a[key]} (recorded in the checkpoint) is not there "
+                             "from here; pass --data and --format to evaluate on it")
     # Runs from before split_seed held their validation tables out with the training seed.
     td = resolve_task(task, a.get("data"), a.get("valid_data"), n_synthetic=a.get("n_synthetic", 600),
                       seed=a.get("seed", 0), split_seed=a.get("split_seed", a.get("seed", 0)),
@@ -132,6 +142,14 @@ def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = N
     return default_validation(lc)
 
 
+def default_out_dir(source: str | Path, name: str) -> Path:
+    """Where a command writes about a classifier by default: beside a checkpoint file (its run folder's
+    `name`/), inside an exported specialist folder (`specialists/cta/name`: a folder of specialists
+    would otherwise share one report)."""
+    source = Path(source)
+    return source / name if source.is_dir() else source.parent / name
+
+
 def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = None, data: str | None = None,
              fmt: str | None = None, out: str | Path | None = None, batch_size: int = 64, views: int = 1,
              max_bytes: int | None = None, bf16: bool | None = None) -> EvalRun:
@@ -141,7 +159,7 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
     lc = members[0]
     ds = eval_data(lc, data, fmt, task)
     run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes, bf16=bf16)
-    out_dir = Path(out) if out else Path(lc.source).parent / ("eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
+    out_dir = Path(out) if out else default_out_dir(lc.source, "eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     sel = {"selective": run.selective.to_dict()} if run.selective is not None else {}
     (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision, **sel,

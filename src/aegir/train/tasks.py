@@ -7,7 +7,7 @@ Defaults read `../shared/data` when present and fall back to the embedded synthe
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aegir.paths import shared_data_dir
@@ -33,6 +33,8 @@ class TaskData:
     split_seed: int | None = None
     # (fold, folds) when that hold-out was one part of a k-fold partition of the tables.
     cv: tuple[int, int] | None = None
+    # Things about the data the user should read before trusting the run (`aegir train` prints them).
+    notes: list[str] = field(default_factory=list)
 
 
 def split_by_table(ds: LabeledDataset, valid_fraction: float, seed: int = 0,
@@ -86,6 +88,55 @@ def _sotab_root(data: str | None) -> Path:
     return shared / "sotab_v2_sample"
 
 
+def _existing(path: str | Path, flag: str) -> Path:
+    """`path` when it exists, else the one-line error naming the flag it came from."""
+    p = Path(path)
+    if not p.exists():
+        raise TableError(f"{flag} {p}: no such file or folder")
+    return p
+
+
+def _sotab_splits(path: str | Path, flag: str) -> dict[str, tuple[Path, Path]]:
+    """resolve_sotab, with an error that fits training (it has no --gold to name a split's gold CSV)."""
+    p = _existing(path, flag)
+    try:
+        return resolve_sotab(p)
+    except TableError:
+        raise TableError(f"{flag} {p}: not a SOTAB root (CTA/ and CPA/ split folders with their gold CSVs) "
+                         "or one of its split folders") from None
+
+
+def _custom_format(path: str | Path, flag: str) -> str:
+    """'csv' for a folder of CSV files with labels.csv, 'sotab' for a SOTAB root or split; else the
+    error saying what `--data` of the custom task takes."""
+    p = _existing(path, flag)
+    if p.is_file():
+        if p.name == "labels.csv":
+            raise TableError(f"{flag} {p}: name the folder that holds labels.csv ({p.parent}), not the file")
+        raise TableError(f"{flag} {p}: task custom takes a folder of CSV files with a labels.csv (or a SOTAB "
+                         "root or split folder), not a file")
+    if (p / "labels.csv").is_file():
+        return "csv"
+    try:
+        resolve_sotab(p)
+    except TableError:
+        raise TableError(f"{flag} {p}: no labels.csv in this folder, and not a SOTAB root or split folder; task "
+                         "custom takes a folder of CSV files with a labels.csv (table_name,column_index,label)") from None
+    return "sotab"
+
+
+def _multi_label_note(ds: LabeledDataset, shown: int = 5) -> str | None:
+    """Why a custom task became multi-label: the columns labels.csv gives several labels (a duplicate
+    row with another label is enough, and turns the whole task into per-label sigmoids, BCE)."""
+    multi = [t for t in ds.targets if len(t.labels) > 1]
+    if not multi:
+        return None
+    named = "; ".join(f"{ds.tables[t.table_index].name} column {t.column}: {', '.join(t.labels)}" for t in multi[:shown])
+    more = f" (and {len(multi) - shown} more)" if len(multi) > shown else ""
+    return (f"task custom is multi-label (a sigmoid per label, BCE) because {len(multi)} column(s) have several "
+            f"labels: {named}{more}; if a column should have one label, keep one row for it in labels.csv")
+
+
 def _filter_to_vocab(ds: LabeledDataset, vocab: LabelVocab) -> LabeledDataset:
     keep = [t for t in ds.targets if all(l in vocab for l in t.labels)]
     return replace(ds, targets=keep, skipped=ds.skipped + len(ds.targets) - len(keep))
@@ -135,7 +186,7 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
                         note=f"{n_synthetic} synthetic tables (seed {seed})", split_seed=split_seed)
     if task in ("sotab-cta", "sotab-cpa"):
         root = _sotab_root(data)
-        splits = resolve_sotab(root)
+        splits = _sotab_splits(root, "--data")
         kind = task.split("-")[1]
         vocab = LabelVocab.benchmark(task)
         train_parts = [read_sotab(*splits[k]) for k in (f"{kind}-train", f"{kind}-train50") if k in splits]
@@ -144,7 +195,7 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         train = _filter_to_vocab(dedupe_targets(merge(train_parts)), vocab)
         hashed = None
         if valid_data:
-            valid = read_sotab(*next(iter(resolve_sotab(valid_data).values())))
+            valid = read_sotab(*next(iter(_sotab_splits(valid_data, "--valid-data").values())))
         elif f"{kind}-validation" in splits:
             valid = read_sotab(*splits[f"{kind}-validation"])
         else:
@@ -173,18 +224,20 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         if valid is None:
             train, valid = split_by_table(train, valid_fraction, split_seed, cv)
         vocab = LabelVocab.from_labels([l for t in train.targets for l in t.labels], name="wikitables-cta")
-        return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, True, False,
+        # Validation keeps labels training never saw: they are scored as misses, not dropped (the
+        # vocabulary is the training data's, so dropping them would score only what the model can say).
+        return TaskData(task, train, valid, vocab, True, False,
                         note="label list built from the training data (the 255-type list is not available offline)",
                         split_seed=None if valid_data else split_seed)
     # custom: a labelled CSV folder, or a SOTAB layout split
     if not data:
         raise TableError("task custom needs --data PATH (a folder of CSVs with labels.csv, or a SOTAB split)")
     p = Path(data)
-    fmt = "csv" if (p / "labels.csv").is_file() else "sotab"
+    fmt = _custom_format(p, "--data")
     parts = list(load_labeled(fmt, p).values())
     ds = merge(parts)
     if valid_data:
-        valid = merge(list(load_labeled(fmt, valid_data).values()))
+        valid = merge(list(load_labeled(_custom_format(valid_data, "--valid-data"), valid_data).values()))
         train = ds
     else:
         train, valid = split_by_table(ds, valid_fraction, split_seed, cv)
@@ -193,6 +246,8 @@ def _resolve(task: str, data: str | None, valid_data: str | None, *, n_synthetic
         raise TableError(f"{data}: no labelled columns found")
     vocab = LabelVocab.from_labels(labels, name="custom")
     cpa = ds.task == "cpa"
-    return TaskData(task, train, _filter_to_vocab(valid, vocab), vocab, ds.multi_label, cpa,
+    note = _multi_label_note(ds) if ds.multi_label else None
+    # As for wikitables-cta: validation labels training never saw count as misses, they are not dropped.
+    return TaskData(task, train, valid, vocab, ds.multi_label, cpa,
                     note=f"{fmt} data at {data}; vocabulary of {len(vocab)} labels built from it",
-                    split_seed=None if valid_data else split_seed)
+                    split_seed=None if valid_data else split_seed, notes=[note] if note else [])
