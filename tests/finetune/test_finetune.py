@@ -171,6 +171,9 @@ def test_train_shim_flags(custom_data, tmp_path):
     help_cli = subprocess.run([sys.executable, "-m", "aegir", "train", "--help"], capture_output=True, text=True)
     help_shim = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--help"], capture_output=True, text=True)
     assert help_cli.returncode == help_shim.returncode == 0
+    assert "Usage: train.py [OPTIONS]" in help_shim.stdout  # the shim is the train command itself
+    help_eval = subprocess.run([sys.executable, "-m", "aegir", "eval", "--help"], capture_output=True, text=True)
+    assert "predictions.jsonl" in " ".join(help_eval.stdout.split()) and "predictions.csv" not in help_eval.stdout
     for flag in ("--task", "--pretrained", "--epochs", "--batch-size", "--lr", "--warmup-steps", "--freeze-backbone",
                  "--loss", "--data", "--resume", "--class-weight", "--logit-adjust", "--repeat-threshold",
                  "--refit-head", "--refit-l2", "--refit-views", "--split-seed", "--cv-folds", "--cv-fold"):

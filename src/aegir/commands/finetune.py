@@ -13,13 +13,29 @@ from aegir.commands import BF16_HELP, INFER_BF16_HELP
 
 console = Console()
 
+# `aegir train` parameter -> FinetuneConfig field, where the names differ.
+_FIELD_OF = {"teacher": "teachers", "bf16": "cpu_bf16"}
+
+
+def given_fields(ctx: typer.Context) -> set[str]:
+    """Config fields whose flags the command line (or an environment variable) set. A flag left at its
+    default is not given: on --resume the run's stored value applies, while `--epochs 10` typed against
+    a run of 4 is a conflict even though 10 is the default."""
+    def given(name: str) -> bool:
+        # By name: typer ships its own copy of click, whose ParameterSource is not click's enum.
+        src = ctx.get_parameter_source(name)
+        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {_FIELD_OF.get(name, name) for name in ctx.params if given(name)}
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
+        ctx: typer.Context,
         task: str = typer.Option("synthetic-cta", help="sotab-cta | sotab-cpa | gittables-dbpedia | gittables-schema | wikitables-cta | synthetic-cta | custom"),
         model_size: str = typer.Option("nano", help="Preset when training from random (nano|tiny|small|base); ignored with --pretrained."),
-        pretrained: Optional[Path] = typer.Option(None, help="Pretrained checkpoint (outputs/mixed-v2/<ts>/final.pt), or a fine-tuned classifier whose backbone starts this run (intermediate-task transfer)."),
+        pretrained: Optional[Path] = typer.Option(None, help="Pretrained checkpoint (outputs/mixed-v2/<ts>/final.pt or its run folder), or a fine-tuned classifier (final.pt or an exported specialist folder) whose backbone starts this run (intermediate-task transfer)."),
         data: Optional[str] = typer.Option(None, help="Training data (default: ../shared/data/... when present, else synthetic)."),
         valid_data: Optional[str] = typer.Option(None, help="Validation data (default: the task's validation split or a 15% table split)."),
         epochs: int = typer.Option(10),
@@ -58,7 +74,7 @@ def register(app: typer.Typer) -> None:
         cv_fold: int = typer.Option(0, help="The part held out for validation in this run (with --cv-folds)."),
         out: Path = typer.Option(Path("outputs")),
         run_name: Optional[str] = typer.Option(None),
-        resume: Optional[Path] = typer.Option(None, help="Run folder to resume."),
+        resume: Optional[Path] = typer.Option(None, help="Run folder to resume: its stored settings apply; only --device, --parallel, --bf16/--fp32, --checkpoint-every and --teacher-cache may change, another flag that differs from the run's is refused."),
         device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
         bf16: bool = typer.Option(False, "--bf16/--fp32", help=BF16_HELP),
         parallel: str = typer.Option("ddp", help="ddp | none (under torchrun; FSDP is for pretraining base)."),
@@ -85,7 +101,10 @@ def register(app: typer.Typer) -> None:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(2) from None
-        res = finetune(cfg)
+        try:
+            res = finetune(cfg, given=given_fields(ctx))
+        except KeyboardInterrupt:  # finetune printed where the run stands and how to resume it
+            raise typer.Exit(130) from None
         console.print(f"final checkpoint: {res.final_checkpoint}")
         if res.valid_metrics:
             console.print({k: round(v, 4) if isinstance(v, float) else v for k, v in res.valid_metrics.items()})
@@ -96,7 +115,7 @@ def register(app: typer.Typer) -> None:
         task: Optional[str] = typer.Option(None, help="Task whose validation data to use (default: the checkpoint's)."),
         data: Optional[str] = typer.Option(None, help="Data to evaluate (SOTAB split folder, GitTables fold CSV, CSV folder)."),
         format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
-        out: Optional[Path] = typer.Option(None, help="Folder for report.json, predictions.csv, confusion.png."),
+        out: Optional[Path] = typer.Option(None, help="Folder for report.json, predictions.jsonl, confusion.png (default: eval/ in the checkpoint's run folder, or inside an exported specialist folder)."),
         batch_size: int = typer.Option(64),
         views: int = typer.Option(1, help="Average over this many row views per column (1 = deterministic rows only)."),
         max_bytes: Optional[int] = typer.Option(None, min=8, help="Bytes read per column (default: the budget each checkpoint was trained with)."),

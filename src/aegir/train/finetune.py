@@ -6,7 +6,8 @@ still runs — and says so loudly — because that is the failure the liveness g
 
 Same run-folder / atomic checkpoint / resume / torchrun-DDP behaviour as pretraining: a run lives
 in `outputs/<run-name>/<UTC stamp>/`, step checkpoints are written atomically, `--resume RUN_DIR`
-restores weights, optimizer, schedule, RNG and the position in the epoch's (seeded) data order.
+restores the run's own arguments (finetune_config.resumed_config), weights, optimizer, schedule, RNG
+and the position in the epoch's (seeded) data order. Ctrl-C ends a step first, then saves it.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
+import threading
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import numpy as np
 import torch
@@ -25,12 +29,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from aegir.checkpoint import (
-    CheckpointError, capture_rng_state, latest_checkpoint, load_checkpoint, new_run_dir, restore_rng_state,
-    save_checkpoint, step_checkpoint_name,
+    FINAL_NAME, Checkpoint, CheckpointError, capture_rng_state, latest_checkpoint, list_checkpoints, load_checkpoint,
+    new_run_dir, restore_rng_state, save_checkpoint, step_checkpoint_name,
 )
 from aegir.config import ModelConfig
 from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
-from aegir.eval_run import predicted_label_sets, score_label_sets
+from aegir.eval_run import predicted_label_sets, score_label_sets, unknown_gold_note
 from aegir.evaluation import TemperatureFit, fit_temperature_report
 from aegir.inference import classifier_extra, predict
 from aegir.model import AegirClassifier
@@ -44,7 +48,7 @@ from aegir.train.distributed import (
     DistInfo, all_reduce_sum, barrier, broadcast_object, init_distributed, load_optimizer_state, shard_range, teardown,
     unwrap, wrap_model,
 )
-from aegir.train.finetune_config import FinetuneConfig
+from aegir.train.finetune_config import FinetuneConfig, resumed_config
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
@@ -120,18 +124,73 @@ class _TrainNet(nn.Module):
         return task / denom, ratio, out.stages, soft
 
 
-def _load_backbone(clf: AegirClassifier, path: str) -> dict[str, Any]:
-    ck = load_checkpoint(path)
+@dataclass
+class PretrainedBackbone:
+    """What `--pretrained` starts a run from: the model config, the backbone's weights, and the
+    provenance recorded in the run's checkpoints."""
+
+    config: ModelConfig
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def load_pretrained(path: str) -> PretrainedBackbone:
+    """The backbone of a pretraining checkpoint, of a fine-tuned classifier (its head is dropped) or of
+    an exported specialist folder; a run folder stands for its final.pt."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "specialist.json").is_file():
+            from aegir.inference import load_classifier
+
+            lc = load_classifier(p)
+            return PretrainedBackbone(lc.model.cfg, lc.model.backbone.state_dict(),
+                                      {"pretrained": str(p), "pretrained_step": lc.meta.get("step"),
+                                       "pretrained_metrics": lc.meta.get("metrics") or {}})
+        if not (p / FINAL_NAME).is_file():
+            raise CheckpointError(f"--pretrained {p}: a folder with neither final.pt (a run folder) nor "
+                                  "specialist.json (an exported specialist); pass a checkpoint file such as final.pt")
+        p = p / FINAL_NAME
+    elif not p.exists():
+        raise CheckpointError(f"--pretrained {p}: no such checkpoint file")
+    ck = load_checkpoint(p)
     state = ck.model_state
     if ck.kind == "classifier":  # continue from another classifier's backbone
         state = {k[len("classifier.backbone."):]: v for k, v in state.items() if k.startswith("classifier.backbone.")}
     elif ck.kind != "pretrain":
-        raise CheckpointError(f"{path}: checkpoint kind {ck.kind!r} cannot initialise a backbone")
-    res = clf.backbone.load_state_dict(state, strict=False)
+        raise CheckpointError(f"{p}: checkpoint kind {ck.kind!r} cannot initialise a backbone")
+    if not isinstance(ck.config, ModelConfig):
+        raise CheckpointError(f"{p}: checkpoint has no Aegir model config")
+    return PretrainedBackbone(ck.config, state, {"pretrained": str(path), "pretrained_step": ck.step,
+                                                 "pretrained_metrics": ck.metrics})
+
+
+def _load_backbone(clf: AegirClassifier, pre: PretrainedBackbone) -> dict[str, Any]:
+    res = clf.backbone.load_state_dict(pre.state, strict=False)
     if res.missing_keys or res.unexpected_keys:
-        raise CheckpointError(f"{path}: backbone weights do not fit: missing {res.missing_keys[:6]}, "
+        raise CheckpointError(f"{pre.meta['pretrained']}: backbone weights do not fit: missing {res.missing_keys[:6]}, "
                               f"unexpected {res.unexpected_keys[:6]}")
-    return {"pretrained": str(path), "pretrained_step": ck.step, "pretrained_metrics": ck.metrics}
+    return pre.meta
+
+
+def resolve_resume(cfg: FinetuneConfig, given: Collection[str] | None = None) -> tuple[FinetuneConfig, Checkpoint | None]:
+    """Apply `--resume RUN_DIR`: the run's stored arguments (`resumed_config`; `given` as there) and the
+    checkpoint to continue from. A finished run (final.pt is its newest checkpoint) is refused, so its
+    final.pt and validation metrics are never overwritten. Reads only: a refusal leaves the folder as it was."""
+    if cfg.resume is None:
+        return cfg, None
+    run_dir = Path(cfg.resume)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume {run_dir}: no such run folder")
+    ck = latest_checkpoint(run_dir, kind="classifier")
+    if ck is None:
+        raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
+    try:
+        cfg = resumed_config(cfg, ck.run_args, given, where=str(run_dir))
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    if ck.path.name == FINAL_NAME:
+        raise CheckpointError(f"{run_dir}: this run finished (final.pt at step {ck.step}); nothing to resume")
+    return cfg, ck
 
 
 def calibrate_on(classifier: AegirClassifier, examples: list[EncodedColumn], batch_size: int,
@@ -148,20 +207,66 @@ def calibrate_on(classifier: AegirClassifier, examples: list[EncodedColumn], bat
     return fit_temperature_report(logits, np.array([e.label_ids[0] for e in examples]))
 
 
-def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: FinetuneHooks | None = None) -> FinetuneResult:
+def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: FinetuneHooks | None = None,
+             given: Collection[str] | None = None) -> FinetuneResult:
+    """Train (or with cfg.resume, continue) a classifier. `given`: on resume, the fields the caller set
+    (see `resumed_config`; the CLI passes the flags on its command line); None: all of cfg's."""
     from rich.console import Console
 
     console = Console(stderr=True)
+    cfg, resume_ckpt = resolve_resume(cfg, given)  # before the device is chosen: --device may change on resume
     info: DistInfo = init_distributed(cfg.device)
     try:
-        return _finetune(cfg, task_data, info, console, hooks or FinetuneHooks())
+        return _finetune(cfg, task_data, info, console, hooks or FinetuneHooks(), resume_ckpt)
     finally:
         teardown(info)
 
 
-def _norm(v: Any) -> Any:
-    """Run arguments compare equal across a JSON round trip (tuples come back as lists)."""
-    return list(v) if isinstance(v, tuple) else v
+class _InterruptGuard:
+    """SIGINT during training: inside a step (update, counters, its metrics record) it is held until the
+    step ends, so the weights, optimizer, EMA, step and data position saved at the interrupt agree;
+    elsewhere, or at a second Ctrl-C within one step, KeyboardInterrupt comes at once (`torn` then says
+    the step was cut and its state must not be saved). Main thread only (signals); a no-op elsewhere."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.in_step = self.pending = self.torn = False
+        self._old: Any = None
+
+    def __enter__(self) -> "_InterruptGuard":
+        if self.enabled:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._old)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.in_step and not self.pending:
+            self.pending = True
+            return
+        self.torn = self.in_step
+        raise KeyboardInterrupt
+
+    def begin(self) -> None:
+        self.in_step = True
+
+    def end(self) -> None:
+        self.in_step = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def _interrupt_message(run_dir: Path, step: int) -> str:
+    """What a Ctrl-C leaves: the step reached, the newest step checkpoint, how to continue."""
+    steps = [p for p in list_checkpoints(run_dir) if p.name != FINAL_NAME]
+    if not steps:
+        return f"interrupted at step {step}; no checkpoint yet: nothing to resume (start the run again)"
+    last = steps[-1]
+    return (f"interrupted at step {step}; last checkpoint: step {int(last.stem.split('-')[1])} ({last}); "
+            f"resume with: aegir train --resume {run_dir}")
 
 
 def ema_horizon_warning(decay: float, total_steps: int) -> str | None:
@@ -196,7 +301,8 @@ def _repeat_view(cfg: FinetuneConfig, epoch: int, k: int) -> int:
     return 1 + cfg.seed * 10_007 + epoch + k * 7_777_777
 
 
-def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console, hooks: FinetuneHooks) -> FinetuneResult:
+def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console, hooks: FinetuneHooks,
+              resume_ckpt: Checkpoint | None) -> FinetuneResult:
     torch.manual_seed(cfg.seed)
     td = td or resolve_task(cfg.task, cfg.data, cfg.valid_data, n_synthetic=cfg.n_synthetic, seed=cfg.seed,
                             add_synthetic=cfg.add_synthetic, split_seed=cfg.split_seed, cv=cfg.cv)
@@ -221,7 +327,12 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         return ep.examples, [src[p] for p in ep.source]
 
     train_ex, train_src = encode_train(0)
-    valid_ex = [e for e in encode_dataset(td.valid, index, scfg) if e.label_ids] if td.valid is not None else []
+    # Every validation column is scored, those whose gold label training never saw too: the model
+    # cannot say it, so they count as misses (as in `aegir eval`) instead of vanishing from the F1.
+    valid_ex = encode_dataset(td.valid, index, scfg) if td.valid is not None else []
+    valid_gold = [t.labels for t in td.valid.targets] if td.valid is not None else []
+    unknown_valid = Counter(g for gold in valid_gold for g in gold if g not in index)
+    valid_known = [e for e in valid_ex if e.label_ids]  # what a temperature can be fitted on
     if not train_ex:
         raise ValueError(f"task {cfg.task}: no labelled training columns")
     # Label rebalancing (class weights, logit adjustment) reads the labelled columns' label frequencies.
@@ -230,7 +341,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                      ("--refit-head", cfg.refit_head != "none")):
         if on and td.multi_label:
             raise TableError(f"{flag} is for single-label tasks; {cfg.task} is multi-label")
-    if cfg.calibrate and not valid_ex:
+    if cfg.calibrate and not valid_known:
         raise TableError(f"--calibrate fits a temperature on the validation columns; task {cfg.task} has none here")
     if cfg.pool_main and not td.cpa:
         raise TableError(f"--pool-main pools the main column of a column pair (CPA); {cfg.task} is column type "
@@ -244,39 +355,31 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     # (epochs, N) copies per example and epoch, drawn once: they size the schedule and build each epoch.
     epoch_counts = [epoch_repeats(factors, cfg.seed, e) for e in range(cfg.epochs)] if factors is not None else None
 
-    resume_ckpt = None
     run_dir: Path
-    if cfg.resume:
+    pre: PretrainedBackbone | None = None
+    if resume_ckpt is not None:
         run_dir = Path(cfg.resume)
-        resume_ckpt = latest_checkpoint(run_dir, kind="classifier")
-        if resume_ckpt is None:
-            raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
-        saved = resume_ckpt.run_args
-        if td.split_seed is not None and "split_seed" not in saved and saved.get("seed", 0) != cfg.split_seed:
-            # Runs from before split_seed existed held out their validation tables with the training seed.
-            raise CheckpointError(f"{run_dir}: this run's validation tables were chosen with its seed "
-                                  f"{saved.get('seed', 0)}; resume with --split-seed {saved.get('seed', 0)}")
-        for k in ("cv_folds", "cv_fold"):  # runs from before cross-validation held out 15%
-            if _norm(saved.get(k, 0)) != _norm(getattr(cfg, k)):
-                raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved.get(k, 0)!r}")
-        for k in ("task", "seed", "split_seed", "batch_size", "max_bytes", "max_target_bytes", "max_cell_bytes", "loss", "data", "n_synthetic", "add_synthetic",
-                  "row_views", "ema", "pool_main", "class_weight", "logit_adjust", "repeat_threshold", "teachers", "distill_weight", "distill_temperature", "teacher_views", "distill_unlabeled"):
-            if k in saved and _norm(saved[k]) != _norm(getattr(cfg, k)):
-                raise CheckpointError(f"{run_dir}: resume with {k}={getattr(cfg, k)!r} but the run used {saved[k]!r}")
         mcfg = resume_ckpt.config
     else:
+        # Read before the run folder exists: a wrong --pretrained leaves no empty run behind.
+        pre = load_pretrained(cfg.pretrained) if cfg.pretrained else None
+        mcfg = pre.config if pre is not None else ModelConfig.preset(cfg.model_size)
         run_dir = broadcast_object(new_run_dir(cfg.out, cfg.run_name or cfg.task) if info.is_main else None, info)
-        mcfg = load_checkpoint(cfg.pretrained).config if cfg.pretrained else ModelConfig.preset(cfg.model_size)
     if not isinstance(mcfg, ModelConfig):
         raise CheckpointError("checkpoint has no Aegir model config")
     mcfg.cpu_bf16 = cfg.cpu_bf16  # precision is this run's choice, not the checkpoint's
 
     clf = AegirClassifier(mcfg, len(labels), multi_label=td.multi_label, pool_main=cfg.pool_main)
     init_meta: dict[str, Any] = {}
-    from_random = not cfg.pretrained and resume_ckpt is None
-    if cfg.pretrained and resume_ckpt is None:
-        init_meta = _load_backbone(clf, cfg.pretrained)
-    elif from_random and info.is_main:
+    if resume_ckpt is not None:  # the run's provenance, carried into every checkpoint it writes next
+        init_meta = {k: resume_ckpt.extra[k] for k in ("pretrained", "pretrained_step", "pretrained_metrics")
+                     if k in resume_ckpt.extra}
+        from_random = bool(resume_ckpt.extra.get("from_random", not cfg.pretrained))
+    else:
+        from_random = pre is None
+    if pre is not None:
+        init_meta = _load_backbone(clf, pre)
+    elif from_random and resume_ckpt is None and info.is_main:
         console.print("[bold yellow]warning:[/bold yellow] no --pretrained checkpoint: training the backbone FROM "
                       "RANDOM. Expect collapse (one embedding, one label); the liveness gate will tell.")
     for p in clf.head.parameters():
@@ -356,6 +459,11 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if not valid_ex:
             console.print("[yellow]note:[/yellow] no validation columns (the table split left none): this run "
                           "reports no validation metrics; give more tables or --valid-data")
+        if unknown_valid:
+            console.print("[yellow]note:[/yellow] " + unknown_gold_note(unknown_valid, "in the validation columns never occur in training"),
+                          soft_wrap=True)
+        for note in td.notes:
+            console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
         if factors is not None:
             console.print(f"repeat-factor sampling (threshold {cfg.repeat_threshold}): {int((factors > 1).sum())} of "
                           f"{len(train_ex)} columns repeated (factor up to {factors.max():.2f}); "
@@ -388,76 +496,93 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         """Report of the weights inference will use (the EMA average when on) on the validation columns."""
         scored = ema.module if ema is not None else unwrap(model)
         raw = predict(scored.classifier, valid_ex, batch_size=cfg.eval_batch_size, device=info.device)
-        return score_label_sets([tuple(labels[j] for j in e.label_ids) for e in valid_ex],
-                                predicted_label_sets(raw, labels, td.multi_label), td.multi_label)
+        return score_label_sets(valid_gold, predicted_label_sets(raw, labels, td.multi_label), td.multi_label)
 
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.task}", unit="step", disable=not (cfg.progress and info.is_main))
     t0 = time.time()
-    done = step >= total
-    encoded_view = 0
-    while not done and epoch < cfg.epochs:
-        view = _epoch_view(cfg, epoch)
-        if view != encoded_view:  # a fresh random row view of every training column (a function of seed and epoch: resumable)
-            train_ex, train_src = encode_train(view)
-            encoded_view = view
-        epoch_ex, epoch_src = epoch_list(epoch, train_ex, train_src)
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        perm = torch.randperm(len(epoch_ex), generator=g).tolist()
-        n_batches = math.ceil(len(perm) / cfg.batch_size)
-        net.train()
-        while batch_pos < n_batches:
-            glob = perm[batch_pos * cfg.batch_size:(batch_pos + 1) * cfg.batch_size]
-            if len(glob) % info.world_size:  # last partial batch: keep it divisible across ranks
-                glob = glob[: len(glob) - len(glob) % info.world_size] or glob[:info.world_size]
-            mine_idx = [glob[i] for i in shard_range(len(glob), info.rank, info.world_size)]
-            b = collate([epoch_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
-            teach = soft_targets[[epoch_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
-            sched.set_step(step)
-            # Sum over examples / global count, times world size because DDP averages gradients.
-            loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
-                                              teach, b.main_mask)
-            total_loss = loss + ratio.objective
-            if not torch.isfinite(total_loss):
-                save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})
-                raise FloatingPointError(f"non-finite loss at step {step}; last good state saved in {run_dir}")
-            opt.zero_grad(set_to_none=True)
-            total_loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(net)
-            step += 1
-            if hooks.after_step:
-                hooks.after_step(step, net)
-            batch_pos += 1
-            gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
-            if soft is not None:
-                rec_soft = {"distill_kl": float(all_reduce_sum(soft / info.world_size, info))}
-            else:
-                rec_soft = {}
-            rec = {"loss": gl, **rec_soft, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
-                   "epoch": epoch, **{f"boundary_frac_s{i}": st["boundary_fraction"] for i, st in enumerate(ratio.stages)}}
-            logger.write({"step": step, **rec})
-            bar.update(1)
-            bar.set_postfix(loss=f"{gl:.3f}")
-            if step % cfg.checkpoint_every == 0:
-                save(run_dir / step_checkpoint_name(step), epoch, batch_pos, rec)
-            if step >= total:
-                done = True
-                break
-        if batch_pos >= n_batches or done:
-            if valid_ex and info.is_main:
-                rep = validate()
-                valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
-                valid_metrics["epoch"] = epoch
-                history.append({"step": step, **valid_metrics})
-                logger.write({"step": step, **valid_metrics})
-                bar.write(f"epoch {epoch}: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f}")
-            barrier(info)
-            if batch_pos >= n_batches:
-                epoch, batch_pos = epoch + 1, 0
+    # A Ctrl-C ends the step under way and saves it (one process: under torchrun the ranks would not agree
+    # on the step, so there only the message).
+    guard = _InterruptGuard(enabled=info.world_size == 1)
+    try:
+        with guard:
+            done = step >= total
+            encoded_view = 0
+            while not done and epoch < cfg.epochs:
+                view = _epoch_view(cfg, epoch)
+                if view != encoded_view:  # a fresh random row view of every training column (a function of seed and epoch: resumable)
+                    train_ex, train_src = encode_train(view)
+                    encoded_view = view
+                epoch_ex, epoch_src = epoch_list(epoch, train_ex, train_src)
+                g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                perm = torch.randperm(len(epoch_ex), generator=g).tolist()
+                n_batches = math.ceil(len(perm) / cfg.batch_size)
+                net.train()
+                while batch_pos < n_batches:
+                    glob = perm[batch_pos * cfg.batch_size:(batch_pos + 1) * cfg.batch_size]
+                    if len(glob) % info.world_size:  # last partial batch: keep it divisible across ranks
+                        glob = glob[: len(glob) - len(glob) % info.world_size] or glob[:info.world_size]
+                    mine_idx = [glob[i] for i in shard_range(len(glob), info.rank, info.world_size)]
+                    b = collate([epoch_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
+                    teach = soft_targets[[epoch_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
+                    guard.begin()  # Ctrl-C from here waits for the step's end (see _InterruptGuard)
+                    sched.set_step(step)
+                    # Sum over examples / global count, times world size because DDP averages gradients.
+                    loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
+                                                      teach, b.main_mask)
+                    total_loss = loss + ratio.objective
+                    if not torch.isfinite(total_loss):
+                        save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"error": "non-finite loss"})
+                        raise FloatingPointError(f"non-finite loss at step {step}; last good state saved in {run_dir}")
+                    opt.zero_grad(set_to_none=True)
+                    total_loss.backward()
+                    gn = torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.grad_clip)
+                    opt.step()
+                    if ema is not None:
+                        ema.update_parameters(net)
+                    step += 1
+                    if hooks.after_step:
+                        hooks.after_step(step, net)
+                    batch_pos += 1
+                    gl = float(all_reduce_sum(loss.detach() / info.world_size, info))
+                    if soft is not None:
+                        rec_soft = {"distill_kl": float(all_reduce_sum(soft / info.world_size, info))}
+                    else:
+                        rec_soft = {}
+                    rec = {"loss": gl, **rec_soft, "ratio_loss": ratio.value, "grad_norm": float(gn), "lr": opt.param_groups[0]["lr"],
+                           "epoch": epoch, **{f"boundary_frac_s{i}": st["boundary_fraction"] for i, st in enumerate(ratio.stages)}}
+                    logger.write({"step": step, **rec})
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{gl:.3f}")
+                    guard.end()
+                    if step % cfg.checkpoint_every == 0:
+                        save(run_dir / step_checkpoint_name(step), epoch, batch_pos, rec)
+                    if step >= total:
+                        done = True
+                        break
+                if batch_pos >= n_batches or done:
+                    rep = validate() if valid_ex and info.is_main else None
+                    guard.begin()  # the epoch's record and the move to the next epoch: both or neither
+                    if rep is not None:
+                        valid_metrics = {f"valid_{k}": v for k, v in rep.summary().items()}
+                        valid_metrics["epoch"] = epoch
+                        if unknown_valid:  # how many of the misses were labels training never saw
+                            valid_metrics["valid_n_unknown_gold"] = sum(unknown_valid.values())
+                        history.append({"step": step, **valid_metrics})
+                        logger.write({"step": step, **valid_metrics})
+                        bar.write(f"epoch {epoch}: valid micro-F1 {rep.micro_f1:.3f} macro-F1 {rep.macro_f1:.3f}")
+                    barrier(info)
+                    if batch_pos >= n_batches:
+                        epoch, batch_pos = epoch + 1, 0
+                    guard.end()
+    except KeyboardInterrupt:
+        bar.close()
+        if info.is_main:
+            if info.world_size == 1 and not guard.torn and step > 0 and not (run_dir / step_checkpoint_name(step)).exists():
+                save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"interrupted": True})
+            console.print(_interrupt_message(run_dir, step), soft_wrap=True)
+        raise
     bar.close()
     final = run_dir / "final.pt"
     valid_metrics = dict(valid_metrics, train_seconds=time.time() - t0)
@@ -482,9 +607,9 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                           f"{joint.get('joint_valid_macro_f1', float('nan')):.3f})")
     if cfg.calibrate and info.is_main:
         scored = (ema.module if ema is not None else unwrap(model)).classifier
-        fit = calibrate_on(scored, valid_ex, cfg.eval_batch_size, info.device)
+        fit = calibrate_on(scored, valid_known, cfg.eval_batch_size, info.device)
         post["temperature"] = fit.temperature
-        post["calibration"] = {**fit.to_dict(), "n_skipped": 0, "views": 1,
+        post["calibration"] = {**fit.to_dict(), "n_skipped": len(valid_ex) - len(valid_known), "views": 1,
                                "data": f"validation split of {cfg.task} (this run's; also what valid_* report)"}
         logger.write({"step": step, "temperature": fit.temperature, "valid_ece_before": fit.ece_before,
                       "valid_ece_after": fit.ece_after})

@@ -7,7 +7,10 @@ validate a run's configuration without reading the training code.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Collection
 
 from aegir.encoding.serialize import SerializeConfig
 from aegir.train.head_refit import REFIT_MODES
@@ -150,7 +153,105 @@ class FinetuneConfig:
             raise ValueError("--distill-unlabeled needs at least one --teacher (the unlabelled columns' only targets)")
         if self.teacher_cache and not self.teachers:
             raise ValueError("--teacher-cache needs at least one --teacher")
+        # Recorded absolute, so eval/liveness of the run's own validation split and a resume work from
+        # any directory (a relative path meant the directory training was started in).
+        for name in ABSOLUTE_PATH_FIELDS:
+            setattr(self, name, absolute_path(getattr(self, name)))
+        self.teachers = tuple(absolute_path(t) for t in self.teachers)
 
     def serialize_config(self) -> SerializeConfig:
         return SerializeConfig(max_bytes=self.max_bytes, max_target_bytes=self.max_target_bytes,
                                max_cell_bytes=self.max_cell_bytes)
+
+
+# Fields a resumed run may change (`aegir train --resume RUN_DIR --device cpu`): where and how the same
+# computation runs, and how often it is saved. Everything else is the run's own: the stored value when a
+# flag is not given, and a given flag that differs is refused (it would silently make another run, e.g.
+# --epochs rebuilds the learning-rate schedule for another step count).
+RESUME_OVERRIDABLE = ("device", "parallel", "cpu_bf16", "progress", "checkpoint_every", "eval_batch_size",
+                      "teacher_cache")
+# Where a new run's folder would go: a resumed run continues in RUN_DIR, so these are neither compared nor
+# changed (the stored values stay, as a record of where the run was started).
+RESUME_IGNORED = ("out", "run_name")
+# Paths recorded absolute (run from anywhere, `aegir eval` of the run's own validation split included) and
+# compared resolved on resume (`my_tables`, `my_tables/` and `/abs/my_tables` are one folder).
+ABSOLUTE_PATH_FIELDS = ("pretrained", "data", "valid_data")
+_PATH_FIELDS = ABSOLUTE_PATH_FIELDS + ("teacher_cache",)
+_FLAGS = {"cpu_bf16": "--bf16/--fp32", "teachers": "--teacher"}
+
+
+def flag_of(name: str) -> str:
+    """The `aegir train` flag that sets config field `name`."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def absolute_path(p: str | None) -> str | None:
+    """`p` made absolute and normalised (trailing slash, `..`), symlinks kept as named; URLs as given."""
+    if p is None or "://" in p:
+        return p
+    return os.path.abspath(os.path.expanduser(p))
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return str(a) == str(b) or Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def same_setting(name: str, stored: Any, given: Any) -> bool:
+    """Whether a stored run argument and a given one are the same setting (paths compared resolved,
+    tuples equal to the lists a JSON round trip gives back)."""
+    if name in _PATH_FIELDS:
+        return _same_path(stored, given)
+    if name == "teachers":
+        s, g = list(stored or ()), list(given or ())
+        return len(s) == len(g) and all(_same_path(a, b) for a, b in zip(s, g))
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return norm(stored) == norm(given)
+
+
+def resumed_config(cfg: FinetuneConfig, stored: dict[str, Any], given: Collection[str] | None = None,
+                   where: str = "") -> FinetuneConfig:
+    """The configuration of a resumed run: the stored run arguments, except RESUME_OVERRIDABLE fields in
+    `given`. `given` names the fields the caller set (the CLI: the flags on the command line); None means
+    every field of `cfg` (a Python caller passes a whole configuration). A given field outside
+    RESUME_OVERRIDABLE and RESUME_IGNORED that differs from the stored one is refused (ValueError naming
+    every such flag with both values)."""
+    names = [f.name for f in fields(FinetuneConfig)]
+    given = set(names) if given is None else set(given)
+    stored = dict(stored)
+    # Runs saved before a setting existed ran as its neutral value: held out validation tables with
+    # the training seed (before split_seed), the 15% hold-out (before cross-validation).
+    legacy_split = "split_seed" not in stored
+    stored.setdefault("split_seed", stored.get("seed", 0))
+    stored.setdefault("cv_folds", 0)
+    stored.setdefault("cv_fold", 0)
+    merged: dict[str, Any] = {}
+    conflicts: list[tuple[str, Any, Any]] = []
+    for name in names:
+        now = getattr(cfg, name)
+        if name == "resume":
+            continue
+        if name not in stored:  # a setting newer than the run: this session's value
+            merged[name] = now
+        elif name not in given or name in RESUME_IGNORED:
+            merged[name] = stored[name]
+        elif name in RESUME_OVERRIDABLE:
+            merged[name] = now
+        else:
+            if not same_setting(name, stored[name], now):
+                conflicts.append((name, now, stored[name]))
+            merged[name] = stored[name]  # the stored spelling: config.json and final.pt keep the run's provenance
+    if conflicts:
+        def why(n: str, old: Any) -> str:
+            if n == "split_seed" and legacy_split:
+                return f" (saved before --split-seed existed, it chose its validation tables with its seed: resume with --split-seed {old})"
+            return ""
+
+        said = ", ".join(f"{n}={now!r} but the run used {old!r}{why(n, old)}" for n, now, old in conflicts)
+        flags = ", ".join(flag_of(n) for n, _, _ in conflicts)
+        free = ", ".join(flag_of(n) for n in RESUME_OVERRIDABLE if n not in ("progress", "eval_batch_size"))
+        raise ValueError(f"{where}: resume with {said}; drop {flags} to continue with the run's own value(s) "
+                         f"(on resume only {free} may change)")
+    merged["resume"] = cfg.resume
+    return FinetuneConfig(**merged)
