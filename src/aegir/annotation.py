@@ -224,7 +224,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
              main_column: int | str | None = None, max_bytes: int | None = None,
              bf16: bool | None = None, min_score: float | None = None, header: bool | None = None,
              encoding: str | None = None, sheet: str | int | None = None, table: str | None = None,
-             member: str | None = None) -> AnnotationResult:
+             member: str | None = None, progress: bool = False) -> AnnotationResult:
     """Annotate every column of `data` (DataFrame, Table, or a CSV/TSV, JSON Lines, Excel (.xlsx, .xls), OpenDocument
     (.ods), Parquet/Arrow/ORC, SQLite or HTML file's path, or its http(s) URL as a string, downloaded first
     (`readers.remote`); `read_table_file` says which suffixes are which).
@@ -256,6 +256,8 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     position (`table 2`; None: the first holding a table).
     member: a zip archive's table file, by its name in the archive (None: the first; a note lists the others;
     `annotate_files` annotates each); sheet and table apply to it.
+    progress: show a progress bar (standard error) over the model's batches when they take more than 2 s (a table of
+    thousands of columns); `aegir annotate FILE` turns it on.
     """
     members = [read_at_budget(m, max_bytes) for m in loaded_members(checkpoint)]
     lc = members[0]
@@ -292,7 +294,7 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
             seen[r].update(e.target_rows)
         return ex
     with inference_precision(members, bf16):
-        raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask)
+        raw = predict_ensemble(members, encode_view, views, batch_size, label_mask=mask, progress=progress)
     k = min(top_k, len(vocab) if mask is None else int(mask.sum()))
     idx, scores = raw.top_k(k, lc.multi_label)
     total = int(tab.meta.get("rows_total", tab.n_rows))

@@ -292,15 +292,15 @@ def _kind(lc: LoadedClassifier) -> str:
 
 def predict_ensemble(members: Sequence[LoadedClassifier],
                      encode_view: Callable[[LoadedClassifier, int], Sequence[EncodedColumn]], views: int = 1,
-                     batch_size: int = 32, label_mask: np.ndarray | None = None) -> Predictions:
+                     batch_size: int = 32, label_mask: np.ndarray | None = None, progress: bool = False) -> Predictions:
     """`predict_views` for each member (each encodes the columns with its own serialization, and
     divides its logits by its fitted temperature, `calibrated`), then the mean of the members'
     probabilities (softmax, or per-label sigmoids for multi-label models). One member returns its
     own (calibrated) predictions unchanged. With several, the returned logits are
     log(mean probability) (multi-label: logit(mean sigmoid)), so argmax, top-k and scores read the
     averaged probabilities; pooled embeddings and boundary counts are the first member's."""
-    runs = [calibrated(predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size),
-                       m.temperature) for m in members]
+    runs = [calibrated(predict_views(m.model, encode_view(m, 0), lambda v, m=m: encode_view(m, v), views, batch_size,
+                                     progress=progress), m.temperature) for m in members]
     raw = combine_members(runs, members[0].multi_label)
     return restrict_labels(raw, label_mask) if label_mask is not None else raw
 
@@ -345,7 +345,8 @@ def predict(model: AegirClassifier, examples: Sequence[EncodedColumn], batch_siz
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc="predict", unit="batch", leave=False)
+        # delay: a bar only for passes that take a while (a table of thousands of columns), not every small call
+        it = tqdm(it, desc="predict", unit="batch", leave=False, delay=2.0)
     for s in it:
         idx = order[s : s + batch_size]
         b = collate([examples[i] for i in idx]).to(device)

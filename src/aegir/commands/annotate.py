@@ -124,7 +124,8 @@ def _annotate_one(file: Path | str, checkpoint: List[Path], out: Optional[Path],
     term = Console(stderr=True) if out == STDIN else console
     size = file.stat().st_size if isinstance(file, Path) and file.is_file() else 0
     with _reading(term, file, size):
-        res = annotate(file, checkpoint, **kw)
+        # The model's own bar (tqdm, past 2 s: thousands of columns) only where no rich bar of the reading is live.
+        res = annotate(file, checkpoint, **kw, progress=not _shows_reading(file, size))
     if source is not None:
         res = dataclasses.replace(res, source=source, notes=[n.replace(str(file), source) for n in res.notes])
     main = next((c.main_column for c in res.columns if c.main_column is not None), None)
@@ -156,13 +157,18 @@ def _annotate_one(file: Path | str, checkpoint: List[Path], out: Optional[Path],
         term.print(f"wrote {escape(str(out))}")
 
 
+def _shows_reading(file: Path | str, size: int) -> bool:
+    """Whether `_reading` shows a bar: a URL, or a file over BIG_FILE bytes."""
+    return isinstance(file, str) or size > BIG_FILE
+
+
 @contextlib.contextmanager
 def _reading(term: Console, file: Path | str, size: int):
     """Reading counts every row of the file: on a big one, show what the wait is for, with the bytes read of a
     streamed file (CSV/TSV, JSON Lines, plain or compressed) on a progress bar; other formats get a spinner. A URL
     (a string) gets the spinner while it downloads, and a bar where its size is known and big."""
     url = isinstance(file, str)
-    if size <= BIG_FILE and not url:
+    if not _shows_reading(file, size):
         yield
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
