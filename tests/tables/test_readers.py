@@ -376,6 +376,9 @@ def test_csv_preamble_above_the_table_is_skipped_when_the_header_is_guessed(tmp_
     assert _preamble([["x", "y", ""], ["1", "2", "3"], ["4", "5", "6"]]) == 0  # 2 of 3 filled: not under half
     assert _preamble([["T", "", "", ""], ["n", "", "", ""]] + [["1", "2", "3", "4"]] * 3) == 2
     assert _preamble([["T"]] * 25 + [["1", "2", "3"]] * 30) == 0  # more than PREAMBLE_MAX: not a preamble
+    # A record with only its id filled is data: a title or note is text, not a number.
+    assert _preamble([["1000", "", "", ""], ["-9.5", "", "", ""]] + [["1001", "Ann", "a@x.org", "Rome"]] * 3) == 0
+    assert _preamble([["Report 2024", "", "", ""]] + [["1001", "Ann", "a@x", "Rome"]] * 3) == 1
 
 
 def test_no_real_headerless_table_loses_rows_to_the_preamble_rule(shared_data):

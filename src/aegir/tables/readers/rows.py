@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,18 +135,27 @@ def _skip(u: float, w: float) -> int:
     return 0 if w >= 1.0 else int(math.floor(math.log(u) / math.log1p(-w)))
 
 
+_NUMBER = re.compile(r"[-+]?(\d[\d,]*)?\.?\d+")
+
+
+def _numbers_only(row: list[str]) -> bool:
+    cells = [c.strip() for c in row if c.strip()]
+    return bool(cells) and all(_NUMBER.fullmatch(c) for c in cells)
+
+
 def preamble(rows: list[list[str]]) -> int:
     """How many leading rows are a preamble: a title or export notes above the table ("Sales report",
     "Generated 2024-01-01"). Those are rows with fewer than half the table's usual number of filled
     cells, followed by a row with at least that many (the header or the first data row). The usual
     number is the most common count of non-blank cells over the first FIRST_ROWS rows; a table of one or two
-    columns has no such preamble (a sparse first row is as likely), and at most PREAMBLE_MAX rows go."""
+    columns has no such preamble (a sparse first row is as likely), and at most PREAMBLE_MAX rows go. A row whose
+    filled cells are all numbers is data (a record with only its id filled), not a title or note, which are text."""
     filled = [sum(1 for c in r if c.strip()) for r in rows[:FIRST_ROWS]]
     usual = max(set(filled), key=lambda n: (filled.count(n), n))
     if usual < 3:
         return 0
     k = 0
-    while k < min(PREAMBLE_MAX, len(filled) - 1) and 2 * filled[k] < usual:
+    while k < min(PREAMBLE_MAX, len(filled) - 1) and 2 * filled[k] < usual and not _numbers_only(rows[k]):
         k += 1
     return k if k < len(filled) and filled[k] >= usual else 0
 
