@@ -222,6 +222,18 @@ def test_labels_csv_in_a_windows_encoding_and_malformed_rows(tmp_path):
             read_labeled_csv_folder(tmp_path)
 
 
+def test_dataframe_object_cells_read_as_the_other_readers_write_them():
+    import decimal
+
+    df = pd.DataFrame({"blob": [b"\x00\xff", b"abc"], "tags": [["a", "b"], {"k": 1}],
+                       "dec": [decimal.Decimal("NaN"), decimal.Decimal("1.10")], "cplx": [1 + 2j, None],
+                       "mixed": [("x", 1), None]})
+    t = from_dataframe(df)
+    assert t.columns == [["x'00ff'", "abc"], ['["a", "b"]', '{"k": 1}'], ["", "1.10"], ["(1+2j)", ""], ['["x", 1]', ""]]
+    years = pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_tuples([("x", 2023), ("y", 2024)]))
+    assert from_dataframe(years).columns == [["x", "y"], ["2023", "2024"], ["1", "2"]]  # as to_csv writes it
+
+
 def test_labeled_csv_folder(tmp_path):
     (tmp_path / "people.csv").write_text("name,age\nAnn,3\nBo,4\n")
     (tmp_path / "labels.csv").write_text("table_name,column_name,label\npeople.csv,name,Person\npeople.csv,age,Age\n")

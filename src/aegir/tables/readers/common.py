@@ -60,6 +60,18 @@ def cell_text(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)  # dates in a Parquet list: their str()
 
 
+BLOB_BYTES = 32  # bytes of a binary value shown as hex
+
+
+def bytes_text(v: bytes) -> str:
+    """Bytes as the text a CSV export would hold: UTF-8 text as itself, else a hex literal of the first BLOB_BYTES
+    bytes (x'89504e47...'), as SQLite writes a BLOB."""
+    try:
+        return v.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"x'{v[:BLOB_BYTES].hex()}{'...' if len(v) > BLOB_BYTES else ''}'"
+
+
 def plain_number(v: float) -> str:
     """A spreadsheet number as its General format shows it: 3 for 3.0, 4.8, 1e+20 past integers' precision."""
     return str(int(v)) if v.is_integer() and abs(v) < 1e15 else format(v, ".15g")

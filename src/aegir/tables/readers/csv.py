@@ -17,7 +17,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import SkipCounter, column_name, safe_member_name
+from aegir.tables.readers.common import SkipCounter, bytes_text, cell_text, column_name, safe_member_name
 from aegir.tables.readers.compressed import STREAM_ERRORS, compression, open_raw, read_error, table_suffix
 from aegir.tables.readers.rows import Collected, collect, keep_for, to_table
 from aegir.tables.table import LabeledColumn, LabeledDataset, Table, TableError
@@ -243,8 +243,11 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
     cols = []
     for s in [*(v for _, v in index), *(df.iloc[:, j] for j in range(df.shape[1]))]:
         s = _dates_as_csv(s)
-        cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
-                     for v in s.tolist()])
+        if s.dtype == object or pd.api.types.is_complex_dtype(s.dtype):  # mixed Python values: each by its type
+            cols.append([_object_cell(v) for v in s.tolist()])
+        else:
+            cols.append(["" if (v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT) else str(v)
+                         for v in s.tolist()])
     # Column labels that are only the positions 0, 1, ... (read with header=None) are no names, as the JSON
     # reader reads such keys; a MultiIndex (a pivot table's) joins its levels with dots, as nested keys are.
     positional = df.shape[1] > 0 and [str(c) for c in df.columns] == [str(j) for j in range(df.shape[1])]
@@ -252,6 +255,26 @@ def from_dataframe(df, meta: dict[str, Any] | None = None) -> Table:
     m = {"source": "dataframe", "name": "dataframe", "header": "positions" if positional else "given",
          "has_header": not positional, "index_columns": len(index), **(meta or {})}
     return Table(columns=cols, header=header, meta=m)
+
+
+def _object_cell(v: Any) -> str:
+    """A cell of an object column as the other readers write it: bytes as text or a hex literal (as SQLite BLOBs),
+    lists, tuples, dicts and arrays as compact JSON (as JSON Lines and Parquet nested values), every missing value
+    (None, NaN, NaT, pd.NA, Decimal('NaN'), a complex NaN) as "", as `to_csv` writes it; the rest as `str()`."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes_text(bytes(v))
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, (list, tuple, dict)):
+        return cell_text(list(v) if isinstance(v, tuple) else v)
+    if v is None or v is pd.NA or v is pd.NaT or (np.ndim(v) == 0 and pd.isna(v)):
+        return ""
+    return str(v)
 
 
 def _index_levels(df) -> list[tuple[str, Any]]:
@@ -263,8 +286,8 @@ def _index_levels(df) -> list[tuple[str, Any]]:
     out = []
     for level, name in enumerate(df.index.names):
         values = df.index.get_level_values(level)
-        if name is None and pd.api.types.is_integer_dtype(values.dtype):
-            continue  # row numbers
+        if name is None and df.index.nlevels == 1 and pd.api.types.is_integer_dtype(values.dtype):
+            continue  # row numbers (a MultiIndex level of integers, years say, is data: to_csv writes it)
         out.append(("" if name is None else _label(name), pd.Series(values, index=df.index)))
     return out
 

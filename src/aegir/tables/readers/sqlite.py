@@ -16,13 +16,12 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from aegir.tables.readers.common import cell_text as _json_cell_text, column_name
+from aegir.tables.readers.common import bytes_text, cell_text as _json_cell_text, column_name
 from aegir.tables.readers.rows import Collected, sample_rows, to_table
 from aegir.tables.table import Table, TableError
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
 MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database file
-BLOB_BYTES = 32  # bytes of a binary BLOB shown as hex
 
 
 def is_sqlite(path: str | Path) -> bool:
@@ -43,10 +42,7 @@ def is_database(path: str | Path) -> bool:
 def cell_text(v: Any) -> str:
     """A stored value as the text a CSV export would hold."""
     if isinstance(v, bytes):
-        try:
-            return v.decode("utf-8")
-        except UnicodeDecodeError:
-            return f"x'{v[:BLOB_BYTES].hex()}{'...' if len(v) > BLOB_BYTES else ''}'"
+        return bytes_text(v)
     return _json_cell_text(v)
 
 
