@@ -313,6 +313,23 @@ def _parse_config(path: Path, cfg_dict: dict[str, Any], cfg_class: str | None) -
         raise CheckpointError(f"{path}: model config does not match this version of aegir: {e}") from e
 
 
+def _torch_load_reason(e: Exception) -> str:
+    """The line of torch.load's error that says what is wrong with the file. Its messages are paragraphs that ask
+    to re-run with weights_only=False or to file an issue with PyTorch, advice that is wrong for a user here."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:  # weights_only refusals: the refused global, or the unpickler's own reason on its own line
+        if "Unsupported global" in ln:
+            return ln[:300]
+    after = [ln for i, ln in enumerate(lines) if i and "WeightsUnpickler error" in lines[i - 1]]
+    if after:
+        return f"not a PyTorch pickle ({after[0][:200]})"
+    first = next((ln for ln in lines if not ln.startswith(("Weights only load failed", "Please file an issue"))),
+                 type(e).__name__)
+    if not any(ch.isalpha() for ch in first):  # the unpickler's bare opcode number ("101"): not a pickle at all
+        return f"not a PyTorch pickle ({type(e).__name__} {first})"
+    return first.split(". This is an internal")[0].split(". If you are seeing")[0][:300]
+
+
 def load_checkpoint(path: str | Path, kind: str | None = None, verify: bool = True) -> Checkpoint:
     """Load a checkpoint on CPU with `weights_only=True`; refuse anything not ours with a clear error.
 
@@ -325,10 +342,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None, verify: bool = Tr
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for bad files; all mean "unusable"
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        # torch's weights_only message is a paragraph; its useful line names the refused global.
-        useful = [ln for ln in lines if "Unsupported global" in ln or "WeightsUnpickler" in ln]
-        msg = (useful or lines or [type(e).__name__])[0][:300]
+        msg = _torch_load_reason(e)
         raise CheckpointError(
             f"{path}: not a loadable checkpoint (corrupt, truncated, or contains code objects "
             f"refused by weights_only loading): {msg}"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from aegir.diagnostics import GateConfig, LivenessInputs, LivenessReport, StageBoundaryCounts, run_liveness
-from aegir.eval_run import eval_data, eval_dataset
+from aegir.eval_run import default_out_dir, eval_data, eval_dataset
 from aegir.inference import LoadedClassifier, Predictions, load_classifier
 from aegir.tables.table import LabeledDataset
 
@@ -46,5 +46,5 @@ def run_liveness_cmd(checkpoint: str | Path, data: str | None = None, fmt: str |
                      bf16: bool | None = None) -> tuple[LivenessReport, Path]:
     lc = load_classifier(checkpoint)
     ds = eval_data(lc, data, fmt)
-    out_dir = Path(out) if out else Path(lc.source).parent / "liveness"
+    out_dir = Path(out) if out else default_out_dir(lc.source, "liveness")  # inside a specialist's folder
     return liveness_for(lc, ds, out_dir, batch_size=batch_size, views=views, bf16=bf16), out_dir

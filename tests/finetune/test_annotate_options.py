@@ -110,3 +110,28 @@ def test_empty_columns_tables_without_rows_and_long_rows_are_said(trained, tmp_p
     assert [c.name for c in ragged.columns] == ["who", "when", "column_2"]
     assert any("1 of the rows read have more fields than the header's 2 (the first: data row 2)" in n
                for n in ragged.notes)
+
+
+def test_model_labels_lists_what_annotate_chooses_from(trained, tmp_path):
+    r = CliRunner().invoke(app, ["model", "labels", "--checkpoint", str(trained.final_checkpoint)])
+    assert r.exit_code == 0, r.output
+    head, *labels = r.stdout.splitlines()
+    assert labels == ["date", "email", "number", "word"] and "CTA (custom, one label per column), 4 labels" in head
+    spec = export_specialist(trained.final_checkpoint, tmp_path / "spec")
+    j = CliRunner().invoke(app, ["model", "labels", "--checkpoint", str(spec), "--json"])
+    assert json.loads(j.stdout)["labels"] == labels
+
+
+def test_liveness_of_a_specialist_writes_inside_its_folder(trained, custom_data, tmp_path):
+    from aegir.liveness_run import run_liveness_cmd
+
+    spec = export_specialist(trained.final_checkpoint, tmp_path / "specialists" / "cta")
+    _, out_dir = run_liveness_cmd(spec, data=str(custom_data), fmt="csv")
+    assert out_dir == spec / "liveness" and (spec / "liveness").is_dir()
+    assert not (tmp_path / "specialists" / "liveness").exists()
+
+
+def test_other_url_schemes_are_named_not_read_as_paths(trained):
+    for url in ("ftp://host/t.csv", "s3://bucket/t.parquet"):
+        with pytest.raises(TableError, match=rf"{url}: only http\(s\) URLs are downloaded"):
+            annotate(url, trained.final_checkpoint)

@@ -26,3 +26,21 @@ def test_data_stats_bad_path_is_one_clear_error(tmp_path):
 
     r = subprocess.run([sys.executable, "-m", "aegir", "data", "stats", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 2 and "no such file or folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_labels_csv_folder_read_as_sotab_says_format_csv(tmp_path):
+    from aegir.tables import TableError
+    from aegir.tables.load import load_labeled
+
+    (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "labels.csv").write_text("table_name,column_index,label\na.csv,1,Number\n")
+    for path in (tmp_path, tmp_path / "labels.csv"):
+        r = runner.invoke(app, ["data", "stats", str(path)])  # --format sotab is the default
+        assert isinstance(r.exception, TableError) and "is read with --format csv" in str(r.exception), r.output
+    (tmp_path / "labels.csv").unlink()
+    try:
+        load_labeled("sotab", tmp_path)
+    except TableError as e:
+        assert "not a SOTAB root or split folder" in str(e) and "(pass --gold)" not in str(e)
+    else:
+        raise AssertionError("a folder of CSVs without a gold file was read as SOTAB")

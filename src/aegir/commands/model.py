@@ -1,4 +1,4 @@
-"""`aegir model ...`: inspect model configurations (parameter counts by H-Net stage)."""
+"""`aegir model ...`: inspect model configurations (parameter counts by H-Net stage) and a classifier's labels."""
 
 from __future__ import annotations
 
@@ -26,8 +26,23 @@ def model_info(size: str, as_json: bool = False) -> str:
             f"LM head {fl.head / 1e6:.3f}M; training ~{fl.train / 1e6:.1f}M")
 
 
+def classifier_summary(checkpoint: str, as_json: bool = False) -> str:
+    """What `aegir model labels` prints: a classifier's task, kind and label vocabulary (one label per line)."""
+    from aegir.inference import load_classifier
+
+    lc = load_classifier(checkpoint)
+    info = {"checkpoint": lc.source, "task": lc.task, "kind": ("CPA" if lc.cpa else "CTA"),
+            "multi_label": lc.multi_label, "temperature": lc.temperature, "max_bytes": lc.serialize_cfg.max_bytes,
+            "step": lc.meta.get("step"), "git_commit": lc.meta.get("git_commit"), "labels": list(lc.vocab.labels)}
+    if as_json:
+        return json.dumps(info, indent=1, default=str)
+    head = (f"# {info['checkpoint']}: {info['kind']} ({info['task']}, "
+            f"{'multi-label' if lc.multi_label else 'one label per column'}), {len(info['labels'])} labels")
+    return "\n".join([head, *info["labels"]])
+
+
 def register(app: typer.Typer) -> None:
-    model_app = typer.Typer(help="Inspect backbone configurations.", no_args_is_help=True)
+    model_app = typer.Typer(help="Inspect backbone configurations and a classifier's labels.", no_args_is_help=True)
     app.add_typer(model_app, name="model")
 
     @model_app.command("info")
@@ -47,3 +62,11 @@ def register(app: typer.Typer) -> None:
             print(text)
         else:
             console.print(text, highlight=False)
+
+    @model_app.command("labels")
+    def labels(
+        checkpoint: str = typer.Option(..., help="Classifier checkpoint (final.pt, run folder or exported specialist)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the task, kind and labels as JSON."),
+    ) -> None:
+        """The labels a classifier chooses from (what annotate --labels takes), one per line, after a # summary line."""
+        print(classifier_summary(checkpoint, as_json))

@@ -27,7 +27,13 @@ def resolve_sotab(path: str | Path, gold: str | Path | None = None) -> dict[str,
     for name, (d, g) in sotab_splits(path.parent.parent).items():
         if d.resolve() == path.resolve():
             return {name: (d, g)}
-    raise TableError(f"{path}: not a SOTAB root or split folder with a known gold CSV (pass --gold)")
+    if not path.exists():
+        raise TableError(f"{path}: no such file or folder")
+    if (path / "labels.csv").is_file() or path.name == "labels.csv":
+        raise TableError(f"{path}: a folder of tables with labels.csv is read with --format csv (name the folder), "
+                         "not as SOTAB")
+    raise TableError(f"{path}: not a SOTAB root or split folder with a known gold CSV (CTA/CTA_training_gt.csv, ...); "
+                     "aegir data stats takes the gold CSV with --gold")
 
 
 def load_labeled(fmt: str, path: str | Path | None = None, *, gold: str | Path | None = None,
