@@ -133,6 +133,17 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return out
 
 
+def resume_point(run_dir: str | Path, kind: str) -> Checkpoint:
+    """The checkpoint `--resume RUN_DIR` continues from: the run folder's newest usable one of `kind`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume {run_dir}: no such run folder")
+    ck = latest_checkpoint(run_dir, kind=kind)
+    if ck is None:
+        raise CheckpointError(f"--resume {run_dir}: no usable {kind} checkpoint in this run folder")
+    return ck
+
+
 def latest_checkpoint(run_dir: str | Path, kind: str | None = None) -> Checkpoint | None:
     """The newest checkpoint of a run folder that loads, skipping (with a warning) unreadable ones.
 

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aegir.checkpoint import (
-    FINAL_NAME, Checkpoint, CheckpointError, capture_rng_state, latest_checkpoint, list_checkpoints, load_checkpoint,
-    new_run_dir, restore_rng_state, save_checkpoint, step_checkpoint_name,
+    FINAL_NAME, Checkpoint, CheckpointError, capture_rng_state, list_checkpoints, load_checkpoint,
+    new_run_dir, restore_rng_state, resume_point, save_checkpoint, step_checkpoint_name,
 )
 from aegir.config import ModelConfig
 from aegir.encoding.batch import EncodedColumn, collate, encode_dataset
@@ -179,11 +179,7 @@ def resolve_resume(cfg: FinetuneConfig, given: Collection[str] | None = None) ->
     if cfg.resume is None:
         return cfg, None
     run_dir = Path(cfg.resume)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"--resume {run_dir}: no such run folder")
-    ck = latest_checkpoint(run_dir, kind="classifier")
-    if ck is None:
-        raise CheckpointError(f"{run_dir}: no classifier checkpoint to resume from")
+    ck = resume_point(run_dir, "classifier")
     try:
         cfg = resumed_config(cfg, ck.run_args, given, where=str(run_dir))
     except ValueError as e:

@@ -28,14 +28,15 @@ from torch import Tensor, nn
 from aegir.checkpoint import (
     FINAL_NAME,
     Checkpoint,
+    CheckpointError,
     capture_rng_state,
     git_commit,
-    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     load_weights,
     new_run_dir,
     restore_rng_state,
+    resume_point,
     save_checkpoint,
     step_checkpoint_name,
 )
@@ -271,11 +272,10 @@ def _resolve(cfg: PretrainConfig) -> tuple[PretrainConfig, Any]:
             raise PretrainConfigError("--init takes the architecture from the checkpoint; drop the --set overrides")
         return cfg, None
     run_dir = Path(cfg.resume)
-    if not run_dir.is_dir():
-        raise PretrainConfigError(f"--resume {run_dir}: no such run folder")
-    ck = latest_checkpoint(run_dir, kind="pretrain")
-    if ck is None:
-        raise PretrainConfigError(f"--resume {run_dir}: no usable checkpoint in this run folder")
+    try:
+        ck = resume_point(run_dir, "pretrain")
+    except CheckpointError as e:  # a --resume mistake, reported as the other flag errors are
+        raise PretrainConfigError(str(e)) from None
     stored = PretrainConfig.from_dict(ck.run_args)
     over = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(PretrainConfig(), k)}
     merged = PretrainConfig.from_dict({**stored.to_dict(), **over, "resume": str(run_dir)})
