@@ -215,6 +215,10 @@ def _main_index(table: Table, main_column: int | str, source: str) -> int:
         names = [table.column_name(j) for j in range(table.n_cols)]
         if main_column not in names:
             raise TableError(f"{source}: main column {main_column!r} is not a column name; columns: {names[:20]}")
+        same = [j for j, n in enumerate(names) if n == main_column]
+        if len(same) > 1:
+            raise TableError(f"{source}: columns {', '.join(map(str, same))} are all named {main_column!r}; pass the "
+                             "main column's index")
         return names.index(main_column)
     j = int(main_column)
     if not 0 <= j < table.n_cols:
@@ -324,6 +328,9 @@ def annotate(data, checkpoint: Checkpoint | Sequence[Checkpoint], labels: Sequen
     if tab.n_rows == 0:
         notes.append("the table has no data rows: every label comes from the column names alone")
     else:
+        if main is not None and not any(v.strip() for v in tab.columns[main]):
+            notes.append(f"the main (subject) column {main} ({tab.column_name(main) or 'no name'!r}) holds no values in "
+                         "the rows read: every property is read against an empty subject; pick another (main_column=)")
         blank = [c for c in cols if not any(v.strip() for v in tab.columns[c.column])]
         if blank:
             few = ", ".join(repr(c.name) for c in blank[:5]) + (f" and {len(blank) - 5} more" if len(blank) > 5 else "")

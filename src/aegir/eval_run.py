@@ -70,6 +70,7 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
     (`inference_precision`)."""
     members = [read_at_budget(m, max_bytes) for m in ([lc] if isinstance(lc, LoadedClassifier) else list(lc))]
     lc = members[0]
+    check_data_kind(lc, ds)
     labels = lc.vocab.labels
     index = {l: i for i, l in enumerate(labels)}
     examples = encode_dataset(ds, index, lc.serialize_cfg)
@@ -99,6 +100,16 @@ def eval_dataset(lc: LoadedClassifier | Sequence[LoadedClassifier], ds: LabeledD
     if unknown:  # misses by construction; a typo in a gold file looks exactly like this
         text += "\nnote: " + unknown_gold_note(unknown)
     return EvalRun(rep, preds, raw, examples, None, text, precision, sel, dict(unknown))
+
+
+def check_data_kind(lc: LoadedClassifier, ds: LabeledDataset) -> None:
+    """A CPA (column-pair) model scores pairs with a main column, a CTA model single columns: scoring one on the
+    other's data would read shared label names (email, telephone) as comparable and miss the rest."""
+    pairs = ds.task == "cpa" or any(t.main_column is not None for t in ds.targets)
+    if pairs != lc.cpa:
+        kind, other = ("CPA", "CTA") if lc.cpa else ("CTA", "CPA")
+        raise TableError(f"{lc.source}: a {kind} model ({lc.task}) cannot be scored on {other} data "
+                         f"({ds.source or 'the data given'}); pass {kind} data")
 
 
 def default_validation(lc: LoadedClassifier) -> LabeledDataset:
@@ -142,6 +153,13 @@ def eval_data(lc: LoadedClassifier, data: str | None = None, fmt: str | None = N
     return default_validation(lc)
 
 
+def _slug(name: str) -> str:
+    """A data path's last part as a folder-name suffix: `CTA/Validation` -> `Validation`, `sp_cv_3.csv` -> `sp_cv_3`."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name.removesuffix(".csv").removesuffix(".gz"))[:60] or "data"
+
+
 def default_out_dir(source: str | Path, name: str) -> Path:
     """Where a command writes about a classifier by default: beside a checkpoint file (its run folder's
     `name`/), inside an exported specialist folder (`specialists/cta/name`: a folder of specialists
@@ -159,11 +177,17 @@ def run_eval(checkpoint: str | Path | Sequence[str | Path], task: str | None = N
     lc = members[0]
     ds = eval_data(lc, data, fmt, task)
     run = eval_dataset(members, ds, batch_size, views=views, max_bytes=max_bytes, bf16=bf16)
-    out_dir = Path(out) if out else default_out_dir(lc.source, "eval" if len(members) == 1 else f"eval-ensemble{len(members)}")
+    name = "eval" if len(members) == 1 else f"eval-ensemble{len(members)}"
+    if data is not None:  # other data than the run's validation split: its own folder, not over the run's report
+        name += "-" + _slug(Path(data).name or "data")
+    out_dir = Path(out) if out else default_out_dir(lc.source, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     sel = {"selective": run.selective.to_dict()} if run.selective is not None else {}
+    what = {"checkpoints": [m.source for m in members], "task": task or lc.task,
+            "data": str(Path(data).resolve()) if data is not None else "the checkpoint's validation split",
+            "format": fmt, "views": views, "max_bytes": max_bytes, "columns": len(run.predictions)}
     (out_dir / "report.json").write_text(json.dumps({**run.report.to_dict(), "precision": run.precision, **sel,
-                                                         "unknown_gold": run.unknown_gold}, indent=1))
+                                                     "unknown_gold": run.unknown_gold, "evaluated": what}, indent=1))
     write_predictions(out_dir / "predictions.jsonl", run.predictions)
     if not lc.multi_label:
         cm = confusion_matrix([p.gold[0] for p in run.predictions], [p.predicted[0] for p in run.predictions], top_n=30)

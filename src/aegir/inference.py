@@ -108,12 +108,26 @@ def _temperature(t: Any, where: str) -> float:
     return t
 
 
-def export_specialist(checkpoint: str | Path, out_dir: str | Path) -> Path:
-    """Freeze a classifier as safetensors weights + JSON config/labels (no pickle anywhere)."""
+def export_specialist(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Freeze a classifier as safetensors weights + JSON config/labels (no pickle anywhere).
+
+    `out_dir` must be new or empty; an existing specialist is replaced only with `overwrite`, and then as a whole
+    (its eval/ and liveness/ reports were about the model it held)."""
+    import shutil
+
     from safetensors.torch import save_file
 
     lc = load_classifier(checkpoint)
     out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not (out / "specialist.json").is_file():
+            raise CheckpointError(f"{out}: exists and is not a specialist folder; export into a new or empty folder")
+        if not overwrite:
+            raise CheckpointError(f"{out}: a specialist is already there; pass --overwrite to replace it (and its "
+                                  "reports)")
+        if out.resolve() == Path(lc.source).resolve():
+            raise CheckpointError(f"{out}: is the specialist being exported; export to another folder")
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in lc.model.state_dict().items()}
     from aegir.evaluation._io import atomic_write

@@ -100,3 +100,21 @@ def test_annotate_cli_main_column(cpa_run, tmp_path):
                                    "--main-column", "9"])
     # main() turns the TableError into one "error: ..." line and exit status 2
     assert isinstance(bad.exception, TableError) and "main column 9 out of range" in str(bad.exception)
+
+
+def test_cpa_and_cta_data_do_not_mix_and_the_subject_column_is_checked(cpa_run, trained, custom_data, shared_data,
+                                                                       tmp_path):
+    from aegir.eval_run import run_eval
+
+    _, res = cpa_run
+    with pytest.raises(TableError, match=r"a CPA model \(sotab-cpa\) cannot be scored on CTA data"):
+        run_eval(res.final_checkpoint, data=str(custom_data), fmt="csv", out=tmp_path / "e1")
+    with pytest.raises(TableError, match=r"a CTA model \(custom\) cannot be scored on CPA data"):
+        run_eval(trained.final_checkpoint, data=str(shared_data / "sotab_v2_sample" / "CPA" / "Train"), fmt="sotab",
+                 out=tmp_path / "e2")
+    df = pd.DataFrame({"name": ["", "", ""], "author": ["Ann Lee", "Bo Ray", "Cy Dow"], "year": ["1999", "2004", "2011"]})
+    empty_subject = annotate(df, res.final_checkpoint, main_column="name")
+    assert any("main (subject) column 0 ('name') holds no values" in n for n in empty_subject.notes)
+    twins = pd.DataFrame([["A", "B", "1999"]], columns=["name", "name", "year"])
+    with pytest.raises(TableError, match=r"columns 0, 1 are all named 'name'; pass the main column's index"):
+        annotate(twins, res.final_checkpoint, main_column="name")

@@ -72,12 +72,13 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export_cmd(
         checkpoint: Path = typer.Option(..., help="Classifier checkpoint (final.pt or run folder)."),
-        out: Path = typer.Option(..., help="Output folder for the specialist."),
+        out: Path = typer.Option(..., help="Output folder for the specialist (new or empty)."),
+        overwrite: bool = typer.Option(False, help="Replace a specialist already in --out (its eval/liveness reports go too)."),
     ) -> None:
         """Freeze a classifier as a specialist: safetensors weights + config + label map."""
         from aegir.inference import export_specialist
 
-        path = export_specialist(checkpoint, out)
+        path = export_specialist(checkpoint, out, overwrite=overwrite)
         console.print(f"specialist written to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
 
 

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         data: Optional[str] = typer.Option(None, help="Validation data (default: the task's validation split; SOTAB V2 validation for sotab-cta)."),
         format: Optional[str] = typer.Option(None, help="Format of --data: sotab | gittables | csv | turl | synthetic."),
         out: Optional[Path] = typer.Option(None, help="Folder for liveness.json, liveness.txt and PNG plots."),
-        views: int = typer.Option(1, help="Average predictions over this many row views per column."),
+        views: int = typer.Option(1, min=1, help="Average predictions over this many row views per column."),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help=INFER_BF16_HELP),
     ) -> None:
         """Collapse figures, MCL clusters, chunker health and the PASS/FAIL gate (docs/current/ontology/charter.md)."""

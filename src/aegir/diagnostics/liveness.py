@@ -220,9 +220,12 @@ def evaluate_liveness(inputs: LivenessInputs, cfg: GateConfig | None = None) -> 
     stages = tuple(chunker_health(inputs.boundaries, cfg.boundary))
     pred_counts = _label_counts(inputs.predicted)
     gold_counts = _label_counts(inputs.gold)
-    n_gold_labels = len(gold_counts)
-    cap = (lambda t: min(t, n_gold_labels)) if cfg.cap_at_gold_labels else (lambda t: t)
     vocab = set(inputs.label_names) if inputs.label_names is not None else None
+    # The cap counts the gold labels the model can say: one outside its vocabulary (a typo in a gold file) cannot
+    # add a distinct prediction, and is named in the detail instead.
+    unsayable = sorted(lab for lab in gold_counts if vocab is not None and lab not in vocab)
+    n_gold_labels = len(gold_counts) - len(unsayable)
+    cap = (lambda t: min(t, n_gold_labels)) if cfg.cap_at_gold_labels else (lambda t: t)
     oov = tuple(sorted(lab for lab in pred_counts if vocab is not None and lab not in vocab))
 
     checks: list[CheckResult] = []
@@ -254,7 +257,9 @@ def evaluate_liveness(inputs: LivenessInputs, cfg: GateConfig | None = None) -> 
         f"macro-F1 {metrics.macro_f1:.3f} < {cfg.min_macro_f1}")
     t_distinct = cap(cfg.min_distinct_predicted)
     add("distinct_predicted", collapse.n_distinct_predicted, t_distinct, ">=", True,
-        f"{n_gold_labels} labels in gold" + (f", {len(oov)} predicted label(s) outside the vocabulary" if oov else ""),
+        f"{n_gold_labels} labels in gold" + (f", {len(oov)} predicted label(s) outside the vocabulary" if oov else "")
+        + (f"; gold labels not in the model's vocabulary (misses, not counted): {', '.join(unsayable[:5])}"
+           + (", ..." if len(unsayable) > 5 else "") if unsayable else ""),
         f"only {collapse.n_distinct_predicted} distinct predicted label(s), need >= {t_distinct}")
     degenerate = [s for s in stages if s.degenerate]
     if stages:

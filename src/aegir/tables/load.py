@@ -63,7 +63,8 @@ def load_labeled(fmt: str, path: str | Path | None = None, *, gold: str | Path |
         return {path.stem: read_turl(path)}
     # csv: a folder of tables with labels.csv (or --gold)
     if path.is_file():
-        raise TableError(f"{path}: for --format csv pass a folder of CSV files with a labels.csv (or --gold)")
+        raise TableError(f"{path}: for --format csv pass a folder of CSV files with a labels.csv"
+                         + (" (a GitTables fold CSV is --format gittables)" if path.suffix.lower() == ".csv" else ""))
     return {path.name: read_labeled_csv_folder(path, gold)}
 
 
