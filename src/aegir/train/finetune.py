@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -29,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aegir.checkpoint import (
-    FINAL_NAME, Checkpoint, CheckpointError, capture_rng_state, list_checkpoints, load_checkpoint,
+    FINAL_NAME, Checkpoint, CheckpointError, capture_rng_state, load_checkpoint,
     new_run_dir, restore_rng_state, resume_point, save_checkpoint, step_checkpoint_name,
 )
 from aegir.config import ModelConfig
@@ -49,6 +47,7 @@ from aegir.train.distributed import (
     unwrap, wrap_model,
 )
 from aegir.train.finetune_config import FinetuneConfig, resumed_config
+from aegir.train.interrupt import _InterruptGuard, _interrupt_message
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
@@ -216,53 +215,6 @@ def finetune(cfg: FinetuneConfig, task_data: TaskData | None = None, hooks: Fine
         return _finetune(cfg, task_data, info, console, hooks or FinetuneHooks(), resume_ckpt)
     finally:
         teardown(info)
-
-
-class _InterruptGuard:
-    """SIGINT during training: inside a step (update, counters, its metrics record) it is held until the
-    step ends, so the weights, optimizer, EMA, step and data position saved at the interrupt agree;
-    elsewhere, or at a second Ctrl-C within one step, KeyboardInterrupt comes at once (`torn` then says
-    the step was cut and its state must not be saved). Main thread only (signals); a no-op elsewhere."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.in_step = self.pending = self.torn = False
-        self._old: Any = None
-
-    def __enter__(self) -> "_InterruptGuard":
-        if self.enabled:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._old)
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.in_step and not self.pending:
-            self.pending = True
-            return
-        self.torn = self.in_step
-        raise KeyboardInterrupt
-
-    def begin(self) -> None:
-        self.in_step = True
-
-    def end(self) -> None:
-        self.in_step = False
-        if self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
-def _interrupt_message(run_dir: Path, step: int) -> str:
-    """What a Ctrl-C leaves: the step reached, the newest step checkpoint, how to continue."""
-    steps = [p for p in list_checkpoints(run_dir) if p.name != FINAL_NAME]
-    if not steps:
-        return f"interrupted at step {step}; no checkpoint yet: nothing to resume (start the run again)"
-    last = steps[-1]
-    return (f"interrupted at step {step}; last checkpoint: step {int(last.stem.split('-')[1])} ({last}); "
-            f"resume with: aegir train --resume {run_dir}")
 
 
 def ema_horizon_warning(decay: float, total_steps: int) -> str | None:
