@@ -206,6 +206,15 @@ def _source_files(paths: tuple[str, ...], flag: str) -> list[Path]:
     return files
 
 
+def _read_document(path: Path) -> str:
+    """A user text/SQL file in its own encoding, detected as for CSV tables (a Latin-1 "Café" stays
+    "Café", not "Caf\ufffd"); a binary-looking file is a TableError naming it, as an unreadable CSV is."""
+    from aegir.tables.readers.csv import detect_encoding
+
+    raw = path.read_bytes()
+    return raw.decode(detect_encoding(raw, path), errors="replace")
+
+
 def read_user_sources(files: list[Path], cfg: CorpusConfig) -> tuple[list[str], list[Table], list[str], list[str]]:
     """(texts, tables, ddl statements, file names) from user files (`split_sources`' first list)."""
     from aegir.tables.readers.csv import read_csv
@@ -220,7 +229,7 @@ def read_user_sources(files: list[Path], cfg: CorpusConfig) -> tuple[list[str], 
         k = _kind_of(f)
         names.append(str(f))
         if k == "text":
-            texts.append(f.read_text(encoding="utf-8", errors="replace"))
+            texts.append(_read_document(f))
         elif k == "jsonl":
             texts += _read_jsonl(f, cfg.jsonl_field)
         elif k == "parquet":
@@ -229,7 +238,7 @@ def read_user_sources(files: list[Path], cfg: CorpusConfig) -> tuple[list[str], 
             if tab is not None:
                 tables.append(tab)
         elif k == "sql":
-            ddls += [s.strip() + "\n" for s in f.read_text(encoding="utf-8", errors="replace").split(";\n") if s.strip()]
+            ddls += [s.strip() + "\n" for s in _read_document(f).split(";\n") if s.strip()]
         elif k == "sotab":
             tables.append(_first_rows(read_sotab_table(f), cfg.max_table_rows))
         elif _is_gittables_fold(f):
