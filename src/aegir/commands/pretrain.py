@@ -26,10 +26,26 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+# `aegir pretrain` parameter -> PretrainConfig field, where the names differ.
+_FIELD_OF = {"config": "corpus", "set_": "model_overrides", "bf16": "cpu_bf16"}
+
+
+def given_fields(ctx: typer.Context) -> set[str]:
+    """PretrainConfig fields whose flags were typed (or set by an environment variable): on --resume a
+    typed `--batch-size 8` against a run of 2 is a conflict even though 8 is the default."""
+    def given(name: str) -> bool:
+        # By name: typer ships its own copy of click, whose ParameterSource is not click's enum.
+        src = ctx.get_parameter_source(name)
+        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {_FIELD_OF.get(name, name) for name in ctx.params if given(name)}
+
+
 def pretrain_command(
+    ctx: typer.Context,
     config: str = typer.Option("mixed-v2", "--config", help="Corpus mixture: mixed-v2 (text 0.4 / DDL 0.2 / tables 0.4), text, tables."),
     model_size: str = typer.Option("nano", "--model-size", help="Model preset: nano, tiny, small, base."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 1000; on --resume: the run's own)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimizer steps (default 1000, or no cap with --hours; on --resume: the run's own)."),
     hours: Optional[float] = typer.Option(None, "--hours", help="Wall-clock budget; stops when spent (cosine follows elapsed time)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Global batch (sequences per step, all processes together)."),
     seq_len: int = typer.Option(512, "--seq-len", help="Bytes (ids) per training sequence."),
@@ -38,7 +54,7 @@ def pretrain_command(
     warmup_steps: int = typer.Option(100, "--warmup-steps", help="Linear warmup steps before the cosine decay."),
     out: Path = typer.Option(Path("outputs"), "--out", help="Runs go to OUT/<run-name>/<UTC stamp>/."),
     run_name: Optional[str] = typer.Option(None, "--run-name", help="Run folder name (default: the --config name)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint (its own settings; only --steps, --hours, --out, logging, device and thread flags may change)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start a new run from this pretraining checkpoint's weights and architecture (continued / domain-adaptive pretraining; fresh optimizer and schedule)."),
     data: list[Path] = typer.Option([], "--data", help="Text/table files or folders (.txt .md .jsonl .parquet .csv .tsv .sql, SOTAB .json.gz tables, GitTables fold CSVs); repeatable. Pass training splits only. Default: the embedded corpus."),
     exclude: list[Path] = typer.Option([], "--exclude", help="Skip every --data table whose file matches a table in these files/folders (file name without extension; SOTAB's _CTA/_CPA suffix ignored), e.g. the tables you will evaluate on; repeatable."),
@@ -64,7 +80,7 @@ def pretrain_command(
     from aegir.checkpoint import CheckpointError
     from aegir.config import ModelConfigError
     from aegir.tables import TableError
-    from aegir.train.pretrain import PretrainConfig, PretrainConfigError, TrainingDiverged, pretrain
+    from aegir.train.pretrain import Interrupted, PretrainConfig, PretrainConfigError, TrainingDiverged, pretrain
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -76,7 +92,9 @@ def pretrain_command(
             resume=str(resume) if resume else None, init=str(init) if init else None, eval_every=eval_every, ckpt_every=ckpt_every,
             strategy=strategy, device=device, threads=threads, cpu_bf16=bf16, progress=progress, tensorboard=tensorboard,
         )
-        res = pretrain(cfg)
+        res = pretrain(cfg, given=given_fields(ctx))
+    except Interrupted as e:  # pretrain printed where the run stands and how to resume it
+        raise typer.Exit(128 + int(e.signum)) from None  # 130 for Ctrl-C, 143 for SIGTERM, as shells report them
     except TrainingDiverged as e:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(3) from None

@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import torch
 from torch import Tensor, nn
@@ -44,13 +45,14 @@ from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.model.wkv import describe_impl
 from aegir.runtime import describe_precision
 from aegir.train import distributed as D
+from aegir.train.interrupt import _InterruptGuard, _interrupt_message
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
 from aegir.train.ratio import global_ratio_term
 
 log = logging.getLogger("aegir.pretrain")
 LN2 = math.log(2.0)
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = 1000                    # without --steps and --hours; with --hours alone the clock decides
 # Fields a resumed run may change; everything else is taken from the checkpoint's run args.
 RESUME_OVERRIDABLE = ("steps", "hours", "out", "progress", "tensorboard", "device", "threads",
                       "eval_every", "ckpt_every", "log_every", "keep_checkpoints", "cpu_bf16")
@@ -64,6 +66,14 @@ class PretrainConfigError(ValueError):
     pass
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped the run; `signum` says which (the CLI exits 128 + signum)."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
 @dataclass
 class PretrainConfig:
     run_name: str = "mixed-v2"
@@ -73,7 +83,7 @@ class PretrainConfig:
     embedded: bool | None = None
     model_size: str = "nano"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    steps: int | None = None            # None: 1000 for a fresh run, the stored value on resume
+    steps: int | None = None            # None: 1000 for a fresh run (no cap with --hours), the stored value on resume
     hours: float | None = None          # wall-clock budget; the cosine then runs on elapsed time
     batch_size: int = 8                 # global (all processes together)
     seq_len: int = 512
@@ -112,6 +122,13 @@ class PretrainConfig:
             raise PretrainConfigError(f"--steps must be >= 1, got {self.steps}")
         if self.hours is not None and not self.hours > 0:
             raise PretrainConfigError(f"--hours must be > 0, got {self.hours}")
+        # Checked here, before a run folder is made or the corpus read, so a typo costs nothing.
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise PretrainConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.warmup_steps < 0:
+            raise PretrainConfigError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.threads is not None and self.threads < 1:
+            raise PretrainConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.strategy not in ("auto", "ddp", "fsdp", "none"):
             raise PretrainConfigError(f"--strategy must be auto, ddp, fsdp or none, got {self.strategy!r}")
 
@@ -257,6 +274,19 @@ def _health(stats: StepStats, step: int, warned: dict[tuple[int, str], int]) -> 
     return msgs
 
 
+def _short_stream_warnings(corpus, seq_len: int) -> list[str]:
+    """A stream shorter than a window is repeated to fill it: training sees the same bytes over and
+    over, and held-out bits/byte measures a few hundred bytes seen many times."""
+    out = []
+    for kind in corpus.kinds:
+        for what, stream in (("training", corpus.train[kind]), ("held-out", corpus.heldout[kind])):
+            if stream.size < seq_len:
+                out.append(f"the {kind} {what} stream is {int(stream.size):,} ids, shorter than --seq-len {seq_len}: "
+                           f"every window repeats it{', so held-out bits/byte for ' + kind + ' means little' if what == 'held-out' else ''}"
+                           f" (give more {kind} data or a smaller --seq-len)")
+    return out
+
+
 def _flat(stats: StepStats) -> dict[str, float]:
     d = {"loss": stats.loss, "bpb": stats.loss / LN2, "ratio_loss": stats.ratio_loss}
     for i, st in enumerate(stats.stages):
@@ -265,21 +295,104 @@ def _flat(stats: StepStats) -> dict[str, float]:
     return d
 
 
-def _resolve(cfg: PretrainConfig) -> tuple[PretrainConfig, Any]:
-    """Apply --resume: the stored run args win except for RESUME_OVERRIDABLE fields given now."""
+# CLI spelling of the PretrainConfig fields whose flag is not simply --field-name.
+_FLAG_NAMES = {"corpus": "--config", "model_overrides": "--set", "cpu_bf16": "--bf16", "embedded": "--embedded"}
+_PATH_FIELDS = ("data", "exclude", "init")
+
+
+def _flag(name: str) -> str:
+    return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def _absolute_paths(cfg: PretrainConfig) -> PretrainConfig:
+    """--data/--exclude/--init made absolute, so the stored run args work for --resume from any folder."""
+    return replace(cfg, data=tuple(str(Path(d).resolve()) for d in cfg.data),
+                   exclude=tuple(str(Path(d).resolve()) for d in cfg.exclude),
+                   init=str(Path(cfg.init).resolve()) if cfg.init else None)
+
+
+def _is_given(cfg: PretrainConfig, k: str, given: Collection[str] | None) -> bool:
+    """Was field `k` set by the caller? The CLI says which flags were typed (`given`); without that
+    (library calls) a value equal to the default cannot be told from "not given" and counts as not."""
+    return k in given if given is not None else getattr(cfg, k) != getattr(PretrainConfig(), k)
+
+
+def _resume_conflicts(cfg: PretrainConfig, stored: PretrainConfig, given: Collection[str] | None) -> list[str]:
+    """Non-overridable fields given with a value other than the stored one.
+
+    Paths compare resolved, as new runs store them (older runs stored them as typed, relative to the
+    folder they started in).
+    """
+    out = []
+    for f in fields(PretrainConfig):
+        k = f.name
+        if k in RESUME_OVERRIDABLE or k in ("resume", "run_name"):
+            continue
+        given_v, was = getattr(cfg, k), getattr(stored, k)
+        if not _is_given(cfg, k, given):
+            continue
+        if k in _PATH_FIELDS:
+            norm = (lambda v: tuple(str(Path(x).resolve()) for x in v)) if k != "init" else (
+                lambda v: str(Path(v).resolve()) if v else v)
+            if norm(given_v) == norm(was):
+                continue
+        elif given_v == was:
+            continue
+        show = (lambda v: " ".join(v) if v else "(none)") if k in ("data", "exclude") else (lambda v: v)
+        out.append(f"{_flag(k)} {show(given_v)} (the run has {show(was)})")
+    return out
+
+
+def _resolve(cfg: PretrainConfig, given: Collection[str] | None = None) -> tuple[PretrainConfig, Any]:
+    """Apply --resume: the stored run args win except for RESUME_OVERRIDABLE fields given now;
+    any other field given with a different value is refused rather than silently dropped."""
     if cfg.resume is None:
         if cfg.init and cfg.model_overrides:
             raise PretrainConfigError("--init takes the architecture from the checkpoint; drop the --set overrides")
-        return cfg, None
+        return _absolute_paths(cfg), None
     run_dir = Path(cfg.resume)
     try:
         ck = resume_point(run_dir, "pretrain")
     except CheckpointError as e:  # a --resume mistake, reported as the other flag errors are
         raise PretrainConfigError(str(e)) from None
     stored = PretrainConfig.from_dict(ck.run_args)
-    over = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if getattr(cfg, k) != getattr(PretrainConfig(), k)}
+    bad = _resume_conflicts(cfg, stored, given)
+    if bad:
+        raise PretrainConfigError(f"--resume {run_dir} continues the run with its own settings; these flags differ "
+                                  f"from it: {'; '.join(bad)}. Drop them, or start a new run (--init CKPT "
+                                  "starts one from a checkpoint's weights)")
+    if cfg.steps is not None and cfg.steps < ck.step:
+        raise PretrainConfigError(f"--steps {cfg.steps} is below the checkpoint's step {ck.step} ({ck.path})")
+    over = {k: getattr(cfg, k) for k in RESUME_OVERRIDABLE if _is_given(cfg, k, given)}
     merged = PretrainConfig.from_dict({**stored.to_dict(), **over, "resume": str(run_dir)})
+    if ck.path.name == FINAL_NAME:
+        # A finished run trains on only with a larger --steps or --hours; otherwise the session would do no
+        # step and overwrite final.pt with its empty metrics (loss nan, 0 bytes/s).
+        steps = merged.steps or (None if merged.hours else DEFAULT_STEPS)
+        elapsed = float((ck.data_state or {}).get("elapsed_s", 0.0))
+        if (steps is not None and steps <= ck.step) or (merged.hours and elapsed >= merged.hours * 3600.0):
+            raise PretrainConfigError(f"{run_dir}: this run finished ({FINAL_NAME} at step {ck.step}); nothing to resume "
+                                      "(a larger --steps or --hours trains it further)")
     return merged, ck
+
+
+def _check_device(device: str) -> None:
+    try:
+        D.resolve_device(device)
+    except ValueError as e:  # CUDA asked for but missing
+        raise PretrainConfigError(f"--device {device}: {e}") from None
+    except RuntimeError:  # torch.device("tpu"): a long list of torch's device types
+        raise PretrainConfigError(f"--device {device}: not a device (use auto, cpu, cuda or cuda:N)") from None
+
+
+def _check_out(out: str) -> None:
+    """--out must be (or be creatable as) a folder: its nearest existing ancestor must be a folder."""
+    p = Path(out).absolute()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise PretrainConfigError(f"--out {out}: {q} is a file, not a folder")
+            return
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,15 +403,23 @@ def pretrain(
     hooks: PretrainHooks | None = None,
     model_factory: Callable[[PretrainConfig], nn.Module] | None = None,
     kind: str = "pretrain",
+    given: Collection[str] | None = None,
 ) -> PretrainResult:
     """Run (or resume) pretraining; returns where the run lives and what it measured.
 
     model_factory: build a different model with the same `lm_loss` contract (the benchmark's
     Transformer baseline); default `AegirModel(ModelConfig.preset(cfg.model_size, ...))`.
+    given: on --resume, the PretrainConfig fields the user set (the CLI's typed flags); a field given
+    with a value other than the run's is refused unless it is in RESUME_OVERRIDABLE. None: fields that
+    differ from their default count as given.
     """
     hooks = hooks or PretrainHooks()
-    cfg, ck = _resolve(cfg)
-    steps = cfg.steps or DEFAULT_STEPS
+    cfg, ck = _resolve(cfg, given)
+    _check_device(cfg.device)
+    if ck is None:
+        _check_out(cfg.out)
+    # With --hours alone the clock decides (no step cap), so the lr reaches its floor at the deadline.
+    steps = cfg.steps or (None if cfg.hours else DEFAULT_STEPS)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     info = D.init_distributed(cfg.device)
@@ -308,11 +429,14 @@ def pretrain(
         D.teardown(info)
 
 
-def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, kind: str) -> PretrainResult:
+def _run(cfg, ck, steps: int | None, info: D.DistInfo, hooks: PretrainHooks, factory, kind: str) -> PretrainResult:
     if cfg.batch_size % info.world_size:
         raise PretrainConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {info.world_size} processes")
     corpus = build_corpus(cfg.corpus_config())
     fingerprint = corpus.fingerprint()
+    if info.is_main:
+        for msg in _short_stream_warnings(corpus, cfg.seq_len):
+            log.warning(msg)
     torch.manual_seed(cfg.seed)
     init_ck = _init_checkpoint(cfg.init) if cfg.init and ck is None else None
     if cfg.init:
@@ -346,7 +470,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     lr_mults = {n: lr_mult_of(p) for n, p in inner.named_parameters()}  # before FSDP replaces params
     obj = D.wrap_model(inner, info, strategy)
     ocfg = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                       total_steps=steps, min_lr_ratio=cfg.min_lr_ratio)
+                       total_steps=steps or DEFAULT_STEPS,  # unused by time-budget runs (steps None)
+                       min_lr_ratio=cfg.min_lr_ratio)
     opt = build_optimizer(D.unwrap(obj), ocfg, lr_mults)
     sched = WarmupCosine(opt, ocfg)
     if ck is not None:
@@ -365,7 +490,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
                 "wkv": wkv_path, "precision": precision,
                 "init": {"path": cfg.init, "step": init_ck.step, "metrics": init_ck.metrics} if init_ck else None}
         (run_dir / "config.json").write_text(json.dumps(meta, indent=2, default=str))
-    mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main)
+    # The eval record at the checkpoint's step is written before that checkpoint: keep it on resume.
+    mlog = MetricsLog(run_dir, start, cfg.tensorboard, info.is_main, keep_events_at_start=("eval",))
     say = _printer(info)
     say(f"run folder {run_dir} | {info.world_size} process(es) on {info.device} | "
         f"{meta['n_params'] if info.is_main else 0:,} parameters | {corpus_summary(corpus)}")
@@ -400,58 +526,79 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
     budget_s = cfg.hours * 3600.0 if cfg.hours else None
     shard = D.shard_range(cfg.batch_size, info.rank, info.world_size)
     warned: dict[tuple[int, str], int] = {}
-    last_loss, last_bpb = float("nan"), dict(initial_bpb)
+    last_loss = float((ck.metrics or {}).get("loss", float("nan"))) if ck is not None else float("nan")
+    last_bpb = dict((ck.metrics or {}).get("heldout_bpb", initial_bpb)) if ck is not None else dict(initial_bpb)
     tokens_done, train_time = 0, 0.0
     bar = _progress(info, cfg, start, steps)
     step, stopped = start, "steps"
-    while step < steps:
-        elapsed = elapsed_before + (time.time() - t0)
-        if budget_s is not None:
-            # Clocks differ between processes: rank 0's reading decides for all, else one rank
-            # could stop while the others wait in the next all-reduce forever.
-            elapsed = float(D.all_reduce_sum(torch.tensor(elapsed if info.is_main else 0.0, dtype=torch.float64), info))
-            if elapsed >= budget_s:
-                stopped = "time"
-                break
-        # Time-budget runs put the cosine on elapsed time, so the lr still decays by the deadline.
-        lr = sched.set_step(step, None if budget_s is None else elapsed / budget_s)
-        if hooks.before_step:
-            hooks.before_step(step, model)
-        ts = time.time()
-        ids = torch.from_numpy(corpus.batch([step * cfg.batch_size + i for i in shard])).to(info.device)  # (B/W, T)
-        objective, stats = obj(ids)
-        if not math.isfinite(stats.loss) or not math.isfinite(stats.ratio_loss):
-            _diverged(step, f"loss {stats.loss} (ratio loss {stats.ratio_loss})", model, save, mlog, run_dir, info)
-        opt.zero_grad(set_to_none=True)
-        objective.backward()
-        gnorm = D.local_value(torch.nn.utils.clip_grad_norm_(obj.parameters(), cfg.grad_clip))
-        if not math.isfinite(gnorm):
-            _diverged(step, f"gradient norm {gnorm}", model, save, mlog, run_dir, info)
-        opt.step()
-        dt = time.time() - ts
-        tokens_done += cfg.batch_size * cfg.seq_len
-        train_time += dt
-        rec = {"step": step, "lr": lr, "grad_norm": gnorm, "bytes_per_s": cfg.batch_size * cfg.seq_len / max(dt, 1e-9),
-               "elapsed_s": elapsed_before + time.time() - t0, **_flat(stats)}
-        for msg in _health(stats, step, warned):
-            if info.is_main:  # stats are global: one warning, not one per process
-                log.warning(msg)
-            rec.setdefault("warnings", []).append(msg)
-        if step % cfg.log_every == 0 or step == start or rec.get("warnings"):
-            mlog.write(rec)
-        last_loss = stats.loss
-        step += 1
-        if hooks.after_step:
-            hooks.after_step(step, rec)
-        if step % cfg.eval_every == 0 and step < steps:
-            last_bpb = evaluate_bpb(obj, corpus, cfg, info)
-            mlog.write({"step": step, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in last_bpb.items()}})
-        if step % cfg.ckpt_every == 0 and step < steps:
-            save(step_checkpoint_name(step), step, {"loss": last_loss, "heldout_bpb": last_bpb, "initial_bpb": initial_bpb})
+    limit = steps if steps is not None else math.inf  # None: --hours alone, the time budget stops the run
+    # Ctrl-C / SIGTERM (a cluster's pre-emption) finish the step under way and save it. One process only:
+    # under torchrun the ranks would not agree on the step, so there only the message (as `aegir train`).
+    guard = _InterruptGuard(enabled=info.world_size == 1, signals=(signal.SIGINT, signal.SIGTERM))
+    try:
+        with guard:
+            while step < limit:
+                elapsed = elapsed_before + (time.time() - t0)
+                if budget_s is not None:
+                    # Clocks differ between processes: rank 0's reading decides for all, else one rank
+                    # could stop while the others wait in the next all-reduce forever.
+                    elapsed = float(D.all_reduce_sum(torch.tensor(elapsed if info.is_main else 0.0, dtype=torch.float64), info))
+                    if elapsed >= budget_s:
+                        stopped = "time"
+                        break
+                guard.begin()  # a Ctrl-C/SIGTERM from here waits for the step (and its eval/checkpoint) to end
+                # Time-budget runs put the cosine on elapsed time, so the lr still decays by the deadline.
+                lr = sched.set_step(step, None if budget_s is None else elapsed / budget_s)
+                if hooks.before_step:
+                    hooks.before_step(step, model)
+                ts = time.time()
+                ids = torch.from_numpy(corpus.batch([step * cfg.batch_size + i for i in shard])).to(info.device)  # (B/W, T)
+                objective, stats = obj(ids)
+                if not math.isfinite(stats.loss) or not math.isfinite(stats.ratio_loss):
+                    _diverged(step, f"loss {stats.loss} (ratio loss {stats.ratio_loss})", model, save, mlog, run_dir, info,
+                              cfg.lr, cfg.warmup_steps)
+                opt.zero_grad(set_to_none=True)
+                objective.backward()
+                gnorm = D.local_value(torch.nn.utils.clip_grad_norm_(obj.parameters(), cfg.grad_clip))
+                if not math.isfinite(gnorm):
+                    _diverged(step, f"gradient norm {gnorm}", model, save, mlog, run_dir, info,
+                              cfg.lr, cfg.warmup_steps)
+                opt.step()
+                dt = time.time() - ts
+                tokens_done += cfg.batch_size * cfg.seq_len
+                train_time += dt
+                rec = {"step": step, "lr": lr, "grad_norm": gnorm, "bytes_per_s": cfg.batch_size * cfg.seq_len / max(dt, 1e-9),
+                       "elapsed_s": elapsed_before + time.time() - t0, **_flat(stats)}
+                for msg in _health(stats, step, warned):
+                    if info.is_main:  # stats are global: one warning, not one per process
+                        log.warning(msg)
+                    rec.setdefault("warnings", []).append(msg)
+                if step % cfg.log_every == 0 or step == start or rec.get("warnings"):
+                    mlog.write(rec)
+                last_loss = stats.loss
+                step += 1
+                if hooks.after_step:
+                    hooks.after_step(step, rec)
+                if step % cfg.eval_every == 0 and step < limit:
+                    last_bpb = evaluate_bpb(obj, corpus, cfg, info)
+                    mlog.write({"step": step, "event": "eval", **{f"heldout_bpb.{k}": v for k, v in last_bpb.items()}})
+                if step % cfg.ckpt_every == 0 and step < limit:
+                    save(step_checkpoint_name(step), step, {"loss": last_loss, "heldout_bpb": last_bpb, "initial_bpb": initial_bpb})
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats.loss:.3f}", F0=f"{stats.stages[0]['boundary_fraction']:.2f}" if stats.stages else "-",
+                                    Bps=f"{tokens_done / max(train_time, 1e-9):,.0f}")
+                guard.end()
+    except KeyboardInterrupt:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats.loss:.3f}", F0=f"{stats.stages[0]['boundary_fraction']:.2f}" if stats.stages else "-",
-                            Bps=f"{tokens_done / max(train_time, 1e-9):,.0f}")
+            bar.close()
+        if info.world_size == 1 and not guard.torn and step > start and not (run_dir / step_checkpoint_name(step)).exists():
+            save(step_checkpoint_name(step), step, {"loss": last_loss, "heldout_bpb": last_bpb,
+                                                    "initial_bpb": initial_bpb, "interrupted": True})
+        mlog.close()
+        msg = _interrupt_message(run_dir, step, "aegir pretrain") if info.is_main else ""
+        say(msg)
+        raise Interrupted(msg, guard.signum or signal.SIGINT) from None
     if bar is not None:
         bar.close()
     final_bpb = evaluate_bpb(obj, corpus, cfg, info)
@@ -467,7 +614,8 @@ def _run(cfg, ck, steps: int, info: D.DistInfo, hooks: PretrainHooks, factory, k
                           wall_s=time.time() - t0, stopped=stopped)
 
 
-def _diverged(step: int, what: str, model: nn.Module, save, mlog: MetricsLog, run_dir: Path, info: D.DistInfo):
+def _diverged(step: int, what: str, model: nn.Module, save, mlog: MetricsLog, run_dir: Path, info: D.DistInfo,
+              lr: float, warmup: int):
     """Stop on NaN/inf. Saves the current weights only if they are still finite (the bad update
     was not applied); otherwise the newest earlier checkpoint is the one to resume from."""
     finite = all(bool(torch.isfinite(getattr(p, "_local_tensor", p)).all()) for p in model.parameters())
@@ -479,9 +627,15 @@ def _diverged(step: int, what: str, model: nn.Module, save, mlog: MetricsLog, ru
         path = older[-1] if older else None
     mlog.write({"step": step, "event": "diverged", "what": what})
     mlog.close()
-    hint = f"last usable checkpoint: {path}" if path else "no usable checkpoint was written before this step"
-    raise TrainingDiverged(f"non-finite {what} at step {step}; training stopped ({hint}). "
-                           f"Try a lower --lr or more --warmup-steps, then --resume {run_dir}")
+    # --resume keeps the run's lr and warmup, so it would diverge again: the way on is a new run from
+    # the last usable weights (--init: fresh optimizer and schedule) with a gentler lr.
+    if path:
+        hint = (f"last usable checkpoint: {path}). Start a new run from it with a lower lr or a longer warmup: "
+                f"aegir pretrain --init {path} --lr {lr / 10:g} --warmup-steps {max(2 * warmup, 100)} ...")
+    else:
+        hint = ("no usable checkpoint was written before this step). Start again with a lower lr or a longer "
+                f"warmup: --lr {lr / 10:g} --warmup-steps {max(2 * warmup, 100)}")
+    raise TrainingDiverged(f"non-finite {what} at step {step}; training stopped ({hint}")
 
 
 def _printer(info: D.DistInfo) -> Callable[[str], None]:
@@ -493,7 +647,7 @@ def _printer(info: D.DistInfo) -> Callable[[str], None]:
     return say
 
 
-def _progress(info: D.DistInfo, cfg: PretrainConfig, start: int, steps: int):
+def _progress(info: D.DistInfo, cfg: PretrainConfig, start: int, steps: int | None):
     if not (info.is_main and cfg.progress):
         return None
     from tqdm import tqdm
