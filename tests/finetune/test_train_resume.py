@@ -254,8 +254,8 @@ def test_pretrained_takes_a_specialist_folder_and_refuses_other_folders(trained,
         finetune(_short(custom_data, tmp_path, pretrained=str(tmp_path / "notes"), run_name="bad"))
     assert not (tmp_path / "bad").exists()  # refused before a run folder was made
     # eval of a specialist writes inside its folder, not in the folder it shares with other specialists
-    ev = run_eval(spec, data=str(custom_data), fmt="csv")
-    assert ev.out_dir == spec / "eval" and (spec / "eval" / "report.json").is_file()
+    ev = run_eval(spec, data=str(custom_data), fmt="csv")  # other data than the run's: eval-<data name>/
+    assert ev.out_dir == spec / f"eval-{custom_data.name}" and (ev.out_dir / "report.json").is_file()
 
 
 def test_eval_says_when_the_runs_data_is_gone(custom_data, tmp_path, monkeypatch):
