@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -168,8 +169,10 @@ def test_train_shim_flags(custom_data, tmp_path):
     """`python train.py` takes exactly `aegir train`'s flags."""
     from aegir.paths import repo_root
 
-    help_cli = subprocess.run([sys.executable, "-m", "aegir", "train", "--help"], capture_output=True, text=True)
-    help_shim = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--help"], capture_output=True, text=True)
+    wide = {**os.environ, "COLUMNS": "250"}  # at 80, rich cuts long flag names ("--repeat-thresho…")
+    help_cli = subprocess.run([sys.executable, "-m", "aegir", "train", "--help"], capture_output=True, text=True, env=wide)
+    help_shim = subprocess.run([sys.executable, str(repo_root() / "train.py"), "--help"], capture_output=True, text=True,
+                               env=wide)
     assert help_cli.returncode == help_shim.returncode == 0
     assert "Usage: train.py [OPTIONS]" in help_shim.stdout  # the shim is the train command itself
     help_eval = subprocess.run([sys.executable, "-m", "aegir", "eval", "--help"], capture_output=True, text=True)
