@@ -13,11 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from aegir.checkpoint import CheckpointError, load_checkpoint
-from aegir.commands.pretrain import register
 from aegir.train.pretrain import (
     DEFAULT_STEPS,
     Interrupted,
@@ -27,6 +25,8 @@ from aegir.train.pretrain import (
     TrainingDiverged,
     pretrain,
 )
+
+from test_pretrain_cli import _app  # the pretrain command in an app of its own (tests/train is on the path)
 
 
 
@@ -39,17 +39,6 @@ def tiny_cfg(data: Path, out: Path, **kw) -> PretrainConfig:
     )
     base.update(kw)
     return PretrainConfig(**base)
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")  # a second command keeps typer from collapsing to a single-command app
-    def noop() -> None:
-        pass
-
-    return app
 
 
 class Killed(Exception):
