@@ -112,7 +112,9 @@ def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = Fa
         if sep_line:
             next(reader, None)
         try:
-            return collect(_quotes_closed(reader, path), keep, spread)
+            parsed = collect(reader, keep, spread)
+            _quotes_closed(parsed.last, reader.line_num, path)
+            return parsed
         except _csv.Error as e:
             raise TableError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
         except UnicodeDecodeError as e:
@@ -126,18 +128,18 @@ def _parse(path: Path, enc: str, delim: str, keep: int | None, spread: bool = Fa
 _SEP_LINE = re.compile(r"sep=([^\r\n])\r?\n", re.IGNORECASE)
 
 
-def _quotes_closed(reader, path: Path):
-    """The reader's rows; an error if the file ends inside a quoted cell. The csv module (not strict) then returns
-    the rest of the file as that one cell, so a stray quote on line 2 made a 1-row table of the whole file. Such a
-    last cell spans lines and keeps the file's final line break, which a closed quote does not."""
-    start, last = 1, None
-    for row in reader:
-        last = (start, row)
-        yield row
-        start = reader.line_num + 1
-    if last is not None and reader.line_num > last[0] and last[1] and last[1][-1].endswith(("\n", "\r")):
-        raise TableError(f"{path}, line {last[0]}: a quote opened in this row is never closed, so lines "
-                         f"{last[0]}-{reader.line_num} would be one cell; close or remove the stray quote character")
+def _quotes_closed(last: list[str] | None, line_num: int, path: Path) -> None:
+    """An error if the file ends inside a quoted cell. The csv module (not strict) then returns the rest of the file
+    as that one cell, so a stray quote on line 2 made a 1-row table of the whole file. Such a last cell spans lines
+    and keeps the file's final line break, which a closed quote does not; its row began as many lines before the
+    end as it holds line breaks, less the final one."""
+    if not last or not last[-1].endswith(("\n", "\r")):
+        return
+    breaks = sum(c.count("\n") + c.count("\r") - c.count("\r\n") for c in last)
+    start = line_num - breaks + 1
+    if start < line_num:
+        raise TableError(f"{path}, line {start}: a quote opened in this row is never closed, so lines "
+                         f"{start}-{line_num} would be one cell; close or remove the stray quote character")
 
 
 class _DecodeError(Exception):

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from aegir.tables.readers.common import row_sample_kind
-from aegir.tables.readers.header import guess_header
+from aegir.tables.readers.header import guess_header, is_number
 from aegir.tables.table import Table, TableError
 
 FIRST_ROWS = 200  # the rows the preamble and header guesses look at
@@ -42,6 +41,7 @@ class Collected:
     first: list[list[str]]  # the source's first FIRST_ROWS non-blank rows
     kept: list[tuple[int, list[str]]]  # (row number among non-blank rows, row), in source order
     total: int  # non-blank rows in the source
+    last: list[str] | None = None  # the source's last non-blank row (read_csv checks it ends outside a quote)
 
 
 def keep_for(max_rows: int | None, header: bool | str) -> int | None:
@@ -59,7 +59,8 @@ def collect(rows: Iterable[list[str]], keep: int | None, spread: bool = False) -
     first: list[list[str]] = []
     kept: list[tuple[int, list[str]]] = []
     total = 0
-    it: Iterator[list[str]] = (row for row in rows if not blank(row))  # blank lines carry no cells
+    seen: list[list[str] | None] = [None]  # the last non-blank row, noted as the rows stream by
+    it: Iterator[list[str]] = _non_blank(rows, seen)
     if keep is not None and spread:
         total = reservoir(it, keep, first, kept)
     else:
@@ -73,7 +74,16 @@ def collect(rows: Iterable[list[str]], keep: int | None, spread: bool = False) -
             kept.append((total - 1, row))
         # Past the rows kept: count the rest, without building a table.
         total += sum(1 for _ in it)
-    return Collected(first, kept, total)
+    return Collected(first, kept, total, seen[0])
+
+
+def _non_blank(rows: Iterable[list[str]], seen: list) -> Iterator[list[str]]:
+    """The rows that hold a cell (blank lines carry none), noting the last in `seen[0]`: no pass of its own
+    over a multi-GB file to find it."""
+    for row in rows:
+        if not blank(row):
+            seen[0] = row
+            yield row
 
 
 def sample_rows(rows: Iterator[Any], max_rows: int | None, spread: bool,
@@ -135,12 +145,9 @@ def _skip(u: float, w: float) -> int:
     return 0 if w >= 1.0 else int(math.floor(math.log(u) / math.log1p(-w)))
 
 
-_NUMBER = re.compile(r"[-+]?(\d[\d,]*)?\.?\d+")
-
-
 def _numbers_only(row: list[str]) -> bool:
     cells = [c.strip() for c in row if c.strip()]
-    return bool(cells) and all(_NUMBER.fullmatch(c) for c in cells)
+    return bool(cells) and all(map(is_number, cells))
 
 
 def preamble(rows: list[list[str]]) -> int:
