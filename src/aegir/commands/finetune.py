@@ -9,24 +9,12 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from aegir.commands import BF16_HELP, INFER_BF16_HELP
+from aegir.commands import BF16_HELP, INFER_BF16_HELP, given_fields
 
 console = Console()
 
 # `aegir train` parameter -> FinetuneConfig field, where the names differ.
 _FIELD_OF = {"teacher": "teachers", "bf16": "cpu_bf16"}
-
-
-def given_fields(ctx: typer.Context) -> set[str]:
-    """Config fields whose flags the command line (or an environment variable) set. A flag left at its
-    default is not given: on --resume the run's stored value applies, while `--epochs 10` typed against
-    a run of 4 is a conflict even though 10 is the default."""
-    def given(name: str) -> bool:
-        # By name: typer ships its own copy of click, whose ParameterSource is not click's enum.
-        src = ctx.get_parameter_source(name)
-        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
-
-    return {_FIELD_OF.get(name, name) for name in ctx.params if given(name)}
 
 
 def register(app: typer.Typer) -> None:
@@ -102,7 +90,7 @@ def register(app: typer.Typer) -> None:
             print(f"error: {e}", file=sys.stderr)
             raise typer.Exit(2) from None
         try:
-            res = finetune(cfg, given=given_fields(ctx))
+            res = finetune(cfg, given=given_fields(ctx, _FIELD_OF))
         except KeyboardInterrupt:  # finetune printed where the run stands and how to resume it
             raise typer.Exit(130) from None
         console.print(f"final checkpoint: {res.final_checkpoint}")

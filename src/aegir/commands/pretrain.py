@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from aegir.commands import BF16_HELP
+from aegir.commands import BF16_HELP, given_fields
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -28,17 +28,6 @@ def _parse_sets(items: list[str]) -> dict:
 
 # `aegir pretrain` parameter -> PretrainConfig field, where the names differ.
 _FIELD_OF = {"config": "corpus", "set_": "model_overrides", "bf16": "cpu_bf16"}
-
-
-def given_fields(ctx: typer.Context) -> set[str]:
-    """PretrainConfig fields whose flags were typed (or set by an environment variable): on --resume a
-    typed `--batch-size 8` against a run of 2 is a conflict even though 8 is the default."""
-    def given(name: str) -> bool:
-        # By name: typer ships its own copy of click, whose ParameterSource is not click's enum.
-        src = ctx.get_parameter_source(name)
-        return src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")
-
-    return {_FIELD_OF.get(name, name) for name in ctx.params if given(name)}
 
 
 def pretrain_command(
@@ -92,7 +81,7 @@ def pretrain_command(
             resume=str(resume) if resume else None, init=str(init) if init else None, eval_every=eval_every, ckpt_every=ckpt_every,
             strategy=strategy, device=device, threads=threads, cpu_bf16=bf16, progress=progress, tensorboard=tensorboard,
         )
-        res = pretrain(cfg, given=given_fields(ctx))
+        res = pretrain(cfg, given=given_fields(ctx, _FIELD_OF))
     except Interrupted as e:  # pretrain printed where the run stands and how to resume it
         raise typer.Exit(128 + int(e.signum)) from None  # 130 for Ctrl-C, 143 for SIGTERM, as shells report them
     except TrainingDiverged as e:

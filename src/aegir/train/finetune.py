@@ -47,7 +47,7 @@ from aegir.train.distributed import (
     unwrap, wrap_model,
 )
 from aegir.train.finetune_config import FinetuneConfig, resumed_config
-from aegir.train.interrupt import _InterruptGuard, _interrupt_message
+from aegir.train.interrupt import InterruptGuard, interrupt_message
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer
 from aegir.train.ratio import global_ratio_term
@@ -452,7 +452,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
     t0 = time.time()
     # A Ctrl-C ends the step under way and saves it (one process: under torchrun the ranks would not agree
     # on the step, so there only the message).
-    guard = _InterruptGuard(enabled=info.world_size == 1)
+    guard = InterruptGuard(enabled=info.world_size == 1)
     try:
         with guard:
             done = step >= total
@@ -474,7 +474,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
                     mine_idx = [glob[i] for i in shard_range(len(glob), info.rank, info.world_size)]
                     b = collate([epoch_ex[i] for i in mine_idx], len(labels), td.multi_label).to(info.device)
                     teach = soft_targets[[epoch_src[i] for i in mine_idx]].to(info.device) if soft_targets is not None else None
-                    guard.begin()  # Ctrl-C from here waits for the step's end (see _InterruptGuard)
+                    guard.begin()  # Ctrl-C from here waits for the step's end (see InterruptGuard)
                     sched.set_step(step)
                     # Sum over examples / global count, times world size because DDP averages gradients.
                     loss, ratio, stages, soft = model(b.ids, b.mask, b.target_mask, b.labels, float(len(glob)) / info.world_size,
@@ -529,7 +529,7 @@ def _finetune(cfg: FinetuneConfig, td: TaskData | None, info: DistInfo, console,
         if info.is_main:
             if info.world_size == 1 and not guard.torn and step > 0 and not (run_dir / step_checkpoint_name(step)).exists():
                 save(run_dir / step_checkpoint_name(step), epoch, batch_pos, {"interrupted": True})
-            console.print(_interrupt_message(run_dir, step), soft_wrap=True)
+            console.print(interrupt_message(run_dir, step), soft_wrap=True)
         raise
     bar.close()
     final = run_dir / "final.pt"

@@ -7,12 +7,11 @@ validate a run's configuration without reading the training code.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Collection
 
 from aegir.encoding.serialize import SerializeConfig
+from aegir.paths import absolute_path, same_path
 from aegir.train.head_refit import REFIT_MODES
 from aegir.train.sampling import check_threshold
 from aegir.train.tasks import TASKS, check_cv
@@ -185,27 +184,14 @@ def flag_of(name: str) -> str:
     return _FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def absolute_path(p: str | None) -> str | None:
-    """`p` made absolute and normalised (trailing slash, `..`), symlinks kept as named; URLs as given."""
-    if p is None or "://" in p:
-        return p
-    return os.path.abspath(os.path.expanduser(p))
-
-
-def _same_path(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is b
-    return str(a) == str(b) or Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
-
-
 def same_setting(name: str, stored: Any, given: Any) -> bool:
     """Whether a stored run argument and a given one are the same setting (paths compared resolved,
     tuples equal to the lists a JSON round trip gives back)."""
     if name in _PATH_FIELDS:
-        return _same_path(stored, given)
+        return same_path(stored, given)
     if name == "teachers":
         s, g = list(stored or ()), list(given or ())
-        return len(s) == len(g) and all(_same_path(a, b) for a, b in zip(s, g))
+        return len(s) == len(g) and all(same_path(a, b) for a, b in zip(s, g))
     norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
     return norm(stored) == norm(given)
 

@@ -13,7 +13,7 @@ from typing import Any
 from aegir.checkpoint import FINAL_NAME, list_checkpoints
 
 
-class _InterruptGuard:
+class InterruptGuard:
     """SIGINT during training: inside a step (update, counters, its metrics record) it is held until the
     step ends, so the weights, optimizer, EMA, step and data position saved at the interrupt agree;
     elsewhere, or at a second Ctrl-C within one step, KeyboardInterrupt comes at once (`torn` then says
@@ -28,7 +28,7 @@ class _InterruptGuard:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "_InterruptGuard":
+    def __enter__(self) -> "InterruptGuard":
         if self.enabled:
             self._old = {s: signal.signal(s, self._handler) for s in self.signals}
         return self
@@ -56,7 +56,7 @@ class _InterruptGuard:
             raise KeyboardInterrupt
 
 
-def _interrupt_message(run_dir: Path, step: int, command: str = "aegir train") -> str:
+def interrupt_message(run_dir: Path, step: int, command: str = "aegir train") -> str:
     """What a Ctrl-C leaves: the step reached, the newest step checkpoint, how to continue."""
     steps = [p for p in list_checkpoints(run_dir) if p.name != FINAL_NAME]
     if not steps:

@@ -43,9 +43,10 @@ from aegir.checkpoint import (
 )
 from aegir.encoding.corpus import CorpusConfig, build_corpus, corpus_summary
 from aegir.model.wkv import describe_impl
+from aegir.paths import absolute_path, same_path
 from aegir.runtime import describe_precision
 from aegir.train import distributed as D
-from aegir.train.interrupt import _InterruptGuard, _interrupt_message
+from aegir.train.interrupt import InterruptGuard, interrupt_message
 from aegir.train.metrics_log import MetricsLog
 from aegir.train.optim import OptimConfig, WarmupCosine, build_optimizer, lr_mult_of
 from aegir.train.ratio import global_ratio_term
@@ -306,9 +307,8 @@ def _flag(name: str) -> str:
 
 def _absolute_paths(cfg: PretrainConfig) -> PretrainConfig:
     """--data/--exclude/--init made absolute, so the stored run args work for --resume from any folder."""
-    return replace(cfg, data=tuple(str(Path(d).resolve()) for d in cfg.data),
-                   exclude=tuple(str(Path(d).resolve()) for d in cfg.exclude),
-                   init=str(Path(cfg.init).resolve()) if cfg.init else None)
+    return replace(cfg, data=tuple(map(absolute_path, cfg.data)), exclude=tuple(map(absolute_path, cfg.exclude)),
+                   init=absolute_path(cfg.init))
 
 
 def _is_given(cfg: PretrainConfig, k: str, given: Collection[str] | None) -> bool:
@@ -332,9 +332,8 @@ def _resume_conflicts(cfg: PretrainConfig, stored: PretrainConfig, given: Collec
         if not _is_given(cfg, k, given):
             continue
         if k in _PATH_FIELDS:
-            norm = (lambda v: tuple(str(Path(x).resolve()) for x in v)) if k != "init" else (
-                lambda v: str(Path(v).resolve()) if v else v)
-            if norm(given_v) == norm(was):
+            now_paths, run_paths = ((given_v,), (was,)) if k == "init" else (tuple(given_v), tuple(was))
+            if len(now_paths) == len(run_paths) and all(map(same_path, now_paths, run_paths)):
                 continue
         elif given_v == was:
             continue
@@ -534,7 +533,7 @@ def _run(cfg, ck, steps: int | None, info: D.DistInfo, hooks: PretrainHooks, fac
     limit = steps if steps is not None else math.inf  # None: --hours alone, the time budget stops the run
     # Ctrl-C / SIGTERM (a cluster's pre-emption) finish the step under way and save it. One process only:
     # under torchrun the ranks would not agree on the step, so there only the message (as `aegir train`).
-    guard = _InterruptGuard(enabled=info.world_size == 1, signals=(signal.SIGINT, signal.SIGTERM))
+    guard = InterruptGuard(enabled=info.world_size == 1, signals=(signal.SIGINT, signal.SIGTERM))
     try:
         with guard:
             while step < limit:
@@ -596,7 +595,7 @@ def _run(cfg, ck, steps: int | None, info: D.DistInfo, hooks: PretrainHooks, fac
             save(step_checkpoint_name(step), step, {"loss": last_loss, "heldout_bpb": last_bpb,
                                                     "initial_bpb": initial_bpb, "interrupted": True})
         mlog.close()
-        msg = _interrupt_message(run_dir, step, "aegir pretrain") if info.is_main else ""
+        msg = interrupt_message(run_dir, step, "aegir pretrain") if info.is_main else ""
         say(msg)
         raise Interrupted(msg, guard.signum or signal.SIGINT) from None
     if bar is not None:
