@@ -137,9 +137,10 @@ def _as_table(data, max_rows_read: int | None, header: bool | None = None, encod
             t = read(p)
         t.meta.update(path=data, name=PurePosixPath(urllib.parse.urlsplit(data).path).name or data)
         return t, data
-    if isinstance(data, str) and "://" in data and len(urllib.parse.urlsplit(data).scheme) > 1:
-        raise TableError(f"{data}: only http(s) URLs are downloaded; fetch {urllib.parse.urlsplit(data).scheme}: "
-                         "files first (s3/gs/ftp tools) and annotate the local copy")
+    scheme = urllib.parse.urlsplit(data).scheme if isinstance(data, str) and "://" in data else ""
+    if len(scheme) > 1:  # one letter is a Windows drive (C://...)
+        raise TableError(f"{data}: only http(s) URLs are downloaded; fetch {scheme}: files first (s3/gs/ftp tools) and "
+                         "annotate the local copy")
     if isinstance(data, (str, Path)):
         p = Path(data)
         if not p.exists():

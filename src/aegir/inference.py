@@ -117,6 +117,8 @@ def export_specialist(checkpoint: str | Path, out_dir: str | Path, overwrite: bo
 
     from safetensors.torch import save_file
 
+    from aegir.evaluation._io import atomic_write
+
     lc = load_classifier(checkpoint)
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -130,7 +132,6 @@ def export_specialist(checkpoint: str | Path, out_dir: str | Path, overwrite: bo
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous() for k, v in lc.model.state_dict().items()}
-    from aegir.evaluation._io import atomic_write
 
     def weights(tmp: Path) -> None:
         save_file(state, str(tmp))

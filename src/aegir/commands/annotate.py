@@ -149,11 +149,10 @@ def _annotate_one(file: Path | str, checkpoint: List[Path], out: Optional[Path],
 
         if out.suffix.lower() == ".csv":
             atomic_write(out, lambda tmp: res.to_frame().to_csv(tmp, index=False))
-        elif out.suffix.lower() in (".jsonl", ".ndjson"):  # standard input into a .jsonl: one record per line
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in res.to_records())
-            atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        else:
-            text = json.dumps(res.to_records(), indent=1, ensure_ascii=False)
+        else:  # .jsonl (standard input into one): a record per line; .json: one list
+            recs = res.to_records()
+            text = ("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
+                    if out.suffix.lower() in (".jsonl", ".ndjson") else json.dumps(recs, indent=1, ensure_ascii=False))
             atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         term.print(f"wrote {escape(str(out))}")
 
